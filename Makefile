@@ -1,0 +1,60 @@
+# Entry points. `make run` renders the bundled sample end to end; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# The CPU build of torch that tests use; GPU images install their own CUDA build.
+TORCH_CPU := torch==2.13.0
+
+PACKAGES := common services/splitter services/stitcher services/generator gateway
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+
+.PHONY: install proto proto-check lint test test-fast run up bench bench-gpu k8s-check images clean
+
+install: $(STAMP)
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_CPU)
+	$(PIP) install -q -e "common[media]" -e services/splitter -e services/stitcher \
+		-e "services/generator[infinitetalk]" -e gateway -r requirements-dev.txt grpcio-tools==1.85.1
+	touch $(STAMP)
+
+proto: $(STAMP)
+	$(PY) scripts/gen_protos.py
+
+proto-check: $(STAMP)
+	$(PY) scripts/gen_protos.py --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) proto-check lint k8s-check
+	$(VENV)/bin/pytest tests
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest tests -m "not e2e and not slow"
+
+run: $(STAMP)
+	$(PY) scripts/demo.py --out out/demo.mp4
+
+up: $(STAMP)
+	$(PY) scripts/stack.py up
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+# Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU.
+bench-gpu:
+	$(PYTHON) bench/gpu_infinitetalk.py
+
+k8s-check: $(STAMP)
+	$(PY) scripts/k8s_check.py
+
+images:
+	./scripts/build_images.sh
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

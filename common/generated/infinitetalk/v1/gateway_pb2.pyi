@@ -1,0 +1,131 @@
+from infinitetalk.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATUS_UNSPECIFIED: _ClassVar[JobStatus]
+    IN_QUEUE: _ClassVar[JobStatus]
+    RUNNING: _ClassVar[JobStatus]
+    COMPLETED: _ClassVar[JobStatus]
+    FAILED: _ClassVar[JobStatus]
+    CANCELLED: _ClassVar[JobStatus]
+    TIMED_OUT: _ClassVar[JobStatus]
+JOB_STATUS_UNSPECIFIED: JobStatus
+IN_QUEUE: JobStatus
+RUNNING: JobStatus
+COMPLETED: JobStatus
+FAILED: JobStatus
+CANCELLED: JobStatus
+TIMED_OUT: JobStatus
+
+class JobOptions(_message.Message):
+    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PUSH_TO_S3_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    FORCE_OFFLOAD_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_TARGET_SEC_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    prompt: str
+    provider: str
+    push_to_s3: bool
+    dry_run: bool
+    force_offload: bool
+    seed: int
+    sampling: _common_pb2.SamplingOptions
+    chunk_target_sec: float
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ...) -> None: ...
+
+class CreateJobRequest(_message.Message):
+    __slots__ = ("options", "image", "audio")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    options: JobOptions
+    image: _common_pb2.DataPiece
+    audio: _common_pb2.DataPiece
+    def __init__(self, options: _Optional[_Union[JobOptions, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("id", "provider", "status", "progress", "error", "video_url", "chunk_count", "chunks_done", "frames_total", "frames_done", "duration_sec", "seed", "width", "height", "created_at", "updated_at", "video_available")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_URL_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DONE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SEC_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    provider: str
+    status: JobStatus
+    progress: int
+    error: str
+    video_url: str
+    chunk_count: int
+    chunks_done: int
+    frames_total: int
+    frames_done: int
+    duration_sec: float
+    seed: int
+    width: int
+    height: int
+    created_at: str
+    updated_at: str
+    video_available: bool
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., video_url: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., frames_done: _Optional[int] = ..., duration_sec: _Optional[float] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., video_available: _Optional[bool] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DownloadVideoRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteVideoRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteVideoResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,99 @@
+from infinitetalk.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChunkSpec(_message.Message):
+    __slots__ = ("job_id", "chunk_index", "width", "height", "prompt", "seed", "sampling", "frame_count", "force_offload")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FORCE_OFFLOAD_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    chunk_index: int
+    width: int
+    height: int
+    prompt: str
+    seed: int
+    sampling: _common_pb2.SamplingOptions
+    frame_count: int
+    force_offload: bool
+    def __init__(self, job_id: _Optional[str] = ..., chunk_index: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., frame_count: _Optional[int] = ..., force_offload: _Optional[bool] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("spec", "image", "audio")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    spec: ChunkSpec
+    image: _common_pb2.DataPiece
+    audio: _common_pb2.DataPiece
+    def __init__(self, spec: _Optional[_Union[ChunkSpec, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("step", "total_steps", "frames_done", "stage")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    total_steps: int
+    frames_done: int
+    stage: str
+    def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., frames_done: _Optional[int] = ..., stage: _Optional[str] = ...) -> None: ...
+
+class GenerateSummary(_message.Message):
+    __slots__ = ("frame_count", "duration_sec", "backend", "seconds_spent", "width", "height", "video_size")
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SEC_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_SPENT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_SIZE_FIELD_NUMBER: _ClassVar[int]
+    frame_count: int
+    duration_sec: float
+    backend: str
+    seconds_spent: float
+    width: int
+    height: int
+    video_size: int
+    def __init__(self, frame_count: _Optional[int] = ..., duration_sec: _Optional[float] = ..., backend: _Optional[str] = ..., seconds_spent: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., video_size: _Optional[int] = ...) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("progress", "video", "summary")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    progress: Progress
+    video: _common_pb2.DataPiece
+    summary: GenerateSummary
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., video: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., summary: _Optional[_Union[GenerateSummary, _Mapping]] = ...) -> None: ...
+
+class GetInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GeneratorInfo(_message.Message):
+    __slots__ = ("backend", "capacity", "active", "ready", "draining", "device")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    capacity: int
+    active: int
+    ready: bool
+    draining: bool
+    device: str
+    def __init__(self, backend: _Optional[str] = ..., capacity: _Optional[int] = ..., active: _Optional[int] = ..., ready: _Optional[bool] = ..., draining: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...

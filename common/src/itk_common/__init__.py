@@ -1,0 +1,1 @@
+"""Code shared by the InfiniteTalk services: media constants, streaming, gRPC plumbing, config."""

@@ -1,0 +1,1 @@
+"""Generator service: turns one audio chunk and a portrait into a talking-head MP4."""
