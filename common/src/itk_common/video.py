@@ -60,7 +60,8 @@ class Mp4Writer:
     def write(self, rgb: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24")
         frame.pts = self.frames_written
-        frame.time_base = self.stream.time_base
+        # The muxer rewrites stream.time_base once the header is written; the encoder works in its own.
+        frame.time_base = self.stream.codec_context.time_base
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.frames_written += 1

@@ -1,0 +1,228 @@
+"""Start the four services as separate processes on loopback ports, and stop them again.
+
+Used by `make up`, `make run`, the end-to-end tests and the benchmarks, so all of them exercise
+the same processes a deployment runs (`python -m <service>.server`), not in-process shortcuts.
+
+    python scripts/stack.py up [--generators 2] [--backend preview]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "BIND_HOST": HOST, "GRPC_PORT": str(self.port), **self.env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        # A new session per service so a signal sent to one never reaches the others.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: what a crashed pod or an evicted node looks like to the rest of the system."""
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    generators: int = 2
+    backend: str = "preview"
+    generator_env: dict[str, str] = field(default_factory=dict)
+    gateway_env: dict[str, str] = field(default_factory=dict)
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    rest_port: int = 0
+
+    def __post_init__(self) -> None:
+        logs = self.workdir / "logs"
+        self.services["splitter"] = ServiceProcess("splitter", "itk_splitter.server", free_port(), {},
+                                                   logs / "splitter.log")
+        self.services["stitcher"] = ServiceProcess(
+            "stitcher", "itk_stitcher.server", free_port(), {"TEMP_DIR": str(self.workdir / "stitcher")},
+            logs / "stitcher.log")
+        for index in range(self.generators):
+            self.add_generator(index)
+        self.rest_port = self.rest_port or free_port()
+        self.services["gateway"] = ServiceProcess("gateway", "itk_gateway.server", free_port(), {},
+                                                  logs / "gateway.log")
+
+    def add_generator(self, index: int) -> ServiceProcess:
+        name = f"generator-{index}"
+        service = ServiceProcess(
+            name, "itk_generator.server", free_port(),
+            {"GENERATOR_BACKEND": self.backend, "TEMP_DIR": str(self.workdir / name), **self.generator_env},
+            self.workdir / "logs" / f"{name}.log")
+        self.services[name] = service
+        return service
+
+    @property
+    def generator_services(self) -> list[ServiceProcess]:
+        return [s for n, s in self.services.items() if n.startswith("generator-")]
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{HOST}:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return self.services["gateway"].target
+
+    def _gateway_env(self) -> dict[str, str]:
+        return {
+            "PORT": str(self.rest_port),
+            "SPLITTER_TARGET": self.services["splitter"].target,
+            "STITCHER_TARGET": self.services["stitcher"].target,
+            "GENERATOR_TARGETS": ",".join(g.target for g in self.generator_services),
+            "DATA_DIR": str(self.workdir / "gateway-data"),
+            **self.gateway_env,
+        }
+
+    def start(self, timeout: float = 120.0) -> None:
+        from itk_common.grpc_server import wait_for_serving
+
+        self.services["gateway"].env = self._gateway_env()
+        for service in self.services.values():
+            service.start()
+        deadline = time.monotonic() + timeout
+        try:
+            for service in self.services.values():
+                wait_for_serving(service.target, timeout=max(1.0, deadline - time.monotonic()))
+            self.wait_rest(deadline)
+        except Exception:
+            failed = [s for s in self.services.values() if not s.alive()]
+            details = "\n".join(f"--- {s.name} ---\n{s.log_tail()}" for s in failed or self.services.values())
+            self.stop()
+            raise RuntimeError(f"stack did not come up:\n{details}") from None
+
+    def wait_rest(self, deadline: float) -> None:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.rest_url}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("gateway REST bridge did not answer /health")
+            time.sleep(0.1)
+
+    def restart_gateway(self, timeout: float = 60.0) -> None:
+        """Stop the gateway hard (SIGKILL) and start a fresh process on the same data directory."""
+        from itk_common.grpc_server import wait_for_serving
+
+        gateway = self.services["gateway"]
+        gateway.kill()
+        gateway.start()
+        deadline = time.monotonic() + timeout
+        wait_for_serving(gateway.target, timeout=timeout)
+        self.wait_rest(deadline)
+
+    def stop(self) -> None:
+        # The gateway first, so it does not see the others vanish and fail jobs on the way down.
+        order = ["gateway", *[n for n in self.services if n != "gateway"]]
+        for name in order:
+            self.services[name].stop(timeout=20.0)
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def describe(self) -> str:
+        rows = [f"  REST bridge   {self.rest_url}  (OpenAPI: {self.rest_url}/docs)",
+                f"  gRPC gateway  {self.grpc_target}"]
+        rows += [f"  {s.name:<13} {s.target}" for n, s in self.services.items() if n != "gateway"]
+        return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run the four services on loopback ports.")
+    parser.add_argument("command", choices=["up"])
+    parser.add_argument("--generators", type=int, default=2)
+    parser.add_argument("--backend", default=os.environ.get("GENERATOR_BACKEND", "preview"))
+    parser.add_argument("--workdir", type=Path, default=ROOT / "data" / "stack")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    args = parser.parse_args()
+    stack = Stack(args.workdir, generators=args.generators, backend=args.backend, rest_port=args.port)
+    stack.start()
+    print(f"InfiniteTalk stack is up (logs in {args.workdir / 'logs'}):\n{stack.describe()}\nCtrl-C stops it.")
+    stopping = False
+
+    def handle(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    try:
+        while not stopping:
+            dead = [s.name for s in stack.services.values() if not s.alive()]
+            if dead:
+                print(f"service(s) exited: {', '.join(dead)}; stopping", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

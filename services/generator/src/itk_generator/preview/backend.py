@@ -1,0 +1,100 @@
+"""The CPU `preview` backend: the portrait with a mouth that opens with the audio's loudness.
+
+It needs no weights and no GPU, so the whole pipeline (split, parallel generation, stitch) can
+run and be tested anywhere; `PREVIEW_COST_PER_AUDIO_SEC` adds artificial render time so
+benchmarks can model a slow model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from itk_common.config import env_float, env_str
+from itk_common.constants import FPS
+from itk_common.video import Mp4Writer
+
+from ..backend import Backend, BackendError, Cancelled, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
+from ..images import ImageDecodeError, decode_image
+from .layout import DEFAULT_FACE_CASCADE, Box, FaceFinder, fit_image, locate_mouth, output_size
+from .mouth import draw_mouth, mouth_openness
+
+FRAMES_PER_STEP = FPS
+# Artificial cost is slept in slices this long so cancellation is noticed promptly.
+SLEEP_SLICE_SEC = 0.05
+
+
+class PreviewBackend(Backend):
+    name = "preview"
+
+    def __init__(self, cost_per_audio_sec: float = 0.0, face_cascade: str = DEFAULT_FACE_CASCADE) -> None:
+        if cost_per_audio_sec < 0:
+            raise ValueError("cost_per_audio_sec must not be negative")
+        self.cost_per_audio_sec = cost_per_audio_sec
+        self.face_cascade = face_cascade
+        self.faces: FaceFinder | None = None
+
+    @classmethod
+    def from_env(cls) -> PreviewBackend:
+        return cls(
+            cost_per_audio_sec=env_float("PREVIEW_COST_PER_AUDIO_SEC", 0.0, minimum=0.0),
+            face_cascade=env_str("PREVIEW_FACE_CASCADE", DEFAULT_FACE_CASCADE),
+        )
+
+    def load(self) -> None:
+        self.faces = FaceFinder(self.face_cascade)
+
+    def _face_finder(self) -> FaceFinder:
+        if self.faces is None:
+            self.load()
+        assert self.faces is not None
+        return self.faces
+
+    def mouth_box(self, rgb: np.ndarray, width: int, height: int) -> Box:
+        return locate_mouth(rgb, *output_size(width, height), self._face_finder())
+
+    def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
+               cancelled: threading.Event) -> RenderedChunk:
+        try:
+            portrait = decode_image(job.image)
+        except ImageDecodeError as exc:
+            raise BackendError(str(exc)) from exc
+        width, height = output_size(job.width, job.height)
+        background = fit_image(portrait, width, height)
+        box = self.mouth_box(portrait, width, height)
+        openness = mouth_openness(job.audio, job.frame_count)
+        total_steps = -(-job.frame_count // FRAMES_PER_STEP)
+        with Mp4Writer(output, width, height) as writer:
+            for step, start in enumerate(range(0, job.frame_count, FRAMES_PER_STEP), start=1):
+                if cancelled.is_set():
+                    raise Cancelled()
+                stop = min(start + FRAMES_PER_STEP, job.frame_count)
+                for index in range(start, stop):
+                    frame = background.copy()
+                    draw_mouth(frame, box, float(openness[index]))
+                    writer.write(frame)
+                self._spend((stop - start) / FPS, cancelled)
+                progress(ProgressEvent(step=step, total_steps=total_steps, frames_done=stop, stage="render"))
+        return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height)
+
+    def _spend(self, audio_seconds: float, cancelled: threading.Event) -> None:
+        """Sleep the artificial cost for this much audio, waking early when cancelled."""
+        deadline = time.monotonic() + audio_seconds * self.cost_per_audio_sec
+        while (remaining := deadline - time.monotonic()) > 0:
+            if cancelled.wait(min(SLEEP_SLICE_SEC, remaining)):
+                raise Cancelled()
+
+
+def mouth_box(image: bytes | np.ndarray, width: int, height: int,
+              face_cascade: str = DEFAULT_FACE_CASCADE) -> tuple[int, int, int, int]:
+    """Where the preview draws the mouth for this portrait at this requested size.
+
+    `image` is the uploaded file's bytes or an RGB array; the box (x0, y0, x1, y1) is in pixels of
+    the rendered frame, whose size is width x height rounded down to even numbers.
+    """
+    rgb = decode_image(image) if isinstance(image, bytes) else image
+    return locate_mouth(rgb, *output_size(width, height), FaceFinder(face_cascade)).as_tuple()
+
+

@@ -1,0 +1,61 @@
+"""Any common audio file -> 16 kHz mono float32 samples, with PyAV (FFmpeg's demuxers and decoders)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+from itk_common.constants import SAMPLE_RATE
+
+from .errors import AudioDecodeError, EmptyAudioError
+
+AudioSource = bytes | BinaryIO | Path
+
+
+def decode_audio(source: AudioSource, *, threads: int = 1) -> np.ndarray:
+    """Decode the first audio stream of `source` and resample it to 16 kHz mono float32.
+
+    `source` is the file's bytes, an open binary file (e.g. a spooled temporary file) or a path.
+    Raises AudioDecodeError when nothing decodable is there, EmptyAudioError when it holds no samples.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        source = io.BytesIO(source)
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError("audio: could not decode the upload: it has no audio stream")
+            stream = container.streams.audio[0]
+            stream.thread_count = threads
+            samples = _decode_stream(container, stream)
+    except AudioDecodeError:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        # FFmpeg's own words ("Invalid data found when processing input") are what a client needs.
+        raise AudioDecodeError(f"audio: could not decode the upload: {_reason(exc)}") from exc
+    if samples.size == 0:
+        raise EmptyAudioError("audio: recording is empty (it decodes to zero samples)")
+    return samples
+
+
+def _decode_stream(container: av.container.InputContainer, stream: av.AudioStream) -> np.ndarray:
+    # swresample does the downmix and the rate conversion in one pass; it buffers a few samples for its
+    # filter, so the final resample(None) flushes them.
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    pieces: list[np.ndarray] = []
+    for frame in container.decode(stream):
+        for converted in resampler.resample(frame):
+            pieces.append(converted.to_ndarray()[0])
+    for converted in resampler.resample(None):
+        pieces.append(converted.to_ndarray()[0])
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    return str(exc) or type(exc).__name__
