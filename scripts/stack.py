@@ -88,6 +88,9 @@ class Stack:
     gateway_env: dict[str, str] = field(default_factory=dict)
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     rest_port: int = 0
+    # When set, the gateway reads its generator targets from this file and re-reads it as it
+    # re-resolves, the way it follows a headless Service's pods on Kubernetes.
+    targets_file: Path | None = None
 
     def __post_init__(self) -> None:
         logs = self.workdir / "logs"
@@ -124,18 +127,50 @@ class Stack:
         return self.services["gateway"].target
 
     def _gateway_env(self) -> dict[str, str]:
-        return {
+        env = {
             "PORT": str(self.rest_port),
             "SPLITTER_TARGET": self.services["splitter"].target,
             "STITCHER_TARGET": self.services["stitcher"].target,
-            "GENERATOR_TARGETS": ",".join(g.target for g in self.generator_services),
             "DATA_DIR": str(self.workdir / "gateway-data"),
-            **self.gateway_env,
         }
+        if self.targets_file is not None:
+            self.write_targets()
+            env["GENERATOR_TARGETS_FILE"] = str(self.targets_file)
+        else:
+            env["GENERATOR_TARGETS"] = ",".join(g.target for g in self.generator_services)
+        return {**env, **self.gateway_env}
+
+    def write_targets(self) -> None:
+        """Publish the running generators, as a DNS answer for a headless Service would."""
+        assert self.targets_file is not None
+        live = [g.target for g in self.generator_services if g.process is None or g.alive()]
+        temporary = self.targets_file.with_suffix(".tmp")
+        temporary.write_text("".join(f"{target}\n" for target in live))
+        temporary.replace(self.targets_file)
+
+    def scale_up(self) -> ServiceProcess:
+        """Start one more generator and publish it (a new pod becoming ready)."""
+        from itk_common.grpc_server import wait_for_serving
+
+        service = self.add_generator(max((int(s.name.split("-")[1]) for s in self.generator_services),
+                                         default=-1) + 1)
+        service.start()
+        wait_for_serving(service.target, timeout=60)
+        if self.targets_file is not None:
+            self.write_targets()
+        return service
+
+    def evict(self, service: ServiceProcess) -> int | None:
+        """Unpublish a generator, then SIGTERM it: it drains the chunk in hand and exits."""
+        del self.services[service.name]
+        if self.targets_file is not None:
+            self.write_targets()
+        return service.stop(signal.SIGTERM, timeout=120)
 
     def start(self, timeout: float = 120.0) -> None:
         from itk_common.grpc_server import wait_for_serving
 
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.services["gateway"].env = self._gateway_env()
         for service in self.services.values():
             service.start()

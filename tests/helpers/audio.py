@@ -42,7 +42,7 @@ def speech_pauses(
     end of the recording, so it always starts and ends with voice.
     """
     rng = np.random.default_rng(seed)
-    total = int(round(duration_sec * sample_rate))
+    total = round(duration_sec * sample_rate)
     pauses: list[tuple[int, int]] = []
     position = 0.0
     while True:
@@ -67,7 +67,7 @@ def speech_like(
     100-220 Hz with 8 harmonics; the pauses (see `speech_pauses`) are exact digital silence.
     """
     rng = np.random.default_rng(seed + 1_000_003)
-    total = int(round(duration_sec * sample_rate))
+    total = round(duration_sec * sample_rate)
     t = np.arange(total) / sample_rate
     # The pitch glides slowly like intonation does; integrating it gives a click-free phase.
     f0 = rng.uniform(100.0, 220.0) * (1.0 + 0.12 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6.3)))

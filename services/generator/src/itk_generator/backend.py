@@ -39,7 +39,7 @@ class ChunkJob:
     job_id: str
     chunk_index: int
     image: bytes  # the reference image file as uploaded (PNG, JPEG, ...)
-    audio: np.ndarray  # float32 mono samples at 16 kHz, already loudness-normalised
+    audio: np.ndarray  # float32 mono samples in [-1, 1) at 16 kHz, as the chunk's WAV holds them
     frame_count: int  # exact number of 25 fps frames to produce
     width: int
     height: int
@@ -69,7 +69,7 @@ class BackendError(Exception):
     """Rendering failed for a reason that retrying elsewhere will not fix (bad input)."""
 
 
-class Cancelled(Exception):
+class Cancelled(Exception):  # noqa: N818 - a public name backends raise
     """The caller went away; the backend stopped early."""
 
 

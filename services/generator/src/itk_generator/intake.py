@@ -1,6 +1,6 @@
 """Reading and checking one Generate request stream: ChunkSpec first, then image and audio pieces.
 
-Every problem is an `InvalidChunk` whose message names the offending field, which the service
+Every problem is an `InvalidChunkError` whose message names the offending field, which the service
 returns as INVALID_ARGUMENT.
 """
 
@@ -23,29 +23,29 @@ PRESETS = ("", "quality", "fast")
 RESOLUTIONS = ("", "480p", "720p")
 
 
-class InvalidChunk(ValueError):
+class InvalidChunkError(ValueError):
     """The request is malformed; the message names the field."""
 
 
 def check_spec(spec: generator_pb2.ChunkSpec) -> None:
     if spec.frame_count <= 0:
-        raise InvalidChunk(f"spec.frame_count must be positive, got {spec.frame_count}")
+        raise InvalidChunkError(f"spec.frame_count must be positive, got {spec.frame_count}")
     for field in ("width", "height"):
         value = getattr(spec, field)
         if not 1 <= value <= MAX_SIDE:
-            raise InvalidChunk(f"spec.{field} must be between 1 and {MAX_SIDE}, got {value}")
+            raise InvalidChunkError(f"spec.{field} must be between 1 and {MAX_SIDE}, got {value}")
     if spec.chunk_index < 0:
-        raise InvalidChunk(f"spec.chunk_index must not be negative, got {spec.chunk_index}")
+        raise InvalidChunkError(f"spec.chunk_index must not be negative, got {spec.chunk_index}")
     sampling = spec.sampling
     if sampling.preset not in PRESETS:
-        raise InvalidChunk(f"spec.sampling.preset must be one of {PRESETS}, got {sampling.preset!r}")
+        raise InvalidChunkError(f"spec.sampling.preset must be one of {PRESETS}, got {sampling.preset!r}")
     if sampling.resolution not in RESOLUTIONS:
-        raise InvalidChunk(
+        raise InvalidChunkError(
             f"spec.sampling.resolution must be one of {RESOLUTIONS}, got {sampling.resolution!r}"
         )
     for field in ("steps", "shift", "text_guidance", "audio_guidance", "motion_frames"):
         if getattr(sampling, field) < 0:
-            raise InvalidChunk(f"spec.sampling.{field} must not be negative")
+            raise InvalidChunkError(f"spec.sampling.{field} must not be negative")
 
 
 class _Blob:
@@ -59,23 +59,23 @@ class _Blob:
 
     def add(self, data: bytes, last: bool) -> None:
         if self.complete:
-            raise InvalidChunk(f"{self.name} piece arrived after the piece marked last")
+            raise InvalidChunkError(f"{self.name} piece arrived after the piece marked last")
         self.size += len(data)
         if self.size > self.limit:
-            raise InvalidChunk(f"{self.name} is larger than {self.limit // (1024 * 1024)} MiB")
+            raise InvalidChunkError(f"{self.name} is larger than {self.limit // (1024 * 1024)} MiB")
         self.parts.append(data)
         self.complete = last
 
     def data(self) -> bytes:
         if not self.complete:
-            raise InvalidChunk(f"{self.name} is missing or incomplete (no piece marked last)")
+            raise InvalidChunkError(f"{self.name} is missing or incomplete (no piece marked last)")
         return b"".join(self.parts)
 
 
 def read_spec(requests: Iterator[generator_pb2.GenerateRequest]) -> generator_pb2.ChunkSpec:
     first = next(requests, None)
     if first is None or first.WhichOneof("payload") != "spec":
-        raise InvalidChunk("spec must be the first message of the stream")
+        raise InvalidChunkError("spec must be the first message of the stream")
     check_spec(first.spec)
     return first.spec
 
@@ -89,7 +89,7 @@ def read_payload(requests: Iterator[generator_pb2.GenerateRequest]) -> tuple[byt
             break
         kind = request.WhichOneof("payload")
         if kind not in blobs:
-            raise InvalidChunk(f"unexpected {kind or 'empty'} message after the spec")
+            raise InvalidChunkError(f"unexpected {kind or 'empty'} message after the spec")
         piece = getattr(request, kind)
         blobs[kind].add(piece.data, piece.last)
     return blobs["image"].data(), blobs["audio"].data()
@@ -99,16 +99,16 @@ def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes) -> 
     try:
         decode_image(image)
     except ImageDecodeError as exc:
-        raise InvalidChunk(f"image: {exc}") from exc
+        raise InvalidChunkError(f"image: {exc}") from exc
     try:
         samples = decode_wav(audio_wav)
     except WavFormatError as exc:
-        raise InvalidChunk(f"audio: {exc} (need 16 kHz mono pcm_s16le WAV)") from exc
+        raise InvalidChunkError(f"audio: {exc} (need 16 kHz mono pcm_s16le WAV)") from exc
     if len(samples) == 0:
-        raise InvalidChunk("audio has no samples")
+        raise InvalidChunkError("audio has no samples")
     needed = frames_for_samples(len(samples))
     if spec.frame_count != needed:
-        raise InvalidChunk(
+        raise InvalidChunkError(
             f"spec.frame_count is {spec.frame_count} but the audio's {len(samples)} samples make "
             f"{needed} frames (ceil(samples / {SAMPLES_PER_FRAME}))"
         )

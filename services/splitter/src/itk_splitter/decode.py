@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+
 from itk_common.constants import SAMPLE_RATE
 
 from .errors import AudioDecodeError, EmptyAudioError

@@ -9,6 +9,7 @@ merged into the chunk before it, so no chunk is that short unless the whole reco
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,10 +37,12 @@ class ChunkSpan:
         return frames_for_samples(self.num_samples)
 
 
-def plan_chunks(
-    silences: Sequence[tuple[int, int]], total_samples: int, options: SplitOptions
-) -> list[ChunkSpan]:
-    """Cut [0, total_samples) into chunks; `silences` are pauses as frame ranges [start, end)."""
+def plan_chunks(silences: Sequence[tuple[int, int]], total_samples: int, options: SplitOptions) -> list[ChunkSpan]:
+    """Cut [0, total_samples) into chunks.
+
+    `silences` are the pauses as frame ranges [start, end), sorted and not overlapping (as
+    `silence.silent_runs` returns them).
+    """
     if total_samples <= 0:
         return []
     min_chunk = math.ceil(options.min_chunk_sec * FPS - 1e-9)
@@ -48,13 +51,14 @@ def plan_chunks(
     # A cut c (in frames) sits at sample c * 640 and must leave something after it.
     last_possible_cut = (total_samples - 1) // SAMPLES_PER_FRAME
 
+    pause_ends = [end for _, end in silences]
     cuts: list[tuple[int, bool]] = []
     previous = 0
     while previous + target_step <= last_possible_cut:
         target = previous + target_step
         low = max(target - tolerance, previous + max(min_chunk, 1))
         high = min(target + tolerance, last_possible_cut)
-        cut = cut_in_pause(silences, target, low, high)
+        cut = cut_in_pause(silences, pause_ends, target, low, high)
         cuts.append((target, False) if cut is None else (cut, True))
         previous = cuts[-1][0]
 
@@ -63,20 +67,25 @@ def plan_chunks(
     if len(boundaries) > 2 and boundaries[-1] - boundaries[-2] < min_chunk * SAMPLES_PER_FRAME:
         del boundaries[-2]
         del in_silence[-2]
-        in_silence[-1] = False
     return [
         ChunkSpan(index, start, end, flag)
-        for index, (start, end, flag) in enumerate(zip(boundaries, boundaries[1:], in_silence, strict=False))
+        for index, (start, end, flag) in enumerate(zip(boundaries[:-1], boundaries[1:], in_silence, strict=True))
     ]
 
 
-def cut_in_pause(silences: Sequence[tuple[int, int]], target: int, low: int, high: int) -> int | None:
+def cut_in_pause(
+    silences: Sequence[tuple[int, int]], pause_ends: Sequence[int], target: int, low: int, high: int
+) -> int | None:
     """The cut inside the pause nearest `target` among cuts in [low, high], or None if no pause fits.
 
     A cut c lies inside pause [s, e) when frames c-1 and c are both silent, i.e. s < c < e.
+    `pause_ends` are the pauses' ends, so the pauses before the window are skipped by bisection.
     """
     best: tuple[int, int] | None = None
-    for start, end in silences:
+    for index in range(bisect.bisect_left(pause_ends, low + 1), len(silences)):
+        start, end = silences[index]
+        if start + 1 > high:
+            break
         first, last = max(start + 1, low), min(end - 1, high)
         if first > last:
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from itk_common.constants import FPS, SAMPLES_PER_FRAME
 
 # Level reported for a frame of exact zeros (log10(0) would be -inf).

@@ -80,7 +80,7 @@ def mouth_in_face(face: Box) -> tuple[float, float, float, float]:
     """Mouth centre and size in source pixels: a Haar face box ends just below the lips."""
     face_width, face_height = face.x1 - face.x0, face.y1 - face.y0
     centre_x = face.x0 + face_width / 2
-    centre_y = face.y0 + 0.78 * face_height
+    centre_y = face.y0 + 0.73 * face_height
     return centre_x, centre_y, 0.42 * face_width, 0.26 * face_height
 
 

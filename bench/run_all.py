@@ -1,0 +1,31 @@
+"""`make bench`: every CPU benchmark, each printing its table.
+
+The GPU benchmark of the full-size model is separate (`make bench-gpu`, bench/gpu_infinitetalk.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import bench_orchestration, bench_splitter, bench_stitcher  # noqa: E402
+from bench.table import print_table  # noqa: E402
+
+
+def main() -> int:
+    print_table("Splitter, 10-minute recording, one core", bench_splitter.run())
+    print_table("Stitcher, 14 parts", bench_stitcher.run())
+    rows = bench_orchestration.run(generators=(1, 2, 4, 8))
+    single = float(rows[0]["wall_s"])  # type: ignore[arg-type]
+    for row in rows:
+        row["speedup"] = single / float(row["wall_s"])  # type: ignore[arg-type]
+    print_table("Orchestration and scale-out: 10-minute job, 0.5 s of generation per audio second "
+                "(goal: overhead < 5 % at 4 generators)", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The gateway's settings, read once from the environment.
+
+| Variable | Default | Description |
+|----------|---------|-------------|
+| `BIND_HOST` | `127.0.0.1` | Address the REST and gRPC servers listen on (`0.0.0.0` in Kubernetes). |
+| `PORT` | `8080` | REST bridge port (the seed API's name). |
+| `GRPC_PORT` | `50050` | Public gRPC API port. |
+| `LOG_LEVEL` | `INFO` | Python log level. |
+| `TEMP_DIR` | `/tmp/infinitetalk` | The seed API's data folder; used as `DATA_DIR` when that is unset. |
+| `DATA_DIR` | `TEMP_DIR` | Inputs, chunk WAVs, generated parts and results live under it. |
+| `DB_PATH` | `<DATA_DIR>/jobs.sqlite3` | SQLite database of jobs and chunks (WAL mode). |
+| `SPLITTER_TARGET` | `127.0.0.1:50051` | Splitter gRPC address. |
+| `STITCHER_TARGET` | `127.0.0.1:50053` | Stitcher gRPC address. |
+| `GENERATOR_TARGETS` | `127.0.0.1:50052` | Default generator pool: comma-separated `host:port`; each host is resolved to all its addresses (a Kubernetes headless Service gives one per pod). |
+| `GENERATOR_TARGETS_FILE` | — | File with one `host:port` per line, re-read on every refresh; replaces `GENERATOR_TARGETS` for the default pool. |
+| `GENERATOR_POOLS` | — | More pools: `name=host:port,host:port;name2=host:port`. |
+| `DEFAULT_PROVIDER` | `infinitetalk` | Name of the default pool; an empty or omitted `provider` selects it. |
+| `PROVIDER_ALIASES` | `runpod=infinitetalk` | `alias=pool,...`: provider names accepted for a pool, so seed clients sending `"provider": "runpod"` keep working. |
+| `GENERATOR_RESOLVE_INTERVAL_SEC` | `10` | How often pools re-resolve their targets and probe endpoints (also right after a failure). |
+| `GENERATOR_MAX_ATTEMPTS` | `4` | Attempts per chunk (failures and refusals) before the job fails. |
+| `GENERATOR_RETRY_BACKOFF_SEC` | `1` | First pause before a retry; doubles per attempt, at most 30 s. |
+| `GENERATOR_WAIT_SEC` | `600` | A chunk fails when its pool has had no ready endpoint for this long (0 = wait forever, e.g. while an autoscaler scales from zero). |
+| `MAX_CONCURRENT_CHUNKS` | `8` | Chunks of one job generating at once (the seed's name; the seed default 3 suits one remote worker, 8 lets a job spread over a pool; the pool's capacity is the global limit). |
+| `CHUNK_TARGET_SEC` | `45` | Target chunk length passed to the splitter (0 = the splitter's default). |
+| `MAX_UPLOAD_MB` | `200` | Largest image + audio upload in MiB (decoded); larger requests get 413. |
+| `MAX_IMAGE_PIXELS` | `40000000` | Largest accepted image (width × height). |
+| `JOB_TIMEOUT_SEC` | `0` | A job running longer than this (from its creation) ends `TIMED_OUT`; 0 = no limit. |
+| `SPLIT_ACCEPT_TIMEOUT_SEC` | `120` | How long job creation waits for the splitter's first chunk (to reject undecodable audio before answering). |
+| `S3_BUCKET` | — | Bucket for `push_to_s3` results; unset = `push_to_s3` is rejected. |
+| `S3_REGION` | — | Bucket region. |
+| `S3_ENDPOINT_URL` | — | Endpoint of an S3-compatible store (MinIO, moto). |
+| `S3_PREFIX` | `videos/` | Key prefix of uploaded results. |
+| `S3_URL_EXPIRY_SEC` | `3600` | Lifetime of presigned `video_url`s (a fresh one on every GET). |
+| `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` | — | S3 credentials (read by boto3). |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from itk_common.config import ConfigError, env_float, env_int, env_list, env_str
+
+
+def parse_pools(raw: str) -> dict[str, list[str]]:
+    """`name=host:port,host:port;name2=...` -> {name: [targets]}."""
+    pools: dict[str, list[str]] = {}
+    for entry in raw.split(";"):
+        if not entry.strip():
+            continue
+        name, sep, targets = entry.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(f"GENERATOR_POOLS entry {entry!r} must look like name=host:port,host:port")
+        pools[name] = [t.strip() for t in targets.split(",") if t.strip()]
+    return pools
+
+
+def parse_aliases(raw: str) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for entry in raw.split(","):
+        if not entry.strip():
+            continue
+        alias, sep, pool = entry.partition("=")
+        if not sep or not alias.strip() or not pool.strip():
+            raise ConfigError(f"PROVIDER_ALIASES entry {entry!r} must look like alias=pool")
+        aliases[alias.strip()] = pool.strip()
+    return aliases
+
+
+@dataclass
+class Settings:
+    bind_host: str = "127.0.0.1"
+    port: int = 8080
+    grpc_port: int = 50050
+    data_dir: Path = Path("/tmp/infinitetalk")
+    db_path: Path | None = None
+    splitter_target: str = "127.0.0.1:50051"
+    stitcher_target: str = "127.0.0.1:50053"
+    generator_targets: list[str] = field(default_factory=lambda: ["127.0.0.1:50052"])
+    generator_targets_file: Path | None = None
+    generator_pools: dict[str, list[str]] = field(default_factory=dict)
+    default_provider: str = "infinitetalk"
+    provider_aliases: dict[str, str] = field(default_factory=lambda: {"runpod": "infinitetalk"})
+    resolve_interval_sec: float = 10.0
+    generator_max_attempts: int = 4
+    retry_backoff_sec: float = 1.0
+    generator_wait_sec: float = 600.0
+    max_concurrent_chunks: int = 8
+    chunk_target_sec: float = 45.0
+    max_upload_mb: int = 200
+    max_image_pixels: int = 40_000_000
+    job_timeout_sec: float = 0.0
+    split_accept_timeout_sec: float = 120.0
+    s3_bucket: str = ""
+    s3_region: str = ""
+    s3_endpoint_url: str = ""
+    s3_prefix: str = "videos/"
+    s3_url_expiry_sec: int = 3600
+
+    @property
+    def database(self) -> Path:
+        return self.db_path or self.data_dir / "jobs.sqlite3"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def s3_enabled(self) -> bool:
+        return bool(self.s3_bucket)
+
+    def pool_targets(self) -> dict[str, list[str]]:
+        """Every configured pool by name; the default pool first."""
+        pools = {self.default_provider: list(self.generator_targets)}
+        pools.update({k: v for k, v in self.generator_pools.items() if k != self.default_provider})
+        return pools
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(env_str("DATA_DIR", env_str("TEMP_DIR", "/tmp/infinitetalk")))
+        db_path = env_str("DB_PATH", "")
+        targets_file = env_str("GENERATOR_TARGETS_FILE", "")
+        return cls(
+            bind_host=env_str("BIND_HOST", "127.0.0.1"),
+            port=env_int("PORT", 8080, minimum=0),
+            grpc_port=env_int("GRPC_PORT", 50050, minimum=0),
+            data_dir=data_dir,
+            db_path=Path(db_path) if db_path else None,
+            splitter_target=env_str("SPLITTER_TARGET", "127.0.0.1:50051"),
+            stitcher_target=env_str("STITCHER_TARGET", "127.0.0.1:50053"),
+            generator_targets=env_list("GENERATOR_TARGETS", ["127.0.0.1:50052"]),
+            generator_targets_file=Path(targets_file) if targets_file else None,
+            generator_pools=parse_pools(os.environ.get("GENERATOR_POOLS", "")),
+            default_provider=env_str("DEFAULT_PROVIDER", "infinitetalk"),
+            provider_aliases=parse_aliases(os.environ.get("PROVIDER_ALIASES", "runpod=infinitetalk")),
+            resolve_interval_sec=env_float("GENERATOR_RESOLVE_INTERVAL_SEC", 10.0, minimum=0.1),
+            generator_max_attempts=env_int("GENERATOR_MAX_ATTEMPTS", 4, minimum=1),
+            retry_backoff_sec=env_float("GENERATOR_RETRY_BACKOFF_SEC", 1.0, minimum=0.0),
+            generator_wait_sec=env_float("GENERATOR_WAIT_SEC", 600.0, minimum=0.0),
+            max_concurrent_chunks=env_int("MAX_CONCURRENT_CHUNKS", 8, minimum=1),
+            chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0, minimum=0.0),
+            max_upload_mb=env_int("MAX_UPLOAD_MB", 200, minimum=1),
+            max_image_pixels=env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
+            job_timeout_sec=env_float("JOB_TIMEOUT_SEC", 0.0, minimum=0.0),
+            split_accept_timeout_sec=env_float("SPLIT_ACCEPT_TIMEOUT_SEC", 120.0, minimum=1.0),
+            s3_bucket=env_str("S3_BUCKET", ""),
+            s3_region=env_str("S3_REGION", ""),
+            s3_endpoint_url=env_str("S3_ENDPOINT_URL", ""),
+            s3_prefix=env_str("S3_PREFIX", "videos/"),
+            s3_url_expiry_sec=env_int("S3_URL_EXPIRY_SEC", 3600, minimum=1),
+        )

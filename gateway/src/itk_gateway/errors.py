@@ -1,0 +1,55 @@
+"""Errors of the job service, each knowing how REST and gRPC report it.
+
+The service layer raises these; `rest.py` and `grpc_api.py` only translate them, so both APIs
+reject the same inputs with the same messages.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ApiError(Exception):
+    http_status = 500
+    code = "INTERNAL_ERROR"
+    grpc_status = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ApiError):
+    http_status = 400
+    code = "VALIDATION_ERROR"
+    grpc_status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class PayloadTooLarge(InvalidInput):
+    # The seed's code set has no dedicated code; the status says what happened.
+    http_status = 413
+
+
+class JobNotFound(ApiError):
+    http_status = 404
+    code = "JOB_NOT_FOUND"
+    grpc_status = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, message: str = "job not found") -> None:
+        super().__init__(message)
+
+
+class WrongJobState(ApiError):
+    """The job exists but cannot do this now (no video yet, already finished, ...)."""
+
+    http_status = 409
+    code = "VALIDATION_ERROR"
+    grpc_status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class CreationFailed(ApiError):
+    """A backend the gateway needs to accept the job is unreachable."""
+
+    http_status = 503
+    code = "JOB_CREATION_FAILED"
+    grpc_status = grpc.StatusCode.UNAVAILABLE

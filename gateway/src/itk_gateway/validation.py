@@ -1,0 +1,187 @@
+"""Checks on what clients send, before any work starts.
+
+Sizes: width and height must lie in 1..4096 (the seed API's range). The gateway passes them on
+unchanged; each generator backend decides the size it renders: the preview backend rounds down
+to even numbers (H.264 4:2:0 needs them, at least 2), InfiniteTalk maps the request to the nearest
+of its resolution buckets (the 480p or 720p family) by aspect ratio. The stitcher then works at
+the size the parts actually have.
+
+Audio is not decoded here (the gateway has no codec library): the splitter decides, and its
+INVALID_ARGUMENT becomes a validation error before the job is accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidInput
+
+MAX_DIMENSION = 4096
+MAX_PROMPT_CHARS = 4000
+JOB_ID_PATTERN = re.compile(r"^job-[0-9]{1,20}-[0-9a-f]{8}$")
+IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"}
+SAMPLING_FIELDS = {
+    "preset": str, "steps": int, "shift": float, "text_guidance": float, "audio_guidance": float,
+    "motion_frames": int, "teacache": bool, "color_correction": bool, "resolution": str,
+}
+PRESETS = {"", "quality", "fast"}
+RESOLUTIONS = {"", "480p", "720p"}
+
+
+def new_job_id() -> str:
+    """`job-<unix seconds>-<8 hex>`, the seed API's shape."""
+    return f"job-{int(time.time())}-{secrets.token_hex(4)}"
+
+
+def is_job_id(value: str) -> bool:
+    return bool(JOB_ID_PATTERN.fullmatch(value))
+
+
+def new_seed() -> int:
+    return secrets.randbelow(2**31 - 1) + 1
+
+
+@dataclass
+class JobOptions:
+    """A job's settings after validation; what the store keeps and the orchestrator uses."""
+
+    width: int
+    height: int
+    provider: str
+    prompt: str = ""
+    push_to_s3: bool = False
+    dry_run: bool = False
+    force_offload: bool = True
+    seed: int = 0
+    sampling: dict[str, Any] = field(default_factory=dict)
+    chunk_target_sec: float = 0.0
+
+
+@dataclass
+class OptionRules:
+    """What the deployment allows: configured pools, S3, and alias names for pools."""
+
+    providers: list[str]
+    default_provider: str
+    aliases: dict[str, str]
+    s3_enabled: bool
+
+
+def resolve_provider(requested: str, rules: OptionRules) -> str:
+    name = (requested or "").strip() or rules.default_provider
+    name = rules.aliases.get(name, name)
+    if name not in rules.providers:
+        raise InvalidInput(
+            f"provider: unknown provider {requested!r}; configured providers: {', '.join(rules.providers)}"
+        )
+    return name
+
+
+def check_dimension(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name}: must be an integer")
+    if not 1 <= value <= MAX_DIMENSION:
+        raise InvalidInput(f"{name}: must be between 1 and {MAX_DIMENSION}, got {value}")
+    return value
+
+
+def check_sampling(raw: dict[str, Any] | None) -> dict[str, Any]:
+    sampling: dict[str, Any] = {}
+    for key, value in (raw or {}).items():
+        kind = SAMPLING_FIELDS.get(key)
+        if kind is None:
+            raise InvalidInput(f"sampling.{key}: unknown setting; known: {', '.join(SAMPLING_FIELDS)}")
+        if kind is bool and not isinstance(value, bool):
+            raise InvalidInput(f"sampling.{key}: must be true or false")
+        if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidInput(f"sampling.{key}: must be a number")
+        if kind is int and int(value) != value:
+            raise InvalidInput(f"sampling.{key}: must be an integer")
+        if kind in (int, float) and value < 0:
+            raise InvalidInput(f"sampling.{key}: must not be negative")
+        if kind is str and not isinstance(value, str):
+            raise InvalidInput(f"sampling.{key}: must be a string")
+        sampling[key] = kind(value)
+    if sampling.get("preset", "") not in PRESETS:
+        raise InvalidInput(f"sampling.preset: must be one of quality, fast; got {sampling['preset']!r}")
+    if sampling.get("resolution", "") not in RESOLUTIONS:
+        raise InvalidInput(f"sampling.resolution: must be 480p or 720p; got {sampling['resolution']!r}")
+    return sampling
+
+
+def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
+    """Validate and normalise in place (provider alias -> pool name, seed 0 -> random)."""
+    check_dimension("width", options.width)
+    check_dimension("height", options.height)
+    options.provider = resolve_provider(options.provider, rules)
+    if len(options.prompt) > MAX_PROMPT_CHARS:
+        raise InvalidInput(f"prompt: at most {MAX_PROMPT_CHARS} characters")
+    if options.push_to_s3 and not rules.s3_enabled:
+        raise InvalidInput("push_to_s3: S3 is not configured on this server (S3_BUCKET is unset)")
+    if options.seed < 0 or options.seed >= 2**63:
+        raise InvalidInput("seed: must be between 0 and 2^63-1")
+    if options.seed == 0:
+        options.seed = new_seed()
+    if options.chunk_target_sec < 0 or options.chunk_target_sec > 3600:
+        raise InvalidInput("chunk_target_sec: must be between 0 (server default) and 3600")
+    options.sampling = check_sampling(options.sampling)
+    return options
+
+
+_DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(rb"\s+")
+
+
+def decode_base64(name: str, text: str) -> bytes:
+    """Strict standard base64 (whitespace and a `data:...;base64,` prefix tolerated)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"{name}: required")
+    match = _DATA_URL.match(text)
+    raw = text[match.end():] if match else text
+    try:
+        data = base64.b64decode(_WHITESPACE.sub(b"", raw.encode("ascii")), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise InvalidInput(f"{name}: not valid base64 ({exc})") from exc
+    if not data:
+        raise InvalidInput(f"{name}: decodes to nothing")
+    return data
+
+
+def check_image(name: str, data: bytes, max_pixels: int) -> tuple[int, int]:
+    """Decode the image fully with Pillow; return its size. Rejects non-images and huge images."""
+    if not data:
+        raise InvalidInput(f"{name}: empty")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in IMAGE_FORMATS:
+                raise InvalidInput(
+                    f"{name}: unsupported image format {image.format}; use one of {', '.join(sorted(IMAGE_FORMATS))}"
+                )
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidInput(f"{name}: {width}x{height} image exceeds {max_pixels} pixels")
+            image.load()
+    except InvalidInput:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(f"{name}: not a decodable image") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        # Truncated or corrupt files fail while decoding.
+        raise InvalidInput(f"{name}: image could not be decoded ({exc})") from exc
+    if width < 1 or height < 1:
+        raise InvalidInput(f"{name}: image has no pixels")
+    return width, height
+
+
+def check_audio_present(name: str, size: int) -> None:
+    if size <= 0:
+        raise InvalidInput(f"{name}: audio is empty")

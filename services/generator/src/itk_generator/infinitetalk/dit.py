@@ -1,0 +1,310 @@
+"""The InfiniteTalk diffusion transformer: Wan2.1 I2V blocks plus InfiniteTalk's audio adapter.
+
+Parameter names equal the published checkpoint keys (the 7 Wan2.1-I2V-14B shards merged with
+InfiniteTalk/single/infinitetalk.safetensors), so that state dict loads strictly.
+
+Numerics follow the reference in bf16: the timestep embedding, the modulation tables, the
+modulated LayerNorm inputs, the gated residual adds and the output head run in fp32; RoPE is
+applied in fp32; everything else (projections, attention, FFN) runs in the model's dtype.
+
+Forward pass, per block (x: video tokens, e: 6 modulation vectors from the timestep):
+    x = x + gate_sa  * self_attn(LN(x) * (1 + scale_sa) + shift_sa)      RoPE, RMSNorm on q/k
+    x = x + cross_attn(LN3(x), clip tokens, text tokens)                  the two attentions summed
+    x = x + audio_cross_attn(LN_x(x), this latent frame's audio tokens)
+    x = x + gate_ffn * ffn(LN(x) * (1 + scale_ffn) + shift_ffn)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import Attention
+from .audio_adapter import AudioCrossAttention, AudioProjModel, gather_latent_audio_windows
+from .config import DiTConfig
+from .rope import apply_rope, rope_cos_sin
+
+
+def modulate(normed: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """normed * (1 + scale) + shift in fp32, back to the activations' dtype."""
+    return (normed.float() * (1 + scale) + shift).to(normed.dtype)
+
+
+def gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """x + update * gate in fp32, back to x's dtype."""
+    return (x.float() + update.float() * gate).to(x.dtype)
+
+
+def sinusoidal_embedding(dim: int, timesteps: torch.Tensor) -> torch.Tensor:
+    """[B] -> [B, dim] (cos half then sin half), computed in float64 like the reference, returned fp32."""
+    half = dim // 2
+    position = timesteps.to(torch.float64)
+    frequencies = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=position.device) / half)
+    angles = torch.outer(position, frequencies)
+    return torch.cat([angles.cos(), angles.sin()], dim=1).float()
+
+
+def linear_fp32(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """A Linear evaluated in fp32 whatever the weights' dtype (the reference's autocast-fp32 regions)."""
+    bias = None if layer.bias is None else layer.bias.float()
+    return F.linear(x.float(), layer.weight.float(), bias)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 and returned in the input's dtype."""
+
+    def __init__(self, dim: int, eps: float, affine: bool = False) -> None:
+        super().__init__(dim, eps=eps, elementwise_affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+
+
+@dataclass
+class Rope:
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: DiTConfig, attention: Attention) -> None:
+        super().__init__()
+        dim = config.dim
+        self.num_heads = config.num_heads
+        self.head_dim = config.head_dim
+        self.attention = attention
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, config.eps)
+        self.norm_k = RMSNorm(dim, config.eps)
+
+    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:
+        heads = (self.num_heads, self.head_dim)
+        q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, heads), rope.cos, rope.sin)
+        k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, heads), rope.cos, rope.sin)
+        v = self.v(x).unflatten(-1, heads)
+        return self.o(self.attention(q, k, v).flatten(2))
+
+
+class CrossAttention(nn.Module):
+    """Attention to the text tokens and, through separate k_img / v_img, to the CLIP image tokens."""
+
+    def __init__(self, config: DiTConfig, attention: Attention) -> None:
+        super().__init__()
+        dim = config.dim
+        self.num_heads = config.num_heads
+        self.head_dim = config.head_dim
+        self.attention = attention
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, config.eps)
+        self.norm_k = RMSNorm(dim, config.eps)
+        self.k_img = nn.Linear(dim, dim)
+        self.v_img = nn.Linear(dim, dim)
+        self.norm_k_img = RMSNorm(dim, config.eps)
+
+    def forward(self, x: torch.Tensor, image_context: torch.Tensor, text_context: torch.Tensor) -> torch.Tensor:
+        heads = (self.num_heads, self.head_dim)
+        q = self.norm_q(self.q(x)).unflatten(-1, heads)
+        text = self.attention(q, self.norm_k(self.k(text_context)).unflatten(-1, heads),
+                              self.v(text_context).unflatten(-1, heads))
+        image = self.attention(q, self.norm_k_img(self.k_img(image_context)).unflatten(-1, heads),
+                               self.v_img(image_context).unflatten(-1, heads))
+        return self.o(text.flatten(2) + image.flatten(2))
+
+
+@dataclass
+class BlockInputs:
+    """What every block needs besides the hidden states."""
+
+    modulation: torch.Tensor  # [B, 6, dim] fp32
+    rope: Rope
+    image_context: torch.Tensor  # [B, 257, dim]
+    text_context: torch.Tensor  # [B, text_len, dim]
+    audio_tokens: torch.Tensor  # [B, latent_frames, 32, 768]
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, config: DiTConfig, attention: Attention) -> None:
+        super().__init__()
+        dim, eps = config.dim, config.eps
+        self.norm1 = LayerNorm(dim, eps)
+        self.self_attn = SelfAttention(config, attention)
+        self.norm3 = LayerNorm(dim, eps, affine=True) if config.cross_attn_norm else nn.Identity()
+        self.cross_attn = CrossAttention(config, attention)
+        self.norm2 = LayerNorm(dim, eps)
+        self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"),
+                                 nn.Linear(config.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self.audio_cross_attn = AudioCrossAttention(config, attention)
+        self.norm_x = LayerNorm(dim, eps, affine=True)
+
+    def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        shift_sa, scale_sa, gate_sa, shift_ffn, scale_ffn, gate_ffn = (
+            self.modulation.float() + inputs.modulation).chunk(6, dim=1)
+        x = gated_residual(x, self.self_attn(modulate(self.norm1(x), shift_sa, scale_sa), inputs.rope), gate_sa)
+        x = x + self.cross_attn(self.norm3(x), inputs.image_context, inputs.text_context)
+        x = x + self.audio_cross_attn(self.norm_x(x), inputs.audio_tokens)
+        return gated_residual(x, self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn)), gate_ffn)
+
+
+class Head(nn.Module):
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        self.norm = LayerNorm(config.dim, config.eps)
+        self.head = nn.Linear(config.dim, math.prod(config.patch_size) * config.out_dim)
+        self.modulation = nn.Parameter(torch.randn(1, 2, config.dim) / config.dim**0.5)
+
+    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
+        shift, scale = (self.modulation.float() + time_embedding.unsqueeze(1)).chunk(2, dim=1)
+        return linear_fp32(self.head, self.norm(x).float() * (1 + scale) + shift)
+
+
+class MLPProj(nn.Module):
+    """CLIP image tokens -> model width."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(),
+                                  nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim))
+
+    def forward(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        return self.proj(image_embeds)
+
+
+class ResidualCache:
+    """Hook for skipping the blocks (TeaCache): decides from the modulation input whether to compute."""
+
+    residual: torch.Tensor | None = None
+
+    def should_compute(self, modulation_input: torch.Tensor) -> bool:  # pragma: no cover - interface
+        return True
+
+
+BlockRunner = Callable[[Iterable[DiTBlock]], Iterator[DiTBlock]]
+
+
+class InfiniteTalkDiT(nn.Module):
+    """Wan2.1 I2V DiT with InfiniteTalk's single-speaker audio adapter."""
+
+    def __init__(self, config: DiTConfig, attention: Attention | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.attention = attention or Attention("auto")
+        dim = config.dim
+        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList([DiTBlock(config, self.attention) for _ in range(config.num_layers)])
+        self.head = Head(config)
+        self.img_emb = MLPProj(config.clip_dim, dim)
+        self.audio_proj = AudioProjModel(config)
+        # Replaced by the block-offload streamer; the default runs the resident blocks in order.
+        self.block_runner: BlockRunner = iter
+
+    def embed_time(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B] -> time embedding [B, dim] and the 6 modulation vectors [B, 6, dim], both fp32."""
+        hidden = sinusoidal_embedding(self.config.freq_dim, timesteps)
+        embedding = linear_fp32(self.time_embedding[2], F.silu(linear_fp32(self.time_embedding[0], hidden)))
+        modulation = linear_fp32(self.time_projection[1], F.silu(embedding))
+        return embedding, modulation.unflatten(1, (6, self.config.dim))
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        text: torch.Tensor,
+        clip_features: torch.Tensor,
+        condition: torch.Tensor,
+        audio: torch.Tensor,
+        cache: ResidualCache | None = None,
+    ) -> torch.Tensor:
+        """Predict the flow velocity's negative (the reference's "noise_pred").
+
+        latents [B, 16, T, H, W]; timesteps [B] on the 0..1000 scale; text [B, text_len, text_dim]
+        (zero-padded umT5 states); clip_features [B, 257, 1280]; condition [B, 20, T, H, W]
+        (4 mask channels then the conditioning latent); audio [B, 1 + 4(T-1), 5, 12, 768].
+        Returns [B, 16, T, H, W] in fp32.
+        """
+        dtype = self.patch_embedding.weight.dtype
+        x = self.patch_embedding(torch.cat([latents, condition], dim=1).to(dtype))
+        grid = tuple(x.shape[2:])
+        x = x.flatten(2).transpose(1, 2)
+
+        time_embedding, modulation = self.embed_time(timesteps)
+        text_context = self.text_embedding(text.to(dtype))
+        image_context = self.img_emb(clip_features.to(dtype))
+        first_frame_audio, later_frames_audio = gather_latent_audio_windows(audio.to(dtype), self.config.vae_scale)
+        audio_tokens = self.audio_proj(first_frame_audio, later_frames_audio).to(dtype)
+        if audio_tokens.shape[1] != grid[0]:
+            raise ValueError(f"audio covers {audio_tokens.shape[1]} latent frames, the latents have {grid[0]}")
+
+        cos, sin = rope_cos_sin(grid, self.config.head_dim, self.config.rope_theta, x.device)
+        inputs = BlockInputs(modulation, Rope(cos, sin), image_context, text_context, audio_tokens)
+
+        if cache is not None and not cache.should_compute(modulation):
+            x = x + cache.residual
+        else:
+            before = x
+            for block in self.block_runner(self.blocks):
+                x = block(x, inputs)
+            if cache is not None:
+                cache.residual = x - before
+
+        return self.unpatchify(self.head(x, time_embedding), grid)
+
+    def unpatchify(self, x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+        """[B, f*h*w, p_t*p_h*p_w*out] -> [B, out, f*p_t, h*p_h, w*p_w]."""
+        p_t, p_h, p_w = self.config.patch_size
+        frames, rows, cols = grid
+        x = x.view(x.shape[0], frames, rows, cols, p_t, p_h, p_w, self.config.out_dim)
+        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.reshape(x.shape[0], self.config.out_dim, frames * p_t, rows * p_h, cols * p_w)
+
+    def adapter_keys(self) -> list[str]:
+        """State-dict names that come from InfiniteTalk's adapter file rather than the Wan shards."""
+        return [name for name in self.state_dict()
+                if name.startswith("audio_proj.") or ".audio_cross_attn." in name or ".norm_x." in name]
+
+
+def load_strict(model: InfiniteTalkDiT, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load a merged state dict, failing with the exact missing / unexpected / mis-shaped names."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong_shape = sorted(f"{name}: checkpoint {tuple(state_dict[name].shape)}, model {tuple(tensor.shape)}"
+                         for name, tensor in expected.items()
+                         if name in state_dict and state_dict[name].shape != tensor.shape)
+    if missing or unexpected or wrong_shape:
+        problems = []
+        for title, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if names:
+                shown = ", ".join(names[:20]) + (f" ... ({len(names)} in all)" if len(names) > 20 else "")
+                problems.append(f"{title}: {shown}")
+        raise ValueError("DiT weights do not match the model: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True, assign=False)

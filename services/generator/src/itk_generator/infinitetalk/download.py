@@ -1,0 +1,146 @@
+"""`itk-download-weights`: fetch the model directory layout from the Hugging Face Hub.
+
+The layout is the one the reference implementation's README downloads into `weights/`; every
+file the loaders read is listed in `REQUIRED_FILES`, so a missing file can name the exact
+command that fetches it. Downloads go through `huggingface_hub.snapshot_download` with
+`allow_patterns`, which skips files already complete and resumes partial ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+WAN_DIR = "Wan2.1-I2V-14B-480P"
+ADAPTER_DIR = "InfiniteTalk"
+WAV2VEC_DIR = "chinese-wav2vec2-base"
+LORA_DIR = "loras"
+DIT_SHARD_COUNT = 7
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of the layout: where it lives on the Hub and where it goes under the model dir."""
+
+    repo_id: str
+    filename: str  # path (or glob, for a whole folder) inside the repository, kept as is under `local_dir`
+    local_dir: str  # folder under the model dir that mirrors the repository
+    revision: str | None = None
+
+    @property
+    def local_path(self) -> str:
+        return f"{self.local_dir}/{self.filename}"
+
+    def command(self, model_dir: Path | str) -> str:
+        """The single-file command that fetches this file into `model_dir`."""
+        revision = f" --revision {self.revision}" if self.revision else ""
+        target = Path(model_dir) / self.local_dir
+        what = f'--include "{self.filename}"' if "*" in self.filename else self.filename
+        return f"huggingface-cli download {self.repo_id} {what}{revision} --local-dir {target}"
+
+
+def _wan(filename: str) -> RemoteFile:
+    return RemoteFile("Wan-AI/Wan2.1-I2V-14B-480P", filename, WAN_DIR)
+
+
+DIT_SHARDS = tuple(
+    f"diffusion_pytorch_model-{i:05d}-of-{DIT_SHARD_COUNT:05d}.safetensors" for i in range(1, DIT_SHARD_COUNT + 1)
+)
+DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
+VAE_FILE = "Wan2.1_VAE.pth"
+T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
+CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+TOKENIZER_DIR = "google/umt5-xxl"
+ADAPTER_FILE = "single/infinitetalk.safetensors"
+
+WAN_FILES = {
+    "dit_config": _wan("config.json"),
+    "dit_index": _wan(DIT_INDEX),
+    **{f"dit_shard_{i}": _wan(name) for i, name in enumerate(DIT_SHARDS, start=1)},
+    "vae": _wan(VAE_FILE),
+    "t5": _wan(T5_FILE),
+    "clip": _wan(CLIP_FILE),
+    # The whole folder: AutoTokenizer reads whichever of spiece.model / tokenizer.json is there.
+    "tokenizer": _wan(f"{TOKENIZER_DIR}/*"),
+}
+OTHER_FILES = {
+    "adapter": RemoteFile("MeiGen-AI/InfiniteTalk", ADAPTER_FILE, ADAPTER_DIR),
+    "wav2vec_config": RemoteFile("TencentGameMate/chinese-wav2vec2-base", "config.json", WAV2VEC_DIR),
+    "wav2vec_preprocessor": RemoteFile(
+        "TencentGameMate/chinese-wav2vec2-base", "preprocessor_config.json", WAV2VEC_DIR
+    ),
+    # The safetensors conversion only exists on the PR branch; the reference README fetches it from there.
+    "wav2vec_weights": RemoteFile(
+        "TencentGameMate/chinese-wav2vec2-base", "model.safetensors", WAV2VEC_DIR, revision="refs/pr/1"
+    ),
+}
+REQUIRED_FILES: dict[str, RemoteFile] = {**WAN_FILES, **OTHER_FILES}
+
+# Optional step-distillation LoRAs, by the short names the CLI and the backend use.
+LORAS: dict[str, RemoteFile] = {
+    "fusionx": RemoteFile(
+        "vrgamedevgirl84/Wan14BT2VFusioniX", "FusionX_LoRa/Wan2.1_I2V_14B_FusionX_LoRA.safetensors", LORA_DIR
+    ),
+    "lightx2v": RemoteFile(
+        "Kijai/WanVideo_comfy", "Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank32.safetensors", LORA_DIR
+    ),
+}
+
+
+def download_command(model_dir: Path | str) -> str:
+    """The command that fetches the whole required layout into `model_dir`."""
+    return f"itk-download-weights {model_dir}"
+
+
+def plan(loras: Iterable[str] = ()) -> list[RemoteFile]:
+    """Every file to fetch: the required layout plus the named optional LoRAs."""
+    unknown = sorted(set(loras) - set(LORAS))
+    if unknown:
+        raise ValueError(f"unknown LoRA name(s) {unknown}; known: {sorted(LORAS)}")
+    return list(REQUIRED_FILES.values()) + [LORAS[name] for name in loras]
+
+
+def grouped(files: Iterable[RemoteFile]) -> dict[tuple[str, str | None, str], list[str]]:
+    """Files grouped into one snapshot call per (repository, revision, local folder)."""
+    groups: dict[tuple[str, str | None, str], list[str]] = {}
+    for item in files:
+        groups.setdefault((item.repo_id, item.revision, item.local_dir), []).append(item.filename)
+    return groups
+
+
+def download(model_dir: Path, loras: Iterable[str] = ()) -> None:
+    from huggingface_hub import snapshot_download
+
+    for (repo_id, revision, local_dir), filenames in grouped(plan(loras)).items():
+        print(f"{repo_id}{'@' + revision if revision else ''}: {len(filenames)} file(s) -> {model_dir / local_dir}")
+        snapshot_download(
+            repo_id, revision=revision, local_dir=model_dir / local_dir, allow_patterns=filenames
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="itk-download-weights",
+        description="Download the InfiniteTalk model directory (Wan2.1-I2V-14B-480P, InfiniteTalk adapter, "
+        "chinese-wav2vec2-base, optional LoRAs) from the Hugging Face Hub. Re-running resumes.",
+    )
+    parser.add_argument("model_dir", type=Path, help="target folder (the generator's model dir)")
+    parser.add_argument(
+        "--lora", action="append", default=[], choices=sorted(LORAS),
+        help="also fetch this step-distillation LoRA (repeatable)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list what would be fetched and exit")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        for item in plan(args.lora):
+            print(f"{item.local_path}\t<- {item.repo_id}{'@' + item.revision if item.revision else ''}")
+        return 0
+    download(args.model_dir, args.lora)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""gRPC Splitter service: options, then the upload in pieces; answers chunk by chunk, then the plan."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+import grpc
+
+from infinitetalk.v1 import splitter_pb2, splitter_pb2_grpc
+from itk_common.constants import SAMPLE_RATE
+from itk_common.grpc_server import GrpcService
+from itk_common.logs import setup_logging
+from itk_common.streaming import data_pieces
+
+from .errors import AudioInputError
+from .options import OptionsError, SplitOptions
+from .plan import ChunkSpan
+from .settings import SplitterSettings, bind_address_from_env, settings_from_env
+from .split import SplitResult, split_audio
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = splitter_pb2.DESCRIPTOR.services_by_name["Splitter"].full_name
+
+
+class UploadError(ValueError):
+    """The request stream is not options followed by audio pieces, or the upload is too large."""
+
+
+class SplitterServicer(splitter_pb2_grpc.SplitterServicer):
+    def __init__(self, settings: SplitterSettings) -> None:
+        self.settings = settings
+
+    def Split(  # noqa: N802 - the name gRPC generates
+        self, request_iterator: Iterator[splitter_pb2.SplitRequest], context: grpc.ServicerContext
+    ) -> Iterator[splitter_pb2.SplitResponse]:
+        try:
+            result = self._split(request_iterator)
+        except (UploadError, OptionsError, AudioInputError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception:
+            log.exception("split failed")
+            context.abort(grpc.StatusCode.INTERNAL, "splitter: internal error while splitting the audio")
+        log.info(
+            "split %.1f s into %d chunks (input %.1f LUFS, gain %.1f dB)",
+            result.duration_sec,
+            len(result.chunks),
+            result.loudness.input_lufs,
+            result.loudness.gain_db,
+        )
+        try:
+            yield from _responses(result)
+        except Exception:
+            log.exception("sending chunks failed")
+            context.abort(grpc.StatusCode.INTERNAL, "splitter: internal error while encoding the chunks")
+
+    def _split(self, requests: Iterator[splitter_pb2.SplitRequest]) -> SplitResult:
+        options = self._read_options(requests)
+        with self._receive_upload(requests) as upload:
+            return split_audio(upload, options, threads=self.settings.decode_threads)
+
+    def _read_options(self, requests: Iterator[splitter_pb2.SplitRequest]) -> SplitOptions:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("payload") != "options":
+            raise UploadError("the first message must carry SplitOptions (options), before any audio")
+        return self.settings.defaults.overridden_by(first.options)
+
+    def _receive_upload(self, requests: Iterable[splitter_pb2.SplitRequest]) -> BinaryIO:
+        """Collect the audio pieces into a spooled file (memory first, disk past the spool size)."""
+        limit = self.settings.max_upload_bytes
+        upload = tempfile.SpooledTemporaryFile(max_size=self.settings.spool_memory_bytes)  # noqa: SIM115
+        try:
+            received = 0
+            for request in requests:
+                if request.WhichOneof("payload") != "audio":
+                    raise UploadError("audio: expected only audio pieces after the options message")
+                received += len(request.audio.data)
+                if received > limit:
+                    raise UploadError(f"audio: upload exceeds the {limit // (1024 * 1024)} MiB limit")
+                upload.write(request.audio.data)
+                if request.audio.last:
+                    break
+            if received == 0:
+                raise UploadError("audio: no audio data received")
+            upload.seek(0)
+            return upload
+        except BaseException:
+            upload.close()
+            raise
+
+
+def _responses(result: SplitResult) -> Iterator[splitter_pb2.SplitResponse]:
+    spans = []
+    for chunk in result.iter_encoded():
+        span = _span_message(chunk.span)
+        spans.append(span)
+        yield splitter_pb2.SplitResponse(chunk=splitter_pb2.ChunkHeader(span=span, wav_size=len(chunk.wav)))
+        for piece in data_pieces(chunk.wav):
+            yield splitter_pb2.SplitResponse(chunk_wav=piece)
+    yield splitter_pb2.SplitResponse(
+        plan=splitter_pb2.SplitPlan(
+            sample_rate=SAMPLE_RATE,
+            total_samples=result.total_samples,
+            total_frames=result.total_frames,
+            duration_sec=result.duration_sec,
+            input_lufs=result.loudness.input_lufs,
+            chunks=spans,
+        )
+    )
+
+
+def _span_message(span: ChunkSpan) -> splitter_pb2.ChunkSpan:
+    return splitter_pb2.ChunkSpan(
+        index=span.index,
+        start_sample=span.start_sample,
+        end_sample=span.end_sample,
+        frame_count=span.frame_count,
+        cut_in_silence=span.cut_in_silence,
+    )
+
+
+def start_server(
+    host: str = "127.0.0.1", port: int = 0, settings: SplitterSettings | None = None
+) -> tuple[GrpcService, int]:
+    """Build, bind and start the splitter; it reports SERVING once it accepts calls."""
+    service = GrpcService([SERVICE_NAME])
+    splitter_pb2_grpc.add_SplitterServicer_to_server(SplitterServicer(settings or SplitterSettings()), service.server)
+    bound = service.bind(host, port)
+    service.start()
+    service.set_serving(True)
+    return service, bound
+
+
+def main() -> None:
+    setup_logging("splitter")
+    settings = settings_from_env()
+    host, port = bind_address_from_env()
+    service, bound = start_server(host, port, settings)
+    log.info("splitter listening on %s:%d", host, bound)
+    service.run_until_signal()
+
+
+if __name__ == "__main__":
+    main()

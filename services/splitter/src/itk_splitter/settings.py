@@ -1,0 +1,53 @@
+"""The splitter's settings, read from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from itk_common.config import ConfigError, env_float, env_int, env_str
+
+from .options import OptionsError, SplitOptions
+
+_ENV_OF_OPTION = {
+    "chunk_target_sec": "CHUNK_TARGET_SEC",
+    "silence_threshold_db": "SILENCE_THRESHOLD_DB",
+    "min_silence_sec": "MIN_SILENCE_MS",
+    "min_chunk_sec": "MIN_CHUNK_SEC",
+    "target_lufs": "TARGET_LUFS",
+}
+
+
+@dataclass(frozen=True)
+class SplitterSettings:
+    # Defaults for every option a request leaves at 0.
+    defaults: SplitOptions = field(default_factory=SplitOptions)
+    # Uploads larger than this are refused before decoding.
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    # Uploads are kept in memory up to this size and spill to a temporary file beyond it.
+    spool_memory_bytes: int = 64 * 1024 * 1024
+    # Decoder threads per request; one keeps a busy pod's requests from fighting over cores.
+    decode_threads: int = 1
+
+
+def settings_from_env() -> SplitterSettings:
+    """Read CHUNK_TARGET_SEC, SILENCE_THRESHOLD_DB, MIN_SILENCE_MS, MIN_CHUNK_SEC, TARGET_LUFS, MAX_UPLOAD_MB."""
+    defaults = SplitOptions(
+        chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0, minimum=0.04),
+        silence_threshold_db=env_float("SILENCE_THRESHOLD_DB", -40.0),
+        min_silence_sec=env_int("MIN_SILENCE_MS", 500, minimum=0) / 1000.0,
+        min_chunk_sec=env_float("MIN_CHUNK_SEC", 2.0, minimum=0.0),
+        target_lufs=env_float("TARGET_LUFS", -23.0),
+    )
+    try:
+        defaults.validated()
+    except OptionsError as exc:
+        raise ConfigError(f"{_ENV_OF_OPTION.get(exc.field, exc.field)}: {exc}") from exc
+    return SplitterSettings(
+        defaults=defaults,
+        max_upload_bytes=env_int("MAX_UPLOAD_MB", 1024, minimum=1) * 1024 * 1024,
+        decode_threads=env_int("DECODE_THREADS", 1, minimum=1),
+    )
+
+
+def bind_address_from_env() -> tuple[str, int]:
+    return env_str("BIND_HOST", "127.0.0.1"), env_int("GRPC_PORT", 50051, minimum=0)

@@ -1,0 +1,83 @@
+"""The splitter as a plain Python API: bytes in, normalised samples, a plan and WAV chunks out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from itk_common.constants import SAMPLE_RATE, frames_for_samples
+
+from .chunk_wav import encode_chunk
+from .decode import AudioSource, decode_audio
+from .loudness import LoudnessReport, measure_only, normalize_loudness
+from .options import SplitOptions
+from .plan import ChunkSpan, plan_chunks
+from .silence import frame_levels_db, min_silence_frames, silent_runs
+
+
+@dataclass(frozen=True)
+class EncodedChunk:
+    span: ChunkSpan
+    wav: bytes
+
+
+@dataclass
+class SplitResult:
+    # The whole recording at 16 kHz mono after loudness normalisation; chunks are slices of it.
+    samples: np.ndarray
+    chunks: list[ChunkSpan]
+    loudness: LoudnessReport
+    # Pauses found, as frame ranges [start, end) of 640 samples.
+    silences: list[tuple[int, int]]
+    # Seconds spent per stage ("decode", "normalize", "plan"; "encode" grows as chunks are encoded).
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_samples(self) -> int:
+        return len(self.samples)
+
+    @property
+    def total_frames(self) -> int:
+        return frames_for_samples(self.total_samples)
+
+    @property
+    def duration_sec(self) -> float:
+        return self.total_samples / SAMPLE_RATE
+
+    def iter_encoded(self) -> Iterator[EncodedChunk]:
+        """Each chunk as a validated WAV, encoded only when asked for, so it can be sent at once."""
+        for span in self.chunks:
+            started = time.perf_counter()
+            wav = encode_chunk(self.samples, span)
+            self.timings["encode"] = self.timings.get("encode", 0.0) + time.perf_counter() - started
+            yield EncodedChunk(span, wav)
+
+
+def split_audio(source: AudioSource, options: SplitOptions | None = None, *, threads: int = 1) -> SplitResult:
+    """Decode `source` (bytes, binary file or path), normalise it as a whole and plan its chunks.
+
+    Raises AudioDecodeError / EmptyAudioError for unusable uploads and OptionsError for bad options.
+    """
+    options = (options or SplitOptions()).validated()
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    samples = decode_audio(source, threads=threads)
+    timings["decode"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    if options.skip_normalization:
+        loudness = measure_only(samples)
+    else:
+        samples, loudness = normalize_loudness(samples, options.target_lufs)
+    timings["normalize"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    levels = frame_levels_db(samples)
+    silences = silent_runs(levels, options.silence_threshold_db, min_silence_frames(options.min_silence_sec))
+    chunks = plan_chunks(silences, len(samples), options)
+    timings["plan"] = time.perf_counter() - started
+    return SplitResult(samples, chunks, loudness, silences, timings)

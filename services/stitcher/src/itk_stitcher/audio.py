@@ -1,0 +1,78 @@
+"""The original recording, decoded with PyAV and encoded once as AAC for the final MP4."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.audio.stream import AudioStream
+from av.container import OutputContainer
+
+from .errors import StitchInputError
+
+AAC_SAMPLE_RATE = 48_000
+AAC_BIT_RATE = 128_000
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    channels: int
+    samples: int
+
+    @property
+    def duration_sec(self) -> float:
+        return self.samples / self.sample_rate
+
+
+def measure_audio(path: Path) -> AudioInfo:
+    """Decode the whole recording once: containers' own durations are estimates for MP3 and friends."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise StitchInputError("the audio file has no audio stream")
+            stream = container.streams.audio[0]
+            samples = sum(frame.samples for frame in container.decode(stream))
+            rate = stream.codec_context.sample_rate
+            channels = stream.codec_context.channels
+    except av.FFmpegError as exc:
+        raise StitchInputError(f"the audio cannot be decoded: {exc}") from exc
+    if samples == 0 or not rate:
+        raise StitchInputError("the audio holds no samples")
+    return AudioInfo(sample_rate=rate, channels=channels, samples=samples)
+
+
+def add_aac_stream(container: OutputContainer, info: AudioInfo) -> AudioStream:
+    layout = "mono" if info.channels == 1 else "stereo"
+    stream = container.add_stream("aac", rate=AAC_SAMPLE_RATE, layout=layout)
+    stream.bit_rate = AAC_BIT_RATE
+    stream.time_base = Fraction(1, AAC_SAMPLE_RATE)
+    return stream
+
+
+def aac_packets(path: Path, stream: AudioStream) -> Iterator[av.Packet]:
+    """Decode `path`, resample to the AAC stream's format and yield its encoded packets in order."""
+    codec = stream.codec_context
+    resampler = av.AudioResampler(format=codec.format, layout=codec.layout, rate=codec.sample_rate,
+                                  frame_size=codec.frame_size)
+    time_base = Fraction(1, codec.sample_rate)
+    written = 0
+
+    def encode(frames: list[av.AudioFrame]) -> Iterator[av.Packet]:
+        nonlocal written
+        for frame in frames:
+            # Timestamps count samples from zero, whatever the source's own start time was.
+            frame.pts = written
+            frame.time_base = time_base
+            written += frame.samples
+            yield from stream.encode(frame)
+
+    with av.open(str(path)) as source:
+        for frame in source.decode(source.streams.audio[0]):
+            frame.pts = None
+            yield from encode(resampler.resample(frame))
+    yield from encode(resampler.resample(None))
+    yield from stream.encode(None)

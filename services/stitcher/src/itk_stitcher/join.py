@@ -1,0 +1,92 @@
+"""Deciding, per part, between stream copy and re-encoding to the job's reference parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+
+from itk_common.video import Mp4Writer
+
+from .errors import StitchCancelledError
+from .parts import CodecSignature, PartTiming, probe_part, read_signature, read_timing
+
+if TYPE_CHECKING:
+    from .stitch import StitchSpec
+
+
+@dataclass(frozen=True)
+class PreparedPart:
+    """A part ready to be remuxed: its file (original or re-encoded) and its frame timing."""
+
+    index: int
+    path: Path
+    frame_count: int
+    timing: PartTiming
+    reencoded: bool
+
+
+def conforms(signature: CodecSignature, spec: StitchSpec) -> bool:
+    return (
+        signature.codec == "h264"
+        and (signature.width, signature.height) == (spec.width, spec.height)
+        and signature.pix_fmt == "yuv420p"
+        and signature.frame_rate == spec.fps
+    )
+
+
+def reencode(source: Path, target: Path, spec: StitchSpec, cancelled: Callable[[], bool]) -> None:
+    """Decode every frame and encode it with the writer the generators use, at the job's size.
+
+    Using the same writer makes the new part's H.264 headers match the other parts', so the
+    result can share their track.
+    """
+    with av.open(str(source)) as container, Mp4Writer(target, spec.width, spec.height, spec.fps) as writer:
+        for frame in container.decode(video=0):
+            if cancelled():
+                raise StitchCancelledError
+            writer.write(frame.to_ndarray(width=spec.width, height=spec.height, format="rgb24"))
+
+
+def prepare_parts(parts: dict[int, Path], spec: StitchSpec, workdir: Path,
+                  cancelled: Callable[[], bool]) -> list[PreparedPart]:
+    """Check every part's frame count, then re-encode the parts that cannot be stream-copied."""
+    for index in range(spec.chunk_count):
+        probe_part(index, parts[index], spec.frame_counts[index])
+    signatures = {index: read_signature(path) for index, path in parts.items()}
+    timings = {index: read_timing(path, spec.fps) for index, path in parts.items()}
+    copyable = [
+        index for index in range(spec.chunk_count)
+        if conforms(signatures[index], spec) and timings[index].regular
+    ]
+    reference = signatures[copyable[0]] if copyable else None
+    files = {index: parts[index] for index in range(spec.chunk_count)}
+    redone: set[int] = set()
+
+    def redo(indices: list[int]) -> None:
+        for index in indices:
+            files[index] = workdir / f"reencoded-{index}.mp4"
+            reencode(parts[index], files[index], spec, cancelled)
+            # A part that decodes to fewer frames than it has packets is damaged.
+            probe_part(index, files[index], spec.frame_counts[index])
+            signatures[index] = read_signature(files[index])
+            timings[index] = read_timing(files[index], spec.fps)
+            redone.add(index)
+
+    redo([index for index in range(spec.chunk_count)
+          if index not in copyable or signatures[index] != reference])
+    signature_set = {signatures[index] for index in range(spec.chunk_count)}
+    if len(signature_set) > 1:
+        # The copied parts came from an encoder set up differently from ours, so the re-encoded
+        # parts' headers differ from theirs: one track needs one set, so everything is re-encoded.
+        redo([index for index in range(spec.chunk_count) if index not in redone])
+    if len({signatures[index] for index in range(spec.chunk_count)}) > 1:
+        raise RuntimeError("re-encoded parts still have differing codec parameters")
+    return [
+        PreparedPart(index=index, path=files[index], frame_count=spec.frame_counts[index],
+                     timing=timings[index], reencoded=index in redone)
+        for index in range(spec.chunk_count)
+    ]

@@ -1,0 +1,106 @@
+"""gRPC face of the stitcher: spool the request to a temp dir, stitch, stream the MP4 back."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import grpc
+
+from infinitetalk.v1 import stitcher_pb2, stitcher_pb2_grpc
+from itk_common.config import env_int, env_str
+from itk_common.grpc_server import GrpcService
+from itk_common.logs import setup_logging
+from itk_common.streaming import file_data_pieces
+
+from .errors import StitchCancelledError, StitchInputError
+from .spool import RequestSpool
+from .stitch import StitchReport, stitch
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = stitcher_pb2.DESCRIPTOR.services_by_name["Stitcher"].full_name
+DEFAULT_PORT = 50053
+
+
+def summary_message(report: StitchReport) -> stitcher_pb2.StitchSummary:
+    return stitcher_pb2.StitchSummary(
+        frame_count=report.frame_count,
+        video_duration_sec=report.video_duration_sec,
+        audio_duration_sec=report.audio_duration_sec,
+        copied_parts=report.copied_parts,
+        reencoded_parts=report.reencoded_parts,
+        video_size=report.video_size,
+    )
+
+
+class StitcherServicer(stitcher_pb2_grpc.StitcherServicer):
+    def __init__(self, temp_dir: Path | None = None) -> None:
+        # None means the system's temp location.
+        self.temp_dir = temp_dir
+
+    def Stitch(self, request_iterator: Iterable[stitcher_pb2.StitchRequest],  # noqa: N802 (gRPC name)
+               context: grpc.ServicerContext) -> Iterator[stitcher_pb2.StitchResponse]:
+        gone = threading.Event()
+        context.add_callback(gone.set)
+        try:
+            # Everything of this request lives in this directory, which goes away however we leave,
+            # including when grpc closes this generator because the client disconnected.
+            with tempfile.TemporaryDirectory(prefix="stitch-", dir=self.temp_dir) as scratch:
+                yield from self._stitch(Path(scratch), request_iterator, gone)
+        except StitchInputError as exc:
+            log.info("rejected stitch request: %s", exc)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except (StitchCancelledError, grpc.RpcError):
+            log.info("client went away; stitch abandoned")
+        except Exception:
+            log.exception("stitch failed")
+            context.abort(grpc.StatusCode.INTERNAL, "stitching failed on the server")
+
+    def _stitch(self, scratch: Path, requests: Iterable[stitcher_pb2.StitchRequest],
+                gone: threading.Event) -> Iterator[stitcher_pb2.StitchResponse]:
+        inbox = scratch / "in"
+        workdir = scratch / "work"
+        inbox.mkdir()
+        workdir.mkdir()
+        spool = RequestSpool(inbox)
+        spool.receive(requests)
+        assert spool.spec is not None
+        out = scratch / "stitched.mp4"
+        report = stitch(spool.part_paths, spool.audio_path, spool.spec, out, workdir=workdir,
+                        cancelled=gone.is_set)
+        log.info("job %s stitched: %d frames, %d copied, %d re-encoded parts, %d bytes", spool.job_id,
+                 report.frame_count, report.copied_parts, report.reencoded_parts, report.video_size)
+        for piece in file_data_pieces(out):
+            yield stitcher_pb2.StitchResponse(video=piece)
+        yield stitcher_pb2.StitchResponse(summary=summary_message(report))
+
+
+def start_server(host: str = "127.0.0.1", port: int = 0, *,
+                 temp_dir: Path | None = None) -> tuple[GrpcService, int]:
+    """Build, bind and start the server; it reports SERVING once it accepts calls."""
+    service = GrpcService([SERVICE_NAME])
+    stitcher_pb2_grpc.add_StitcherServicer_to_server(StitcherServicer(temp_dir), service.server)
+    bound = service.bind(host, port)
+    service.start()
+    service.set_serving(True)
+    return service, bound
+
+
+def main() -> None:
+    setup_logging("stitcher")
+    temp_dir = env_str("TEMP_DIR", "")
+    service, port = start_server(
+        env_str("BIND_HOST", "127.0.0.1"),
+        env_int("GRPC_PORT", DEFAULT_PORT, minimum=0),
+        temp_dir=Path(temp_dir) if temp_dir else None,
+    )
+    log.info("stitcher listening on port %d", port)
+    service.run_until_signal()
+
+
+if __name__ == "__main__":
+    main()

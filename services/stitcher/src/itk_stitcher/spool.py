@@ -1,0 +1,96 @@
+"""Receiving a Stitch request stream onto disk, checking what arrives as it arrives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from infinitetalk.v1 import stitcher_pb2
+
+from .errors import StitchInputError
+from .stitch import StitchSpec
+
+
+def spec_from_header(header: stitcher_pb2.StitchHeader) -> StitchSpec:
+    if header.chunk_count != len(header.frame_counts):
+        raise StitchInputError(
+            f"chunk_count is {header.chunk_count} but {len(header.frame_counts)} frame counts were given"
+        )
+    spec = StitchSpec(fps=header.fps, width=header.width, height=header.height,
+                      frame_counts=tuple(header.frame_counts))
+    spec.validate()
+    return spec
+
+
+class RequestSpool:
+    """Writes the audio and each part to its own file under `directory` as pieces come in.
+
+    Pieces are appended file by file, so memory holds one piece at a time whatever the job's size.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.job_id = ""
+        self.spec: StitchSpec | None = None
+        self.audio_path = directory / "audio"
+        self.audio_complete = False
+        self.part_paths: dict[int, Path] = {}
+        self.complete_parts: set[int] = set()
+
+    def receive(self, requests: Iterable[stitcher_pb2.StitchRequest]) -> None:
+        """Consume the whole stream, then check that everything announced has arrived."""
+        for request in requests:
+            self.accept(request)
+        self.check_complete()
+
+    def accept(self, request: stitcher_pb2.StitchRequest) -> None:
+        kind = request.WhichOneof("payload")
+        if self.spec is None:
+            if kind != "header":
+                raise StitchInputError("the first message must be a StitchHeader")
+            self.spec = spec_from_header(request.header)
+            self.job_id = request.header.job_id
+        elif kind == "header":
+            raise StitchInputError("the StitchHeader was sent twice")
+        elif kind == "audio":
+            self._accept_audio(request.audio.data, request.audio.last)
+        elif kind == "part":
+            self._accept_part(request.part.index, request.part.data, request.part.last)
+        else:
+            raise StitchInputError("a request message carries no payload")
+
+    def _accept_audio(self, data: bytes, last: bool) -> None:
+        if self.audio_complete:
+            raise StitchInputError("audio pieces arrived after the audio's last piece")
+        append(self.audio_path, data)
+        self.audio_complete = last
+
+    def _accept_part(self, index: int, data: bytes, last: bool) -> None:
+        assert self.spec is not None
+        if not 0 <= index < self.spec.chunk_count:
+            raise StitchInputError(f"part index {index} is out of range (chunk_count {self.spec.chunk_count})")
+        if index in self.complete_parts:
+            raise StitchInputError(f"chunk {index}: part sent twice (pieces after its last piece)")
+        path = self.part_paths.setdefault(index, self.directory / f"part-{index}.mp4")
+        append(path, data)
+        if last:
+            self.complete_parts.add(index)
+
+    def check_complete(self) -> None:
+        if self.spec is None:
+            raise StitchInputError("the stream ended before the StitchHeader")
+        if not self.audio_complete:
+            raise StitchInputError("the audio is missing or ended without its last piece")
+        missing = [index for index in range(self.spec.chunk_count) if index not in self.part_paths]
+        if missing:
+            raise StitchInputError(f"missing parts for chunks {', '.join(map(str, missing))}")
+        unfinished = sorted(set(self.part_paths) - self.complete_parts)
+        if unfinished:
+            raise StitchInputError(
+                f"parts for chunks {', '.join(map(str, unfinished))} ended without their last piece"
+            )
+
+
+def append(path: Path, data: bytes) -> None:
+    with path.open("ab") as handle:
+        handle.write(data)

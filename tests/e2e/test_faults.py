@@ -1,0 +1,82 @@
+"""Faults a cluster sees: a generator pod dies mid-job; the gateway restarts mid-job."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scripts.stack import Stack
+from tests.e2e.checks import check_video
+from tests.helpers.rest import call, download, submit_multipart, wait_for_job
+
+pytestmark = pytest.mark.e2e
+SIZE = 96
+# Each generator sleeps this long per second of audio, so the job lasts long enough to break it.
+COST = "0.12"
+RENDERED = re.compile(r"chunk (\S+)/(\d+): \d+ frames in")
+
+
+def rendered_chunks(stack: Stack, job_id: str) -> Counter[int]:
+    """How many times each chunk of the job was rendered to the end, from the generators' logs."""
+    counts: Counter[int] = Counter()
+    for service in stack.generator_services:
+        if service.log_path.exists():
+            for match in RENDERED.finditer(service.log_path.read_text(errors="replace")):
+                if match.group(1) == job_id:
+                    counts[int(match.group(2))] += 1
+    return counts
+
+
+def wait_until(predicate, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def job_state(stack: Stack, job_id: str) -> dict:
+    status, state = call("GET", f"{stack.rest_url}/jobs/{job_id}")
+    assert status == 200, state
+    return state
+
+
+def test_generator_killed_mid_job(tmp_path: Path, portrait: bytes, speech_wav: bytes,
+                                  speech_samples: np.ndarray) -> None:
+    with Stack(tmp_path / "stack", generators=2, generator_env={"PREVIEW_COST_PER_AUDIO_SEC": COST},
+               gateway_env={"CHUNK_TARGET_SEC": "20"}) as stack:
+        job_id = submit_multipart(stack.rest_url, portrait, speech_wav, width=SIZE, height=SIZE)
+        wait_until(lambda: job_state(stack, job_id)["progress"] >= 10, what="the job to get going")
+        victim = stack.generator_services[0]
+        victim.kill()
+        state = wait_for_job(stack.rest_url, job_id, timeout=300)
+        assert state["status"] == "COMPLETED", state.get("error")
+        path = tmp_path / "out.mp4"
+        path.write_bytes(download(stack.rest_url, job_id))
+        check_video(path, speech_samples, SIZE)
+
+
+def test_gateway_restarted_mid_job(tmp_path: Path, portrait: bytes, speech_wav: bytes,
+                                   speech_samples: np.ndarray) -> None:
+    with Stack(tmp_path / "stack", generators=2, generator_env={"PREVIEW_COST_PER_AUDIO_SEC": COST},
+               gateway_env={"CHUNK_TARGET_SEC": "20"}) as stack:
+        job_id = submit_multipart(stack.rest_url, portrait, speech_wav, width=SIZE, height=SIZE)
+        wait_until(lambda: len(rendered_chunks(stack, job_id)) >= 2, what="two finished chunks")
+        stack.restart_gateway()
+        # Whatever had been rendered to the end when the old gateway died: the resumed job must
+        # use those parts and never send those chunks out again.
+        finished_before = set(rendered_chunks(stack, job_id))
+        state = wait_for_job(stack.rest_url, job_id, timeout=300)
+        assert state["status"] == "COMPLETED", state.get("error")
+        counts = rendered_chunks(stack, job_id)
+        assert set(range(state["chunk_count"])) <= set(counts)
+        for index in finished_before:
+            assert counts[index] == 1, f"chunk {index} was regenerated after the restart"
+        path = tmp_path / "out.mp4"
+        path.write_bytes(download(stack.rest_url, job_id))
+        check_video(path, speech_samples, SIZE)
