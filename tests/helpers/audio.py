@@ -95,6 +95,8 @@ def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=codec_rate or sample_rate, layout="mono")
+        # Writes the header now, so a recording of zero samples is still a valid (empty) file.
+        container.start_encoding()
         # 1-second frames; the encoder re-buffers to its own frame size and sample format.
         step = sample_rate
         for offset in range(0, len(samples), step):

@@ -32,7 +32,7 @@ def mouth_openness_series(video_path: Path, mouth_box: tuple[int, int, int, int]
 def lagged_correlation(a: np.ndarray, b: np.ndarray, lag: int) -> float:
     """Pearson correlation of a[t] with b[t - lag] over the frames both cover (0 when flat)."""
     if lag >= 0:
-        left, right = a[lag:], b[: len(b) - lag] if lag else b
+        left, right = a[lag:], b[: len(b) - lag]
     else:
         left, right = a[: len(a) + lag], b[-lag:]
     size = min(len(left), len(right))

@@ -58,8 +58,15 @@ class Mp4Writer:
         self.frames_written = 0
 
     def write(self, rgb: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24")
+        self.write_frame(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24"))
+
+    def write_frame(self, frame: av.VideoFrame) -> None:
+        """Encode a decoded frame as it is (any size or pixel format is converted to the stream's)."""
+        if (frame.width, frame.height, frame.format.name) != (self.stream.width, self.stream.height, "yuv420p"):
+            frame = frame.reformat(width=self.stream.width, height=self.stream.height, format="yuv420p")
         frame.pts = self.frames_written
+        # A decoded frame remembers its I/P/B type, which libx264 would take as an order.
+        frame.pict_type = av.video.frame.PictureType.NONE
         # The muxer rewrites stream.time_base once the header is written; the encoder works in its own.
         frame.time_base = self.stream.codec_context.time_base
         for packet in self.stream.encode(frame):

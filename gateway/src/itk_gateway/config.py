@@ -1,5 +1,8 @@
 """The gateway's settings, read once from the environment.
 
+MAX_CONCURRENT_CHUNKS defaults to 8 rather than the seed's 3: the seed fed one remote worker,
+while here a job spreads over a pool whose capacity is the real global limit.
+
 | Variable | Default | Description |
 |----------|---------|-------------|
 | `BIND_HOST` | `127.0.0.1` | Address the REST and gRPC servers listen on (`0.0.0.0` in Kubernetes). |
@@ -11,21 +14,21 @@
 | `DB_PATH` | `<DATA_DIR>/jobs.sqlite3` | SQLite database of jobs and chunks (WAL mode). |
 | `SPLITTER_TARGET` | `127.0.0.1:50051` | Splitter gRPC address. |
 | `STITCHER_TARGET` | `127.0.0.1:50053` | Stitcher gRPC address. |
-| `GENERATOR_TARGETS` | `127.0.0.1:50052` | Default generator pool: comma-separated `host:port`; each host is resolved to all its addresses (a Kubernetes headless Service gives one per pod). |
-| `GENERATOR_TARGETS_FILE` | — | File with one `host:port` per line, re-read on every refresh; replaces `GENERATOR_TARGETS` for the default pool. |
+| `GENERATOR_TARGETS` | `127.0.0.1:50052` | Default pool `host:port,...`; each host resolves to all its addresses. |
+| `GENERATOR_TARGETS_FILE` | — | One `host:port` per line, re-read on every refresh; replaces `GENERATOR_TARGETS`. |
 | `GENERATOR_POOLS` | — | More pools: `name=host:port,host:port;name2=host:port`. |
 | `DEFAULT_PROVIDER` | `infinitetalk` | Name of the default pool; an empty or omitted `provider` selects it. |
-| `PROVIDER_ALIASES` | `runpod=infinitetalk` | `alias=pool,...`: provider names accepted for a pool, so seed clients sending `"provider": "runpod"` keep working. |
-| `GENERATOR_RESOLVE_INTERVAL_SEC` | `10` | How often pools re-resolve their targets and probe endpoints (also right after a failure). |
-| `GENERATOR_MAX_ATTEMPTS` | `4` | Attempts per chunk (failures and refusals) before the job fails. |
+| `PROVIDER_ALIASES` | `runpod=infinitetalk` | `alias=pool,...`: other names for pools (seed clients send `runpod`). |
+| `GENERATOR_RESOLVE_INTERVAL_SEC` | `10` | Re-resolve targets and probe endpoints this often (and after failures). |
+| `GENERATOR_MAX_ATTEMPTS` | `4` | Failed attempts per chunk before the job fails (busy refusals count 1/5). |
 | `GENERATOR_RETRY_BACKOFF_SEC` | `1` | First pause before a retry; doubles per attempt, at most 30 s. |
-| `GENERATOR_WAIT_SEC` | `600` | A chunk fails when its pool has had no ready endpoint for this long (0 = wait forever, e.g. while an autoscaler scales from zero). |
-| `MAX_CONCURRENT_CHUNKS` | `8` | Chunks of one job generating at once (the seed's name; the seed default 3 suits one remote worker, 8 lets a job spread over a pool; the pool's capacity is the global limit). |
+| `GENERATOR_WAIT_SEC` | `600` | A chunk fails after its pool had no ready endpoint this long (0 = wait forever). |
+| `MAX_CONCURRENT_CHUNKS` | `8` | Chunks of one job in flight at once (seed name; pool capacity is the global limit). |
 | `CHUNK_TARGET_SEC` | `45` | Target chunk length passed to the splitter (0 = the splitter's default). |
 | `MAX_UPLOAD_MB` | `200` | Largest image + audio upload in MiB (decoded); larger requests get 413. |
 | `MAX_IMAGE_PIXELS` | `40000000` | Largest accepted image (width × height). |
 | `JOB_TIMEOUT_SEC` | `0` | A job running longer than this (from its creation) ends `TIMED_OUT`; 0 = no limit. |
-| `SPLIT_ACCEPT_TIMEOUT_SEC` | `120` | How long job creation waits for the splitter's first chunk (to reject undecodable audio before answering). |
+| `SPLIT_ACCEPT_TIMEOUT_SEC` | `120` | Job creation waits this long for the splitter's first chunk (or its refusal). |
 | `S3_BUCKET` | — | Bucket for `push_to_s3` results; unset = `push_to_s3` is rejected. |
 | `S3_REGION` | — | Bucket region. |
 | `S3_ENDPOINT_URL` | — | Endpoint of an S3-compatible store (MinIO, moto). |

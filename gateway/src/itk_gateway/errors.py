@@ -19,18 +19,24 @@ class ApiError(Exception):
         self.message = message
 
 
-class InvalidInput(ApiError):
+class InvalidInputError(ApiError):
     http_status = 400
     code = "VALIDATION_ERROR"
     grpc_status = grpc.StatusCode.INVALID_ARGUMENT
 
 
-class PayloadTooLarge(InvalidInput):
+class InvalidJsonError(ApiError):
+    http_status = 400
+    code = "INVALID_JSON"
+    grpc_status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class PayloadTooLargeError(InvalidInputError):
     # The seed's code set has no dedicated code; the status says what happened.
     http_status = 413
 
 
-class JobNotFound(ApiError):
+class JobNotFoundError(ApiError):
     http_status = 404
     code = "JOB_NOT_FOUND"
     grpc_status = grpc.StatusCode.NOT_FOUND
@@ -39,7 +45,7 @@ class JobNotFound(ApiError):
         super().__init__(message)
 
 
-class WrongJobState(ApiError):
+class WrongJobStateError(ApiError):
     """The job exists but cannot do this now (no video yet, already finished, ...)."""
 
     http_status = 409
@@ -47,7 +53,7 @@ class WrongJobState(ApiError):
     grpc_status = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class CreationFailed(ApiError):
+class CreationFailedError(ApiError):
     """A backend the gateway needs to accept the job is unreachable."""
 
     http_status = 503

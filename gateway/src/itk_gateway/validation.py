@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InvalidInput
+from .errors import InvalidInputError
 
 MAX_DIMENSION = 4096
 MAX_PROMPT_CHARS = 4000
@@ -80,7 +80,7 @@ def resolve_provider(requested: str, rules: OptionRules) -> str:
     name = (requested or "").strip() or rules.default_provider
     name = rules.aliases.get(name, name)
     if name not in rules.providers:
-        raise InvalidInput(
+        raise InvalidInputError(
             f"provider: unknown provider {requested!r}; configured providers: {', '.join(rules.providers)}"
         )
     return name
@@ -88,9 +88,9 @@ def resolve_provider(requested: str, rules: OptionRules) -> str:
 
 def check_dimension(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{name}: must be an integer")
+        raise InvalidInputError(f"{name}: must be an integer")
     if not 1 <= value <= MAX_DIMENSION:
-        raise InvalidInput(f"{name}: must be between 1 and {MAX_DIMENSION}, got {value}")
+        raise InvalidInputError(f"{name}: must be between 1 and {MAX_DIMENSION}, got {value}")
     return value
 
 
@@ -99,22 +99,22 @@ def check_sampling(raw: dict[str, Any] | None) -> dict[str, Any]:
     for key, value in (raw or {}).items():
         kind = SAMPLING_FIELDS.get(key)
         if kind is None:
-            raise InvalidInput(f"sampling.{key}: unknown setting; known: {', '.join(SAMPLING_FIELDS)}")
+            raise InvalidInputError(f"sampling.{key}: unknown setting; known: {', '.join(SAMPLING_FIELDS)}")
         if kind is bool and not isinstance(value, bool):
-            raise InvalidInput(f"sampling.{key}: must be true or false")
+            raise InvalidInputError(f"sampling.{key}: must be true or false")
         if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise InvalidInput(f"sampling.{key}: must be a number")
+            raise InvalidInputError(f"sampling.{key}: must be a number")
         if kind is int and int(value) != value:
-            raise InvalidInput(f"sampling.{key}: must be an integer")
+            raise InvalidInputError(f"sampling.{key}: must be an integer")
         if kind in (int, float) and value < 0:
-            raise InvalidInput(f"sampling.{key}: must not be negative")
+            raise InvalidInputError(f"sampling.{key}: must not be negative")
         if kind is str and not isinstance(value, str):
-            raise InvalidInput(f"sampling.{key}: must be a string")
+            raise InvalidInputError(f"sampling.{key}: must be a string")
         sampling[key] = kind(value)
     if sampling.get("preset", "") not in PRESETS:
-        raise InvalidInput(f"sampling.preset: must be one of quality, fast; got {sampling['preset']!r}")
+        raise InvalidInputError(f"sampling.preset: must be one of quality, fast; got {sampling['preset']!r}")
     if sampling.get("resolution", "") not in RESOLUTIONS:
-        raise InvalidInput(f"sampling.resolution: must be 480p or 720p; got {sampling['resolution']!r}")
+        raise InvalidInputError(f"sampling.resolution: must be 480p or 720p; got {sampling['resolution']!r}")
     return sampling
 
 
@@ -124,15 +124,15 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
     check_dimension("height", options.height)
     options.provider = resolve_provider(options.provider, rules)
     if len(options.prompt) > MAX_PROMPT_CHARS:
-        raise InvalidInput(f"prompt: at most {MAX_PROMPT_CHARS} characters")
+        raise InvalidInputError(f"prompt: at most {MAX_PROMPT_CHARS} characters")
     if options.push_to_s3 and not rules.s3_enabled:
-        raise InvalidInput("push_to_s3: S3 is not configured on this server (S3_BUCKET is unset)")
+        raise InvalidInputError("push_to_s3: S3 is not configured on this server (S3_BUCKET is unset)")
     if options.seed < 0 or options.seed >= 2**63:
-        raise InvalidInput("seed: must be between 0 and 2^63-1")
+        raise InvalidInputError("seed: must be between 0 and 2^63-1")
     if options.seed == 0:
         options.seed = new_seed()
     if options.chunk_target_sec < 0 or options.chunk_target_sec > 3600:
-        raise InvalidInput("chunk_target_sec: must be between 0 (server default) and 3600")
+        raise InvalidInputError("chunk_target_sec: must be between 0 (server default) and 3600")
     options.sampling = check_sampling(options.sampling)
     return options
 
@@ -144,44 +144,44 @@ _WHITESPACE = re.compile(rb"\s+")
 def decode_base64(name: str, text: str) -> bytes:
     """Strict standard base64 (whitespace and a `data:...;base64,` prefix tolerated)."""
     if not isinstance(text, str) or not text.strip():
-        raise InvalidInput(f"{name}: required")
+        raise InvalidInputError(f"{name}: required")
     match = _DATA_URL.match(text)
     raw = text[match.end():] if match else text
     try:
         data = base64.b64decode(_WHITESPACE.sub(b"", raw.encode("ascii")), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise InvalidInput(f"{name}: not valid base64 ({exc})") from exc
+        raise InvalidInputError(f"{name}: not valid base64 ({exc})") from exc
     if not data:
-        raise InvalidInput(f"{name}: decodes to nothing")
+        raise InvalidInputError(f"{name}: decodes to nothing")
     return data
 
 
 def check_image(name: str, data: bytes, max_pixels: int) -> tuple[int, int]:
     """Decode the image fully with Pillow; return its size. Rejects non-images and huge images."""
     if not data:
-        raise InvalidInput(f"{name}: empty")
+        raise InvalidInputError(f"{name}: empty")
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format not in IMAGE_FORMATS:
-                raise InvalidInput(
+                raise InvalidInputError(
                     f"{name}: unsupported image format {image.format}; use one of {', '.join(sorted(IMAGE_FORMATS))}"
                 )
             width, height = image.size
             if width * height > max_pixels:
-                raise InvalidInput(f"{name}: {width}x{height} image exceeds {max_pixels} pixels")
+                raise InvalidInputError(f"{name}: {width}x{height} image exceeds {max_pixels} pixels")
             image.load()
-    except InvalidInput:
+    except InvalidInputError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise InvalidInput(f"{name}: not a decodable image") from exc
+        raise InvalidInputError(f"{name}: not a decodable image") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         # Truncated or corrupt files fail while decoding.
-        raise InvalidInput(f"{name}: image could not be decoded ({exc})") from exc
+        raise InvalidInputError(f"{name}: image could not be decoded ({exc})") from exc
     if width < 1 or height < 1:
-        raise InvalidInput(f"{name}: image has no pixels")
+        raise InvalidInputError(f"{name}: image has no pixels")
     return width, height
 
 
 def check_audio_present(name: str, size: int) -> None:
     if size <= 0:
-        raise InvalidInput(f"{name}: audio is empty")
+        raise InvalidInputError(f"{name}: audio is empty")

@@ -19,8 +19,6 @@ MAX_SIDE = 4096
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 # 16-bit mono at 16 kHz: 64 MiB is about 35 minutes, far more than any chunk the splitter makes.
 MAX_AUDIO_BYTES = 64 * 1024 * 1024
-PRESETS = ("", "quality", "fast")
-RESOLUTIONS = ("", "480p", "720p")
 
 
 class InvalidChunkError(ValueError):
@@ -36,13 +34,8 @@ def check_spec(spec: generator_pb2.ChunkSpec) -> None:
             raise InvalidChunkError(f"spec.{field} must be between 1 and {MAX_SIDE}, got {value}")
     if spec.chunk_index < 0:
         raise InvalidChunkError(f"spec.chunk_index must not be negative, got {spec.chunk_index}")
+    # Preset and resolution names belong to the backend, which refuses unknown ones (BackendError).
     sampling = spec.sampling
-    if sampling.preset not in PRESETS:
-        raise InvalidChunkError(f"spec.sampling.preset must be one of {PRESETS}, got {sampling.preset!r}")
-    if sampling.resolution not in RESOLUTIONS:
-        raise InvalidChunkError(
-            f"spec.sampling.resolution must be one of {RESOLUTIONS}, got {sampling.resolution!r}"
-        )
     for field in ("steps", "shift", "text_guidance", "audio_guidance", "motion_frames"):
         if getattr(sampling, field) < 0:
             raise InvalidChunkError(f"spec.sampling.{field} must not be negative")

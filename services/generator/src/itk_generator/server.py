@@ -29,7 +29,7 @@ from .backend import Backend
 from .backends import DEFAULT_BACKEND, UnknownBackendError, create_backend
 from .servicer import GeneratorServicer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("itk_generator.server")
 
 SERVICE_NAME = generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name
 DEFAULT_PORT = 50052

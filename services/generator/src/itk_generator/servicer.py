@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+
 from infinitetalk.v1 import generator_pb2, generator_pb2_grpc
 from itk_common.constants import FPS
 from itk_common.streaming import file_data_pieces
@@ -67,6 +68,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             job = read_chunk(requests)
         except InvalidChunkError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except grpc.RpcError:
+            log.info("client went away while uploading a chunk")
+            return
         work_dir = Path(tempfile.mkdtemp(prefix="itk-chunk-", dir=self.temp_dir))
         try:
             yield from self._render_and_send(job, work_dir / "chunk.mp4", context)

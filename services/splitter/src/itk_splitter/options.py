@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+MIN_CHUNK_TARGET_SEC = 1.0
+
 
 class OptionsError(ValueError):
     """An option the client set is unusable; `field` names it."""
@@ -36,8 +38,12 @@ class SplitOptions:
     def validated(self) -> SplitOptions:
         """Return self after checking every field; raise OptionsError on the first bad one."""
         _require_finite(self)
-        if self.chunk_target_sec <= 0:
-            raise OptionsError("chunk_target_sec", f"must be positive, got {self.chunk_target_sec}")
+        # The generator renders clips of a few seconds, and a tiny target would turn a long recording
+        # into a flood of chunks; a second is a generous floor.
+        if self.chunk_target_sec < MIN_CHUNK_TARGET_SEC:
+            raise OptionsError(
+                "chunk_target_sec", f"must be at least {MIN_CHUNK_TARGET_SEC} s, got {self.chunk_target_sec}"
+            )
         if self.tolerance_sec is not None and self.tolerance_sec < 0:
             raise OptionsError("tolerance_sec", f"must not be negative, got {self.tolerance_sec}")
         if not -150.0 <= self.silence_threshold_db < 0:

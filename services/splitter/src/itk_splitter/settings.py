@@ -32,7 +32,7 @@ class SplitterSettings:
 def settings_from_env() -> SplitterSettings:
     """Read CHUNK_TARGET_SEC, SILENCE_THRESHOLD_DB, MIN_SILENCE_MS, MIN_CHUNK_SEC, TARGET_LUFS, MAX_UPLOAD_MB."""
     defaults = SplitOptions(
-        chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0, minimum=0.04),
+        chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0),
         silence_threshold_db=env_float("SILENCE_THRESHOLD_DB", -40.0),
         min_silence_sec=env_int("MIN_SILENCE_MS", 500, minimum=0) / 1000.0,
         min_chunk_sec=env_float("MIN_CHUNK_SEC", 2.0, minimum=0.0),

@@ -13,8 +13,13 @@ from av.container import OutputContainer
 
 from .errors import StitchInputError
 
-AAC_SAMPLE_RATE = 48_000
-AAC_BIT_RATE = 128_000
+AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates or ())
+# Used when the recording's own rate is not one AAC can carry.
+FALLBACK_SAMPLE_RATE = 48_000
+# 3 bits per sample (48 kb/s for 16 kHz mono) keeps speech clean; FFmpeg's AAC encoder gets slower
+# the more bits it is given, and it is the costliest step of a stream-copy stitch.
+BITS_PER_SAMPLE = 3
+MAX_BIT_RATE_PER_CHANNEL = 64_000
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,12 @@ def measure_audio(path: Path) -> AudioInfo:
 
 
 def add_aac_stream(container: OutputContainer, info: AudioInfo) -> AudioStream:
-    layout = "mono" if info.channels == 1 else "stereo"
-    stream = container.add_stream("aac", rate=AAC_SAMPLE_RATE, layout=layout)
-    stream.bit_rate = AAC_BIT_RATE
-    stream.time_base = Fraction(1, AAC_SAMPLE_RATE)
+    """An AAC stream at the recording's own rate where AAC allows it (resampling up adds nothing)."""
+    channels = 1 if info.channels == 1 else 2
+    rate = info.sample_rate if info.sample_rate in AAC_RATES else FALLBACK_SAMPLE_RATE
+    stream = container.add_stream("aac", rate=rate, layout="mono" if channels == 1 else "stereo")
+    stream.bit_rate = channels * min(MAX_BIT_RATE_PER_CHANNEL, BITS_PER_SAMPLE * rate)
+    stream.time_base = Fraction(1, rate)
     return stream
 
 

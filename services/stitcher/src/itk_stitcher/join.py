@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 
@@ -13,9 +12,7 @@ from itk_common.video import Mp4Writer
 
 from .errors import StitchCancelledError
 from .parts import CodecSignature, PartTiming, probe_part, read_signature, read_timing
-
-if TYPE_CHECKING:
-    from .stitch import StitchSpec
+from .spec import StitchSpec
 
 
 @dataclass(frozen=True)
@@ -48,14 +45,12 @@ def reencode(source: Path, target: Path, spec: StitchSpec, cancelled: Callable[[
         for frame in container.decode(video=0):
             if cancelled():
                 raise StitchCancelledError
-            writer.write(frame.to_ndarray(width=spec.width, height=spec.height, format="rgb24"))
+            writer.write_frame(frame)
 
 
 def prepare_parts(parts: dict[int, Path], spec: StitchSpec, workdir: Path,
                   cancelled: Callable[[], bool]) -> list[PreparedPart]:
-    """Check every part's frame count, then re-encode the parts that cannot be stream-copied."""
-    for index in range(spec.chunk_count):
-        probe_part(index, parts[index], spec.frame_counts[index])
+    """Re-encode the parts that cannot be stream-copied; the frame counts are already checked."""
     signatures = {index: read_signature(path) for index, path in parts.items()}
     timings = {index: read_timing(path, spec.fps) for index, path in parts.items()}
     copyable = [

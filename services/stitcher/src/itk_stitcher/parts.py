@@ -77,7 +77,7 @@ def read_timing(path: Path, fps: int) -> PartTiming:
         return PartTiming(first_pts=0, reorder_delay=0, regular=False)
     first = min(slots)
     frames = [slot - first for slot in slots]
-    regular = sorted(frames) == list(range(len(frames)))
+    if first.denominator != 1 or sorted(frames) != list(range(len(frames))):
+        return PartTiming(first_pts=0, reorder_delay=0, regular=False)
     delay = max(decode_index - frame for decode_index, frame in enumerate(frames))
-    return PartTiming(first_pts=int(first) if regular else 0, reorder_delay=max(0, int(delay)),
-                      regular=regular and first.denominator == 1)
+    return PartTiming(first_pts=int(first), reorder_delay=int(delay), regular=True)

@@ -67,10 +67,9 @@ class StitcherServicer(stitcher_pb2_grpc.StitcherServicer):
         inbox.mkdir()
         workdir.mkdir()
         spool = RequestSpool(inbox)
-        spool.receive(requests)
-        assert spool.spec is not None
+        spec = spool.receive(requests)
         out = scratch / "stitched.mp4"
-        report = stitch(spool.part_paths, spool.audio_path, spool.spec, out, workdir=workdir,
+        report = stitch(spool.part_paths, spool.audio_path, spec, out, workdir=workdir,
                         cancelled=gone.is_set)
         log.info("job %s stitched: %d frames, %d copied, %d re-encoded parts, %d bytes", spool.job_id,
                  report.frame_count, report.copied_parts, report.reencoded_parts, report.video_size)
@@ -82,6 +81,8 @@ class StitcherServicer(stitcher_pb2_grpc.StitcherServicer):
 def start_server(host: str = "127.0.0.1", port: int = 0, *,
                  temp_dir: Path | None = None) -> tuple[GrpcService, int]:
     """Build, bind and start the server; it reports SERVING once it accepts calls."""
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
     service = GrpcService([SERVICE_NAME])
     stitcher_pb2_grpc.add_StitcherServicer_to_server(StitcherServicer(temp_dir), service.server)
     bound = service.bind(host, port)

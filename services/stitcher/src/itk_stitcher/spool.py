@@ -8,7 +8,7 @@ from pathlib import Path
 from infinitetalk.v1 import stitcher_pb2
 
 from .errors import StitchInputError
-from .stitch import StitchSpec
+from .spec import StitchSpec
 
 
 def spec_from_header(header: stitcher_pb2.StitchHeader) -> StitchSpec:
@@ -37,11 +37,11 @@ class RequestSpool:
         self.part_paths: dict[int, Path] = {}
         self.complete_parts: set[int] = set()
 
-    def receive(self, requests: Iterable[stitcher_pb2.StitchRequest]) -> None:
-        """Consume the whole stream, then check that everything announced has arrived."""
+    def receive(self, requests: Iterable[stitcher_pb2.StitchRequest]) -> StitchSpec:
+        """Consume the whole stream, check that everything announced has arrived; return the plan."""
         for request in requests:
             self.accept(request)
-        self.check_complete()
+        return self.check_complete()
 
     def accept(self, request: stitcher_pb2.StitchRequest) -> None:
         kind = request.WhichOneof("payload")
@@ -55,7 +55,7 @@ class RequestSpool:
         elif kind == "audio":
             self._accept_audio(request.audio.data, request.audio.last)
         elif kind == "part":
-            self._accept_part(request.part.index, request.part.data, request.part.last)
+            self._accept_part(self.spec.chunk_count, request.part)
         else:
             raise StitchInputError("a request message carries no payload")
 
@@ -65,18 +65,18 @@ class RequestSpool:
         append(self.audio_path, data)
         self.audio_complete = last
 
-    def _accept_part(self, index: int, data: bytes, last: bool) -> None:
-        assert self.spec is not None
-        if not 0 <= index < self.spec.chunk_count:
-            raise StitchInputError(f"part index {index} is out of range (chunk_count {self.spec.chunk_count})")
+    def _accept_part(self, chunk_count: int, part: stitcher_pb2.PartData) -> None:
+        index = part.index
+        if not 0 <= index < chunk_count:
+            raise StitchInputError(f"part index {index} is out of range (chunk_count {chunk_count})")
         if index in self.complete_parts:
             raise StitchInputError(f"chunk {index}: part sent twice (pieces after its last piece)")
         path = self.part_paths.setdefault(index, self.directory / f"part-{index}.mp4")
-        append(path, data)
-        if last:
+        append(path, part.data)
+        if part.last:
             self.complete_parts.add(index)
 
-    def check_complete(self) -> None:
+    def check_complete(self) -> StitchSpec:
         if self.spec is None:
             raise StitchInputError("the stream ended before the StitchHeader")
         if not self.audio_complete:
@@ -89,6 +89,7 @@ class RequestSpool:
             raise StitchInputError(
                 f"parts for chunks {', '.join(map(str, unfinished))} ended without their last piece"
             )
+        return self.spec
 
 
 def append(path: Path, data: bytes) -> None:

@@ -12,39 +12,12 @@ from .audio import measure_audio
 from .errors import StitchInputError
 from .join import prepare_parts
 from .mux import write_output
+from .parts import probe_part
+from .spec import StitchSpec
 
 # The splitter plans ceil(samples / 640) frames per chunk, so the video may run up to one frame past
 # the audio; the margin absorbs rounding when the audio is not 16 kHz.
 DURATION_MARGIN_SEC = 0.002
-
-
-@dataclass(frozen=True)
-class StitchSpec:
-    """What the job should add up to: chunk count, output size and each chunk's planned frames."""
-
-    fps: int
-    width: int
-    height: int
-    frame_counts: tuple[int, ...]
-
-    @property
-    def chunk_count(self) -> int:
-        return len(self.frame_counts)
-
-    @property
-    def total_frames(self) -> int:
-        return sum(self.frame_counts)
-
-    def validate(self) -> None:
-        if not self.frame_counts:
-            raise StitchInputError("the header plans no chunks")
-        if self.fps <= 0:
-            raise StitchInputError(f"fps must be positive, got {self.fps}")
-        if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
-            raise StitchInputError(f"width and height must be positive and even, got {self.width}x{self.height}")
-        for index, count in enumerate(self.frame_counts):
-            if count <= 0:
-                raise StitchInputError(f"chunk {index}: planned frame count must be positive, got {count}")
 
 
 @dataclass(frozen=True)
@@ -62,12 +35,15 @@ def stitch(parts: dict[int, Path], audio: Path, spec: StitchSpec, out: Path, *, 
            cancelled: Callable[[], bool] = lambda: False) -> StitchReport:
     """Write `out`: the parts' video in index order plus `audio` encoded once as AAC, fast-start.
 
-    `workdir` receives re-encoded parts; the caller owns and removes it.
+    `workdir` receives re-encoded parts; the caller owns and removes it. On failure `out` is not left
+    behind. Raises StitchInputError for a request that cannot be stitched as given.
     """
     spec.validate()
     absent = [index for index in range(spec.chunk_count) if index not in parts]
     if absent:
         raise StitchInputError(f"missing parts for chunks {', '.join(map(str, absent))}")
+    for index in range(spec.chunk_count):
+        probe_part(index, parts[index], spec.frame_counts[index])
     audio_info = measure_audio(audio)
     video_duration = spec.total_frames / spec.fps
     excess = video_duration - audio_info.duration_sec
@@ -77,10 +53,14 @@ def stitch(parts: dict[int, Path], audio: Path, spec: StitchSpec, out: Path, *, 
             f"{audio_info.duration_sec:.3f} s; they must agree within one frame"
         )
     prepared = prepare_parts(parts, spec, workdir, cancelled)
-    write_output(out, prepared, audio, audio_info, spec.fps, cancelled)
-    written = probe_video(out)
-    if written.frame_count != spec.total_frames:
-        raise RuntimeError(f"wrote {written.frame_count} frames, expected {spec.total_frames}")
+    try:
+        write_output(out, prepared, audio, audio_info, spec.fps, cancelled)
+        written = probe_video(out)
+        if written.frame_count != spec.total_frames:
+            raise RuntimeError(f"wrote {written.frame_count} frames, expected {spec.total_frames}")
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     reencoded = tuple(part.index for part in prepared if part.reencoded)
     return StitchReport(
         frame_count=written.frame_count,

@@ -21,7 +21,7 @@ from .config import DiTConfig
 def gather_latent_audio_windows(audio: torch.Tensor, vae_scale: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split per-frame windows [B, 1 + vae_scale*(T-1), W, L, C] into the first frame's
     [B, 1, W, L, C] and the later latent frames' [B, T-1, W + vae_scale - 1, L, C]."""
-    batch, frames, window = audio.shape[:3]
+    frames, window = audio.shape[1:3]
     if (frames - 1) % vae_scale:
         raise ValueError(f"audio covers {frames} frames; it must be 1 + {vae_scale}*n to match the latents")
     centre = window // 2

@@ -31,13 +31,17 @@ from .rope import apply_rope, rope_cos_sin
 
 
 def modulate(normed: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """normed * (1 + scale) + shift in fp32, back to the activations' dtype."""
-    return (normed.float() * (1 + scale) + shift).to(normed.dtype)
+    """normed * (1 + scale) + shift, computed in fp32 and rounded once to normed's dtype.
+
+    `out=` in the activations' dtype lets one kernel read the bf16 input, compute in fp32 (the
+    type promotion of the fp32 shift/scale) and write bf16, with no fp32 copy of the activations.
+    """
+    return torch.addcmul(shift, normed, 1 + scale, out=torch.empty_like(normed))
 
 
 def gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """x + update * gate in fp32, back to x's dtype."""
-    return (x.float() + update.float() * gate).to(x.dtype)
+    """x + update * gate in fp32, rounded once to x's dtype (one kernel, as in `modulate`)."""
+    return torch.addcmul(x, update, gate, out=torch.empty_like(x))
 
 
 def sinusoidal_embedding(dim: int, timesteps: torch.Tensor) -> torch.Tensor:
@@ -55,6 +59,32 @@ def linear_fp32(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x.float(), layer.weight.float(), bias)
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Normalised in fp32, rounded to x's dtype, then scaled (the reference's order).
+
+    The fp32 statistics come from a norm reduction that upcasts on the fly, and the scaling
+    writes x's dtype directly, so no fp32 copy of x is made.
+    """
+    mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).square_() / x.shape[-1]
+    normed = torch.mul(x, torch.rsqrt(mean_square + eps), out=torch.empty_like(x))
+    return normed * weight
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """LayerNorm with fp32 statistics and affine, rounded once to x's dtype.
+
+    For bf16 / fp16 inputs torch's kernel already accumulates and normalises in fp32, so the
+    input is not upcast first (the reference's explicit fp32 copy gives the same values).
+    """
+    if x.dtype in (torch.bfloat16, torch.float16) and x.is_cuda:
+        weight = None if weight is None else weight.to(x.dtype)
+        bias = None if bias is None else bias.to(x.dtype)
+        return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
+    weight = None if weight is None else weight.float()
+    bias = None if bias is None else bias.float()
+    return F.layer_norm(x.float(), x.shape[-1:], weight, bias, eps).to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -62,9 +92,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return normed.to(x.dtype) * self.weight
+        return rms_norm(x, self.weight, self.eps)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -74,9 +102,7 @@ class LayerNorm(nn.LayerNorm):
         super().__init__(dim, eps=eps, elementwise_affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+        return layer_norm(x, self.weight, self.bias, self.eps)
 
 
 @dataclass
@@ -292,8 +318,11 @@ class InfiniteTalkDiT(nn.Module):
                 if name.startswith("audio_proj.") or ".audio_cross_attn." in name or ".norm_x." in name]
 
 
-def load_strict(model: InfiniteTalkDiT, state_dict: dict[str, torch.Tensor]) -> None:
-    """Load a merged state dict, failing with the exact missing / unexpected / mis-shaped names."""
+def load_strict(model: InfiniteTalkDiT, state_dict: dict[str, torch.Tensor], assign: bool = False) -> None:
+    """Load a merged state dict, failing with the exact missing / unexpected / mis-shaped names.
+
+    `assign=True` takes the tensors as they are (for a model built on the meta device).
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -307,4 +336,44 @@ def load_strict(model: InfiniteTalkDiT, state_dict: dict[str, torch.Tensor]) -> 
                 shown = ", ".join(names[:20]) + (f" ... ({len(names)} in all)" if len(names) > 20 else "")
                 problems.append(f"{title}: {shown}")
         raise ValueError("DiT weights do not match the model: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True, assign=False)
+    model.load_state_dict(state_dict, strict=True, assign=assign)
+
+
+def compile_elementwise() -> None:
+    """Swap the elementwise helpers (norms, modulation, gated residuals, RoPE) for torch.compile'd
+    versions of the same formulas, each fused into one kernel. Applies to every model in the process.
+    """
+    global modulate, gated_residual, rms_norm, layer_norm, apply_rope
+    modulate = torch.compile(_plain_modulate, dynamic=False)
+    gated_residual = torch.compile(_plain_gated_residual, dynamic=False)
+    rms_norm = torch.compile(_plain_rms_norm, dynamic=False)
+    layer_norm = torch.compile(_plain_layer_norm, dynamic=False)
+    apply_rope = torch.compile(_plain_apply_rope, dynamic=False)
+
+
+# The same formulas written plainly, for the compiler to fuse.
+def _plain_modulate(normed: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (normed.float() * (1 + scale) + shift).to(normed.dtype)
+
+
+def _plain_gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    return (x.float() + update.float() * gate).to(x.dtype)
+
+
+def _plain_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)).to(x.dtype) * weight
+
+
+def _plain_layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                      eps: float) -> torch.Tensor:
+    weight = None if weight is None else weight.float()
+    bias = None if bias is None else bias.float()
+    return F.layer_norm(x.float(), x.shape[-1:], weight, bias, eps).to(x.dtype)
+
+
+def _plain_apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    pairs = x.float().unflatten(-1, (-1, 2))
+    even, odd = pairs[..., 0], pairs[..., 1]
+    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2).to(x.dtype)

@@ -40,10 +40,16 @@ def rope_cos_sin(grid: tuple[int, int, int], head_dim: int, theta: float = 10000
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, L, heads, head_dim] by the tables [L, head_dim/2]; computed in fp32, returned in x's dtype."""
-    pairs = x.float().unflatten(-1, (-1, 2))
+    """Rotate x [B, L, heads, head_dim] by the tables [L, head_dim/2] (fp32); result in x's dtype.
+
+    even' = even*cos - odd*sin, odd' = odd*cos + even*sin, computed in fp32 (type promotion by
+    the fp32 tables) and written straight into x's dtype.
+    """
+    pairs = x.unflatten(-1, (-1, 2))
     even, odd = pairs[..., 0], pairs[..., 1]
     cos = cos[None, :, None, :]
     sin = sin[None, :, None, :]
-    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+    out = torch.empty_like(pairs)
+    torch.addcmul(even * cos, odd, -sin, out=out[..., 0])
+    torch.addcmul(odd * cos, even, sin, out=out[..., 1])
+    return out.flatten(-2)

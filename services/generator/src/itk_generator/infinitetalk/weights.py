@@ -123,7 +123,10 @@ def read_torch_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"model file missing: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # files in the legacy (non-zip) format cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise WeightsError(f"cannot read {path}: {err}") from err
     if not isinstance(state, dict):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from itk_common.config import env_float, env_str
 from itk_common.constants import FPS
 from itk_common.video import Mp4Writer

@@ -6,10 +6,12 @@ Output sizes are rounded down to even numbers (H.264 with 4:2:0 chroma needs the
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from itk_common.video import even
 
 DEFAULT_FACE_CASCADE = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
@@ -59,6 +61,8 @@ class FaceFinder:
         self.cascade = cv2.CascadeClassifier(cascade_path)
         if self.cascade.empty():
             raise FileNotFoundError(f"no usable Haar cascade at {cascade_path}")
+        # One classifier is shared by concurrent renders; OpenCV does not promise it is thread-safe.
+        self._lock = threading.Lock()
 
     def find(self, rgb: np.ndarray) -> Box | None:
         height, width = rgb.shape[:2]
@@ -68,8 +72,9 @@ class FaceFinder:
             gray = cv2.resize(gray, (round(width * shrink), round(height * shrink)),
                               interpolation=cv2.INTER_AREA)
         min_side = max(24, min(gray.shape) // 10)
-        faces = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                              minSize=(min_side, min_side))
+        with self._lock:
+            faces = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
+                                                  minSize=(min_side, min_side))
         if len(faces) == 0:
             return None
         x, y, w, h = max(faces, key=lambda face: face[2] * face[3])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from itk_common.constants import SAMPLES_PER_FRAME
 
 from .layout import Box

@@ -1,0 +1,354 @@
+"""GPU benchmark of the InfiniteTalk DiT at full size (14B config, random bf16 weights).
+
+Measures, for one 81-frame clip at 480x832 (21 x 30 x 52 = 32,760 tokens):
+- seconds per DiT forward, resident (all weights on the GPU) and with block offload
+  (blocks streamed from pinned CPU memory), eager and with the elementwise work compiled;
+- with --reference-dir: the public reference implementation's forward on the same weights and
+  inputs (its flash-attention call and xformers replaced by torch SDPA, as in the facts sheet's
+  5.05 s figure), and how far apart the two outputs are;
+- VAE decode of one clip, VAE encodes, CLIP / wav2vec2 / umT5 encodes (random weights);
+- peak GPU memory of each mode.
+Per-clip times for the 40-step (3 forwards a step) and 8-step (2 forwards) presets are
+EXTRAPOLATED: measured seconds per forward x forwards per clip + measured VAE decode + motion-
+frame VAE encode. The output says so.
+
+Run: python bench/gpu_infinitetalk.py [--reference-dir PATH] [--json OUT.json]
+(PATH: a folder holding the reference's `wan` package and stand-ins for xformers / xfuser.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "services/generator/src"),
+                str(Path(__file__).resolve().parents[1] / "common/src")]
+
+from itk_generator.infinitetalk import dit as dit_module  # noqa: E402
+from itk_generator.infinitetalk.attention import Attention  # noqa: E402
+from itk_generator.infinitetalk.config import DiTConfig  # noqa: E402
+from itk_generator.infinitetalk.dit import InfiniteTalkDiT  # noqa: E402
+from itk_generator.infinitetalk.offload import enable_block_offload  # noqa: E402
+
+GIB = 1024**3
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+ON_GPU = DEVICE.type == "cuda"
+
+
+def sync() -> None:
+    if ON_GPU:
+        torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    if ON_GPU:
+        torch.cuda.reset_peak_memory_stats()
+
+
+def empty_cache() -> None:
+    if ON_GPU:
+        torch.cuda.empty_cache()
+
+
+def synced(fn: Callable[[], object]) -> tuple[float, object]:
+    sync()
+    start = time.perf_counter()
+    result = fn()
+    sync()
+    return time.perf_counter() - start, result
+
+
+def timed(fn: Callable[[], object], warmup: int, repeats: int) -> tuple[float, object]:
+    """Mean seconds over `repeats` calls after `warmup` calls; returns the last result."""
+    result = None
+    for _ in range(warmup):
+        _, result = synced(fn)
+    total = 0.0
+    for _ in range(repeats):
+        seconds, result = synced(fn)
+        total += seconds
+    return total / repeats, result
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / GIB if ON_GPU else 0.0
+
+
+def random_dit(config: DiTConfig, attention: str) -> InfiniteTalkDiT:
+    """The full-size model straight on the GPU in bf16, filled with random values of sane scale."""
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("meta"):
+            model = InfiniteTalkDiT(config, Attention(attention))
+    finally:
+        torch.set_default_dtype(previous)
+    model = model.to_empty(device=DEVICE).eval().requires_grad_(False)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("modulation"):
+                tensor.normal_(0, 1 / math.sqrt(config.dim))
+            elif tensor.ndim == 1 and "norm" in name and name.endswith("weight"):
+                tensor.fill_(1.0)
+            elif tensor.ndim == 1:
+                tensor.normal_(0, 0.02)
+            else:
+                fan_in = math.prod(tensor.shape[1:])
+                tensor.normal_(0, 1 / math.sqrt(fan_in))
+    return model
+
+
+def clip_inputs(config: DiTConfig, frames: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator(device=DEVICE).manual_seed(1)
+    latent_frames, latent_h, latent_w = (frames - 1) // 4 + 1, height // 8, width // 8
+    bf16 = torch.bfloat16
+    return {
+        "latents": torch.randn(1, 16, latent_frames, latent_h, latent_w, generator=g, device=DEVICE),
+        "timesteps": torch.tensor([987.5], device=DEVICE),
+        "text": torch.randn(1, config.text_len, config.text_dim, generator=g, device=DEVICE).to(bf16),
+        "clip_features": torch.randn(1, 257, config.clip_dim, generator=g, device=DEVICE).to(bf16),
+        "condition": torch.randn(1, 20, latent_frames, latent_h, latent_w, generator=g, device=DEVICE).to(bf16),
+        "audio": torch.randn(1, frames, 5, 12, 768, generator=g, device=DEVICE).to(bf16),
+    }
+
+
+def reference_forward(reference_dir: Path, model: InfiniteTalkDiT, inputs: dict, warmup: int, repeats: int
+                      ) -> tuple[float, float, torch.Tensor]:
+    """The reference WanModel on the same weights (shared tensors) and inputs."""
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(reference_dir))
+    import wan.modules.multitalk_model as reference
+
+    def sdpa_flash_attention(q, k, v, q_lens=None, k_lens=None, dropout_p=0.0, softmax_scale=None, q_scale=None,
+                             causal=False, window_size=(-1, -1), deterministic=False, dtype=torch.bfloat16,
+                             version=None):
+        # the reference's flash_attention, with torch SDPA as the kernel: same casts, same layout
+        out_dtype = q.dtype
+        half = (torch.float16, torch.bfloat16)
+        q, k, v = (x if x.dtype in half else x.to(dtype) for x in (q, k, v))
+        q, k = q.to(v.dtype), k.to(v.dtype)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2).type(out_dtype)
+
+    reference.flash_attention = sdpa_flash_attention
+    if not ON_GPU:  # the multi-speaker attention map calls CUDA-only cleanup; the CPU check leaves it out
+        reference.get_attn_map_with_target = lambda *args, **kwargs: None
+    c = model.config
+    with torch.device("meta"):
+        ref_model = reference.WanModel(model_type="i2v", patch_size=c.patch_size, text_len=c.text_len,
+                                       in_dim=c.in_dim, dim=c.dim, ffn_dim=c.ffn_dim, freq_dim=c.freq_dim,
+                                       text_dim=c.text_dim, out_dim=c.out_dim, num_heads=c.num_heads,
+                                       num_layers=c.num_layers, eps=c.eps, weight_init=False)
+    ref_model.load_state_dict(model.state_dict(), strict=True, assign=True)
+    ref_model.init_freqs()  # built on the meta device above; the reference keeps this table on the CPU
+    ref_model.eval().requires_grad_(False)
+    ref_model.disable_teacache()
+    latent_h, latent_w = inputs["latents"].shape[-2:]
+    args = dict(
+        t=inputs["timesteps"], context=[inputs["text"][0]], seq_len=math.prod(inputs["latents"].shape[2:]) // 4,
+        clip_fea=inputs["clip_features"], y=inputs["condition"], audio=inputs["audio"],
+        ref_target_masks=torch.ones(3, latent_h, latent_w, device=DEVICE),
+    )
+    reset_peak()
+    with torch.no_grad():
+        seconds, out = timed(lambda: ref_model([inputs["latents"][0].clone()], **args)[0], warmup, repeats)
+    peak = peak_gib()
+    ref_model = None  # drop the reference's references to the shared weights
+    return seconds, peak, out
+
+
+def encoder_timings(frames: int, height: int, width: int, tiny: bool) -> dict[str, float]:
+    """VAE, CLIP, wav2vec2 and umT5 (random weights) as the pipeline runs them."""
+    import numpy as np
+
+    results: dict[str, float] = {}
+    from diffusers import AutoencoderKLWan
+
+    from itk_generator.infinitetalk.vae import WanVAE
+
+    vae = WanVAE(AutoencoderKLWan().to(DEVICE), DEVICE, torch.float32)
+    latent = torch.randn(1, 16, (frames - 1) // 4 + 1, height // 8, width // 8, device=DEVICE)
+    with torch.no_grad():
+        vae.decode(latent[:, :, :2, :8, :8])
+        reset_peak()
+        results["vae_decode_clip_s"], _ = synced(lambda: vae.decode(latent))
+        results["vae_decode_peak_gib"] = peak_gib()
+        video = torch.rand(1, 3, frames, height, width, device=DEVICE) * 2 - 1
+        results["vae_encode_clip_s"], _ = synced(lambda: vae.encode(video))
+        results["vae_encode_motion9_s"], _ = synced(lambda: vae.encode(video[:, :, :9]))
+    vae = video = None
+    empty_cache()
+
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from itk_generator.infinitetalk.clip_vision import ClipVisionEncoder
+
+    clip_config = CLIPVisionConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=2 if tiny else 31,
+                                   num_attention_heads=16, image_size=224, patch_size=14, hidden_act="gelu")
+    clip_dtype = torch.float16 if ON_GPU else torch.float32
+    clip = ClipVisionEncoder(CLIPVisionModel(clip_config).to(DEVICE, clip_dtype), DEVICE, clip_dtype)
+    image = torch.rand(1, 3, height, width, device=DEVICE) * 2 - 1
+    with torch.no_grad():
+        results["clip_encode_s"], _ = timed(lambda: clip.encode(image), 1, 3)
+    clip = None
+
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from itk_generator.infinitetalk.audio_features import AudioFeatureExtractor
+
+    wav2vec = AudioFeatureExtractor(Wav2Vec2Model(Wav2Vec2Config()).to(DEVICE), Wav2Vec2FeatureExtractor(),
+                                    DEVICE, torch.float32)
+    samples = np.random.default_rng(0).standard_normal(frames * 640).astype(np.float32) * 0.1
+    results["wav2vec2_embed_clip_audio_s"], _ = timed(lambda: wav2vec.embed(samples, frames), 1, 3)
+    wav2vec = None
+
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    t5_config = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=1 if tiny else 24,
+                           num_heads=64, feed_forward_proj="gated-gelu")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("meta"):
+            t5 = UMT5EncoderModel(t5_config)
+    finally:
+        torch.set_default_dtype(previous)
+    t5 = t5.to_empty(device=DEVICE).eval()
+    with torch.no_grad():
+        for tensor in t5.state_dict().values():
+            tensor.normal_(0, 0.02)
+        ids = torch.randint(0, 256384, (2, 512), device=DEVICE)
+        mask = torch.ones_like(ids)
+        results["umt5_encode_2_prompts_s"], _ = timed(lambda: t5(input_ids=ids, attention_mask=mask), 1, 3)
+    t5 = None
+    empty_cache()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reference-dir", type=Path, default=None)
+    parser.add_argument("--frames", type=int, default=81)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=832)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--attention", default="sdpa", choices=["sdpa", "flash", "auto"])
+    parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--skip-offload", action="store_true")
+    parser.add_argument("--skip-encoders", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer narrow model: a quick check of this script")
+    args = parser.parse_args()
+
+    props = torch.cuda.get_device_properties(DEVICE) if ON_GPU else None
+    report: dict[str, object] = {
+        "gpu": props.name if props else "cpu", "gpu_memory_gib": round(props.total_memory / GIB, 1) if props else 0,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "attention": args.attention,
+        "clip": f"{args.frames} frames {args.width}x{args.height}",
+    }
+    print(json.dumps(report), flush=True)
+    config = DiTConfig(dim=128, ffn_dim=256, num_heads=2, num_layers=2) if args.tiny else DiTConfig()
+    model = random_dit(config, args.attention)
+    report["dit_parameters_billion"] = round(sum(p.numel() for p in model.parameters()) / 1e9, 2)
+    report["dit_weights_gib"] = round(sum(p.numel() * p.element_size() for p in model.parameters()) / GIB, 2)
+    inputs = clip_inputs(config, args.frames, args.height, args.width)
+    report["tokens"] = math.prod(inputs["latents"].shape[2:]) // 4
+
+    reset_peak()
+    with torch.no_grad():
+        seconds, ours = timed(lambda: model(**inputs), 1, args.repeats)
+    report["ours_eager_s_per_forward"] = round(seconds, 3)
+    report["ours_eager_peak_gib"] = round(peak_gib(), 2)
+    print(json.dumps({k: report[k] for k in ("ours_eager_s_per_forward", "ours_eager_peak_gib")}), flush=True)
+
+    if args.reference_dir is not None:
+        try:
+            ref_seconds, ref_peak, ref_out = reference_forward(args.reference_dir, model, inputs, 1, args.repeats)
+            scale = ref_out.abs().max().item()
+            report["reference_s_per_forward"] = round(ref_seconds, 3)
+            report["reference_peak_gib"] = round(ref_peak, 2)
+            report["speedup_eager_vs_reference"] = round(ref_seconds / seconds, 3)
+            report["output_max_abs_diff_vs_reference"] = (ours.float() - ref_out.float()).abs().max().item()
+            report["output_mean_abs_diff_vs_reference"] = (ours.float() - ref_out.float()).abs().mean().item()
+            report["reference_output_max_abs"] = scale
+            report["reference_output_mean_abs"] = ref_out.abs().mean().item()
+            del ref_out
+        except Exception as err:  # keep the rest of the run
+            report["reference_error"] = repr(err)
+        print(json.dumps({k: v for k, v in report.items() if k.startswith(("reference", "speedup", "output"))}),
+              flush=True)
+        gc.collect()
+        empty_cache()
+
+    if not args.skip_compile:
+        dit_module.compile_elementwise()
+        with torch.no_grad():
+            compile_seconds, _ = synced(lambda: model(**inputs))
+            reset_peak()
+            seconds_c, compiled = timed(lambda: model(**inputs), 1, args.repeats)
+        report["ours_compiled_first_call_s"] = round(compile_seconds, 1)
+        report["ours_compiled_s_per_forward"] = round(seconds_c, 3)
+        report["ours_compiled_peak_gib"] = round(peak_gib(), 2)
+        report["compiled_vs_eager_max_abs_diff"] = (compiled.float() - ours.float()).abs().max().item()
+        if "reference_s_per_forward" in report:
+            report["speedup_compiled_vs_reference"] = round(report["reference_s_per_forward"] / seconds_c, 3)
+        print(json.dumps({k: v for k, v in report.items() if "compiled" in k}), flush=True)
+        del compiled
+
+    if not args.skip_offload:
+        move_seconds, _ = synced(lambda: enable_block_offload(model, DEVICE))
+        gc.collect()
+        empty_cache()
+        reset_peak()
+        with torch.no_grad():
+            seconds_o, streamed = timed(lambda: model(**inputs), 1, max(1, args.repeats - 1))
+        report["offload_setup_s"] = round(move_seconds, 1)
+        report["ours_offload_s_per_forward"] = round(seconds_o, 3)
+        report["ours_offload_peak_gib"] = round(peak_gib(), 2)
+        report["offload_vs_resident_max_abs_diff"] = (streamed.float() - ours.float()).abs().max().item()
+        print(json.dumps({k: v for k, v in report.items() if "offload" in k}), flush=True)
+        del streamed
+    model = ours = None
+    gc.collect()
+    empty_cache()
+
+    if not args.skip_encoders:
+        try:
+            timings = encoder_timings(args.frames, args.height, args.width, args.tiny)
+            report.update({k: round(v, 3) for k, v in timings.items()})
+        except Exception as err:
+            report["encoders_error"] = repr(err)
+
+    per_clip_fixed = float(report.get("vae_decode_clip_s", 0.0)) + float(report.get("vae_encode_motion9_s", 0.0))
+    for mode in ("eager", "compiled", "offload"):
+        forward = report.get(f"ours_{mode}_s_per_forward")
+        if forward is None:
+            continue
+        for preset, forwards in (("quality_40x3", 120), ("fast_8x2", 16)):
+            report[f"EXTRAPOLATED_{mode}_{preset}_s_per_clip"] = round(forward * forwards + per_clip_fixed, 1)
+    if "reference_s_per_forward" in report:
+        report["EXTRAPOLATED_reference_quality_40x3_s_per_clip"] = round(
+            report["reference_s_per_forward"] * 120 + per_clip_fixed, 1)
+    report["note"] = ("EXTRAPOLATED_* = measured s/forward x forwards per clip (120 or 16) + measured VAE decode of "
+                      "one clip + VAE encode of 9 motion frames; not a timed end-to-end clip")
+
+    width = max(len(k) for k in report)
+    print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in report.items()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""InfiniteTalk gateway: public gRPC API, REST bridge, job state and orchestration."""

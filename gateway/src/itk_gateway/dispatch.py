@@ -1,0 +1,334 @@
+"""A pool of generator endpoints: who exists, who is ready, who has a free slot.
+
+Targets are `host:port` strings from a callable (a fixed list, or a file re-read each time), so
+the pool follows scaling: every refresh resolves each host to all its addresses (a Kubernetes
+headless Service answers one address per ready pod), and each address is one endpoint. Every
+endpoint is probed with grpc.health and Generator.GetInfo; only SERVING, ready, non-draining
+endpoints with capacity get chunks, never more at once than their capacity, least loaded first.
+
+An endpoint that leaves the resolution keeps the chunks it is already rendering (a draining pod
+finishes its work; a dead one breaks the stream, and the chunk is retried elsewhere) but gets no
+new ones; its channel closes once its last chunk is released.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from infinitetalk.v1 import generator_pb2, generator_pb2_grpc
+from itk_common.grpc_server import insecure_channel
+
+log = logging.getLogger(__name__)
+
+TargetSource = Callable[[], list[str]]
+Resolver = Callable[[str], list[str]]
+
+
+class NoEndpointError(Exception):
+    """No endpoint of the pool became ready in time."""
+
+
+class AcquireCancelledError(Exception):
+    """The chunk stopped waiting because its job was cancelled or the gateway is stopping."""
+
+
+def split_host_port(target: str) -> tuple[str, int]:
+    host, sep, port = target.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"generator target {target!r} must be host:port")
+    return host.strip("[]"), int(port)
+
+
+def resolve_target(target: str) -> list[str]:
+    """All addresses of `host:port` as `ip:port` strings, IPv4 first-class.
+
+    When a name has IPv4 addresses only those are used: `localhost` answering both ::1 and
+    127.0.0.1 is one server, and counting it twice would double its capacity.
+    """
+    host, port = split_host_port(target)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    v4 = sorted({f"{info[4][0]}:{port}" for info in infos if info[0] == socket.AF_INET})
+    if v4:
+        return v4
+    return sorted({f"[{info[4][0]}]:{port}" for info in infos if info[0] == socket.AF_INET6})
+
+
+def static_targets(targets: Iterable[str]) -> TargetSource:
+    fixed = list(targets)
+    return lambda: list(fixed)
+
+
+def file_targets(path: Path) -> TargetSource:
+    """One `host:port` per line; blank lines and `#` comments ignored; re-read on every call."""
+
+    def read() -> list[str]:
+        lines = path.read_text().splitlines()
+        return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+    return read
+
+
+@dataclass
+class Endpoint:
+    address: str
+    target: str
+    channel: grpc.Channel
+    capacity: int = 0
+    active: int = 0  # chunks this gateway runs there now
+    foreign: int = 0  # chunks others run there (from GetInfo.active), until the next probe
+    ready: bool = False
+    draining: bool = False
+    present: bool = True  # still in the latest resolution
+    backend: str = ""
+    last_error: str = ""
+    generator: generator_pb2_grpc.GeneratorStub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.generator = generator_pb2_grpc.GeneratorStub(self.channel)
+
+    @property
+    def load(self) -> int:
+        return self.active + self.foreign
+
+    @property
+    def usable(self) -> bool:
+        return self.present and self.ready and not self.draining and self.load < self.capacity
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ready: bool
+    draining: bool
+    capacity: int
+    active: int
+    backend: str
+    error: str
+
+
+class EndpointPool:
+    def __init__(self, name: str, targets: TargetSource, *, resolve_interval_sec: float = 10.0,
+                 wait_sec: float = 600.0, probe_timeout_sec: float = 3.0,
+                 resolver: Resolver = resolve_target) -> None:
+        self.name = name
+        self._targets = targets
+        self._resolver = resolver
+        self.resolve_interval_sec = resolve_interval_sec
+        self.wait_sec = wait_sec
+        self.probe_timeout_sec = probe_timeout_sec
+        self._endpoints: dict[str, Endpoint] = {}
+        self._last_addresses: dict[str, list[str]] = {}
+        self._cond = threading.Condition()
+        self._refresh_lock = threading.Lock()
+        self._kick = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._queue: list[tuple[tuple, int]] = []  # heap of waiting acquirers' places
+        self._tickets = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread = threading.Thread(target=self._refresh_loop, name=f"pool-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._cond:
+            for endpoint in self._endpoints.values():
+                endpoint.channel.close()
+            self._endpoints.clear()
+            self._cond.notify_all()
+
+    def _refresh_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._kick.wait(self.resolve_interval_sec)
+            self._kick.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.refresh()
+            except Exception:  # a refresh failing must never kill the loop
+                log.exception("pool %s: refresh failed", self.name)
+            # After a kicked refresh, wait a moment before the next so failures cannot spin.
+            self._stopping.wait(0.2)
+
+    # -- resolution and probing ----------------------------------------------------------
+
+    def _resolve(self) -> dict[str, str]:
+        try:
+            targets = self._targets()
+        except OSError as exc:
+            log.warning("pool %s: cannot read targets (%s); keeping the previous list", self.name, exc)
+            targets = list(self._last_addresses)
+        addresses: dict[str, str] = {}
+        resolved: dict[str, list[str]] = {}
+        for target in targets:
+            try:
+                found = self._resolver(target)
+            except (OSError, ValueError) as exc:
+                # A failed lookup is often a blip; keep what the name resolved to last time.
+                found = self._last_addresses.get(target, [])
+                log.warning("pool %s: cannot resolve %s (%s)", self.name, target, exc)
+            resolved[target] = found
+            for address in found:
+                addresses.setdefault(address, target)
+        self._last_addresses = resolved
+        return addresses
+
+    def _probe_all(self, endpoints: list[Endpoint]) -> dict[str, ProbeResult]:
+        calls = []
+        for endpoint in endpoints:
+            health = health_pb2_grpc.HealthStub(endpoint.channel).Check.future(
+                health_pb2.HealthCheckRequest(service=""), timeout=self.probe_timeout_sec
+            )
+            info = endpoint.generator.GetInfo.future(
+                generator_pb2.GetInfoRequest(), timeout=self.probe_timeout_sec
+            )
+            calls.append((endpoint, health, info))
+        results = {}
+        for endpoint, health, info in calls:
+            try:
+                serving = health.result().status == health_pb2.HealthCheckResponse.SERVING
+                reply = info.result()
+            except grpc.RpcError as exc:
+                results[endpoint.address] = ProbeResult(False, False, 0, 0, "", f"{exc.code().name}")
+                continue
+            results[endpoint.address] = ProbeResult(
+                ready=serving and reply.ready, draining=reply.draining or not serving,
+                capacity=reply.capacity, active=reply.active, backend=reply.backend, error="",
+            )
+        return results
+
+    def refresh(self) -> None:
+        """Re-resolve the targets, add and remove endpoints, probe every present endpoint."""
+        with self._refresh_lock:
+            addresses = self._resolve()
+            with self._cond:
+                for address, target in addresses.items():
+                    endpoint = self._endpoints.get(address)
+                    if endpoint is None:
+                        log.info("pool %s: endpoint %s (%s) appeared", self.name, address, target)
+                        self._endpoints[address] = Endpoint(address, target, insecure_channel(address))
+                    else:
+                        endpoint.present = True
+                for address, endpoint in list(self._endpoints.items()):
+                    if address not in addresses and endpoint.present:
+                        log.info("pool %s: endpoint %s disappeared", self.name, address)
+                        endpoint.present = False
+                        endpoint.ready = False
+                    self._close_if_gone(endpoint)
+                present = [e for e in self._endpoints.values() if e.present]
+            results = self._probe_all(present)
+            with self._cond:
+                for endpoint in present:
+                    result = results[endpoint.address]
+                    endpoint.ready = result.ready
+                    endpoint.draining = result.draining
+                    endpoint.capacity = result.capacity
+                    endpoint.foreign = max(0, result.active - endpoint.active)
+                    endpoint.backend = result.backend
+                    endpoint.last_error = result.error
+                self._cond.notify_all()
+
+    def _close_if_gone(self, endpoint: Endpoint) -> None:
+        if not endpoint.present and endpoint.active == 0 and self._endpoints.get(endpoint.address) is endpoint:
+            del self._endpoints[endpoint.address]
+            endpoint.channel.close()
+
+    # -- slots ---------------------------------------------------------------------------
+
+    def acquire(self, avoid: Iterable[str] = (), cancelled: threading.Event | None = None,
+                priority: tuple = ()) -> Endpoint:
+        """Take a slot on the least loaded usable endpoint, waiting until one is free.
+
+        Waiters are served in `priority` order (then arrival order): the orchestrator passes
+        (job creation time, chunk index), so older jobs and earlier chunks go first. Endpoints in
+        `avoid` (where this chunk already failed) are used only when no other endpoint has a
+        free slot. Raises NoEndpointError when the pool has had no ready endpoint for
+        `wait_sec`, AcquireCancelledError when `cancelled` is set.
+        """
+        avoided = set(avoid)
+        no_ready_since: float | None = None
+        with self._cond:
+            self._tickets += 1
+            place = (priority, self._tickets)
+            heapq.heappush(self._queue, place)
+            try:
+                while True:
+                    if (cancelled is not None and cancelled.is_set()) or self._stopping.is_set():
+                        raise AcquireCancelledError()
+                    usable = [e for e in self._endpoints.values() if e.usable]
+                    if usable and self._queue[0] == place:
+                        preferred = [e for e in usable if e.address not in avoided] or usable
+                        chosen = min(preferred, key=lambda e: (e.load / e.capacity, e.load, e.address))
+                        chosen.active += 1
+                        return chosen
+                    if any(e.present and e.ready and not e.draining for e in self._endpoints.values()):
+                        no_ready_since = None
+                    else:
+                        now = time.monotonic()
+                        no_ready_since = no_ready_since or now
+                        if self.wait_sec and now - no_ready_since > self.wait_sec:
+                            raise NoEndpointError(
+                                f"no ready generator endpoint in pool {self.name!r} for {self.wait_sec:.0f}s"
+                            )
+                    self._cond.wait(0.25)
+            finally:
+                self._queue.remove(place)
+                heapq.heapify(self._queue)
+                self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def release(self, endpoint: Endpoint) -> None:
+        with self._cond:
+            endpoint.active = max(0, endpoint.active - 1)
+            self._close_if_gone(endpoint)
+            self._cond.notify_all()
+
+    def mark_failed(self, endpoint: Endpoint, reason: str = "") -> None:
+        """The endpoint broke a stream or refused: no new chunks until a probe says it is fine."""
+        with self._cond:
+            endpoint.ready = False
+            endpoint.last_error = reason
+            self._cond.notify_all()
+        self._kick.set()
+
+    def mark_busy(self, endpoint: Endpoint) -> None:
+        """The endpoint refused for lack of room (someone else fills it): full until the next probe."""
+        with self._cond:
+            endpoint.foreign = max(endpoint.foreign, endpoint.capacity - endpoint.active)
+        self._kick.set()
+
+    # -- observation ---------------------------------------------------------------------
+
+    def endpoints(self) -> list[Endpoint]:
+        with self._cond:
+            return sorted(self._endpoints.values(), key=lambda e: e.address)
+
+    def counts(self) -> dict[str, int]:
+        with self._cond:
+            present = [e for e in self._endpoints.values() if e.present]
+            return {
+                "known": len(present),
+                "ready": sum(1 for e in present if e.ready and not e.draining),
+                "capacity": sum(e.capacity for e in present if e.ready and not e.draining),
+                "active": sum(e.active for e in self._endpoints.values()),
+            }

@@ -1,0 +1,119 @@
+"""The public gRPC API (infinitetalk.v1.Gateway) on top of the job service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import grpc
+
+from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from itk_common.constants import MAX_PIECE_BYTES
+from itk_common.streaming import file_data_pieces
+
+from .errors import ApiError, InvalidInputError
+from .service import JobService, JobView
+from .validation import JobOptions
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+
+
+def job_message(view: JobView) -> gateway_pb2.Job:
+    return gateway_pb2.Job(
+        id=view.id, provider=view.provider, status=gateway_pb2.JobStatus.Value(view.status),
+        progress=view.progress, error=view.error, video_url=view.video_url, chunk_count=view.chunk_count,
+        chunks_done=view.chunks_done, frames_total=view.frames_total, frames_done=view.frames_done,
+        duration_sec=view.duration_sec, seed=view.seed, width=view.width, height=view.height,
+        created_at=view.created_at, updated_at=view.updated_at, video_available=view.video_available,
+    )
+
+
+def options_from_message(message: gateway_pb2.JobOptions) -> JobOptions:
+    return JobOptions(
+        width=message.width, height=message.height, provider=message.provider, prompt=message.prompt,
+        push_to_s3=message.push_to_s3, dry_run=message.dry_run, force_offload=message.force_offload,
+        seed=message.seed, sampling={field.name: value for field, value in message.sampling.ListFields()},
+        chunk_target_sec=message.chunk_target_sec,
+    )
+
+
+def _with_last(pieces: Iterator[bytes]) -> Iterator[common_pb2.DataPiece]:
+    previous: bytes | None = None
+    for data in pieces:
+        if previous is not None:
+            yield common_pb2.DataPiece(data=previous, last=False)
+        previous = data
+    yield common_pb2.DataPiece(data=previous or b"", last=True)
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, service: JobService) -> None:
+        self.service = service
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
+        context.abort(error.grpc_status, error.message)
+
+    @staticmethod
+    def _require_id(job_id: str, context: grpc.ServicerContext) -> str:
+        if not job_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id is required")
+        return job_id
+
+    def CreateJob(self, request_iterator, context):  # noqa: N802 - gRPC method name
+        try:
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("payload") != "options":
+                raise InvalidInputError("the first message must carry the job's options")
+            options = self.service.check_options(options_from_message(first.options))
+            with self.service.open_upload() as upload:
+                for request in request_iterator:
+                    kind = request.WhichOneof("payload")
+                    if kind == "options":
+                        raise InvalidInputError("options may be sent only once, first")
+                    if kind in ("image", "audio"):
+                        upload.write(kind, getattr(request, kind).data)
+                return job_message(self.service.create_job(upload, options))
+        except ApiError as error:
+            self._abort(context, error)
+
+    def GetJob(self, request, context):  # noqa: N802
+        try:
+            return job_message(self.service.get_job(self._require_id(request.id, context)))
+        except ApiError as error:
+            self._abort(context, error)
+
+    def WatchJob(self, request, context):  # noqa: N802
+        try:
+            for view in self.service.watch_job(self._require_id(request.id, context), context.is_active):
+                yield job_message(view)
+        except ApiError as error:
+            self._abort(context, error)
+
+    def DownloadVideo(self, request, context):  # noqa: N802
+        try:
+            job_id = self._require_id(request.id, context)
+            path = self.service.local_video(job_id)
+            if path is not None:
+                yield from file_data_pieces(path, MAX_PIECE_BYTES)
+                return
+            s3 = self.service.s3
+            if s3 is None:
+                raise InvalidInputError("the video is on S3, which this gateway is not configured for")
+            yield from _with_last(s3.iter_object(self.service.s3_key(job_id), MAX_PIECE_BYTES))
+        except ApiError as error:
+            self._abort(context, error)
+
+    def CancelJob(self, request, context):  # noqa: N802
+        try:
+            return job_message(self.service.cancel_job(self._require_id(request.id, context)))
+        except ApiError as error:
+            self._abort(context, error)
+
+    def DeleteVideo(self, request, context):  # noqa: N802
+        try:
+            self.service.delete_video(self._require_id(request.id, context))
+            return gateway_pb2.DeleteVideoResponse()
+        except ApiError as error:
+            self._abort(context, error)

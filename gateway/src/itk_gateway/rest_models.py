@@ -1,0 +1,108 @@
+"""REST request bodies and their translation into JobOptions.
+
+The JSON body is the seed API's CreateJobRequest (unknown fields are ignored, as the seed's Go
+decoder does); types are strict, so `"width": "384"` is a validation error naming `width`.
+Multipart form fields carry the same names as text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import InvalidInputError
+from .validation import JobOptions
+
+BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+              "off": False}
+
+
+class CreateJobBody(BaseModel):
+    """POST /jobs as JSON (the seed API's body, plus optional extras)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image_base64: str
+    audio_base64: str
+    width: int
+    height: int
+    prompt: str | None = None
+    provider: str | None = None
+    push_to_s3: bool | None = None
+    dry_run: bool | None = None
+    force_offload: bool | None = None
+    seed: int | None = None
+    sampling: dict[str, Any] | None = None
+    chunk_target_sec: float | None = None
+
+    def options(self) -> JobOptions:
+        return JobOptions(
+            width=self.width, height=self.height, provider=self.provider or "", prompt=self.prompt or "",
+            push_to_s3=bool(self.push_to_s3), dry_run=bool(self.dry_run),
+            force_offload=True if self.force_offload is None else self.force_offload,
+            seed=self.seed or 0, sampling=self.sampling or {}, chunk_target_sec=self.chunk_target_sec or 0.0,
+        )
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """`field: problem` for the first problem (pydantic's wording, without its URLs)."""
+    first = error.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    message = "required" if first.get("type") == "missing" else first.get("msg", "invalid")
+    return f"{field}: {message}"
+
+
+def parse_json_body(data: dict[str, Any]) -> CreateJobBody:
+    try:
+        body = CreateJobBody.model_validate(data, strict=True)
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc)) from exc
+    for name in ("image_base64", "audio_base64"):
+        if not getattr(body, name).strip():
+            raise InvalidInputError(f"{name}: required")
+    return body
+
+
+def _int(fields: dict[str, str], name: str, default: int | None = None) -> int:
+    raw = fields.get(name, "").strip()
+    if not raw:
+        if default is None:
+            raise InvalidInputError(f"{name}: required")
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise InvalidInputError(f"{name}: must be an integer, got {raw!r}") from exc
+
+
+def _bool(fields: dict[str, str], name: str, default: bool) -> bool:
+    raw = fields.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in BOOL_WORDS:
+        raise InvalidInputError(f"{name}: must be true or false, got {raw!r}")
+    return BOOL_WORDS[raw]
+
+
+def options_from_form(fields: dict[str, str]) -> JobOptions:
+    sampling: dict[str, Any] = {}
+    if fields.get("sampling", "").strip():
+        try:
+            sampling = json.loads(fields["sampling"])
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError("sampling: must be a JSON object") from exc
+        if not isinstance(sampling, dict):
+            raise InvalidInputError("sampling: must be a JSON object")
+    target = fields.get("chunk_target_sec", "").strip()
+    try:
+        chunk_target_sec = float(target) if target else 0.0
+    except ValueError as exc:
+        raise InvalidInputError(f"chunk_target_sec: must be a number, got {target!r}") from exc
+    return JobOptions(
+        width=_int(fields, "width"), height=_int(fields, "height"), provider=fields.get("provider", ""),
+        prompt=fields.get("prompt", ""), push_to_s3=_bool(fields, "push_to_s3", False),
+        dry_run=_bool(fields, "dry_run", False), force_offload=_bool(fields, "force_offload", True),
+        seed=_int(fields, "seed", 0), sampling=sampling, chunk_target_sec=chunk_target_sec,
+    )

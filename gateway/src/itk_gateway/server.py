@@ -1,0 +1,179 @@
+"""The gateway process: REST bridge (uvicorn) and public gRPC API in one process.
+
+`python -m itk_gateway.server` reads the environment (see config.py) and serves until SIGTERM.
+On SIGTERM it stops accepting requests and stops its job runners without ending their jobs:
+finished chunks are on disk and in the store, so the next start resumes every active job.
+Tests build the same thing in-process with `build_gateway(settings)`, then `start()`/`stop()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from infinitetalk.v1 import gateway_pb2_grpc
+from itk_common.config import ConfigError
+from itk_common.grpc_server import GrpcService
+from itk_common.logs import setup_logging
+
+from .clients import SplitterClient, StitcherClient
+from .config import Settings
+from .dispatch import EndpointPool, file_targets, static_targets
+from .grpc_api import SERVICE_NAME, GatewayServicer
+from .metrics import GatewayMetrics
+from .orchestrator import Backends, Orchestrator, RunSettings
+from .rest import create_app
+from .service import JobService
+from .storage import JobFiles, S3Store
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def build_pools(settings: Settings) -> dict[str, EndpointPool]:
+    pools = {}
+    for name, targets in settings.pool_targets().items():
+        source = static_targets(targets)
+        if name == settings.default_provider and settings.generator_targets_file is not None:
+            source = file_targets(settings.generator_targets_file)
+        pools[name] = EndpointPool(name, source, resolve_interval_sec=settings.resolve_interval_sec,
+                                   wait_sec=settings.generator_wait_sec)
+    return pools
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    store: JobStore
+    files: JobFiles
+    backends: Backends
+    orchestrator: Orchestrator
+    service: JobService
+    metrics: GatewayMetrics
+    grpc: GrpcService = field(init=False)
+    rest_port: int = 0
+    grpc_port: int = 0
+    _uvicorn: uvicorn.Server | None = None
+    _rest_thread: threading.Thread | None = None
+    _serving: bool = False
+
+    def __post_init__(self) -> None:
+        self.grpc = GrpcService([SERVICE_NAME], max_workers=32)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.service), self.grpc.server)
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.settings.bind_host}:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.settings.bind_host}:{self.grpc_port}"
+
+    def start(self) -> None:
+        for pool in self.backends.pools.values():
+            pool.start()
+        resumed = self.orchestrator.resume_all()
+        if resumed:
+            log.info("resumed %d job(s): %s", len(resumed), ", ".join(resumed))
+        self.grpc_port = self.grpc.bind(self.settings.bind_host, self.settings.grpc_port)
+        self.grpc.start()
+        self._start_rest()
+        self._serving = True
+        self.grpc.set_serving(True)
+        log.info("gateway serving: REST %s, gRPC %s", self.rest_url, self.grpc_target)
+
+    def _start_rest(self) -> None:
+        app = create_app(self.service, self.metrics, is_serving=lambda: self._serving)
+        sock = socket.create_server((self.settings.bind_host, self.settings.port), reuse_port=False)
+        self.rest_port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+        self._uvicorn = uvicorn.Server(config)
+        started = threading.Event()
+
+        def serve() -> None:
+            self._uvicorn.run(sockets=[sock])
+
+        self._rest_thread = threading.Thread(target=serve, name="rest", daemon=True)
+        self._rest_thread.start()
+        # uvicorn sets `started` once it listens; wait so callers can use the port at once.
+        while not self._uvicorn.started and self._rest_thread.is_alive():
+            started.wait(0.02)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, stop the runners (their jobs stay resumable), close everything."""
+        self._serving = False
+        self.grpc.set_serving(False)
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        self.orchestrator.stop()
+        self.grpc.stop(grace)
+        if self._rest_thread is not None:
+            self._rest_thread.join(timeout=grace + 5)
+        for pool in self.backends.pools.values():
+            pool.stop()
+        self.backends.splitter.close()
+        self.backends.stitcher.close()
+        self.store.close()
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    """Everything wired but not started (no port bound, no thread running)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.database)
+    files = JobFiles(settings.data_dir)
+    s3 = None
+    if settings.s3_enabled:
+        s3 = S3Store(settings.s3_bucket, settings.s3_region, settings.s3_endpoint_url, settings.s3_prefix,
+                     settings.s3_url_expiry_sec)
+    pools = build_pools(settings)
+    backends = Backends(SplitterClient(settings.splitter_target), StitcherClient(settings.stitcher_target),
+                        pools, s3)
+
+    def endpoint_counts() -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for pool in pools.values():
+            for key, value in pool.counts().items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
+
+    metrics = GatewayMetrics(store.count_by_status, endpoint_counts)
+    run_settings = RunSettings(
+        max_concurrent_chunks=settings.max_concurrent_chunks, max_attempts=settings.generator_max_attempts,
+        retry_backoff_sec=settings.retry_backoff_sec, chunk_target_sec=settings.chunk_target_sec,
+        job_timeout_sec=settings.job_timeout_sec,
+    )
+    orchestrator = Orchestrator(store, files, backends, run_settings, metrics)
+    service = JobService(settings, store, files, orchestrator, metrics, s3)
+    return Gateway(settings, store, files, backends, orchestrator, service, metrics)
+
+
+def main() -> None:
+    setup_logging("gateway")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        sys.exit(2)
+    gateway = build_gateway(settings)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received signal %s, shutting down", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    gateway.start()
+    stopping.wait()
+    gateway.stop()
+    log.info("gateway stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Jobs and their chunks in SQLite, the gateway's only state besides files.
+
+One connection in WAL mode, serialised by a lock: writes are small and few (a row per progress
+event at most), and readers never block writers in WAL. Every change to a job bumps its version
+and wakes watchers, which is what WatchJob streams on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .validation import JobOptions
+
+IN_QUEUE, RUNNING, COMPLETED, FAILED, CANCELLED, TIMED_OUT = (
+    "IN_QUEUE", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT",
+)
+STATUSES = (IN_QUEUE, RUNNING, COMPLETED, FAILED, CANCELLED, TIMED_OUT)
+ACTIVE_STATUSES = (IN_QUEUE, RUNNING)
+CHUNK_PENDING, CHUNK_RUNNING, CHUNK_DONE = "pending", "running", "done"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    options TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL DEFAULT 0,
+    frames_total INTEGER NOT NULL DEFAULT 0,
+    duration_sec REAL NOT NULL DEFAULT 0,
+    split_done INTEGER NOT NULL DEFAULT 0,
+    has_video INTEGER NOT NULL DEFAULT 0,
+    s3_key TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS chunks (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    start_sample INTEGER NOT NULL,
+    end_sample INTEGER NOT NULL,
+    frame_count INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    frames_done INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    endpoint TEXT NOT NULL DEFAULT '',
+    part_width INTEGER NOT NULL DEFAULT 0,
+    part_height INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, idx)
+);
+"""
+
+
+@dataclass
+class ChunkRecord:
+    job_id: str
+    idx: int
+    start_sample: int
+    end_sample: int
+    frame_count: int
+    status: str = CHUNK_PENDING
+    frames_done: int = 0
+    attempts: int = 0
+    endpoint: str = ""
+    part_width: int = 0
+    part_height: int = 0
+
+
+@dataclass
+class JobRecord:
+    id: str
+    provider: str
+    status: str
+    progress: int
+    error: str
+    options: JobOptions
+    chunk_count: int
+    frames_total: int
+    duration_sec: float
+    split_done: bool
+    has_video: bool
+    s3_key: str
+    created_at: float
+    updated_at: float
+    chunks_done: int = 0
+    frames_done: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in ACTIVE_STATUSES
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._versions: dict[str, int] = {}
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- change notification -------------------------------------------------------------
+
+    def _touch(self, job_id: str) -> None:
+        self._versions[job_id] = self._versions.get(job_id, 0) + 1
+        self._changed.notify_all()
+
+    def version(self, job_id: str) -> int:
+        with self._lock:
+            return self._versions.get(job_id, 0)
+
+    def wait_for_change(self, job_id: str, seen: int, timeout: float) -> int:
+        """Block until the job's version differs from `seen` (or timeout); return the version."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._versions.get(job_id, 0) != seen, timeout=timeout)
+            return self._versions.get(job_id, 0)
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def create_job(self, job_id: str, options: JobOptions, status: str = IN_QUEUE) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, provider, status, options, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, options.provider, status, json.dumps(asdict(options)), now, now),
+            )
+            self._touch(job_id)
+
+    def delete_job(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._touch(job_id)
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            totals = self._db.execute(
+                "SELECT COALESCE(SUM(status = 'done'), 0) AS done, COALESCE(SUM(frames_done), 0) AS frames"
+                " FROM chunks WHERE job_id = ?",
+                (job_id,),
+            ).fetchone()
+        return JobRecord(
+            id=row["id"], provider=row["provider"], status=row["status"], progress=row["progress"],
+            error=row["error"], options=JobOptions(**json.loads(row["options"])),
+            chunk_count=row["chunk_count"], frames_total=row["frames_total"],
+            duration_sec=row["duration_sec"], split_done=bool(row["split_done"]),
+            has_video=bool(row["has_video"]), s3_key=row["s3_key"], created_at=row["created_at"],
+            updated_at=row["updated_at"], chunks_done=int(totals["done"]), frames_done=int(totals["frames"]),
+        )
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        fields["updated_at"] = time.time()
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
+            self._touch(job_id)
+
+    def promote(self, job_id: str, from_status: str, to_status: str) -> None:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+                (to_status, time.time(), job_id, from_status),
+            )
+            if cursor.rowcount:
+                self._touch(job_id)
+
+    def raise_progress(self, job_id: str, progress: int) -> None:
+        """Progress only ever goes up, whatever order updates arrive in."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND progress < ?",
+                (progress, time.time(), job_id, progress),
+            )
+            if cursor.rowcount:
+                self._touch(job_id)
+
+    def finish_job(self, job_id: str, status: str, error: str = "", **fields: Any) -> bool:
+        """Move an active job to a final status; False if it had already ended (first end wins)."""
+        fields.update(status=status, error=error, updated_at=time.time())
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            cursor = self._db.execute(
+                f"UPDATE jobs SET {columns} WHERE id = ? AND status IN (?, ?)",
+                (*fields.values(), job_id, *ACTIVE_STATUSES),
+            )
+            self._touch(job_id)
+            return cursor.rowcount > 0
+
+    def active_job_ids(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE status IN (?, ?) ORDER BY created_at", ACTIVE_STATUSES
+            ).fetchall()
+        return [row["id"] for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        with self._lock:
+            for row in self._db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status"):
+                counts[row["status"]] = row["n"]
+        return counts
+
+    # -- chunks --------------------------------------------------------------------------
+
+    def record_chunk(self, chunk: ChunkRecord) -> ChunkRecord:
+        """Remember a chunk of the plan. A chunk already known with the same span keeps its state
+        (that is how a resumed job skips finished chunks); a different span starts over."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM chunks WHERE job_id = ? AND idx = ?", (chunk.job_id, chunk.idx)
+            ).fetchone()
+            if row is not None and (row["start_sample"], row["end_sample"], row["frame_count"]) == (
+                chunk.start_sample, chunk.end_sample, chunk.frame_count,
+            ):
+                return ChunkRecord(**dict(row))
+            self._db.execute(
+                "INSERT OR REPLACE INTO chunks (job_id, idx, start_sample, end_sample, frame_count)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count),
+            )
+            self._touch(chunk.job_id)
+            return ChunkRecord(chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count)
+
+    def chunks(self, job_id: str) -> list[ChunkRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM chunks WHERE job_id = ? ORDER BY idx", (job_id,)
+            ).fetchall()
+        return [ChunkRecord(**dict(row)) for row in rows]
+
+    def update_chunk(self, job_id: str, idx: int, **fields: Any) -> None:
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(
+                f"UPDATE chunks SET {columns} WHERE job_id = ? AND idx = ?", (*fields.values(), job_id, idx)
+            )
+            self._touch(job_id)
+
+    def drop_chunks_from(self, job_id: str, first_idx: int) -> None:
+        """Forget chunks a new plan no longer has."""
+        with self._lock:
+            self._db.execute("DELETE FROM chunks WHERE job_id = ? AND idx >= ?", (job_id, first_idx))
+            self._touch(job_id)

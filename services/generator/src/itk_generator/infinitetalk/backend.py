@@ -1,0 +1,276 @@
+"""The generator backend that renders chunks with the InfiniteTalk model.
+
+Settings (environment, read by `InfiniteTalkBackend.from_env`):
+- MODEL_DIR: the model directory (layout as written by `itk-download-weights`); required.
+- INFINITETALK_PRESET: "quality" (40 steps, 3 forwards a step) or "fast" (8 steps, 2 forwards;
+  meant for a step-distilled LoRA such as FusioniX). Default quality.
+- LORA_PATH / LORA_SCALE: an optional LoRA merged into the DiT at load (scale default 1.0).
+- DEVICE: "cuda", "cuda:N" or "cpu" (default cuda when available). DTYPE: bf16, fp16 or fp32
+  (default bf16 on a GPU, fp32 on the CPU).
+- BLOCK_OFFLOAD: keep the DiT blocks in CPU memory and stream them to the GPU (48 GB cards).
+- ATTENTION_BACKEND: auto (flash-attn when installed, else SDPA), sdpa or flash.
+- INFINITETALK_COMPILE: torch.compile the blocks' elementwise work (GPU; default off).
+- INFINITETALK_CLIP_FRAMES: frames per clip (default 81; 4n+1). INFINITETALK_SIZE: "WxH" forces
+  the generated size instead of the resolution buckets (both for small test models).
+- COLOR_CORRECTION_STRENGTH: strength used when a job asks for colour correction (default 1.0).
+- TEXT_ENCODER_DEVICE: where umT5 runs (default: cpu with BLOCK_OFFLOAD, else DEVICE); prompt
+  embeddings are cached per prompt, so a job's later chunks skip it.
+
+Precision: the DiT and umT5 run in DTYPE, CLIP in fp16 on a GPU (as the reference), the VAE and
+wav2vec2 in fp32.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from itk_common.config import ConfigError, env_bool, env_float, env_int, env_str
+from itk_common.video import Mp4Writer
+
+from ..backend import Backend, BackendError, Cancelled, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
+from ..images import ImageDecodeError, decode_image
+from .attention import BACKENDS as ATTENTION_BACKENDS
+from .attention import Attention
+from .config import DiTConfig
+from .dit import InfiniteTalkDiT, compile_elementwise, load_strict
+from .pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport, plan_clips, validate_clip_layout
+from .resolution import RESOLUTIONS, choose_bucket, delivered_size, resize_to_cover
+from .sampling import PRESETS, TEACACHE_COEFFICIENTS, preset_plan, with_overrides
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# The spatial size must be a multiple of the VAE stride (8) times the patch size (2).
+SIZE_MULTIPLE = 16
+
+
+@dataclass(frozen=True)
+class InfiniteTalkSettings:
+    model_dir: Path
+    preset: str = "quality"
+    lora_path: Path | None = None
+    lora_scale: float = 1.0
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    dtype: str = ""
+    block_offload: bool = False
+    attention: str = "auto"
+    compile: bool = False
+    clip_frames: int = 81
+    size: tuple[int, int] | None = None  # (width, height) forced instead of the buckets
+    color_correction_strength: float = 1.0
+    text_encoder_device: str = ""
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"INFINITETALK_PRESET must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.dtype and self.dtype not in DTYPES:
+            raise ConfigError(f"DTYPE must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ConfigError(f"ATTENTION_BACKEND must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
+        try:
+            validate_clip_layout(self.clip_frames, 1)
+        except ValueError as err:
+            raise ConfigError(f"INFINITETALK_CLIP_FRAMES: {err}") from err
+        if self.size and (self.size[0] % SIZE_MULTIPLE or self.size[1] % SIZE_MULTIPLE):
+            raise ConfigError(f"INFINITETALK_SIZE must be multiples of {SIZE_MULTIPLE}, got {self.size}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        if self.dtype:
+            return DTYPES[self.dtype]
+        return torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+
+    @classmethod
+    def from_env(cls) -> InfiniteTalkSettings:
+        model_dir = env_str("MODEL_DIR", "")
+        if not model_dir:
+            raise ConfigError("MODEL_DIR must name the InfiniteTalk model directory")
+        lora = env_str("LORA_PATH", "")
+        size = env_str("INFINITETALK_SIZE", "")
+        return cls(
+            model_dir=Path(model_dir),
+            preset=env_str("INFINITETALK_PRESET", "quality"),
+            lora_path=Path(lora) if lora else None,
+            lora_scale=env_float("LORA_SCALE", 1.0),
+            device=env_str("DEVICE", "cuda" if torch.cuda.is_available() else "cpu"),
+            dtype=env_str("DTYPE", ""),
+            block_offload=env_bool("BLOCK_OFFLOAD", False),
+            attention=env_str("ATTENTION_BACKEND", "auto"),
+            compile=env_bool("INFINITETALK_COMPILE", False),
+            clip_frames=env_int("INFINITETALK_CLIP_FRAMES", 81, minimum=5),
+            size=parse_size(size) if size else None,
+            color_correction_strength=env_float("COLOR_CORRECTION_STRENGTH", 1.0, minimum=0.0),
+            text_encoder_device=env_str("TEXT_ENCODER_DEVICE", ""),
+        )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError as err:
+        raise ConfigError(f"INFINITETALK_SIZE must look like 832x480, got {text!r}") from err
+    return width, height
+
+
+def normalise_resolution(name: str) -> str:
+    """"" -> 480p; also accepts the reference's names ("infinitetalk-480")."""
+    aliases = {"": "480p", "480": "480p", "720": "720p", "infinitetalk-480": "480p", "infinitetalk-720": "720p"}
+    resolution = aliases.get(name.strip().lower(), name.strip().lower())
+    if resolution not in RESOLUTIONS:
+        raise BackendError(f"unknown resolution {name!r}; use one of {', '.join(RESOLUTIONS)}")
+    return resolution
+
+
+class InfiniteTalkBackend(Backend):
+    name = "infinitetalk"
+
+    def __init__(self, settings: InfiniteTalkSettings) -> None:
+        self.settings = settings
+        self.pipeline: InfiniteTalkPipeline | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> InfiniteTalkBackend:
+        return cls(InfiniteTalkSettings.from_env())
+
+    @property
+    def device(self) -> str:
+        return self.settings.device
+
+    def load(self) -> None:
+        with self._lock:
+            if self.pipeline is None:
+                self.pipeline = build_pipeline(self.settings)
+
+    def unload(self) -> None:
+        with self._lock:
+            self.pipeline = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
+               cancelled: threading.Event) -> RenderedChunk:
+        if job.frame_count < 1:
+            raise BackendError(f"frame_count must be positive, got {job.frame_count}")
+        if job.audio.size == 0:
+            raise BackendError("the chunk has no audio")
+        try:
+            image = decode_image(job.image)
+        except ImageDecodeError as err:
+            raise BackendError(str(err)) from err
+        request, delivered = self._prepare(job, image)
+        if self.pipeline is None:
+            self.load()
+        pipeline = self.pipeline
+        assert pipeline is not None
+
+        def on_step(report: StepReport) -> None:
+            if cancelled.is_set():
+                raise Cancelled(f"chunk {job.chunk_index} of {job.job_id} cancelled")
+            progress(ProgressEvent(report.step, report.total_steps, report.frames_done, "denoise"))
+
+        total_steps = request.plan.steps * len(plan_clips(job.frame_count, pipeline.clip_frames, request.motion_frames))
+        progress(ProgressEvent(0, total_steps, 0, "encode"))
+        height, width = delivered
+        partial = Path(tempfile.mkstemp(suffix=".mp4", dir=output.parent)[1])
+        try:
+            with Mp4Writer(partial, width, height) as writer:
+                for frames in pipeline.generate(request, on_step):
+                    for frame in frames:
+                        writer.write(frame if frame.shape[:2] == delivered else resize_to_cover(frame, height, width))
+                    progress(ProgressEvent(total_steps if writer.frames_written == job.frame_count else 0,
+                                           total_steps, writer.frames_written, "decode"))
+            if writer.frames_written != job.frame_count:
+                raise BackendError(f"generated {writer.frames_written} frames, expected {job.frame_count}")
+            os.replace(partial, output)
+        finally:
+            partial.unlink(missing_ok=True)
+        if job.force_offload:
+            self.unload()
+        return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height)
+
+    def _prepare(self, job: ChunkJob, image: np.ndarray) -> tuple[ChunkRequest, tuple[int, int]]:
+        sampling = job.sampling
+        resolution = normalise_resolution(sampling.resolution)
+        preset = sampling.preset.strip().lower() or self.settings.preset
+        try:
+            plan = with_overrides(preset_plan(preset, resolution), sampling.steps, sampling.shift,
+                                  sampling.text_guidance, sampling.audio_guidance, sampling.teacache)
+        except ValueError as err:
+            raise BackendError(str(err)) from err
+        if self.settings.size:
+            bucket = (self.settings.size[1], self.settings.size[0])
+        elif job.width > 0 and job.height > 0:
+            bucket = choose_bucket(job.height, job.width, resolution)
+        else:
+            bucket = choose_bucket(image.shape[0], image.shape[1], resolution)
+        motion_frames = sampling.motion_frames or 9
+        try:
+            validate_clip_layout(self.settings.clip_frames, motion_frames)
+        except ValueError as err:
+            raise BackendError(str(err)) from err
+        request = ChunkRequest(
+            image=resize_to_cover(image, *bucket),
+            audio=np.asarray(job.audio, dtype=np.float32),
+            frame_count=job.frame_count,
+            prompt=job.prompt,
+            seed=job.seed,
+            plan=plan,
+            motion_frames=motion_frames,
+            color_correction=self.settings.color_correction_strength if sampling.color_correction else 0.0,
+            teacache_coefficients=tuple(TEACACHE_COEFFICIENTS[resolution]),
+        )
+        return request, delivered_size(job.height, job.width, bucket)
+
+
+def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
+    """Load every model once: DiT (+ adapter, + LoRA), VAE, CLIP, umT5, wav2vec2."""
+    from .audio_features import AudioFeatureExtractor
+    from .clip_vision import ClipVisionEncoder
+    from .text_encoder import TextEncoder
+    from .vae import WanVAE
+    from .weights import ModelPaths, WeightsError, load_dit_state_dict
+
+    device = torch.device(settings.device)
+    dtype = settings.torch_dtype
+    try:
+        paths = ModelPaths.from_root(settings.model_dir)
+        config = DiTConfig.from_json(paths.dit_config)
+        loras = [(settings.lora_path, settings.lora_scale)] if settings.lora_path else []
+        state = load_dit_state_dict(paths, loras, dtype=dtype)
+        with torch.device("meta"):
+            dit = InfiniteTalkDiT(config, Attention(settings.attention))
+        load_strict(dit, state, assign=True)
+    except (WeightsError, ValueError) as err:
+        raise BackendError(f"cannot load the InfiniteTalk DiT: {err}") from err
+    del state
+    dit.eval().requires_grad_(False)
+    if settings.block_offload and device.type == "cuda":
+        from .offload import enable_block_offload
+
+        enable_block_offload(dit, device)
+    else:
+        dit.to(device)
+    if settings.compile:
+        compile_elementwise()
+    log.info("InfiniteTalk DiT loaded on %s (%s, offload=%s)", device, dtype, settings.block_offload)
+    on_gpu = device.type == "cuda"
+    text_device = torch.device(settings.text_encoder_device or ("cpu" if settings.block_offload else device))
+    text_dtype = dtype if text_device.type == "cuda" else torch.float32
+    return InfiniteTalkPipeline(
+        dit=dit,
+        vae=WanVAE.load(paths.vae, device, torch.float32),
+        clip=ClipVisionEncoder.load(paths.clip, device, torch.float16 if on_gpu else torch.float32),
+        text_encoder=TextEncoder.load(paths.t5, paths.tokenizer_dir, text_device, text_dtype),
+        audio_encoder=AudioFeatureExtractor.load(paths.wav2vec_dir, device, torch.float32),
+        device=device,
+        clip_frames=settings.clip_frames,
+    )
