@@ -1,6 +1,6 @@
 """Optional: our VAE / CLIP / umT5 / wav2vec2 paths against the reference implementation's modules.
 
-Runs only when ITK_REFERENCE_DIR points at a local checkout of github.com/MeiGen-AI/InfiniteTalk
+Runs only when INFINITETALK_REFERENCE_DIR points at a local checkout of github.com/MeiGen-AI/InfiniteTalk
 (and einops is importable); the reference code is imported from there, never copied here. Its
 heavy optional imports (flash-attn, optimum-quanto, torchvision, CUDA) are replaced by stand-ins
 that do the same math on the CPU.
@@ -19,10 +19,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-REFERENCE = Path(os.environ.get("ITK_REFERENCE_DIR", "/nonexistent"))
+REFERENCE = Path(os.environ.get("INFINITETALK_REFERENCE_DIR", "/nonexistent"))
 pytestmark = pytest.mark.skipif(
     not (REFERENCE / "wan" / "modules" / "vae.py").is_file() or importlib.util.find_spec("einops") is None,
-    reason="set ITK_REFERENCE_DIR to a MeiGen-AI/InfiniteTalk checkout (and install einops)",
+    reason="set INFINITETALK_REFERENCE_DIR to a MeiGen-AI/InfiniteTalk checkout (and install einops)",
 )
 
 

@@ -107,6 +107,7 @@ def main() -> None:
         port = env_int("GRPC_PORT", DEFAULT_PORT, minimum=0)
         capacity = env_int("GENERATOR_CAPACITY", 1, minimum=1)
         temp_dir = Path(env_str("TEMP_DIR", tempfile.gettempdir()))
+        temp_dir.mkdir(parents=True, exist_ok=True)
         backend = create_backend(env_str("GENERATOR_BACKEND", DEFAULT_BACKEND))
     except (ConfigError, UnknownBackendError) as exc:
         log.error("bad configuration: %s", exc)

@@ -24,9 +24,11 @@ class BlockStreamer:
         self.host_tensors = []
         for block in blocks:
             tensors = list(block.state_dict(keep_vars=True).values())
-            if self.cuda:
-                for tensor in tensors:
-                    tensor.data = tensor.data.pin_memory()
+            for tensor in tensors:
+                # page-locked host memory, so the copies to the device can run asynchronously
+                host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=self.cuda)
+                host.copy_(tensor.data)
+                tensor.data = host
             self.host_tensors.append(tensors)
         self.slots = [copy.deepcopy(blocks[0]).to(device) for _ in range(2)]
         self.slot_tensors = [list(slot.state_dict(keep_vars=True).values()) for slot in self.slots]
@@ -66,5 +68,5 @@ def enable_block_offload(model: InfiniteTalkDiT, device: torch.device) -> None:
     blocks = model.blocks
     model.blocks = nn.ModuleList()
     model.to(device)
-    model.blocks = blocks.to("cpu")
-    model.block_runner = BlockStreamer(blocks, device)
+    model.block_runner = BlockStreamer(blocks, device)  # moves the blocks' tensors to host memory
+    model.blocks = blocks

@@ -160,19 +160,21 @@ def load_dit_state_dict(
     Every shard must hold exactly the tensors its index lists, and the adapter must not
     redefine a base tensor. LoRAs (path, scale) are merged after the cast to `dtype`.
     """
+    def cast(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # Per file, so that peak memory is one fp32 shard on top of the converted model.
+        return tensors if dtype is None else {name: tensor.to(dtype) for name, tensor in tensors.items()}
+
     state: dict[str, torch.Tensor] = {}
     for shard_name, names in _index_shards(paths).items():
         shard_path = paths.dit_index.parent / shard_name
         shard = read_safetensors(shard_path, device)
         check_state_dict(set(names), set(shard), what=f"{shard_path.name} (against {paths.dit_index.name})")
-        state.update(shard)
+        state.update(cast(shard))
     adapter = read_safetensors(paths.adapter, device)
     overlap = set(adapter) & set(state)
     if overlap:
         raise WeightsError(_listing(f"{paths.adapter} redefines base tensors", overlap))
-    state.update(adapter)
-    if dtype is not None:
-        state = {name: tensor.to(dtype) for name, tensor in state.items()}
+    state.update(cast(adapter))
     for lora_path, scale in loras:
         merge_lora(state, read_safetensors(lora_path, device), scale, source=str(lora_path))
     return state
