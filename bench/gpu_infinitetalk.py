@@ -257,6 +257,11 @@ def main() -> None:
         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "attention": args.attention,
         "clip": f"{args.frames} frames {args.width}x{args.height}",
     }
+    def save() -> None:  # after every stage, so a run cut short still leaves its numbers
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2, default=str))
+
     print(json.dumps(report), flush=True)
     config = DiTConfig(dim=128, ffn_dim=256, num_heads=2, num_layers=2) if args.tiny else DiTConfig()
     model = random_dit(config, args.attention)
@@ -268,9 +273,12 @@ def main() -> None:
     reset_peak()
     with torch.no_grad():
         seconds, ours = timed(lambda: model(**inputs), 1, args.repeats)
+    report["ours_output_max_abs"] = ours.abs().max().item()
+    report["ours_output_nonfinite"] = int((~torch.isfinite(ours)).sum().item())
     report["ours_eager_s_per_forward"] = round(seconds, 3)
     report["ours_eager_peak_gib"] = round(peak_gib(), 2)
     print(json.dumps({k: report[k] for k in ("ours_eager_s_per_forward", "ours_eager_peak_gib")}), flush=True)
+    save()
 
     if args.reference_dir is not None:
         try:
@@ -290,6 +298,7 @@ def main() -> None:
               flush=True)
         gc.collect()
         empty_cache()
+        save()
 
     if not args.skip_compile:
         dit_module.compile_elementwise()
@@ -304,7 +313,8 @@ def main() -> None:
         if "reference_s_per_forward" in report:
             report["speedup_compiled_vs_reference"] = round(report["reference_s_per_forward"] / seconds_c, 3)
         print(json.dumps({k: v for k, v in report.items() if "compiled" in k}), flush=True)
-        del compiled
+        compiled = None
+        save()
 
     if not args.skip_offload:
         move_seconds, _ = synced(lambda: enable_block_offload(model, DEVICE))
@@ -318,7 +328,8 @@ def main() -> None:
         report["ours_offload_peak_gib"] = round(peak_gib(), 2)
         report["offload_vs_resident_max_abs_diff"] = (streamed.float() - ours.float()).abs().max().item()
         print(json.dumps({k: v for k, v in report.items() if "offload" in k}), flush=True)
-        del streamed
+        streamed = None
+        save()
     model = ours = None
     gc.collect()
     empty_cache()
@@ -345,9 +356,7 @@ def main() -> None:
 
     width = max(len(k) for k in report)
     print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in report.items()))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    save()
 
 
 if __name__ == "__main__":

@@ -152,13 +152,14 @@ class JobRunner:
     def start(self) -> None:
         self.thread.start()
 
-    def end(self, status: str, error: str) -> None:
-        """Stop the job with a final status; the first reason wins."""
+    def end(self, status: str, error: str) -> bool:
+        """Stop the job with a final status; the first reason wins (True if this one did)."""
         with self._end_lock:
             if self.end_status is not None or self.stopping:
-                return
+                return False
             self.end_status, self.end_error = status, error
         self.calls.cancel_all()
+        return True
 
     def stop_for_restart(self) -> None:
         with self._end_lock:
@@ -206,13 +207,14 @@ class JobRunner:
             return
         if self.gate is not None and self.gate.error is not None:
             return  # refused at creation: the job and its files are already gone
+        # Files go first, so whoever sees the final status also sees them gone.
+        self.files.remove_work_dir(self.job_id)
         if self.end_status not in (None, COMPLETED) and self.store.finish_job(
             self.job_id, self.end_status, self.end_error
         ):
             log.info("job %s: %s %s", self.job_id, self.end_status, self.end_error)
         if self.gate is not None:
             self.gate.accept()
-        self.files.remove_work_dir(self.job_id)
         job = self.store.get_job(self.job_id)
         if job is not None and job.status != COMPLETED:
             self.files.remove_result(self.job_id)
@@ -515,13 +517,17 @@ class JobRunner:
             except Exception as exc:
                 self.end(FAILED, f"upload to S3 failed: {exc}")
                 raise JobEndedError() from exc
-            self.files.remove_result(self.job_id)
         with self._end_lock:
             if self.end_status is not None or self.stopping:
                 raise JobEndedError()
             self.end_status = COMPLETED
+        # The inputs go before the status says COMPLETED; a crash in between is caught by
+        # Orchestrator.resume_all, which completes a job whose result is there.
+        self.files.remove_work_dir(self.job_id)
         if self.store.finish_job(self.job_id, COMPLETED, progress=100, has_video=int(has_video), s3_key=s3_key):
             log.info("job %s: COMPLETED", self.job_id)
+        if s3_key:
+            self.files.remove_result(self.job_id)
 
 
 class Orchestrator:
@@ -559,7 +565,11 @@ class Orchestrator:
                 if job_id in self._runners:
                     continue
             if not self.files.audio(job_id).exists() or not self.files.image(job_id).exists():
-                self.store.finish_job(job_id, FAILED, "the job's input files are gone; it cannot resume")
+                if self.files.result(job_id).exists():
+                    # Stopped between cleaning up and recording the end: the work is done.
+                    self.store.finish_job(job_id, COMPLETED, progress=100, has_video=1)
+                else:
+                    self.store.finish_job(job_id, FAILED, "the job's input files are gone; it cannot resume")
                 continue
             log.info("job %s: resuming", job_id)
             self.start_job(job_id)
@@ -571,11 +581,16 @@ class Orchestrator:
         with self._lock:
             runner = self._runners.get(job_id)
         if runner is not None:
-            runner.end(status, error)
-        ended = self.store.finish_job(job_id, status, error)
-        if ended and runner is None:
+            if not runner.end(status, error):
+                return False
+            # Its RPCs are cancelled, so it ends promptly; then the answer shows the files gone.
+            runner.thread.join(timeout=10)
+            self.store.finish_job(job_id, status, error)  # in case the runner is still busy
+            return True
+        if self.store.finish_job(job_id, status, error):
             self.files.remove_work_dir(job_id)
-        return ended
+            return True
+        return False
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every runner without ending its job, so the next start resumes it."""
