@@ -121,8 +121,8 @@ def clip_inputs(config: DiTConfig, frames: int, height: int, width: int) -> dict
     }
 
 
-def reference_forward(reference_dir: Path, model: InfiniteTalkDiT, inputs: dict, warmup: int, repeats: int
-                      ) -> tuple[float, float, torch.Tensor]:
+def reference_forward(reference_dir: Path, model: InfiniteTalkDiT, inputs: dict, warmup: int, repeats: int,
+                      kernel: str = "sdpa") -> tuple[float, float, torch.Tensor]:
     """The reference WanModel on the same weights (shared tensors) and inputs."""
     import torch.nn.functional as F
 
@@ -159,9 +159,19 @@ def reference_forward(reference_dir: Path, model: InfiniteTalkDiT, inputs: dict,
         clip_fea=inputs["clip_features"], y=inputs["condition"], audio=inputs["audio"],
         ref_target_masks=torch.ones(3, latent_h, latent_w, device=DEVICE),
     )
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    restriction = {"sdpa-cudnn": SDPBackend.CUDNN_ATTENTION, "sdpa-flash": SDPBackend.FLASH_ATTENTION}.get(kernel)
+
+    def run() -> torch.Tensor:
+        if restriction is None or not ON_GPU:
+            return ref_model([inputs["latents"][0].clone()], **args)[0]
+        with sdpa_kernel(restriction):
+            return ref_model([inputs["latents"][0].clone()], **args)[0]
+
     reset_peak()
     with torch.no_grad():
-        seconds, out = timed(lambda: ref_model([inputs["latents"][0].clone()], **args)[0], warmup, repeats)
+        seconds, out = timed(run, warmup, repeats)
     peak = peak_gib()
     ref_model = None  # drop the reference's references to the shared weights
     return seconds, peak, out
@@ -235,101 +245,145 @@ def encoder_timings(frames: int, height: int, width: int, tiny: bool) -> dict[st
     return results
 
 
+def default_sdpa_kernel(inputs_shape: tuple[int, int, int, int]) -> str:
+    """Name the CUDA kernels torch's SDPA picks by default for the self-attention shape."""
+    from torch.profiler import ProfilerActivity, profile
+
+    q = torch.randn(*inputs_shape, device=DEVICE, dtype=torch.bfloat16)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        sync()
+    names = {event.name for event in prof.events() if event.device_type.name == "CUDA"}
+    return "; ".join(sorted(name[:80] for name in names))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference-dir", type=Path, default=None)
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=832)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--attention", default="sdpa", choices=["sdpa", "flash", "auto"])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--kernels", default="sdpa,sdpa-cudnn,sdpa-flash",
+                        help="attention backends to time ours and the reference with")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--skip-compile-blocks", action="store_true")
     parser.add_argument("--skip-offload", action="store_true")
     parser.add_argument("--skip-encoders", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tiny", action="store_true", help="a 2-layer narrow model: a quick check of this script")
     args = parser.parse_args()
+    kernels = [k for k in args.kernels.split(",") if k]
 
     props = torch.cuda.get_device_properties(DEVICE) if ON_GPU else None
     report: dict[str, object] = {
         "gpu": props.name if props else "cpu", "gpu_memory_gib": round(props.total_memory / GIB, 1) if props else 0,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "attention": args.attention,
+        "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
         "clip": f"{args.frames} frames {args.width}x{args.height}",
     }
+
     def save() -> None:  # after every stage, so a run cut short still leaves its numbers
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2, default=str))
 
+    def show(prefix: str) -> None:
+        print(json.dumps({k: v for k, v in report.items() if k.startswith(prefix)}, default=str), flush=True)
+        save()
+
     print(json.dumps(report), flush=True)
     config = DiTConfig(dim=128, ffn_dim=256, num_heads=2, num_layers=2) if args.tiny else DiTConfig()
-    model = random_dit(config, args.attention)
+    model = random_dit(config, "sdpa")
     report["dit_parameters_billion"] = round(sum(p.numel() for p in model.parameters()) / 1e9, 2)
     report["dit_weights_gib"] = round(sum(p.numel() * p.element_size() for p in model.parameters()) / GIB, 2)
     inputs = clip_inputs(config, args.frames, args.height, args.width)
-    report["tokens"] = math.prod(inputs["latents"].shape[2:]) // 4
+    tokens = math.prod(inputs["latents"].shape[2:]) // 4
+    report["tokens"] = tokens
+    if ON_GPU:
+        try:
+            report["sdpa_default_kernels"] = default_sdpa_kernel((1, config.num_heads, tokens, config.head_dim))
+        except Exception as err:
+            report["sdpa_default_kernels"] = repr(err)
+
+    def forward() -> torch.Tensor:
+        return model(**inputs)
 
     reset_peak()
     with torch.no_grad():
-        seconds, ours = timed(lambda: model(**inputs), 1, args.repeats)
+        seconds, ours = timed(forward, 1, args.repeats)
     report["ours_output_max_abs"] = ours.abs().max().item()
     report["ours_output_nonfinite"] = int((~torch.isfinite(ours)).sum().item())
-    report["ours_eager_s_per_forward"] = round(seconds, 3)
+    report["ours_eager_sdpa_s_per_forward"] = round(seconds, 3)
     report["ours_eager_peak_gib"] = round(peak_gib(), 2)
-    print(json.dumps({k: report[k] for k in ("ours_eager_s_per_forward", "ours_eager_peak_gib")}), flush=True)
-    save()
+    show("ours")
 
     if args.reference_dir is not None:
-        try:
-            ref_seconds, ref_peak, ref_out = reference_forward(args.reference_dir, model, inputs, 1, args.repeats)
-            scale = ref_out.abs().max().item()
-            report["reference_s_per_forward"] = round(ref_seconds, 3)
-            report["reference_peak_gib"] = round(ref_peak, 2)
-            report["speedup_eager_vs_reference"] = round(ref_seconds / seconds, 3)
-            report["output_max_abs_diff_vs_reference"] = (ours.float() - ref_out.float()).abs().max().item()
-            report["output_mean_abs_diff_vs_reference"] = (ours.float() - ref_out.float()).abs().mean().item()
-            report["reference_output_max_abs"] = scale
-            report["reference_output_mean_abs"] = ref_out.abs().mean().item()
-            del ref_out
-        except Exception as err:  # keep the rest of the run
-            report["reference_error"] = repr(err)
-        print(json.dumps({k: v for k, v in report.items() if k.startswith(("reference", "speedup", "output"))}),
-              flush=True)
-        gc.collect()
-        empty_cache()
-        save()
+        for kernel in kernels:
+            try:
+                ref_seconds, ref_peak, ref_out = reference_forward(args.reference_dir, model, inputs, 1,
+                                                                   args.repeats, kernel)
+                report[f"reference_{kernel}_s_per_forward"] = round(ref_seconds, 3)
+                report[f"reference_{kernel}_peak_gib"] = round(ref_peak, 2)
+                if kernel == "sdpa":
+                    report["output_max_abs_diff_vs_reference"] = (ours.float() - ref_out.float()).abs().max().item()
+                    report["output_mean_abs_diff_vs_reference"] = (ours.float() - ref_out.float()).abs().mean().item()
+                    report["reference_output_max_abs"] = ref_out.abs().max().item()
+                    report["reference_output_mean_abs"] = ref_out.abs().mean().item()
+                ref_out = None
+            except Exception as err:  # keep the rest of the run
+                report[f"reference_{kernel}_error"] = repr(err)[:300]
+            gc.collect()
+            empty_cache()
+            show("reference")
+        show("output")
+
+    def time_kernels(mode: str) -> None:
+        for kernel in kernels:
+            try:
+                model.attention.select(kernel)
+                with torch.no_grad():
+                    first, _ = synced(forward)
+                    reset_peak()
+                    seconds, out = timed(forward, 0, args.repeats)
+                report[f"ours_{mode}_{kernel}_first_call_s"] = round(first, 1)
+                report[f"ours_{mode}_{kernel}_s_per_forward"] = round(seconds, 3)
+                report[f"ours_{mode}_{kernel}_peak_gib"] = round(peak_gib(), 2)
+                report[f"ours_{mode}_{kernel}_max_abs_diff_vs_eager"] = (out.float() - ours.float()).abs().max().item()
+                reference = report.get(f"reference_{kernel}_s_per_forward")
+                if reference:
+                    report[f"SPEEDUP_{mode}_{kernel}_vs_reference_{kernel}"] = round(reference / seconds, 3)
+            except Exception as err:
+                report[f"ours_{mode}_{kernel}_error"] = repr(err)[:300]
+            show(f"ours_{mode}")
+        model.attention.select("sdpa")
 
     if not args.skip_compile:
         dit_module.compile_elementwise()
-        with torch.no_grad():
-            compile_seconds, _ = synced(lambda: model(**inputs))
-            reset_peak()
-            seconds_c, compiled = timed(lambda: model(**inputs), 1, args.repeats)
-        report["ours_compiled_first_call_s"] = round(compile_seconds, 1)
-        report["ours_compiled_s_per_forward"] = round(seconds_c, 3)
-        report["ours_compiled_peak_gib"] = round(peak_gib(), 2)
-        report["compiled_vs_eager_max_abs_diff"] = (compiled.float() - ours.float()).abs().max().item()
-        if "reference_s_per_forward" in report:
-            report["speedup_compiled_vs_reference"] = round(report["reference_s_per_forward"] / seconds_c, 3)
-        print(json.dumps({k: v for k, v in report.items() if "compiled" in k}), flush=True)
-        compiled = None
-        save()
+        time_kernels("compiled")
+    if not args.skip_compile_blocks:
+        try:
+            dit_module.compile_blocks(model)
+            time_kernels("blocks_compiled")
+        except Exception as err:
+            report["blocks_compiled_error"] = repr(err)[:300]
+    show("SPEEDUP")
 
     if not args.skip_offload:
-        move_seconds, _ = synced(lambda: enable_block_offload(model, DEVICE))
-        gc.collect()
-        empty_cache()
-        reset_peak()
-        with torch.no_grad():
-            seconds_o, streamed = timed(lambda: model(**inputs), 1, max(1, args.repeats - 1))
-        report["offload_setup_s"] = round(move_seconds, 1)
-        report["ours_offload_s_per_forward"] = round(seconds_o, 3)
-        report["ours_offload_peak_gib"] = round(peak_gib(), 2)
-        report["offload_vs_resident_max_abs_diff"] = (streamed.float() - ours.float()).abs().max().item()
-        print(json.dumps({k: v for k, v in report.items() if "offload" in k}), flush=True)
-        streamed = None
-        save()
+        try:
+            move_seconds, _ = synced(lambda: enable_block_offload(model, DEVICE))
+            gc.collect()
+            empty_cache()
+            reset_peak()
+            with torch.no_grad():
+                seconds_o, streamed = timed(forward, 1, 1)
+            report["offload_setup_s"] = round(move_seconds, 1)
+            report["ours_offload_s_per_forward"] = round(seconds_o, 3)
+            report["ours_offload_peak_gib"] = round(peak_gib(), 2)
+            report["offload_vs_resident_max_abs_diff"] = (streamed.float() - ours.float()).abs().max().item()
+            streamed = None
+        except Exception as err:
+            report["offload_error"] = repr(err)[:300]
+        show("ours_offload")
     model = ours = None
     gc.collect()
     empty_cache()
@@ -342,17 +396,14 @@ def main() -> None:
             report["encoders_error"] = repr(err)
 
     per_clip_fixed = float(report.get("vae_decode_clip_s", 0.0)) + float(report.get("vae_encode_motion9_s", 0.0))
-    for mode in ("eager", "compiled", "offload"):
-        forward = report.get(f"ours_{mode}_s_per_forward")
-        if forward is None:
-            continue
+    for key in [k for k in report if k.endswith("_s_per_forward")]:
+        forward_seconds = float(report[key])
         for preset, forwards in (("quality_40x3", 120), ("fast_8x2", 16)):
-            report[f"EXTRAPOLATED_{mode}_{preset}_s_per_clip"] = round(forward * forwards + per_clip_fixed, 1)
-    if "reference_s_per_forward" in report:
-        report["EXTRAPOLATED_reference_quality_40x3_s_per_clip"] = round(
-            report["reference_s_per_forward"] * 120 + per_clip_fixed, 1)
+            name = key.removesuffix("_s_per_forward")
+            report[f"EXTRAPOLATED_{name}_{preset}_s_per_clip"] = round(forward_seconds * forwards + per_clip_fixed, 1)
     report["note"] = ("EXTRAPOLATED_* = measured s/forward x forwards per clip (120 or 16) + measured VAE decode of "
-                      "one clip + VAE encode of 9 motion frames; not a timed end-to-end clip")
+                      "one clip + VAE encode of 9 motion frames (0 where not measured in this run); "
+                      "not a timed end-to-end clip")
 
     width = max(len(k) for k in report)
     print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in report.items()))

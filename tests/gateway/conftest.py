@@ -15,7 +15,7 @@ from itk_gateway.config import Settings
 from itk_gateway.server import Gateway, build_gateway
 from tests.helpers.audio import encode_audio, speech_like
 from tests.helpers.rest import call
-from tests.helpers.services import BackendServices, start_backend_services
+from tests.helpers.services import BackendServices, GeneratorHandle, start_backend_services, start_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTRAIT = ROOT / "assets" / "sample" / "portrait.png"
@@ -52,13 +52,21 @@ def make_gateway(tmp_path: Path, services: BackendServices) -> Iterator[Callable
 
     yield make
     for gateway in started:
-        if gateway._serving:
+        if gateway.serving:
             gateway.stop()
 
 
 @pytest.fixture
 def gateway(make_gateway: Callable[..., Gateway]) -> Gateway:
     return make_gateway()
+
+
+@pytest.fixture
+def slow_generator(tmp_path: Path) -> Iterator[GeneratorHandle]:
+    """A generator of its own taking 2 s per second of audio, so a job stays in flight."""
+    handle = start_generator(tmp_path / "slow-generator", cost_per_audio_sec=2.0)
+    yield handle
+    handle.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from itk_gateway.client import GatewayClient, GatewayError
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import SIZE, json_job, leftovers, post_json, silence_wav, speech_wav
 from tests.helpers.rest import call, wait_for_job
-from tests.helpers.services import BackendServices, GeneratorHandle, start_generator, wait_until
+from tests.helpers.services import BackendServices, GeneratorHandle, wait_until
 
 SECONDS = 7.0
 
@@ -130,14 +129,6 @@ def test_all_silence_audio_is_a_valid_job(gateway: Gateway, portrait: bytes, tmp
     check_mp4(base64.b64decode(final["video_base64"]), tmp_path, 3.0)
 
 
-@pytest.fixture
-def slow_generator(tmp_path: Path) -> Iterator[GeneratorHandle]:
-    """A generator of its own that takes 2 s per second of audio, so a job stays in flight."""
-    handle = start_generator(tmp_path / "slow-generator", cost_per_audio_sec=2.0)
-    yield handle
-    handle.stop()
-
-
 def test_cancel_stops_the_job_and_cleans_up(make_gateway, slow_generator: GeneratorHandle,
                                             portrait: bytes) -> None:
     slow = slow_generator
@@ -186,3 +177,24 @@ def test_health_openapi_and_metrics(gateway: Gateway, portrait: bytes) -> None:
                  f'itk_generator_endpoints{{state="ready"}} {endpoints}.0'):
         assert line in text, line
     assert "itk_chunk_seconds_count" in text
+
+
+def metric(gateway: Gateway, name: str) -> float:
+    _, _, raw = get_raw(f"{gateway.rest_url}/metrics")
+    for line in raw.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+def test_chunk_gauges_follow_the_work(make_gateway, slow_generator: GeneratorHandle, portrait: bytes) -> None:
+    gateway = make_gateway(generator_targets=[slow_generator.target])
+    _, created = post_json(gateway, json_job(portrait, speech_wav(SECONDS)))
+    job_id = created["id"]
+    wait_until(lambda: slow_generator.backend.started[(job_id, 0)] == 1, timeout=30, message="chunk 0 started")
+    # One generator of capacity 1: one chunk runs, the others wait for it (what the autoscaler sees).
+    wait_until(lambda: metric(gateway, "itk_chunks_pending") >= 1, timeout=10, message="chunks pending")
+    assert metric(gateway, "itk_chunks_running") == 1
+    call("POST", f"{gateway.rest_url}/jobs/{job_id}/cancel")
+    wait_until(lambda: metric(gateway, "itk_chunks_pending") == 0 and metric(gateway, "itk_chunks_running") == 0,
+               timeout=10, message="gauges back to zero")

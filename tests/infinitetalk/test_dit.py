@@ -122,7 +122,7 @@ def rotate(x: torch.Tensor, positions: list[tuple[int, int, int]], heads: int, t
 
 def naive_forward(w: dict, c: DiTConfig, latents, timesteps, text, clip_features, condition, audio):
     x_in = torch.cat([latents, condition], dim=1)[0]  # [C, T, H, W]
-    channels, frames, height, width = x_in.shape
+    frames, height, width = x_in.shape[1:]
     rows, cols = height // 2, width // 2
     tokens, positions = [], []
     for f in range(frames):

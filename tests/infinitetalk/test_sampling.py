@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -30,7 +32,7 @@ def test_quality_schedule_values() -> None:
     # step 20: linear t = 1000 - 20 * 999 / 39, shifted by 7t / (1 + 6t) on [0, 1]
     t = (1000 - 20 * 999 / 39) / 1000
     assert timesteps[20] == pytest.approx(7 * t / (1 + 6 * t) * 1000, rel=1e-6)
-    assert all(a > b for a, b in zip(timesteps, timesteps[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(timesteps))
 
 
 def test_fast_schedule_values() -> None:

@@ -27,8 +27,9 @@ from .config import Settings
 from .dispatch import EndpointPool, file_targets, static_targets
 from .grpc_api import SERVICE_NAME, GatewayServicer
 from .metrics import GatewayMetrics
-from .orchestrator import Backends, Orchestrator, RunSettings
+from .orchestrator import Orchestrator
 from .rest import create_app
+from .runner import Backends, RunSettings
 from .service import JobService
 from .storage import JobFiles, S3Store
 from .store import JobStore
@@ -66,6 +67,10 @@ class Gateway:
     def __post_init__(self) -> None:
         self.grpc = GrpcService([SERVICE_NAME], max_workers=32)
         gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.service), self.grpc.server)
+
+    @property
+    def serving(self) -> bool:
+        return self._serving
 
     @property
     def rest_url(self) -> str:

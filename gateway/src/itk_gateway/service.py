@@ -21,8 +21,9 @@ from typing import BinaryIO
 
 from .config import Settings
 from .errors import InvalidInputError, JobNotFoundError, PayloadTooLargeError, WrongJobStateError
+from .gate import AcceptGate
 from .metrics import GatewayMetrics
-from .orchestrator import AcceptGate, Orchestrator
+from .orchestrator import Orchestrator
 from .storage import JobFiles, S3Store
 from .store import CANCELLED, COMPLETED, JobRecord, JobStore
 from .validation import (

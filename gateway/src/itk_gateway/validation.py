@@ -172,7 +172,9 @@ def check_image(name: str, data: bytes, max_pixels: int) -> tuple[int, int]:
             image.load()
     except InvalidInputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InvalidInputError(f"{name}: image exceeds {max_pixels} pixels") from exc
+    except UnidentifiedImageError as exc:
         raise InvalidInputError(f"{name}: not a decodable image") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         # Truncated or corrupt files fail while decoding.

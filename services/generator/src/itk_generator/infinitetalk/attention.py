@@ -2,45 +2,57 @@
 
 Every caller passes q, k, v as [batch, tokens, heads, head_dim] (the layout the projections
 produce), so switching kernels changes nothing else in the model.
+
+Backends:
+- "sdpa": torch SDPA, letting torch pick its kernel;
+- "sdpa-cudnn" / "sdpa-flash": torch SDPA restricted to its cuDNN or FlashAttention-2 kernel
+  (on CUDA; elsewhere plain SDPA);
+- "flash-attn" (alias "flash"): the flash-attn package (the `flash` extra);
+- "auto": flash-attn when installed, else "sdpa".
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-BACKENDS = ("auto", "sdpa", "flash")
-
-_flash_attn_func = None
+BACKENDS = ("auto", "sdpa", "sdpa-cudnn", "sdpa-flash", "flash-attn", "flash")
+_SDPA_RESTRICTIONS = {"sdpa-cudnn": SDPBackend.CUDNN_ATTENTION, "sdpa-flash": SDPBackend.FLASH_ATTENTION}
 
 
 def flash_attn_available() -> bool:
     return importlib.util.find_spec("flash_attn") is not None
 
 
-def _flash_func():  # pragma: no cover - needs a CUDA build of flash-attn
-    global _flash_attn_func
-    if _flash_attn_func is None:
-        from flash_attn import flash_attn_func
-
-        _flash_attn_func = flash_attn_func
-    return _flash_attn_func
-
-
 class Attention:
-    """Picks the kernel once; `backend` is "sdpa", "flash" or "auto" (flash when installed)."""
+    """The kernel every attention layer of one model calls; `select` switches it."""
 
     def __init__(self, backend: str = "auto") -> None:
+        self.select(backend)
+
+    def select(self, backend: str) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "flash" and not flash_attn_available():
-            raise ValueError("attention backend 'flash' needs the flash-attn package (the 'flash' extra)")
-        self.use_flash = backend == "flash" or (backend == "auto" and flash_attn_available())
+        if backend in ("flash", "flash-attn") and not flash_attn_available():
+            raise ValueError(f"attention backend {backend!r} needs the flash-attn package (the 'flash' extra)")
+        self.backend = backend
+        self.use_flash_attn = backend in ("flash", "flash-attn") or (backend == "auto" and flash_attn_available())
+        self.sdpa_restriction = _SDPA_RESTRICTIONS.get(backend)
+        self._flash_attn_func = None
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.use_flash and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):  # pragma: no cover
-            return _flash_func()(q, k, v)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        half = q.dtype in (torch.float16, torch.bfloat16)
+        if self.use_flash_attn and q.is_cuda and half:  # pragma: no cover - needs a CUDA build of flash-attn
+            if self._flash_attn_func is None:
+                from flash_attn import flash_attn_func
+
+                self._flash_attn_func = flash_attn_func
+            return self._flash_attn_func(q, k, v)
+        restricted = self.sdpa_restriction is not None and q.is_cuda and half
+        with sdpa_kernel(self.sdpa_restriction) if restricted else contextlib.nullcontext():
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)

@@ -8,8 +8,11 @@ Settings (environment, read by `InfiniteTalkBackend.from_env`):
 - DEVICE: "cuda", "cuda:N" or "cpu" (default cuda when available). DTYPE: bf16, fp16 or fp32
   (default bf16 on a GPU, fp32 on the CPU).
 - BLOCK_OFFLOAD: keep the DiT blocks in CPU memory and stream them to the GPU (48 GB cards).
-- ATTENTION_BACKEND: auto (flash-attn when installed, else SDPA), sdpa or flash.
-- INFINITETALK_COMPILE: torch.compile the blocks' elementwise work (GPU; default off).
+- ATTENTION_BACKEND: auto (flash-attn when installed, else torch SDPA), sdpa, sdpa-cudnn,
+  sdpa-flash or flash-attn (see attention.py).
+- INFINITETALK_COMPILE: off, elementwise (torch.compile the norms / modulation / RoPE / gated
+  residuals) or blocks (compile every block's whole forward; not with BLOCK_OFFLOAD). Default:
+  elementwise on a GPU, off on the CPU. The first forward then takes ~10 s longer.
 - INFINITETALK_CLIP_FRAMES: frames per clip (default 81; 4n+1). INFINITETALK_SIZE: "WxH" forces
   the generated size instead of the resolution buckets (both for small test models).
 - COLOR_CORRECTION_STRENGTH: strength used when a job asks for colour correction (default 1.0).
@@ -18,6 +21,12 @@ Settings (environment, read by `InfiniteTalkBackend.from_env`):
 
 Precision: the DiT and umT5 run in DTYPE, CLIP in fp16 on a GPU (as the reference), the VAE and
 wav2vec2 in fp32.
+
+GPU memory (measured on one H200, torch 2.11, one 81-frame 480x832 clip, random weights; see
+bench/gpu_infinitetalk.py): DiT weights 35.2 GiB in bf16; DiT forward peak 38.2 GiB resident and
+5.35 GiB with BLOCK_OFFLOAD; VAE decode of a clip 9.3 GiB peak on its own. Add umT5-XXL (an
+11 GB file) when it sits on the GPU, i.e. without BLOCK_OFFLOAD: the resident mode needs an
+80 GB card, the offload mode fits a 48 GB one with room to spare.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from ..images import ImageDecodeError, decode_image
 from .attention import BACKENDS as ATTENTION_BACKENDS
 from .attention import Attention
 from .config import DiTConfig
-from .dit import InfiniteTalkDiT, compile_elementwise, load_strict
+from .dit import InfiniteTalkDiT, compile_blocks, compile_elementwise, load_strict
 from .pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport, plan_clips, validate_clip_layout
 from .resolution import RESOLUTIONS, choose_bucket, delivered_size, resize_to_cover
 from .sampling import PRESETS, TEACACHE_COEFFICIENTS, preset_plan, with_overrides
@@ -50,6 +59,7 @@ log = logging.getLogger(__name__)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # The spatial size must be a multiple of the VAE stride (8) times the patch size (2).
 SIZE_MULTIPLE = 16
+COMPILE_MODES = ("", "off", "elementwise", "blocks")
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class InfiniteTalkSettings:
     dtype: str = ""
     block_offload: bool = False
     attention: str = "auto"
-    compile: bool = False
+    compile: str = ""
     clip_frames: int = 81
     size: tuple[int, int] | None = None  # (width, height) forced instead of the buckets
     color_correction_strength: float = 1.0
@@ -79,8 +89,18 @@ class InfiniteTalkSettings:
             validate_clip_layout(self.clip_frames, 1)
         except ValueError as err:
             raise ConfigError(f"INFINITETALK_CLIP_FRAMES: {err}") from err
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"INFINITETALK_COMPILE must be one of {COMPILE_MODES}, got {self.compile!r}")
+        if self.compile == "blocks" and self.block_offload:
+            raise ConfigError("INFINITETALK_COMPILE=blocks does not work with BLOCK_OFFLOAD; use elementwise")
         if self.size and (self.size[0] % SIZE_MULTIPLE or self.size[1] % SIZE_MULTIPLE):
             raise ConfigError(f"INFINITETALK_SIZE must be multiples of {SIZE_MULTIPLE}, got {self.size}")
+
+    @property
+    def compile_mode(self) -> str:
+        if self.compile:
+            return self.compile
+        return "elementwise" if self.device.startswith("cuda") else "off"
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -104,7 +124,7 @@ class InfiniteTalkSettings:
             dtype=env_str("DTYPE", ""),
             block_offload=env_bool("BLOCK_OFFLOAD", False),
             attention=env_str("ATTENTION_BACKEND", "auto"),
-            compile=env_bool("INFINITETALK_COMPILE", False),
+            compile=env_str("INFINITETALK_COMPILE", "").strip().lower(),
             clip_frames=env_int("INFINITETALK_CLIP_FRAMES", 81, minimum=5),
             size=parse_size(size) if size else None,
             color_correction_strength=env_float("COLOR_CORRECTION_STRENGTH", 1.0, minimum=0.0),
@@ -241,6 +261,9 @@ def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
 
     device = torch.device(settings.device)
     dtype = settings.torch_dtype
+    if settings.preset == "fast" and settings.lora_path is None:
+        log.warning("INFINITETALK_PRESET=fast (8 steps, no text guidance) is meant for a step-distilled LoRA; "
+                    "none is set (LORA_PATH)")
     try:
         paths = ModelPaths.from_root(settings.model_dir)
         config = DiTConfig.from_json(paths.dit_config)
@@ -259,12 +282,14 @@ def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
         enable_block_offload(dit, device)
     else:
         dit.to(device)
-    if settings.compile:
+    if settings.compile_mode == "elementwise":
         compile_elementwise()
+    elif settings.compile_mode == "blocks":
+        compile_blocks(dit)
     log.info("InfiniteTalk DiT loaded on %s (%s, offload=%s)", device, dtype, settings.block_offload)
     on_gpu = device.type == "cuda"
     text_device = torch.device(settings.text_encoder_device or ("cpu" if settings.block_offload else device))
-    text_dtype = dtype if text_device.type == "cuda" else torch.float32
+    text_dtype = dtype  # bf16 on a GPU; on the CPU (block offload) bf16 also halves its 22 GB of fp32 weights
     return InfiniteTalkPipeline(
         dit=dit,
         vae=WanVAE.load(paths.vae, device, torch.float32),

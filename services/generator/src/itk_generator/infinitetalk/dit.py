@@ -351,6 +351,16 @@ def compile_elementwise() -> None:
     apply_rope = torch.compile(_plain_apply_rope, dynamic=False)
 
 
+def compile_blocks(model: InfiniteTalkDiT) -> None:
+    """torch.compile every block's whole forward (the blocks share one compiled graph), so all
+    elementwise work around the GEMM and attention kernels is fused. Uses the plain formulas."""
+    global modulate, gated_residual, rms_norm, layer_norm, apply_rope
+    modulate, gated_residual, rms_norm = _plain_modulate, _plain_gated_residual, _plain_rms_norm
+    layer_norm, apply_rope = _plain_layer_norm, _plain_apply_rope
+    for block in model.blocks:
+        block.compile(dynamic=False)
+
+
 # The same formulas written plainly, for the compiler to fuse.
 def _plain_modulate(normed: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (normed.float() * (1 + scale) + shift).to(normed.dtype)

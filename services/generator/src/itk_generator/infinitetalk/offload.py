@@ -4,6 +4,10 @@ While block i runs on the compute stream, block i+1's weights are copied into th
 device copy on a side stream, so the copies hide behind the computation. Device memory then
 holds the embeddings, the head, two blocks and the activations instead of all 40 blocks
 (about 35 GiB less in bf16 for the 14B model).
+
+Measured on one H200 (torch 2.11, random bf16 weights, one 81-frame 480x832 clip): the DiT
+forward peaked at 5.35 GiB with offload against 38.2 GiB resident, at 3.24 s against 3.23 s
+per forward (elementwise work compiled): the copies hide behind the computation.
 """
 
 from __future__ import annotations

@@ -1,0 +1,485 @@
+"""Running one job: split, generate every chunk on the pool as soon as it is cut, stitch.
+
+One JobRunner thread per active job. It streams the saved upload to the splitter; each chunk is
+handed to a per-job worker pool (MAX_CONCURRENT_CHUNKS wide) the moment its WAV is on disk, and a
+worker takes a slot on the provider's EndpointPool and streams the chunk to that generator.
+Finished parts go to the stitcher as they finish, in whatever order. Everything needed to resume
+is in the store and on disk: after a restart the saved upload is split again (the split is
+deterministic), chunks whose part is already on disk are not generated again, and the rest
+proceeds as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from infinitetalk.v1 import common_pb2, generator_pb2, splitter_pb2, stitcher_pb2
+from itk_common.constants import FPS
+
+from .clients import CallSet, ProtocolError, SplitChunk, SplitterClient, StitcherClient, generate_chunk
+from .dispatch import AcquireCancelledError, Endpoint, EndpointPool, NoEndpointError
+from .errors import ApiError, CreationFailedError, InvalidInputError
+from .gate import AcceptGate
+from .metrics import GatewayMetrics
+from .storage import JobFiles, S3Store
+from .store import (
+    CHUNK_DONE,
+    CHUNK_PENDING,
+    CHUNK_RUNNING,
+    COMPLETED,
+    FAILED,
+    IN_QUEUE,
+    RUNNING,
+    TIMED_OUT,
+    ChunkRecord,
+    JobRecord,
+    JobStore,
+)
+
+log = logging.getLogger(__name__)
+
+# Share of the progress bar that generation fills; stitching and upload take the rest.
+GENERATION_SHARE = 95
+STITCHED_PROGRESS = 99
+SPLIT_ATTEMPTS = 5
+STITCH_ATTEMPTS = 3
+MAX_BACKOFF_SEC = 30.0
+# A busy generator's refusals allowed per failure allowed (see _generate_with_retries).
+REFUSALS_PER_ATTEMPT = 5
+
+
+@dataclass
+class Backends:
+    splitter: SplitterClient
+    stitcher: StitcherClient
+    pools: dict[str, EndpointPool]
+    s3: S3Store | None
+
+
+@dataclass
+class RunSettings:
+    max_concurrent_chunks: int = 8
+    max_attempts: int = 4
+    retry_backoff_sec: float = 1.0
+    chunk_target_sec: float = 45.0
+    job_timeout_sec: float = 0.0
+
+
+class JobEndedError(Exception):
+    """Raised inside a runner once the job was failed, cancelled, timed out or the gateway stops."""
+
+
+class JobRunner:
+    def __init__(self, job_id: str, store: JobStore, files: JobFiles, backends: Backends,
+                 settings: RunSettings, metrics: GatewayMetrics, gate: AcceptGate | None,
+                 on_exit: Callable[[str], None]) -> None:
+        self.job_id = job_id
+        self.store = store
+        self.files = files
+        self.backends = backends
+        self.settings = settings
+        self.metrics = metrics
+        self.gate = gate
+        self.on_exit = on_exit
+        self.calls = CallSet()
+        self.abort = self.calls.cancelled
+        self._end_lock = threading.Lock()
+        self.end_status: str | None = None  # a final status, or None when stopping for a restart
+        self.end_error = ""
+        self.stopping = False
+        self.parts: queue.Queue[int] = queue.Queue()
+        self.frame_counts: dict[int, int] = {}
+        self.thread = threading.Thread(target=self._run, name=f"job-{job_id}", daemon=True)
+        self._timer: threading.Timer | None = None
+
+    # -- control from outside ------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def end(self, status: str, error: str) -> bool:
+        """Stop the job with a final status; the first reason wins (True if this one did)."""
+        with self._end_lock:
+            if self.end_status is not None or self.stopping:
+                return False
+            self.end_status, self.end_error = status, error
+        self.calls.cancel_all()
+        return True
+
+    def stop_for_restart(self) -> None:
+        with self._end_lock:
+            if self.end_status is None:
+                self.stopping = True
+        self.calls.cancel_all()
+
+    def _check(self) -> None:
+        if self.abort.is_set():
+            raise JobEndedError()
+
+    # -- the job -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        job = self.store.get_job(self.job_id)
+        try:
+            if job is None:
+                return
+            self._arm_timeout(job)
+            self.files.create_work_dir(self.job_id)
+            self._execute(job)
+        except JobEndedError:
+            pass
+        except Exception as exc:
+            log.exception("job %s: unexpected error", self.job_id)
+            self.end(FAILED, f"internal error: {exc}")
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._finish()
+            self.on_exit(self.job_id)
+
+    def _arm_timeout(self, job: JobRecord) -> None:
+        if self.settings.job_timeout_sec <= 0:
+            return
+        remaining = job.created_at + self.settings.job_timeout_sec - time.time()
+        message = f"job exceeded JOB_TIMEOUT_SEC={self.settings.job_timeout_sec:g}"
+        self._timer = threading.Timer(max(0.0, remaining), self.end, (TIMED_OUT, message))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _finish(self) -> None:
+        if self.stopping and self.end_status is None:
+            log.info("job %s: left resumable (gateway stopping)", self.job_id)
+            return
+        if self.gate is not None and self.gate.error is not None:
+            return  # refused at creation: the job and its files are already gone
+        # Files go first, so whoever sees the final status also sees them gone.
+        self.files.remove_work_dir(self.job_id)
+        if self.end_status not in (None, COMPLETED) and self.store.finish_job(
+            self.job_id, self.end_status, self.end_error
+        ):
+            log.info("job %s: %s %s", self.job_id, self.end_status, self.end_error)
+        if self.gate is not None:
+            self.gate.accept()
+        job = self.store.get_job(self.job_id)
+        if job is not None and job.status != COMPLETED:
+            self.files.remove_result(self.job_id)
+
+    def _execute(self, job: JobRecord) -> None:
+        chunks = self._split_and_dispatch(job)
+        if job.options.dry_run:
+            self._complete(job, has_video=False)
+            return
+        self._stitch(job, chunks)
+
+    def _refuse(self, error: ApiError) -> None:
+        """Refuse the job while its creator still waits: leave no trace of it. Returns when too late."""
+        if self.gate is None or not self.gate.claim_rejection():
+            return
+        self.calls.cancel_all()
+        self.files.remove_work_dir(self.job_id)
+        self.store.delete_job(self.job_id)
+        self.gate.reject(error)
+        raise JobEndedError()
+
+    # -- split and dispatch --------------------------------------------------------------
+
+    def _split_options(self, job: JobRecord) -> splitter_pb2.SplitOptions:
+        target = job.options.chunk_target_sec or self.settings.chunk_target_sec
+        return splitter_pb2.SplitOptions(chunk_target_sec=target)
+
+    def _split_and_dispatch(self, job: JobRecord) -> list[ChunkRecord]:
+        workers = ThreadPoolExecutor(self.settings.max_concurrent_chunks, thread_name_prefix=f"{self.job_id}-c")
+        submitted: set[int] = set()
+        try:
+            for attempt in range(1, SPLIT_ATTEMPTS + 1):
+                try:
+                    plan = self._split_once(job, workers, submitted)
+                    break
+                except grpc.RpcError as exc:
+                    self._check()
+                    code, details = exc.code(), exc.details() or ""
+                    if code == grpc.StatusCode.INVALID_ARGUMENT:
+                        message = details if details.lower().startswith("audio") else f"audio: {details}"
+                        self._refuse(InvalidInputError(message))
+                        self.end(FAILED, f"audio rejected by the splitter: {details}")
+                        raise JobEndedError() from exc
+                    self._refuse(CreationFailedError(f"splitter unavailable ({code.name}): {details}"))
+                    if attempt == SPLIT_ATTEMPTS:
+                        self.end(FAILED, f"splitting failed on {attempt} attempts: {code.name} {details}")
+                        raise JobEndedError() from exc
+                    log.warning("job %s: split attempt %d failed (%s), retrying", self.job_id, attempt, code.name)
+                    self.abort.wait(min(MAX_BACKOFF_SEC, 2.0 * attempt))
+                    self._check()
+                except ProtocolError as exc:
+                    self.end(FAILED, f"splitter: {exc}")
+                    raise JobEndedError() from exc
+            chunks = self._record_plan(plan)
+            if self.gate is not None:
+                self.gate.accept()
+            return chunks
+        finally:
+            # Workers keep running while we stitch; shutdown(wait=False) only stops new submissions.
+            workers.shutdown(wait=False)
+
+    def _split_once(self, job: JobRecord, workers: ThreadPoolExecutor,
+                    submitted: set[int]) -> splitter_pb2.SplitPlan:
+        events = self.backends.splitter.split(
+            self.files.audio(self.job_id), self._split_options(job),
+            lambda index: self.files.chunk_wav(self.job_id, index), self.calls,
+        )
+        try:
+            for event in events:
+                self._check()
+                if isinstance(event, SplitChunk):
+                    self._on_chunk(job, event, workers, submitted)
+                else:
+                    return event
+        finally:
+            events.close()
+        raise ProtocolError("splitter stream ended without a plan")
+
+    def _on_chunk(self, job: JobRecord, event: SplitChunk, workers: ThreadPoolExecutor,
+                  submitted: set[int]) -> None:
+        span = event.span
+        record = self.store.record_chunk(ChunkRecord(
+            self.job_id, span.index, span.start_sample, span.end_sample, span.frame_count,
+        ))
+        self.frame_counts[span.index] = span.frame_count
+        if self.gate is not None:
+            self.gate.accept()
+        if job.options.dry_run or span.index in submitted:
+            return
+        submitted.add(span.index)
+        part = self.files.part(self.job_id, span.index)
+        if record.status == CHUNK_DONE and part.exists():
+            log.info("job %s: chunk %d already generated, reusing it", self.job_id, span.index)
+            self.parts.put(span.index)
+            return
+        self.store.update_chunk(self.job_id, span.index, status=CHUNK_PENDING, frames_done=0)
+        self.metrics.chunks.add_pending(1)
+        workers.submit(self._chunk_worker, job, span.index, span.frame_count, event.wav_path)
+
+    def _record_plan(self, plan: splitter_pb2.SplitPlan) -> list[ChunkRecord]:
+        if len(plan.chunks) != len(self.frame_counts) or not plan.chunks:
+            self.end(FAILED, f"splitter plan lists {len(plan.chunks)} chunks but sent {len(self.frame_counts)}")
+            raise JobEndedError()
+        self.store.drop_chunks_from(self.job_id, len(plan.chunks))
+        self.store.update_job(
+            self.job_id, chunk_count=len(plan.chunks), frames_total=plan.total_frames,
+            duration_sec=plan.duration_sec, split_done=1,
+        )
+        self._update_progress()
+        return self.store.chunks(self.job_id)
+
+    # -- one chunk on the pool -----------------------------------------------------------
+
+    def _chunk_worker(self, job: JobRecord, index: int, frame_count: int, wav: Path) -> None:
+        try:
+            self._generate_with_retries(job, index, frame_count, wav)
+        except JobEndedError:
+            pass
+        except Exception as exc:
+            log.exception("job %s: chunk %d crashed", self.job_id, index)
+            self.end(FAILED, f"chunk {index}: internal error: {exc}")
+        finally:
+            self.metrics.chunks.add_pending(-1)
+
+    def _generate_with_retries(self, job: JobRecord, index: int, frame_count: int, wav: Path) -> None:
+        """Run the chunk on the pool until it succeeds or its attempts run out.
+
+        A broken stream or an unavailable endpoint costs one of GENERATOR_MAX_ATTEMPTS; a busy
+        endpoint's refusal (RESOURCE_EXHAUSTED, when another client filled it) costs a fifth of
+        one, since the generator is healthy and a slot frees soon.
+        """
+        pool = self.backends.pools[job.provider]
+        tried: list[str] = []
+        failures = refusals = 0
+        while True:
+            self._check()
+            try:
+                endpoint = pool.acquire(avoid=tried, cancelled=self.abort, priority=(job.created_at, index))
+            except AcquireCancelledError as exc:
+                raise JobEndedError() from exc
+            except NoEndpointError as exc:
+                self.end(FAILED, f"chunk {index}: {exc}")
+                raise JobEndedError() from exc
+            outcome = self._try_endpoint(job, index, frame_count, wav, pool, endpoint,
+                                         failures + refusals + 1)
+            if outcome is None:
+                return
+            reason, refused = outcome
+            tried.append(endpoint.address)
+            if refused:
+                refusals += 1
+            else:
+                failures += 1
+            attempts = failures + refusals
+            if failures >= self.settings.max_attempts or refusals >= REFUSALS_PER_ATTEMPT * self.settings.max_attempts:
+                self.end(FAILED, f"chunk {index} failed on {attempts} attempts: {reason}")
+                raise JobEndedError()
+            log.warning("job %s: chunk %d attempt %d: %s; retrying", self.job_id, index, attempts, reason)
+            exponent = failures - 1 if not refused else min(refusals, 5) - 3
+            backoff = min(MAX_BACKOFF_SEC, self.settings.retry_backoff_sec * 2.0**exponent)
+            self.abort.wait(backoff * random.uniform(0.8, 1.2))
+
+    def _try_endpoint(self, job: JobRecord, index: int, frame_count: int, wav: Path, pool: EndpointPool,
+                      endpoint: Endpoint, attempt: int) -> tuple[str, bool] | None:
+        """One attempt; None on success, else (why it failed, whether it was a busy refusal)."""
+        self.store.update_chunk(self.job_id, index, status=CHUNK_RUNNING, endpoint=endpoint.address,
+                                attempts=attempt, frames_done=0)
+        self.store.promote(self.job_id, IN_QUEUE, RUNNING)
+        self.metrics.chunks.add_pending(-1)
+        self.metrics.chunks.add_running(1)
+        started = time.monotonic()
+        try:
+            summary = generate_chunk(
+                endpoint.generator, self._chunk_spec(job, index, frame_count),
+                self.files.image(self.job_id), wav, self.files.part(self.job_id, index),
+                lambda progress: self._on_progress(index, frame_count, progress), self.calls,
+            )
+        except grpc.RpcError as exc:
+            self._check()
+            code, details = exc.code(), exc.details() or ""
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                self.end(FAILED, f"chunk {index} rejected by generator {endpoint.address}: {details}")
+                raise JobEndedError() from exc
+            self.store.update_chunk(self.job_id, index, status=CHUNK_PENDING, frames_done=0)
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                pool.mark_busy(endpoint)
+                return f"generator {endpoint.address} refused (busy: {details})", True
+            pool.mark_failed(endpoint, code.name)
+            unavailable = "unavailable" if code == grpc.StatusCode.UNAVAILABLE else f"failed ({code.name})"
+            return f"generator {endpoint.address} {unavailable}: {details}", False
+        except ProtocolError as exc:
+            self._check()
+            pool.mark_failed(endpoint, str(exc))
+            self.store.update_chunk(self.job_id, index, status=CHUNK_PENDING, frames_done=0)
+            return f"generator {endpoint.address}: {exc}", False
+        finally:
+            pool.release(endpoint)
+            self.metrics.chunks.add_running(-1)
+            self.metrics.chunks.add_pending(1)
+        if summary.frame_count != frame_count:
+            self.files.part(self.job_id, index).unlink(missing_ok=True)
+            return f"generator {endpoint.address} made {summary.frame_count} frames, planned {frame_count}", False
+        self.metrics.chunk_seconds.observe(time.monotonic() - started)
+        self.store.update_chunk(self.job_id, index, status=CHUNK_DONE, frames_done=frame_count,
+                                part_width=summary.width, part_height=summary.height)
+        self._update_progress()
+        self.parts.put(index)
+        return None
+
+    def _chunk_spec(self, job: JobRecord, index: int, frame_count: int) -> generator_pb2.ChunkSpec:
+        options = job.options
+        return generator_pb2.ChunkSpec(
+            job_id=self.job_id, chunk_index=index, width=options.width, height=options.height,
+            prompt=options.prompt, seed=options.seed, frame_count=frame_count,
+            force_offload=options.force_offload, sampling=common_pb2.SamplingOptions(**options.sampling),
+        )
+
+    def _on_progress(self, index: int, frame_count: int, progress: generator_pb2.Progress) -> None:
+        self.store.update_chunk(self.job_id, index, frames_done=min(max(progress.frames_done, 0), frame_count))
+        self._update_progress()
+
+    def _update_progress(self) -> None:
+        job = self.store.get_job(self.job_id)
+        if job is None or not job.split_done or job.frames_total <= 0:
+            return
+        share = GENERATION_SHARE * min(job.frames_done, job.frames_total) // job.frames_total
+        self.store.raise_progress(self.job_id, int(share))
+
+    # -- stitch and deliver --------------------------------------------------------------
+
+    def _next_parts(self, count: int, first: int) -> Iterator[tuple[int, Path]]:
+        sent = {first}
+        yield first, self.files.part(self.job_id, first)
+        while len(sent) < count:
+            if self.abort.is_set():
+                # Raising here would be swallowed by grpc; the job's calls are cancelled anyway.
+                return
+            try:
+                index = self.parts.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            if index not in sent:
+                sent.add(index)
+                yield index, self.files.part(self.job_id, index)
+
+    def _wait_first_part(self) -> int:
+        while True:
+            self._check()
+            try:
+                return self.parts.get(timeout=0.25)
+            except queue.Empty:
+                continue
+
+    def _stitch(self, job: JobRecord, chunks: list[ChunkRecord]) -> None:
+        count = len(chunks)
+        result = self.files.result(self.job_id)
+        for attempt in range(1, STITCH_ATTEMPTS + 1):
+            first = self._wait_first_part()
+            dims = {c.idx: (c.part_width, c.part_height) for c in self.store.chunks(self.job_id)}
+            width, height = dims[first]
+            header = stitcher_pb2.StitchHeader(
+                job_id=self.job_id, chunk_count=count, fps=FPS, width=width, height=height,
+                frame_counts=[c.frame_count for c in chunks],
+            )
+            try:
+                self.backends.stitcher.stitch(
+                    header, self.files.audio(self.job_id), self._next_parts(count, first), result, self.calls,
+                )
+                break
+            except grpc.RpcError as exc:
+                self._check()
+                code, details = exc.code(), exc.details() or ""
+                if code == grpc.StatusCode.INVALID_ARGUMENT or attempt == STITCH_ATTEMPTS:
+                    self.end(FAILED, f"stitching failed: {code.name}: {details}")
+                    raise JobEndedError() from exc
+                log.warning("job %s: stitch attempt %d failed (%s); retrying", self.job_id, attempt, code.name)
+            except ProtocolError as exc:
+                self._check()
+                if attempt == STITCH_ATTEMPTS:
+                    self.end(FAILED, f"stitching failed: {exc}")
+                    raise JobEndedError() from exc
+            # Retry with every part again: put back all finished parts.
+            for chunk in self.store.chunks(self.job_id):
+                if chunk.status == CHUNK_DONE:
+                    self.parts.put(chunk.idx)
+            self.abort.wait(2.0 * attempt)
+        self.store.raise_progress(self.job_id, STITCHED_PROGRESS)
+        self._complete(job, has_video=True)
+
+    def _complete(self, job: JobRecord, has_video: bool) -> None:
+        s3_key = ""
+        if has_video and job.options.push_to_s3:
+            s3 = self.backends.s3
+            if s3 is None:
+                self.end(FAILED, "push_to_s3 requested but S3 is not configured")
+                raise JobEndedError()
+            s3_key = s3.key_for(self.job_id)
+            try:
+                s3.upload(self.files.result(self.job_id), s3_key)
+            except Exception as exc:
+                self.end(FAILED, f"upload to S3 failed: {exc}")
+                raise JobEndedError() from exc
+        with self._end_lock:
+            if self.end_status is not None or self.stopping:
+                raise JobEndedError()
+            self.end_status = COMPLETED
+        # The inputs go before the status says COMPLETED; a crash in between is caught by
+        # Orchestrator.resume_all, which completes a job whose result is there.
+        self.files.remove_work_dir(self.job_id)
+        if self.store.finish_job(self.job_id, COMPLETED, progress=100, has_video=int(has_video), s3_key=s3_key):
+            log.info("job %s: COMPLETED", self.job_id)
+        if s3_key:
+            self.files.remove_result(self.job_id)

@@ -1,0 +1,58 @@
+"""Reading the gateway's environment: defaults, the seed's names, pools, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from itk_common.config import ConfigError
+from itk_gateway.config import Settings
+
+VARIABLES = ("DATA_DIR", "TEMP_DIR", "DB_PATH", "GENERATOR_TARGETS", "GENERATOR_POOLS", "PROVIDER_ALIASES",
+             "MAX_CONCURRENT_CHUNKS", "DEFAULT_PROVIDER", "GENERATOR_TARGETS_FILE", "PORT", "S3_BUCKET")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env()
+    assert settings.port == 8080 and settings.grpc_port == 50050
+    assert settings.data_dir == Path("/tmp/infinitetalk")
+    assert settings.database == Path("/tmp/infinitetalk/jobs.sqlite3")
+    assert settings.pool_targets() == {"infinitetalk": ["127.0.0.1:50052"]}
+    assert settings.provider_aliases == {"runpod": "infinitetalk"}
+    assert settings.max_concurrent_chunks == 8 and settings.max_upload_mb == 200
+    assert not settings.s3_enabled
+
+
+def test_seed_names_and_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEMP_DIR", "/srv/itk")
+    monkeypatch.setenv("MAX_CONCURRENT_CHUNKS", "3")
+    monkeypatch.setenv("GENERATOR_TARGETS", "gen-a:50052, gen-b:50052")
+    monkeypatch.setenv("GENERATOR_POOLS", "fast=fast-gen:50052;hq=hq-1:1,hq-2:2")
+    monkeypatch.setenv("PROVIDER_ALIASES", "runpod=infinitetalk,beam=fast")
+    settings = Settings.from_env()
+    assert settings.data_dir == Path("/srv/itk") and settings.max_concurrent_chunks == 3
+    assert settings.pool_targets() == {"infinitetalk": ["gen-a:50052", "gen-b:50052"],
+                                       "fast": ["fast-gen:50052"], "hq": ["hq-1:1", "hq-2:2"]}
+    assert settings.provider_aliases == {"runpod": "infinitetalk", "beam": "fast"}
+    monkeypatch.setenv("DATA_DIR", "/data")
+    assert Settings.from_env().data_dir == Path("/data")
+
+
+@pytest.mark.parametrize(("name", "value", "words"), [
+    ("MAX_CONCURRENT_CHUNKS", "many", "MAX_CONCURRENT_CHUNKS"),
+    ("MAX_CONCURRENT_CHUNKS", "0", "at least 1"),
+    ("GENERATOR_POOLS", "fast", "name=host:port"),
+    ("PROVIDER_ALIASES", "runpod", "alias=pool"),
+    ("PORT", "-1", "PORT"),
+])
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, words: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=words):
+        Settings.from_env()

@@ -1,0 +1,113 @@
+"""The generator gRPC service serving `infinitetalk` (tiny model directory) like it serves `preview`."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from infinitetalk.v1 import common_pb2, generator_pb2
+from itk_common.video import probe_video
+from itk_generator.backend import BackendError, Cancelled, ChunkJob, SamplingSettings
+from itk_generator.backends import create_backend
+from itk_generator.infinitetalk.backend import InfiniteTalkBackend, InfiniteTalkSettings
+from tests.generator.conftest import Chunk, collect, face_like_portrait, rpc_error, serve  # noqa: F401 (fixture)
+from tests.helpers.audio import speech_like
+
+CLIP_FRAMES = 21
+FRAMES = 30  # two clips: 21, then 12 new frames after 9 motion frames
+
+
+def tiny_backend(model_dir: Path) -> InfiniteTalkBackend:
+    return InfiniteTalkBackend(InfiniteTalkSettings(model_dir=model_dir, device="cpu", dtype="fp32", preset="fast",
+                                                    clip_frames=CLIP_FRAMES, size=(32, 32)))
+
+
+@pytest.fixture(scope="module")
+def loaded_backend(tiny_model_dir: Path) -> InfiniteTalkBackend:
+    backend = tiny_backend(tiny_model_dir)
+    backend.load()
+    return backend
+
+
+def test_service_streams_progress_and_an_exact_mp4(serve, loaded_backend: InfiniteTalkBackend,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    running = serve(backend=loaded_backend)
+    info = running.stub.GetInfo(generator_pb2.GetInfoRequest())
+    assert info.backend == "infinitetalk" and info.ready
+
+    samples = speech_like(FRAMES / 25, pause_every_sec=10.0, seed=2).astype(np.float32)
+    chunk = Chunk(image=face_like_portrait(96, 120), samples=samples, width=48, height=64, frame_count=FRAMES,
+                  sampling=common_pb2.SamplingOptions(preset="fast", steps=2))
+    reply = collect(running.stub.Generate(chunk.requests()))
+
+    denoise = [p for p in reply.progress if p.stage == "denoise"]
+    assert [p.step for p in denoise] == [1, 2, 3, 4]  # 2 steps x 2 clips, one event per denoising step
+    assert all(p.total_steps == 4 for p in denoise)
+    assert reply.progress[-1].frames_done == FRAMES
+    frames_done = [p.frames_done for p in reply.progress]
+    assert frames_done == sorted(frames_done)
+
+    (summary,) = reply.summaries
+    assert (summary.backend, summary.frame_count, summary.width, summary.height) == ("infinitetalk", FRAMES, 48, 64)
+    video = tmp_path / "chunk.mp4"
+    video.write_bytes(reply.video)
+    probed = probe_video(video)
+    assert (probed.frame_count, probed.width, probed.height, probed.codec) == (FRAMES, 48, 64, "h264")
+
+
+def test_service_rejects_an_unreadable_image(serve, loaded_backend: InfiniteTalkBackend) -> None:  # noqa: F811
+    running = serve(backend=loaded_backend)
+    samples = speech_like(0.6, pause_every_sec=10.0, seed=2).astype(np.float32)
+    chunk = Chunk(image=b"not a picture", samples=samples, width=48, height=64, frame_count=15)
+    error = rpc_error(running.stub.Generate(chunk.requests()))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_render_stops_when_cancelled_and_leaves_no_file(loaded_backend: InfiniteTalkBackend, tmp_path: Path) -> None:
+    cancelled = threading.Event()
+    events = []
+
+    def progress(event) -> None:
+        events.append(event)
+        if event.stage == "denoise":
+            cancelled.set()
+
+    job = ChunkJob(job_id="j", chunk_index=0, image=face_like_portrait(64, 64),
+                   audio=speech_like(0.8, seed=1).astype(np.float32), frame_count=20, width=32, height=32,
+                   sampling=SamplingSettings(steps=3))
+    output = tmp_path / "out.mp4"
+    with pytest.raises(Cancelled):
+        loaded_backend.render(job, output, progress, cancelled)
+    assert not output.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert [e.step for e in events if e.stage == "denoise"] == [1]
+
+
+def test_bad_sampling_settings_are_backend_errors(loaded_backend: InfiniteTalkBackend, tmp_path: Path) -> None:
+    job = ChunkJob(job_id="j", chunk_index=0, image=face_like_portrait(64, 64),
+                   audio=speech_like(0.8, seed=1).astype(np.float32), frame_count=20, width=32, height=32,
+                   sampling=SamplingSettings(resolution="1080p"))
+    with pytest.raises(BackendError, match="resolution"):
+        loaded_backend.render(job, tmp_path / "out.mp4", lambda _e: None, threading.Event())
+    job = ChunkJob(job_id="j", chunk_index=0, image=face_like_portrait(64, 64),
+                   audio=speech_like(0.8, seed=1).astype(np.float32), frame_count=20, width=32, height=32,
+                   sampling=SamplingSettings(motion_frames=8))
+    with pytest.raises(BackendError, match="motion_frames"):
+        loaded_backend.render(job, tmp_path / "out.mp4", lambda _e: None, threading.Event())
+
+
+def test_registry_builds_it_from_the_environment(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
+    monkeypatch.setenv("MODEL_DIR", str(tiny_model_dir))
+    monkeypatch.setenv("INFINITETALK_PRESET", "fast")
+    monkeypatch.setenv("DEVICE", "cpu")
+    monkeypatch.setenv("BLOCK_OFFLOAD", "true")
+    monkeypatch.setenv("INFINITETALK_SIZE", "64x32")
+    backend = create_backend("infinitetalk")
+    assert isinstance(backend, InfiniteTalkBackend)
+    settings = backend.settings
+    assert (settings.preset, settings.device, settings.block_offload, settings.size) == ("fast", "cpu", True, (64, 32))
+    assert settings.compile_mode == "off"
