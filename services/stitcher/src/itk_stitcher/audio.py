@@ -1,4 +1,9 @@
-"""The original recording, decoded with PyAV and encoded once as AAC for the final MP4."""
+"""The original recording, decoded with PyAV and encoded once as AAC for the final MP4.
+
+The encode is the costliest step of a stream-copy stitch, and the recording arrives before the
+parts do, so the spool encodes it into an intermediate .m4a while the parts are still being
+generated; the final mux then only copies its packets.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,14 @@ class AudioInfo:
     @property
     def duration_sec(self) -> float:
         return self.samples / self.sample_rate
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    """The recording encoded as AAC in an .m4a file, and what its decode measured."""
+
+    path: Path
+    info: AudioInfo
 
 
 def measure_audio(path: Path) -> AudioInfo:
@@ -83,3 +96,17 @@ def aac_packets(path: Path, stream: AudioStream) -> Iterator[av.Packet]:
             yield from encode(resampler.resample(frame))
     yield from encode(resampler.resample(None))
     yield from stream.encode(None)
+
+
+def encode_audio(source: Path, dest: Path) -> EncodedAudio:
+    """Decode `source` once, encode it as AAC into the .m4a `dest`, and measure it on the way."""
+    info = measure_audio(source)
+    try:
+        with av.open(str(dest), mode="w", format="mp4") as output:
+            stream = add_aac_stream(output, info)
+            for packet in aac_packets(source, stream):
+                output.mux(packet)
+    except av.FFmpegError as exc:
+        dest.unlink(missing_ok=True)
+        raise StitchInputError(f"the audio cannot be encoded: {exc}") from exc
+    return EncodedAudio(path=dest, info=info)

@@ -11,7 +11,7 @@ import av
 from itk_common.video import Mp4Writer
 
 from .errors import StitchCancelledError
-from .parts import CodecSignature, PartTiming, probe_part, read_signature, read_timing
+from .parts import CodecSignature, PartAnalysis, PartTiming, analyse_part
 from .spec import StitchSpec
 
 
@@ -48,11 +48,11 @@ def reencode(source: Path, target: Path, spec: StitchSpec, cancelled: Callable[[
             writer.write_frame(frame)
 
 
-def prepare_parts(parts: dict[int, Path], spec: StitchSpec, workdir: Path,
-                  cancelled: Callable[[], bool]) -> list[PreparedPart]:
-    """Re-encode the parts that cannot be stream-copied; the frame counts are already checked."""
-    signatures = {index: read_signature(path) for index, path in parts.items()}
-    timings = {index: read_timing(path, spec.fps) for index, path in parts.items()}
+def prepare_parts(parts: dict[int, Path], spec: StitchSpec, workdir: Path, cancelled: Callable[[], bool],
+                  analyses: dict[int, PartAnalysis]) -> list[PreparedPart]:
+    """Re-encode the parts that cannot be stream-copied; `analyses` holds every part's analysis."""
+    signatures = {index: analysis.signature for index, analysis in analyses.items()}
+    timings = {index: analysis.timing for index, analysis in analyses.items()}
     copyable = [
         index for index in range(spec.chunk_count)
         if conforms(signatures[index], spec) and timings[index].regular
@@ -66,9 +66,8 @@ def prepare_parts(parts: dict[int, Path], spec: StitchSpec, workdir: Path,
             files[index] = workdir / f"reencoded-{index}.mp4"
             reencode(parts[index], files[index], spec, cancelled)
             # A part that decodes to fewer frames than it has packets is damaged.
-            probe_part(index, files[index], spec.frame_counts[index])
-            signatures[index] = read_signature(files[index])
-            timings[index] = read_timing(files[index], spec.fps)
+            analysis = analyse_part(index, files[index], spec.fps, spec.frame_counts[index])
+            signatures[index], timings[index] = analysis.signature, analysis.timing
             redone.add(index)
 
     redo([index for index in range(spec.chunk_count)

@@ -1,4 +1,4 @@
-"""Writing the final MP4 in one pass: the parts' video packets remuxed, the audio encoded once."""
+"""Writing the final MP4 in one pass: the parts' video packets and the encoded audio's packets remuxed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 from av.video.stream import VideoStream
 
-from .audio import AudioInfo, aac_packets, add_aac_stream
+from .audio import EncodedAudio
 from .errors import StitchCancelledError
 from .join import PreparedPart
 
@@ -29,10 +29,11 @@ def video_packets(parts: list[PreparedPart], stream: VideoStream, fps: int) -> I
     for part in parts:
         with av.open(str(part.path)) as source:
             source_stream = source.streams.video[0]
+            scale, denominator = source_stream.time_base.numerator * fps, source_stream.time_base.denominator
             for packet in source.demux(source_stream):
                 if not packet.size or packet.pts is None:
                     continue
-                slot = int(packet.pts * source_stream.time_base * fps) - part.timing.first_pts
+                slot = packet.pts * scale // denominator - part.timing.first_pts
                 packet.pts = offset + slot
                 packet.dts = decode_index - delay
                 packet.duration = 1
@@ -43,21 +44,33 @@ def video_packets(parts: list[PreparedPart], stream: VideoStream, fps: int) -> I
         offset += part.frame_count
 
 
-def decode_time(packet: av.Packet) -> Fraction:
-    return packet.dts * packet.time_base if packet.dts is not None else Fraction(0)
+def decode_time(packet: av.Packet) -> float:
+    # Seconds as a float: exact enough to interleave, and far cheaper per packet than a Fraction.
+    return packet.dts * float(packet.time_base) if packet.dts is not None else 0.0
 
 
-def write_output(out: Path, parts: list[PreparedPart], audio: Path, audio_info: AudioInfo, fps: int,
-                 cancelled: Callable[[], bool]) -> None:
-    """Mux video and audio interleaved by decode time, moov first (fast start)."""
-    with av.open(str(parts[0].path)) as template_source, \
+def audio_packets(audio: EncodedAudio, stream: av.audio.stream.AudioStream) -> Iterator[av.Packet]:
+    with av.open(str(audio.path)) as source:
+        for packet in source.demux(source.streams.audio[0]):
+            if packet.size and packet.dts is not None:
+                packet.stream = stream
+                yield packet
+
+
+def write_output(out: Path, parts: list[PreparedPart], audio: EncodedAudio, fps: int,
+                 cancelled: Callable[[], bool]) -> int:
+    """Mux video and audio interleaved by decode time, moov first (fast start); return the video frames."""
+    with av.open(str(parts[0].path)) as template_source, av.open(str(audio.path)) as audio_source, \
             av.open(str(out), mode="w", format="mp4", options={"movflags": "+faststart"}) as output:
         # The first part's codec parameters (and extradata) describe the whole track.
         video = output.add_stream_from_template(template_source.streams.video[0])
         video.time_base = Fraction(1, fps)
-        sound = add_aac_stream(output, audio_info)
-        merged = heapq.merge(video_packets(parts, video, fps), aac_packets(audio, sound), key=decode_time)
+        sound = output.add_stream_from_template(audio_source.streams.audio[0])
+        merged = heapq.merge(video_packets(parts, video, fps), audio_packets(audio, sound), key=decode_time)
+        frames = 0
         for count, packet in enumerate(merged):
             if count % 256 == 0 and cancelled():
                 raise StitchCancelledError
+            frames += packet.stream is video
             output.mux(packet)
+    return frames

@@ -67,10 +67,13 @@ class StitcherServicer(stitcher_pb2_grpc.StitcherServicer):
         inbox.mkdir()
         workdir.mkdir()
         spool = RequestSpool(inbox)
-        spec = spool.receive(requests)
-        out = scratch / "stitched.mp4"
-        report = stitch(spool.part_paths, spool.audio_path, spec, out, workdir=workdir,
-                        cancelled=gone.is_set)
+        try:
+            spec = spool.receive(requests)
+            out = scratch / "stitched.mp4"
+            report = stitch(spool.part_paths, spool.encoded_audio(), spec, out, workdir=workdir,
+                            cancelled=gone.is_set, analyses=spool.analyses())
+        finally:
+            spool.close()
         log.info("job %s stitched: %d frames, %d copied, %d re-encoded parts, %d bytes", spool.job_id,
                  report.frame_count, report.copied_parts, report.reencoded_parts, report.video_size)
         for piece in file_data_pieces(out):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from infinitetalk.v1 import stitcher_pb2
 
+from .audio import EncodedAudio, encode_audio
 from .errors import StitchInputError
+from .parts import PartAnalysis, analyse_part
 from .spec import StitchSpec
 
 
@@ -26,6 +29,8 @@ class RequestSpool:
     """Writes the audio and each part to its own file under `directory` as pieces come in.
 
     Pieces are appended file by file, so memory holds one piece at a time whatever the job's size.
+    As soon as the audio is complete it is encoded in the background, and each part is analysed
+    as soon as it is complete, so little is left to do when the last part arrives.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -36,6 +41,22 @@ class RequestSpool:
         self.audio_complete = False
         self.part_paths: dict[int, Path] = {}
         self.complete_parts: set[int] = set()
+        self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool")
+        self._encoded: Future[EncodedAudio] | None = None
+        self._analyses: dict[int, Future[PartAnalysis]] = {}
+
+    def encoded_audio(self) -> EncodedAudio:
+        """The recording as AAC; waits for the background encode (and raises what it raised)."""
+        assert self._encoded is not None, "the audio is not complete"
+        return self._encoded.result()
+
+    def analyses(self) -> dict[int, PartAnalysis]:
+        """Every complete part's analysis; waits for those still running (and raises what they raised)."""
+        return {index: future.result() for index, future in self._analyses.items()}
+
+    def close(self) -> None:
+        """Wait for background work to stop touching the directory, so it can be removed."""
+        self._workers.shutdown(wait=True, cancel_futures=True)
 
     def receive(self, requests: Iterable[stitcher_pb2.StitchRequest]) -> StitchSpec:
         """Consume the whole stream, check that everything announced has arrived; return the plan."""
@@ -64,6 +85,8 @@ class RequestSpool:
             raise StitchInputError("audio pieces arrived after the audio's last piece")
         append(self.audio_path, data)
         self.audio_complete = last
+        if last:
+            self._encoded = self._workers.submit(encode_audio, self.audio_path, self.directory / "audio.m4a")
 
     def _accept_part(self, chunk_count: int, part: stitcher_pb2.PartData) -> None:
         index = part.index
@@ -75,6 +98,9 @@ class RequestSpool:
         append(path, part.data)
         if part.last:
             self.complete_parts.add(index)
+            assert self.spec is not None
+            self._analyses[index] = self._workers.submit(
+                analyse_part, index, path, self.spec.fps, self.spec.frame_counts[index])
 
     def check_complete(self) -> StitchSpec:
         if self.spec is None:

@@ -6,13 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from itk_common.video import probe_video
-
-from .audio import measure_audio
+from .audio import EncodedAudio, encode_audio
 from .errors import StitchInputError
 from .join import prepare_parts
 from .mux import write_output
-from .parts import probe_part
+from .parts import PartAnalysis, analyse_part
 from .spec import StitchSpec
 
 # The splitter plans ceil(samples / 640) frames per chunk, so the video may run up to one frame past
@@ -31,9 +29,13 @@ class StitchReport:
     reencoded_indices: tuple[int, ...]
 
 
-def stitch(parts: dict[int, Path], audio: Path, spec: StitchSpec, out: Path, *, workdir: Path,
-           cancelled: Callable[[], bool] = lambda: False) -> StitchReport:
+def stitch(parts: dict[int, Path], audio: Path | EncodedAudio, spec: StitchSpec, out: Path, *, workdir: Path,
+           cancelled: Callable[[], bool] = lambda: False,
+           analyses: dict[int, PartAnalysis] | None = None) -> StitchReport:
     """Write `out`: the parts' video in index order plus `audio` encoded once as AAC, fast-start.
+
+    `audio` is the original recording, or that recording already encoded by `encode_audio`;
+    `analyses` holds parts already analysed by `analyse_part` (the others are analysed here).
 
     `workdir` receives re-encoded parts; the caller owns and removes it. On failure `out` is not left
     behind. Raises StitchInputError for a request that cannot be stitched as given.
@@ -42,9 +44,13 @@ def stitch(parts: dict[int, Path], audio: Path, spec: StitchSpec, out: Path, *, 
     absent = [index for index in range(spec.chunk_count) if index not in parts]
     if absent:
         raise StitchInputError(f"missing parts for chunks {', '.join(map(str, absent))}")
+    analyses = dict(analyses or {})
     for index in range(spec.chunk_count):
-        probe_part(index, parts[index], spec.frame_counts[index])
-    audio_info = measure_audio(audio)
+        if index not in analyses:
+            analyses[index] = analyse_part(index, parts[index], spec.fps, spec.frame_counts[index])
+    if not isinstance(audio, EncodedAudio):
+        audio = encode_audio(audio, workdir / "audio.m4a")
+    audio_info = audio.info
     video_duration = spec.total_frames / spec.fps
     excess = video_duration - audio_info.duration_sec
     if not -DURATION_MARGIN_SEC <= excess <= 1 / spec.fps + DURATION_MARGIN_SEC:
@@ -52,19 +58,18 @@ def stitch(parts: dict[int, Path], audio: Path, spec: StitchSpec, out: Path, *, 
             f"the parts make {video_duration:.3f} s of video but the audio lasts "
             f"{audio_info.duration_sec:.3f} s; they must agree within one frame"
         )
-    prepared = prepare_parts(parts, spec, workdir, cancelled)
+    prepared = prepare_parts(parts, spec, workdir, cancelled, analyses)
     try:
-        write_output(out, prepared, audio, audio_info, spec.fps, cancelled)
-        written = probe_video(out)
-        if written.frame_count != spec.total_frames:
-            raise RuntimeError(f"wrote {written.frame_count} frames, expected {spec.total_frames}")
+        written = write_output(out, prepared, audio, spec.fps, cancelled)
+        if written != spec.total_frames:
+            raise RuntimeError(f"wrote {written} frames, expected {spec.total_frames}")
     except BaseException:
         out.unlink(missing_ok=True)
         raise
     reencoded = tuple(part.index for part in prepared if part.reencoded)
     return StitchReport(
-        frame_count=written.frame_count,
-        video_duration_sec=written.frame_count / spec.fps,
+        frame_count=written,
+        video_duration_sec=written / spec.fps,
         audio_duration_sec=audio_info.duration_sec,
         copied_parts=len(prepared) - len(reencoded),
         reencoded_parts=len(reencoded),

@@ -58,6 +58,7 @@ class PreviewBackend(Backend):
 
     def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
                cancelled: threading.Event) -> RenderedChunk:
+        started = time.monotonic()
         try:
             portrait = decode_image(job.image)
         except ImageDecodeError as exc:
@@ -76,13 +77,18 @@ class PreviewBackend(Backend):
                     frame = background.copy()
                     draw_mouth(frame, box, float(openness[index]))
                     writer.write(frame)
-                self._spend((stop - start) / FPS, cancelled)
+                self._pace(started, stop / FPS, cancelled)
                 progress(ProgressEvent(step=step, total_steps=total_steps, frames_done=stop, stage="render"))
         return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height)
 
-    def _spend(self, audio_seconds: float, cancelled: threading.Event) -> None:
-        """Sleep the artificial cost for this much audio, waking early when cancelled."""
-        deadline = time.monotonic() + audio_seconds * self.cost_per_audio_sec
+    def _pace(self, started: float, audio_seconds_done: float, cancelled: threading.Event) -> None:
+        """Wait until `cost_per_audio_sec` seconds per audio second have passed since `started`.
+
+        The cost is the chunk's whole duration, rendering included, not an addition to it, so a
+        benchmark that sets it knows exactly what the generators cost (as a GPU's time per second
+        of audio is fixed) and measures only what the orchestration adds.
+        """
+        deadline = started + audio_seconds_done * self.cost_per_audio_sec
         while (remaining := deadline - time.monotonic()) > 0:
             if cancelled.wait(min(SLEEP_SLICE_SEC, remaining)):
                 raise Cancelled()
