@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 PACKAGES := common services/splitter services/stitcher services/generator gateway
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install proto proto-check lint test test-fast run up bench bench-gpu k8s-check images clean
+.PHONY: install proto proto-check lint test test-fast run up bench bench-gpu k8s-check images download-weights clean
 
 install: $(STAMP)
 
@@ -49,6 +49,11 @@ bench: $(STAMP)
 # Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU.
 bench-gpu:
 	$(PYTHON) bench/gpu_infinitetalk.py
+
+# The InfiniteTalk weights in the layout the generator loads: make download-weights MODEL_DIR=/models
+MODEL_DIR ?= models
+download-weights: $(STAMP)
+	$(VENV)/bin/itk-download-weights $(MODEL_DIR)
 
 k8s-check: $(STAMP)
 	$(PY) scripts/k8s_check.py

@@ -7,7 +7,6 @@ together, so Kubernetes' native gRPC probes and `grpcurl` see the same thing.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
@@ -17,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .constants import GRPC_MAX_MESSAGE_BYTES
+from .shutdown import stop_on_signals, wait_until_set
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,8 @@ class GrpcService:
     ) -> None:
         """Block until SIGTERM/SIGINT; then run `on_term` (e.g. drain work) and stop."""
         stopping = threading.Event()
-
-        def handler(signum: int, _frame: object) -> None:
-            log.info("received signal %s, shutting down", signum)
-            stopping.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-        stopping.wait()
+        stop_on_signals(stopping)
+        wait_until_set(stopping)
         self.set_serving(False)
         if on_term is not None:
             on_term()

@@ -9,7 +9,6 @@ Tests build the same thing in-process with `build_gateway(settings)`, then `star
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -21,6 +20,7 @@ from infinitetalk.v1 import gateway_pb2_grpc
 from itk_common.config import ConfigError
 from itk_common.grpc_server import GrpcService
 from itk_common.logs import setup_logging
+from itk_common.shutdown import stop_on_signals, wait_until_set
 
 from .clients import SplitterClient, StitcherClient
 from .config import Settings
@@ -167,15 +167,9 @@ def main() -> None:
         sys.exit(2)
     gateway = build_gateway(settings)
     stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received signal %s, shutting down", signum)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(stopping)
     gateway.start()
-    stopping.wait()
+    wait_until_set(stopping)
     gateway.stop()
     log.info("gateway stopped")
 

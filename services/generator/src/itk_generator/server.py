@@ -12,7 +12,6 @@ Env: BIND_HOST, GRPC_PORT (50052), GENERATOR_BACKEND (preview|infinitetalk), GEN
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from infinitetalk.v1 import generator_pb2, generator_pb2_grpc
 from itk_common.config import ConfigError, env_int, env_str
 from itk_common.grpc_server import GrpcService
 from itk_common.logs import setup_logging
+from itk_common.shutdown import stop_on_signals, wait_until_set
 
 from .admission import ChunkSlots
 from .backend import Backend
@@ -123,19 +123,15 @@ def main() -> None:
         load_failed.set()
         stop.set()
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received signal %s: draining", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(stop)
     server, bound = start_server(host, port, backend, capacity, temp_dir, on_load_failed)
     log.info("generator listening on %s:%d (backend %s, capacity %d)", host, bound, backend.name, capacity)
-    stop.wait()
+    wait_until_set(stop)
     if load_failed.is_set():
         log.error("exiting: backend %s failed to load", backend.name)
         server.stop(0)
         sys.exit(1)
+    log.info("draining: finishing the chunks in hand, refusing new ones")
     server.drain()
     log.info("drained; stopping")
     server.stop(grace=5.0)
