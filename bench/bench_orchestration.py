@@ -33,8 +33,7 @@ def measure(generators: int, cost: float, chunk_target_sec: float, audio: bytes,
             workdir: Path) -> dict[str, object]:
     stack = Stack(workdir / f"n{generators}", generators=generators,
                   generator_env={"PREVIEW_COST_PER_AUDIO_SEC": str(cost)},
-                  gateway_env={"CHUNK_TARGET_SEC": str(chunk_target_sec),
-                               "MAX_CONCURRENT_CHUNKS": str(max(generators, 1))})
+                  gateway_env={"CHUNK_TARGET_SEC": str(chunk_target_sec)})
     with stack:
         started = time.monotonic()
         job_id = submit_multipart(stack.rest_url, image, audio, width=SIZE, height=SIZE)

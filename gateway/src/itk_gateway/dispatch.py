@@ -256,7 +256,7 @@ class EndpointPool:
         """Take a slot on the least loaded usable endpoint, waiting until one is free.
 
         Waiters are served in `priority` order (then arrival order): the orchestrator passes
-        (job creation time, chunk index), so older jobs and earlier chunks go first. Endpoints in
+        (job creation time, -frame count, chunk index), so older jobs and longer chunks go first. Endpoints in
         `avoid` (where this chunk already failed) are used only when no other endpoint has a
         free slot. Raises NoEndpointError when the pool has had no ready endpoint for
         `wait_sec`, AcquireCancelledError when `cancelled` is set.

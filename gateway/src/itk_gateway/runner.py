@@ -307,7 +307,10 @@ class JobRunner:
         while True:
             self._check()
             try:
-                endpoint = pool.acquire(avoid=tried, cancelled=self.abort, priority=(job.created_at, index))
+                # Older jobs first; within a job the longest chunk first, so the last chunks to
+                # start are the short ones and the generators finish together.
+                endpoint = pool.acquire(avoid=tried, cancelled=self.abort,
+                                        priority=(job.created_at, -frame_count, index))
             except AcquireCancelledError as exc:
                 raise JobEndedError() from exc
             except NoEndpointError as exc:
