@@ -72,6 +72,13 @@ class GrpcService:
     def start(self) -> None:
         self.server.start()
 
+    def serve(self, host: str, port: int) -> int:
+        """Bind, start and report SERVING at once: for services that have nothing to load first."""
+        bound = self.bind(host, port)
+        self.start()
+        self.set_serving(True)
+        return bound
+
     def stop(self, grace: float | None = None) -> None:
         self.set_serving(False)
         self.server.stop(grace).wait()

@@ -128,10 +128,7 @@ def start_server(
     """Build, bind and start the splitter; it reports SERVING once it accepts calls."""
     service = GrpcService([SERVICE_NAME])
     splitter_pb2_grpc.add_SplitterServicer_to_server(SplitterServicer(settings or SplitterSettings()), service.server)
-    bound = service.bind(host, port)
-    service.start()
-    service.set_serving(True)
-    return service, bound
+    return service, service.serve(host, port)
 
 
 def main() -> None:

@@ -88,10 +88,7 @@ def start_server(host: str = "127.0.0.1", port: int = 0, *,
         temp_dir.mkdir(parents=True, exist_ok=True)
     service = GrpcService([SERVICE_NAME])
     stitcher_pb2_grpc.add_StitcherServicer_to_server(StitcherServicer(temp_dir), service.server)
-    bound = service.bind(host, port)
-    service.start()
-    service.set_serving(True)
-    return service, bound
+    return service, service.serve(host, port)
 
 
 def main() -> None:
