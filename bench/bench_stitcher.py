@@ -14,10 +14,8 @@ import shutil
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,10 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.table import print_table  # noqa: E402
 from itk_common.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: E402
-from itk_common.video import Mp4Writer  # noqa: E402
+from itk_common.video import write_mp4  # noqa: E402
 from itk_common.wav import encode_wav  # noqa: E402
 from itk_stitcher import StitchSpec, stitch  # noqa: E402
 from itk_stitcher.audio import EncodedAudio, encode_audio  # noqa: E402
+from tests.stitcher.media import write_mpeg4  # noqa: E402
 
 
 def portrait_frames(count: int, width: int, height: int):
@@ -41,25 +40,6 @@ def portrait_frames(count: int, width: int, height: int):
         top = height // 2 + int(20 * np.sin(index / 3))
         frame[top : top + height // 10, width // 3 : 2 * width // 3] = (200, 60, 60)
         yield frame
-
-
-def write_h264_part(path: Path, count: int, width: int, height: int) -> None:
-    with Mp4Writer(path, width, height) as writer:
-        for frame in portrait_frames(count, width, height):
-            writer.write(frame)
-
-
-def write_mpeg4_part(path: Path, count: int, width: int, height: int) -> None:
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("mpeg4", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for pts, rgb in enumerate(portrait_frames(count, width, height)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = pts, Fraction(1, FPS)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
 
 
 def write_recording(path: Path, total_frames: int) -> float:
@@ -90,9 +70,9 @@ def run(parts: int = 14, part_sec: float = 45.0, width: int = 480, height: int =
     with tempfile.TemporaryDirectory(prefix="bench-stitcher-") as tmp:
         workdir = Path(tmp)
         h264 = workdir / "h264.mp4"
-        write_h264_part(h264, frames_per_part, width, height)
+        write_mp4(h264, portrait_frames(frames_per_part, width, height), width, height)
         other = workdir / "mpeg4.mp4"
-        write_mpeg4_part(other, frames_per_part, width, height)
+        write_mpeg4(other, portrait_frames(frames_per_part, width, height), width, height)
         audio = workdir / "speech.wav"
         audio_sec = write_recording(audio, spec.total_frames)
         copied = {index: h264 for index in range(parts)}

@@ -6,7 +6,7 @@ stitched output tells exactly which frame landed where.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -57,11 +57,16 @@ def write_h264_part(path: Path, first: int, count: int, width: int = WIDTH, heig
 
 def write_mpeg4_part(path: Path, first: int, count: int, width: int, height: int, fps: int = 25) -> Path:
     """A part from some other encoder: MPEG-4 Part 2, so it cannot share an H.264 track."""
+    return write_mpeg4(path, numbered_frames(first, count, width, height), width, height, fps)
+
+
+def write_mpeg4(path: Path, frames: Iterable[np.ndarray], width: int, height: int, fps: int = 25) -> Path:
+    """RGB frames as MPEG-4 Part 2 in MP4 (an encoder other than the generators')."""
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"qscale": "2"}
-        for pts, rgb in enumerate(numbered_frames(first, count, width, height)):
+        for pts, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts, frame.time_base = pts, Fraction(1, fps)
             for packet in stream.encode(frame):

@@ -133,26 +133,22 @@ class SelfAttention(nn.Module):
         return self.o(self.attention(q, k, v).flatten(2))
 
 
-class CrossAttention(nn.Module):
-    """Attention to the text tokens and, through separate k_img / v_img, to the CLIP image tokens."""
+class CrossAttention(SelfAttention):
+    """Attention to the text tokens and, through separate k_img / v_img, to the CLIP image tokens.
+
+    It has the self-attention's projections and norms (same checkpoint names) plus the image ones.
+    """
 
     def __init__(self, config: DiTConfig, attention: Attention) -> None:
-        super().__init__()
+        super().__init__(config, attention)
         dim = config.dim
-        self.num_heads = config.num_heads
-        self.head_dim = config.head_dim
-        self.attention = attention
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(dim, config.eps)
-        self.norm_k = RMSNorm(dim, config.eps)
         self.k_img = nn.Linear(dim, dim)
         self.v_img = nn.Linear(dim, dim)
         self.norm_k_img = RMSNorm(dim, config.eps)
 
-    def forward(self, x: torch.Tensor, image_context: torch.Tensor, text_context: torch.Tensor) -> torch.Tensor:
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, image_context: torch.Tensor, text_context: torch.Tensor
+    ) -> torch.Tensor:
         heads = (self.num_heads, self.head_dim)
         q = self.norm_q(self.q(x)).unflatten(-1, heads)
         text = self.attention(q, self.norm_k(self.k(text_context)).unflatten(-1, heads),
