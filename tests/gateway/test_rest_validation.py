@@ -130,10 +130,10 @@ def test_wav_with_no_samples(gateway: Gateway, portrait: bytes) -> None:
     assert_nothing_left(gateway)
 
 
-def test_unknown_provider_lists_the_configured_ones(make_gateway, portrait: bytes, audio: bytes) -> None:
+def test_unknown_provider_lists_the_configured_ones_and_aliases(make_gateway, portrait: bytes, audio: bytes) -> None:
     gateway = make_gateway(generator_pools={"fast": ["127.0.0.1:9"]})
     status, reply = post_json(gateway, json_job(portrait, audio, provider="beam"))
-    assert_error(status, reply, 400, "VALIDATION_ERROR", "beam", "infinitetalk", "fast")
+    assert_error(status, reply, 400, "VALIDATION_ERROR", "beam", "infinitetalk", "fast", "runpod (= infinitetalk)")
     assert_nothing_left(gateway)
 
 

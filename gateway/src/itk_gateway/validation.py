@@ -80,8 +80,10 @@ def resolve_provider(requested: str, rules: OptionRules) -> str:
     name = (requested or "").strip() or rules.default_provider
     name = rules.aliases.get(name, name)
     if name not in rules.providers:
+        # Aliases are listed too: seed clients know the pools by those names (e.g. "runpod").
+        aliases = [f"{alias} (= {pool})" for alias, pool in sorted(rules.aliases.items()) if pool in rules.providers]
         raise InvalidInputError(
-            f"provider: unknown provider {requested!r}; configured providers: {', '.join(rules.providers)}"
+            f"provider: unknown provider {requested!r}; configured providers: {', '.join(rules.providers + aliases)}"
         )
     return name
 
