@@ -65,7 +65,9 @@ class GatewayMetrics:
         self.jobs_total = Counter("itk_jobs_total", "Jobs accepted", registry=self.registry)
         self.chunk_seconds = Histogram(
             "itk_chunk_seconds", "Wall time of one successful chunk generation",
-            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 2400, float("inf")), registry=self.registry,
+            # Up to two hours: a 45 s chunk at the `quality` preset takes over an hour and a half on an H100.
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 2400, 3600, 5400, 7200, float("inf")),
+            registry=self.registry,
         )
         self.registry.register(_StateCollector(self.chunks, job_counts, endpoint_counts))
 
