@@ -10,9 +10,10 @@ Measures, for one 81-frame clip at 480x832 (21 x 30 x 52 = 32,760 tokens):
 - peak GPU memory of each mode.
 Per-clip times for the 40-step (3 forwards a step) and 8-step (2 forwards) presets are
 EXTRAPOLATED: measured seconds per forward x forwards per clip + measured VAE decode + motion-
-frame VAE encode. The output says so.
+frame VAE encode. The output says so. With --chunk-clips N, a chunk of N clips also runs through
+the generator's own pipeline with full-size random encoders, and that is timed end to end.
 
-Run: python bench/gpu_infinitetalk.py [--reference-dir PATH] [--json OUT.json]
+Run: python bench/gpu_infinitetalk.py [--reference-dir PATH] [--chunk-clips N] [--json OUT.json]
 (PATH: a folder holding the reference's `wan` package and stand-ins for xformers / xfuser.)
 """
 
@@ -177,16 +178,60 @@ def reference_forward(reference_dir: Path, model: InfiniteTalkDiT, inputs: dict,
     return seconds, peak, out
 
 
-def encoder_timings(frames: int, height: int, width: int, tiny: bool) -> dict[str, float]:
-    """VAE, CLIP, wav2vec2 and umT5 (random weights) as the pipeline runs them."""
-    import numpy as np
-
-    results: dict[str, float] = {}
+def random_vae():
     from diffusers import AutoencoderKLWan
 
     from itk_generator.infinitetalk.vae import WanVAE
 
-    vae = WanVAE(AutoencoderKLWan().to(DEVICE), DEVICE, torch.float32)
+    return WanVAE(AutoencoderKLWan().to(DEVICE), DEVICE, torch.float32)
+
+
+def random_clip(tiny: bool):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from itk_generator.infinitetalk.clip_vision import ClipVisionEncoder
+
+    config = CLIPVisionConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=2 if tiny else 31,
+                              num_attention_heads=16, image_size=224, patch_size=14, hidden_act="gelu")
+    dtype = torch.float16 if ON_GPU else torch.float32
+    return ClipVisionEncoder(CLIPVisionModel(config).to(DEVICE, dtype), DEVICE, dtype)
+
+
+def random_wav2vec():
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from itk_generator.infinitetalk.audio_features import AudioFeatureExtractor
+
+    return AudioFeatureExtractor(Wav2Vec2Model(Wav2Vec2Config()).to(DEVICE), Wav2Vec2FeatureExtractor(),
+                                 DEVICE, torch.float32)
+
+
+def random_umt5(tiny: bool):
+    """umT5-XXL's encoder (24 layers of 4096) in bf16, built straight on the device."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=1 if tiny else 24,
+                        num_heads=64, feed_forward_proj="gated-gelu")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("meta"):
+            t5 = UMT5EncoderModel(config)
+    finally:
+        torch.set_default_dtype(previous)
+    t5 = t5.to_empty(device=DEVICE).eval()
+    with torch.no_grad():
+        for tensor in t5.state_dict().values():
+            tensor.normal_(0, 0.02)
+    return t5
+
+
+def encoder_timings(frames: int, height: int, width: int, tiny: bool) -> dict[str, float]:
+    """VAE, CLIP, wav2vec2 and umT5 (random weights) as the pipeline runs them, one at a time."""
+    import numpy as np
+
+    results: dict[str, float] = {}
+    vae = random_vae()
     latent = torch.randn(1, 16, (frames - 1) // 4 + 1, height // 8, width // 8, device=DEVICE)
     with torch.no_grad():
         vae.decode(latent[:, :, :2, :8, :8])
@@ -199,50 +244,67 @@ def encoder_timings(frames: int, height: int, width: int, tiny: bool) -> dict[st
     vae = video = None
     empty_cache()
 
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    from itk_generator.infinitetalk.clip_vision import ClipVisionEncoder
-
-    clip_config = CLIPVisionConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=2 if tiny else 31,
-                                   num_attention_heads=16, image_size=224, patch_size=14, hidden_act="gelu")
-    clip_dtype = torch.float16 if ON_GPU else torch.float32
-    clip = ClipVisionEncoder(CLIPVisionModel(clip_config).to(DEVICE, clip_dtype), DEVICE, clip_dtype)
+    clip = random_clip(tiny)
     image = torch.rand(1, 3, height, width, device=DEVICE) * 2 - 1
     with torch.no_grad():
         results["clip_encode_s"], _ = timed(lambda: clip.encode(image), 1, 3)
     clip = None
 
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    from itk_generator.infinitetalk.audio_features import AudioFeatureExtractor
-
-    wav2vec = AudioFeatureExtractor(Wav2Vec2Model(Wav2Vec2Config()).to(DEVICE), Wav2Vec2FeatureExtractor(),
-                                    DEVICE, torch.float32)
+    wav2vec = random_wav2vec()
     samples = np.random.default_rng(0).standard_normal(frames * 640).astype(np.float32) * 0.1
     results["wav2vec2_embed_clip_audio_s"], _ = timed(lambda: wav2vec.embed(samples, frames), 1, 3)
     wav2vec = None
 
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    t5_config = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=1 if tiny else 24,
-                           num_heads=64, feed_forward_proj="gated-gelu")
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device("meta"):
-            t5 = UMT5EncoderModel(t5_config)
-    finally:
-        torch.set_default_dtype(previous)
-    t5 = t5.to_empty(device=DEVICE).eval()
+    t5 = random_umt5(tiny)
+    ids = torch.randint(0, 256384, (2, 512), device=DEVICE)
+    mask = torch.ones_like(ids)
     with torch.no_grad():
-        for tensor in t5.state_dict().values():
-            tensor.normal_(0, 0.02)
-        ids = torch.randint(0, 256384, (2, 512), device=DEVICE)
-        mask = torch.ones_like(ids)
         results["umt5_encode_2_prompts_s"], _ = timed(lambda: t5(input_ids=ids, attention_mask=mask), 1, 3)
     t5 = None
     empty_cache()
     return results
+
+
+def chunk_timing(model: InfiniteTalkDiT, clips: int, preset: str, height: int, width: int,
+                 tiny: bool) -> dict[str, object]:
+    """One chunk of `clips` clips through the generator's own pipeline, timed end to end (not extrapolated):
+    prompt, CLIP and VAE conditioning, wav2vec2 features, every sampling step, VAE encodes and decodes."""
+    import numpy as np
+
+    from itk_generator.infinitetalk.pipeline import ChunkRequest, InfiniteTalkPipeline
+    from itk_generator.infinitetalk.sampling import preset_plan
+    from itk_generator.infinitetalk.text_encoder import TextEncoder
+    from itk_generator.infinitetalk.tiny import unigram_tokenizer
+
+    pipeline = InfiniteTalkPipeline(model, random_vae(), random_clip(tiny),
+                                    TextEncoder(random_umt5(tiny), unigram_tokenizer(), DEVICE), random_wav2vec(),
+                                    DEVICE)
+    frame_count = 81 + 72 * (clips - 1)
+    rng = np.random.default_rng(0)
+    request = ChunkRequest(
+        image=rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+        audio=(rng.standard_normal(frame_count * 640) * 0.1).astype(np.float32),
+        frame_count=frame_count, prompt="A woman is talking.", seed=0, plan=preset_plan(preset),
+    )
+    steps: list[float] = []
+    clip_ends: list[float] = []
+    reset_peak()
+    sync()
+    start = time.perf_counter()
+    frames = 0
+    for piece in pipeline.generate(request, on_step=lambda _report: steps.append(time.perf_counter())):
+        frames += len(piece)
+        clip_ends.append(time.perf_counter() - start)
+    total = time.perf_counter() - start
+    clip_seconds = [b - a for a, b in zip([0.0, *clip_ends], clip_ends, strict=False)]
+    return {
+        f"chunk_{preset}_clips": clips, f"chunk_{preset}_frames": frames,
+        f"chunk_{preset}_total_s": round(total, 1),
+        f"chunk_{preset}_clip_s": [round(s, 1) for s in clip_seconds],
+        f"chunk_{preset}_steps": len(steps),
+        f"chunk_{preset}_peak_gib": round(peak_gib(), 2),
+        f"chunk_{preset}_s_per_video_s": round(total / (frames / 25), 1),
+    }
 
 
 def default_sdpa_kernel(inputs_shape: tuple[int, int, int, int]) -> str:
@@ -270,6 +332,9 @@ def main() -> None:
     parser.add_argument("--skip-compile-blocks", action="store_true")
     parser.add_argument("--skip-offload", action="store_true")
     parser.add_argument("--skip-encoders", action="store_true")
+    parser.add_argument("--chunk-clips", type=int, default=0,
+                        help="also time a chunk of this many clips end to end through the pipeline (0: skip)")
+    parser.add_argument("--chunk-preset", default="fast", choices=["fast", "quality"])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tiny", action="store_true", help="a 2-layer narrow model: a quick check of this script")
     args = parser.parse_args()
@@ -367,6 +432,20 @@ def main() -> None:
         except Exception as err:
             report["blocks_compiled_error"] = repr(err)[:300]
     show("SPEEDUP")
+
+    if args.chunk_clips:
+        mode = ("blocks compiled" if not args.skip_compile_blocks else
+                "elementwise compiled" if not args.skip_compile else "eager")
+        model.attention.select("sdpa")
+        try:
+            report["chunk_dit_mode"] = mode
+            report.update(chunk_timing(model, args.chunk_clips, args.chunk_preset, args.height, args.width,
+                                       args.tiny))
+        except Exception as err:
+            report["chunk_error"] = repr(err)[:300]
+        gc.collect()
+        empty_cache()
+        show("chunk")
 
     if not args.skip_offload:
         try:

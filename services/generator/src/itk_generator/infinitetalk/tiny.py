@@ -89,7 +89,7 @@ def _write_vae(root: Path) -> None:
     torch.save(to_original_keys(TINY_VAE.build().state_dict(), TINY_VAE), _path(root, "vae"))
 
 
-def _tokenizer() -> PreTrainedTokenizerFast:
+def unigram_tokenizer() -> PreTrainedTokenizerFast:
     """A real Unigram (sentencepiece-style) tokenizer with umT5's special ids: pad 0, eos 1, unk 2."""
     pieces = ["<pad>", "</s>", "<unk>", "\u2581", *(f"\u2581{word}" for word in _WORDS)]
     pieces += list(string.ascii_letters + string.digits + string.punctuation)
@@ -106,7 +106,7 @@ def _tokenizer() -> PreTrainedTokenizerFast:
 
 
 def _write_text_encoder(root: Path) -> None:
-    tokenizer = _tokenizer()
+    tokenizer = unigram_tokenizer()
     tokenizer.save_pretrained(str(_path(root, "tokenizer").parent))
     config = UMT5Config(
         vocab_size=len(tokenizer), d_model=T5_DIM, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
