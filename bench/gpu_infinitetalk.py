@@ -271,7 +271,8 @@ def chunk_timing(model: InfiniteTalkDiT, clips: int, preset: str, height: int, w
     prompt, CLIP and VAE conditioning, wav2vec2 features, every sampling step, VAE encodes and decodes."""
     import numpy as np
 
-    from itk_generator.infinitetalk.pipeline import ChunkRequest, InfiniteTalkPipeline
+    from itk_common.constants import FPS, SAMPLES_PER_FRAME
+    from itk_generator.infinitetalk.pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport
     from itk_generator.infinitetalk.sampling import preset_plan
     from itk_generator.infinitetalk.text_encoder import TextEncoder
     from itk_generator.infinitetalk.tiny import unigram_tokenizer
@@ -279,31 +280,33 @@ def chunk_timing(model: InfiniteTalkDiT, clips: int, preset: str, height: int, w
     pipeline = InfiniteTalkPipeline(model, random_vae(), random_clip(tiny),
                                     TextEncoder(random_umt5(tiny), unigram_tokenizer(), DEVICE), random_wav2vec(),
                                     DEVICE)
-    frame_count = 81 + 72 * (clips - 1)
+    # The first clip gives all its frames, each later one all but the motion frames it starts from.
+    motion_frames = 9
+    frame_count = pipeline.clip_frames + (pipeline.clip_frames - motion_frames) * (clips - 1)
     rng = np.random.default_rng(0)
     request = ChunkRequest(
         image=rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
-        audio=(rng.standard_normal(frame_count * 640) * 0.1).astype(np.float32),
+        audio=(rng.standard_normal(frame_count * SAMPLES_PER_FRAME) * 0.1).astype(np.float32),
         frame_count=frame_count, prompt="A woman is talking.", seed=0, plan=preset_plan(preset),
+        motion_frames=motion_frames,
     )
-    steps: list[float] = []
-    clip_ends: list[float] = []
+    steps: list[StepReport] = []
+    clip_ends = [0.0]
+    frames = 0
     reset_peak()
     sync()
     start = time.perf_counter()
-    frames = 0
-    for piece in pipeline.generate(request, on_step=lambda _report: steps.append(time.perf_counter())):
+    for piece in pipeline.generate(request, on_step=steps.append):
         frames += len(piece)
         clip_ends.append(time.perf_counter() - start)
-    total = time.perf_counter() - start
-    clip_seconds = [b - a for a, b in zip([0.0, *clip_ends], clip_ends, strict=False)]
+    total = clip_ends[-1]
     return {
         f"chunk_{preset}_clips": clips, f"chunk_{preset}_frames": frames,
         f"chunk_{preset}_total_s": round(total, 1),
-        f"chunk_{preset}_clip_s": [round(s, 1) for s in clip_seconds],
+        f"chunk_{preset}_clip_s": [round(float(s), 1) for s in np.diff(clip_ends)],
         f"chunk_{preset}_steps": len(steps),
         f"chunk_{preset}_peak_gib": round(peak_gib(), 2),
-        f"chunk_{preset}_s_per_video_s": round(total / (frames / 25), 1),
+        f"chunk_{preset}_s_per_video_s": round(total / (frames / FPS), 1),
     }
 
 
@@ -436,7 +439,6 @@ def main() -> None:
     if args.chunk_clips:
         mode = ("blocks compiled" if not args.skip_compile_blocks else
                 "elementwise compiled" if not args.skip_compile else "eager")
-        model.attention.select("sdpa")
         try:
             report["chunk_dit_mode"] = mode
             report.update(chunk_timing(model, args.chunk_clips, args.chunk_preset, args.height, args.width,
