@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from itk_gateway.dispatch import AcquireCancelledError, EndpointPool, NoEndpointError, file_targets, resolve_target
+from itk_gateway.dispatch.pool import AcquireCancelledError, EndpointPool, NoEndpointError, file_targets, resolve_target
 from tests.helpers.services import GeneratorHandle, start_generator, wait_until
 
 

@@ -21,18 +21,17 @@ from itk_common.config import ConfigError
 from itk_common.grpc_server import GrpcService
 from itk_common.logs import setup_logging
 from itk_common.shutdown import stop_on_signals, wait_until_set
-
-from .clients import SplitterClient, StitcherClient
-from .config import Settings
-from .dispatch import EndpointPool, file_targets, static_targets
-from .grpc_api import SERVICE_NAME, GatewayServicer
-from .metrics import GatewayMetrics
-from .orchestrator import Orchestrator
-from .rest import create_app
-from .runner import Backends, RunSettings
-from .service import JobService
-from .storage import JobFiles, S3Store
-from .store import JobStore
+from itk_gateway.api.grpc_api import SERVICE_NAME, GatewayServicer
+from itk_gateway.api.rest import create_app
+from itk_gateway.config import Settings
+from itk_gateway.dispatch.clients import SplitterClient, StitcherClient
+from itk_gateway.dispatch.pool import EndpointPool, file_targets, static_targets
+from itk_gateway.jobs.orchestrator import Orchestrator
+from itk_gateway.jobs.runner import Backends, RunSettings
+from itk_gateway.jobs.service import JobService
+from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.storage.files import JobFiles, S3Store
+from itk_gateway.storage.store import JobStore
 
 log = logging.getLogger(__name__)
 

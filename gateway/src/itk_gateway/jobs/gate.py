@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from .errors import ApiError
+from itk_gateway.errors import ApiError
 
 
 class AcceptGate:

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from .errors import ApiError, InvalidInputError
-from .service import Upload
+from itk_gateway.errors import ApiError, InvalidInputError
+from itk_gateway.jobs.service import Upload
 
 FILE_FIELDS = ("image", "audio")
 MAX_FIELD_BYTES = 64 * 1024

@@ -6,12 +6,12 @@ import logging
 import threading
 import time
 
-from .errors import CreationFailedError
-from .gate import AcceptGate
-from .metrics import GatewayMetrics
-from .runner import Backends, JobRunner, RunSettings
-from .storage import JobFiles
-from .store import COMPLETED, FAILED, JobStore
+from itk_gateway.errors import CreationFailedError
+from itk_gateway.jobs.gate import AcceptGate
+from itk_gateway.jobs.runner import Backends, JobRunner, RunSettings
+from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.storage.files import JobFiles
+from itk_gateway.storage.store import COMPLETED, FAILED, JobStore
 
 log = logging.getLogger(__name__)
 

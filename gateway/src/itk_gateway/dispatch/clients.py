@@ -22,8 +22,7 @@ from infinitetalk.v1 import (
 )
 from itk_common.grpc_server import insecure_channel
 from itk_common.streaming import file_data_pieces, iter_file_pieces
-
-from .storage import tmp_path
+from itk_gateway.storage.files import tmp_path
 
 
 class ProtocolError(Exception):

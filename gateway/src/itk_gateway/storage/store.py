@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .validation import JobOptions
+from itk_gateway.jobs.validation import JobOptions
 
 IN_QUEUE, RUNNING, COMPLETED, FAILED, CANCELLED, TIMED_OUT = (
     "IN_QUEUE", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT",

@@ -26,13 +26,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from .errors import ApiError, InvalidJsonError, PayloadTooLargeError
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import GatewayMetrics
-from .multipart import receive_form
-from .rest_models import CreateJobBody, options_from_form, parse_json_body
-from .service import JobService, JobView, Upload
-from .validation import JobOptions, decode_base64
+from itk_gateway.api.multipart import receive_form
+from itk_gateway.api.rest_models import CreateJobBody, options_from_form, parse_json_body
+from itk_gateway.errors import ApiError, InvalidJsonError, PayloadTooLargeError
+from itk_gateway.jobs.service import JobService, JobView, Upload
+from itk_gateway.jobs.validation import JobOptions, decode_base64
+from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from itk_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InvalidInputError
+from itk_gateway.errors import InvalidInputError
 
 MAX_DIMENSION = 4096
 MAX_PROMPT_CHARS = 4000

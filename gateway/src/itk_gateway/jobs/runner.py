@@ -25,14 +25,20 @@ import grpc
 
 from infinitetalk.v1 import common_pb2, generator_pb2, splitter_pb2, stitcher_pb2
 from itk_common.constants import FPS
-
-from .clients import CallSet, ProtocolError, SplitChunk, SplitterClient, StitcherClient, generate_chunk
-from .dispatch import AcquireCancelledError, Endpoint, EndpointPool, NoEndpointError
-from .errors import ApiError, CreationFailedError, InvalidInputError
-from .gate import AcceptGate
-from .metrics import GatewayMetrics
-from .storage import JobFiles, S3Store
-from .store import (
+from itk_gateway.dispatch.clients import (
+    CallSet,
+    ProtocolError,
+    SplitChunk,
+    SplitterClient,
+    StitcherClient,
+    generate_chunk,
+)
+from itk_gateway.dispatch.pool import AcquireCancelledError, Endpoint, EndpointPool, NoEndpointError
+from itk_gateway.errors import ApiError, CreationFailedError, InvalidInputError
+from itk_gateway.jobs.gate import AcceptGate
+from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.storage.files import JobFiles, S3Store
+from itk_gateway.storage.store import (
     CHUNK_DONE,
     CHUNK_PENDING,
     CHUNK_RUNNING,

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import InvalidInputError
-from .validation import JobOptions
+from itk_gateway.errors import InvalidInputError
+from itk_gateway.jobs.validation import JobOptions
 
 BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
               "off": False}

@@ -19,14 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from .config import Settings
-from .errors import InvalidInputError, JobNotFoundError, PayloadTooLargeError, WrongJobStateError
-from .gate import AcceptGate
-from .metrics import GatewayMetrics
-from .orchestrator import Orchestrator
-from .storage import JobFiles, S3Store
-from .store import CANCELLED, COMPLETED, JobRecord, JobStore
-from .validation import (
+from itk_gateway.config import Settings
+from itk_gateway.errors import InvalidInputError, JobNotFoundError, PayloadTooLargeError, WrongJobStateError
+from itk_gateway.jobs.gate import AcceptGate
+from itk_gateway.jobs.orchestrator import Orchestrator
+from itk_gateway.jobs.validation import (
     JobOptions,
     OptionRules,
     check_audio_present,
@@ -35,6 +32,9 @@ from .validation import (
     is_job_id,
     new_job_id,
 )
+from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.storage.files import JobFiles, S3Store
+from itk_gateway.storage.store import CANCELLED, COMPLETED, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 WATCH_POLL_SEC = 5.0

@@ -10,10 +10,9 @@ import grpc
 from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import MAX_PIECE_BYTES
 from itk_common.streaming import file_data_pieces
-
-from .errors import ApiError, InvalidInputError
-from .service import JobService, JobView
-from .validation import JobOptions
+from itk_gateway.errors import ApiError, InvalidInputError
+from itk_gateway.jobs.service import JobService, JobView
+from itk_gateway.jobs.validation import JobOptions
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name

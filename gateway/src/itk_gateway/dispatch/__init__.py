@@ -1,0 +1,1 @@
+"""Dispatch to generator pools and the gRPC clients of the splitter, generators and stitcher."""

@@ -1,0 +1,1 @@
+"""Jobs: validation of a request, the job service both APIs call, and the runners that drive each job."""
