@@ -19,7 +19,7 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_CPU)
 	$(PIP) install -q -e "common[media]" -e services/splitter -e services/stitcher \
-		-e "services/generator[infinitetalk]" -e gateway -r requirements-dev.txt grpcio-tools==1.85.1
+		-e "services/generator[infinitetalk,providers]" -e gateway -r requirements-dev.txt grpcio-tools==1.85.1
 	touch $(STAMP)
 
 proto: $(STAMP)

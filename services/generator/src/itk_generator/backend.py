@@ -78,6 +78,8 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 class Backend(ABC):
     name: str = "abstract"
+    # Chunks rendered at once when GENERATOR_CAPACITY is unset: one per device for local models.
+    default_capacity: int = 1
 
     @abstractmethod
     def load(self) -> None:

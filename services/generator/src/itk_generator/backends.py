@@ -32,6 +32,9 @@ def _from_class(target: str) -> Callable[[], Backend]:
 BACKENDS: dict[str, Callable[[], Backend]] = {
     "preview": _from_class("itk_generator.preview:PreviewBackend"),
     "infinitetalk": _from_class("itk_generator.infinitetalk.backend:InfiniteTalkBackend"),
+    "runpod": _from_class("itk_generator.providers.runpod:RunPodBackend"),
+    "beam": _from_class("itk_generator.providers.beam:BeamBackend"),
+    "modal": _from_class("itk_generator.providers.modal:ModalBackend"),
 }
 
 

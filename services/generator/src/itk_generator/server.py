@@ -5,8 +5,9 @@ stays NOT_SERVING until the backend has loaded in the background; on SIGTERM hea
 to NOT_SERVING, new chunks are refused with UNAVAILABLE, the chunks in hand finish, then the
 process exits 0. A backend that fails to load makes the process exit 1.
 
-Env: BIND_HOST, GRPC_PORT (50052), GENERATOR_BACKEND (preview|infinitetalk), GENERATOR_CAPACITY
-(concurrent chunks, default 1: one per device), TEMP_DIR, LOG_LEVEL, and each backend's own.
+Env: BIND_HOST, GRPC_PORT (50052), GENERATOR_BACKEND (preview|infinitetalk|runpod|beam|modal),
+GENERATOR_CAPACITY (concurrent chunks; default 1, one per device, or 4 provider jobs for the
+remote providers), TEMP_DIR, LOG_LEVEL, and each backend's own.
 """
 
 from __future__ import annotations
@@ -105,10 +106,10 @@ def main() -> None:
     try:
         host = env_str("BIND_HOST", "127.0.0.1")
         port = env_int("GRPC_PORT", DEFAULT_PORT, minimum=0)
-        capacity = env_int("GENERATOR_CAPACITY", 1, minimum=1)
         temp_dir = Path(env_str("TEMP_DIR", tempfile.gettempdir()))
         temp_dir.mkdir(parents=True, exist_ok=True)
         backend = create_backend(env_str("GENERATOR_BACKEND", DEFAULT_BACKEND))
+        capacity = env_int("GENERATOR_CAPACITY", backend.default_capacity, minimum=1)
     except (ConfigError, UnknownBackendError) as exc:
         log.error("bad configuration: %s", exc)
         sys.exit(2)

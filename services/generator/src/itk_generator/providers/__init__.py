@@ -1,0 +1,1 @@
+"""Remote GPU providers as generator backends: RunPod, Beam and Modal (`GENERATOR_BACKEND`)."""
