@@ -17,6 +17,7 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `GENERATOR_TARGETS` | `127.0.0.1:50052` | Default pool `host:port,...`; each host resolves to all its addresses. |
 | `GENERATOR_TARGETS_FILE` | — | One `host:port` per line, re-read on every refresh; replaces `GENERATOR_TARGETS`. |
 | `GENERATOR_POOLS` | — | More pools: `name=host:port,host:port;name2=host:port`. |
+| `GENERATOR_POOL_<NAME>` | — | One pool per variable, named `<name>` in lower case; adds to `GENERATOR_POOLS`. |
 | `DEFAULT_PROVIDER` | `infinitetalk` | Name of the default pool; an empty or omitted `provider` selects it. |
 | `PROVIDER_ALIASES` | `runpod=infinitetalk` | `alias=pool,...`: other names for pools (seed clients send `runpod`). |
 | `GENERATOR_RESOLVE_INTERVAL_SEC` | `10` | Re-resolve targets and probe endpoints this often (and after failures). |
@@ -57,6 +58,22 @@ def parse_pools(raw: str) -> dict[str, list[str]]:
         if not sep or not name:
             raise ConfigError(f"GENERATOR_POOLS entry {entry!r} must look like name=host:port,host:port")
         pools[name] = [t.strip() for t in targets.split(",") if t.strip()]
+    return pools
+
+
+POOL_VARIABLE_PREFIX = "GENERATOR_POOL_"
+
+
+def pools_from_variables(environ: dict[str, str]) -> dict[str, list[str]]:
+    """`GENERATOR_POOL_<NAME>=host:port,...` -> {name: [targets]}: one variable per pool, so
+    deployment pieces (a Kubernetes component per provider) can each add theirs."""
+    pools: dict[str, list[str]] = {}
+    for variable, value in environ.items():
+        if variable.startswith(POOL_VARIABLE_PREFIX) and value.strip():
+            name = variable[len(POOL_VARIABLE_PREFIX):].lower()
+            if not name:
+                raise ConfigError(f"{variable} needs a pool name after {POOL_VARIABLE_PREFIX}")
+            pools[name] = [t.strip() for t in value.split(",") if t.strip()]
     return pools
 
 
@@ -135,7 +152,8 @@ class Settings:
             stitcher_target=env_str("STITCHER_TARGET", "127.0.0.1:50053"),
             generator_targets=env_list("GENERATOR_TARGETS", ["127.0.0.1:50052"]),
             generator_targets_file=Path(targets_file) if targets_file else None,
-            generator_pools=parse_pools(os.environ.get("GENERATOR_POOLS", "")),
+            generator_pools={**parse_pools(os.environ.get("GENERATOR_POOLS", "")),
+                             **pools_from_variables(dict(os.environ))},
             default_provider=env_str("DEFAULT_PROVIDER", "infinitetalk"),
             provider_aliases=parse_aliases(os.environ.get("PROVIDER_ALIASES", "runpod=infinitetalk")),
             resolve_interval_sec=env_float("GENERATOR_RESOLVE_INTERVAL_SEC", 10.0, minimum=0.1),

@@ -66,6 +66,10 @@ class JobOptions:
     chunk_target_sec: float = 0.0
 
 
+# Remote GPU providers a deployment may add as pools (GENERATOR_POOLS); named in the error when absent.
+REMOTE_PROVIDERS = ("runpod", "beam", "modal")
+
+
 @dataclass
 class OptionRules:
     """What the deployment allows: configured pools, S3, and alias names for pools."""
@@ -77,14 +81,24 @@ class OptionRules:
 
 
 def resolve_provider(requested: str, rules: OptionRules) -> str:
+    """The pool a request's `provider` selects.
+
+    A pool of that name wins over an alias of it, so a deployment with a `runpod` pool sends seed
+    clients' default `runpod` there, and one without keeps the alias to its default pool.
+    """
     name = (requested or "").strip() or rules.default_provider
-    name = rules.aliases.get(name, name)
+    if name not in rules.providers:
+        name = rules.aliases.get(name, name)
     if name not in rules.providers:
         # Aliases are listed too: seed clients know the pools by those names (e.g. "runpod").
-        aliases = [f"{alias} (= {pool})" for alias, pool in sorted(rules.aliases.items()) if pool in rules.providers]
-        raise InvalidInputError(
-            f"provider: unknown provider {requested!r}; configured providers: {', '.join(rules.providers + aliases)}"
-        )
+        aliases = [f"{alias} (= {pool})" for alias, pool in sorted(rules.aliases.items())
+                   if pool in rules.providers and alias not in rules.providers]
+        configured = ", ".join(rules.providers + aliases)
+        if name in REMOTE_PROVIDERS:
+            raise InvalidInputError(
+                f"provider: {name} is not configured on this deployment; configured providers: {configured}"
+            )
+        raise InvalidInputError(f"provider: unknown provider {requested!r}; configured providers: {configured}")
     return name
 
 
