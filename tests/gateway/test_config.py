@@ -56,3 +56,12 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=words):
         Settings.from_env()
+
+
+def test_one_variable_per_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENERATOR_POOLS", "fast=fast-gen:50052")
+    monkeypatch.setenv("GENERATOR_POOL_RUNPOD", "generator-runpod:50052")
+    monkeypatch.setenv("GENERATOR_POOL_BEAM", "generator-beam:50052, generator-beam-2:50052")
+    assert Settings.from_env().pool_targets() == {
+        "infinitetalk": ["127.0.0.1:50052"], "fast": ["fast-gen:50052"], "runpod": ["generator-runpod:50052"],
+        "beam": ["generator-beam:50052", "generator-beam-2:50052"]}

@@ -43,7 +43,7 @@ class Retimed:
     frame_count: int
     width: int
     height: int
-    padded_frames: int  # output frames that repeat the source's last frame
+    padded_frames: int  # output frames after the source's end, holding its last frame
 
 
 def retime(source: Path, output: Path, frame_count: int, width: int, height: int, *,
@@ -111,8 +111,8 @@ def retime(source: Path, output: Path, frame_count: int, width: int, height: int
             progress(frame_count)
     info = SourceVideo(frames=source_frames, fps=source_fps, duration_sec=covered,
                        width=stream.codec_context.width, height=stream.codec_context.height)
-    return Retimed(source=info, frame_count=frame_count, width=out_width, height=out_height,
-                   padded_frames=max(0, missing))
+    padded = sum(1 for index in range(frame_count - missing, frame_count) if (index + 0.5) / FPS >= covered)
+    return Retimed(source=info, frame_count=frame_count, width=out_width, height=out_height, padded_frames=padded)
 
 
 def _frame_time(frame: av.VideoFrame, index: int, stream: av.video.stream.VideoStream) -> float:
