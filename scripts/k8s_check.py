@@ -41,7 +41,15 @@ TARGETS: dict[str, str] = {
     "gpu": "k8s/overlays/gpu",
     "gpu-autoscale": "k8s/overlays/gpu-autoscale",
     "example-site": "k8s/examples/site",
+    "providers": "k8s/overlays/providers",
 }
+# Kustomizations that only the provider components include (one pool's objects each); they are
+# rendered and checked through the targets that use them, never alone.
+PIECES_DIR = "k8s/providers"
+# Remote GPU provider backends, the Secret each one's credentials come from, and the targets
+# that must deploy them.
+PROVIDER_SECRETS = {"runpod": "itk-runpod", "beam": "itk-beam", "modal": "itk-modal"}
+PROVIDER_TARGETS = {"providers"}
 GPU_TARGETS = {"gpu", "gpu-autoscale", "example-site"}
 AUTOSCALE_TARGETS = {"gpu-autoscale", "example-site"}
 
@@ -569,6 +577,79 @@ def check_autoscale(target: str, objs: list[Obj]) -> list[str]:
     return problems
 
 
+def container_settings(objs: list[Obj], container: Obj) -> dict[str, str]:
+    """The settings a container gets from its ConfigMaps (later envFrom entries win) and env values."""
+    config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(config_maps.get(source["configMapRef"]["name"], {}))
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
+def _admits_gateway_only(policy: Obj) -> bool:
+    rules = policy["spec"].get("ingress", [])
+    for rule in rules:
+        for peer in rule.get("from", []) or [{}]:
+            selector = peer.get("podSelector") if set(peer) == {"podSelector"} else None
+            if selector is None:
+                return False
+            by_label = selector.get("matchLabels") == {"app.kubernetes.io/name": "gateway"}
+            by_expression = selector.get("matchExpressions") == [
+                {"key": "app.kubernetes.io/name", "operator": "In", "values": ["gateway"]}]
+            if not (by_label or by_expression) or (selector.get("matchLabels") and selector.get("matchExpressions")):
+                return False
+    return bool(rules)
+
+
+def check_provider_pools(target: str, objs: list[Obj]) -> list[str]:
+    """Provider generators: no GPU, credentials from their optional Secret, a headless Service, the
+    gateway alone admitted, and a gateway pool of the provider's name pointing at that Service."""
+    problems: list[str] = []
+    gateway = find(objs, "Deployment", "gateway")
+    gateway_env = container_settings(objs, gateway["spec"]["template"]["spec"]["containers"][0]) if gateway else {}
+    pools = {key[len("GENERATOR_POOL_"):].lower(): value for key, value in gateway_env.items()
+             if key.startswith("GENERATOR_POOL_") and value}
+    pools.setdefault(gateway_env.get("DEFAULT_PROVIDER", "infinitetalk"), gateway_env.get("GENERATOR_TARGETS", ""))
+    found: set[str] = set()
+    for obj, _spec, container in workloads(objs):
+        provider = container_settings(objs, container).get("GENERATOR_BACKEND", "")
+        if provider not in PROVIDER_SECRETS or obj["kind"] != "Deployment":
+            continue
+        found.add(provider)
+        name = name_of(obj)
+        resources = container.get("resources", {})
+        if GPU_RESOURCE in {**resources.get("requests", {}), **resources.get("limits", {})}:
+            problems.append(f"{name}: a {provider} generator needs no GPU")
+        secrets = [s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s]
+        if secrets != [PROVIDER_SECRETS[provider]]:
+            problems.append(f"{name}: credentials must come from the Secret {PROVIDER_SECRETS[provider]}, "
+                            f"found {secrets}")
+        labels = obj["spec"]["template"]["metadata"].get("labels", {})
+        services = [o for o in objs if o["kind"] == "Service" and o["spec"].get("selector")
+                    and _labels_match(o["spec"]["selector"], labels)]
+        if len(services) != 1 or services[0]["spec"].get("clusterIP") != "None":
+            problems.append(f"{name}: needs exactly one headless Service, found {[name_of(s) for s in services]}")
+        policies = [o for o in objs if o["kind"] == "NetworkPolicy"
+                    and o["spec"]["podSelector"].get("matchLabels")
+                    and _labels_match(o["spec"]["podSelector"]["matchLabels"], labels)]
+        if not policies or not all(_admits_gateway_only(p) for p in policies):
+            problems.append(f"{name}: no NetworkPolicy admitting the gateway alone selects its pods")
+        if services:
+            service = services[0]["metadata"]["name"]
+            port = services[0]["spec"]["ports"][0]["port"]
+            hosts = {t.strip().split(":")[0] for t in pools.get(provider, "").split(",") if t.strip()}
+            if service not in hosts or f"{service}:{port}" not in pools.get(provider, ""):
+                problems.append(f"gateway: no pool {provider!r} at {service}:{port} (GENERATOR_POOL_"
+                                f"{provider.upper()} or the default pool), so provider {provider!r} cannot reach it")
+        if provider == "modal" and "S3_BUCKET" not in container_settings(objs, container):
+            problems.append(f"{name}: Modal's inputs are staged in S3, but S3_BUCKET is not in its settings")
+    if target in PROVIDER_TARGETS and found != set(PROVIDER_SECRETS):
+        problems.append(f"provider generators missing: {sorted(set(PROVIDER_SECRETS) - found)}")
+    return problems
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -589,6 +670,7 @@ CHECKS: list[Check] = [
     Check("one gateway, Recreate, PVC", check_gateway),
     Check("GPU resources", check_gpu),
     Check("autoscaling", check_autoscale),
+    Check("remote provider pools", check_provider_pools),
 ]
 
 

@@ -125,3 +125,29 @@ def test_gpu_generator_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.preset == "quality"
     assert settings.lora_path is None
     assert settings.block_offload is False
+
+
+@pytest.mark.parametrize("provider", ["runpod", "beam", "modal"])
+def test_provider_generator_settings_build_the_backend(provider: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The providers overlay's settings, plus the keys the README tells users to put in the
+    provider's Secret, are all a provider generator needs to start."""
+    from itk_generator.backends import create_backend
+
+    objs = k8s_check.render(k8s_check.REPO / k8s_check.TARGETS["providers"])
+    found = k8s_check.find(objs, "Deployment", f"generator-{provider}")
+    assert found is not None
+    env = k8s_check.container_settings(objs, found["spec"]["template"]["spec"]["containers"][0])
+    secret = {
+        "runpod": {"RUNPOD_API_KEY": "rp-key", "RUNPOD_ENDPOINT_ID": "abc123"},
+        "beam": {"BEAM_TOKEN": "beam-token", "BEAM_QUEUE_URL": "https://app.beam.cloud/taskqueue/itk/v1"},
+        "modal": {"MODAL_SUBMIT_URL": "https://me--infinitetalk-api-model-submit.modal.run",
+                  "MODAL_RESULT_URL": "https://me--infinitetalk-api-api-result.modal.run",
+                  "MODAL_TOKEN_ID": "wk-id", "MODAL_TOKEN_SECRET": "ws-secret"},
+    }[provider]
+    # Modal's inputs go to the gateway's bucket, which a site overlay sets (S3_BUCKET is empty here).
+    site = {"S3_BUCKET": "my-bucket"} if provider == "modal" else {}
+    for key, value in {**env, **secret, **site}.items():
+        monkeypatch.setenv(key, value)
+    backend = create_backend(env["GENERATOR_BACKEND"])
+    assert backend.name == provider
+    assert backend.policy.retries == 3 and backend.policy.request_timeout_sec == 30.0

@@ -42,7 +42,8 @@ def test_every_kustomization_is_a_target() -> None:
     roots = {p.parent.relative_to(k8s_check.REPO).as_posix()
              for p in (k8s_check.REPO / "k8s").rglob("kustomization.yaml")
              if "kind: Component" not in p.read_text()}
-    assert roots == set(k8s_check.TARGETS.values())
+    pieces = {root for root in roots if root.startswith(k8s_check.PIECES_DIR + "/")}
+    assert roots - pieces == set(k8s_check.TARGETS.values())
 
 
 def test_gpu_overlay_generator_requests_and_limits_one_gpu() -> None:
@@ -173,6 +174,36 @@ def test_image_check_catches_an_untagged_image() -> None:
     objs = objects("base")
     container(objs, "gateway")["image"] = "infinitetalk/gateway"
     assert len(k8s_check.check_images("base", objs)) == 1
+
+
+def test_providers_overlay_runs_each_provider_on_cpu_with_its_secret() -> None:
+    objs = objects("providers")
+    for provider, secret in k8s_check.PROVIDER_SECRETS.items():
+        generator = container(objs, f"generator-{provider}")
+        env = k8s_check.container_settings(objs, generator)
+        assert env["GENERATOR_BACKEND"] == provider and int(env["GENERATOR_CAPACITY"]) >= 1
+        assert {"secretRef": {"name": secret, "optional": True}} in generator["envFrom"]
+    gateway_env = k8s_check.container_settings(objs, container(objs, "gateway"))
+    assert gateway_env["GENERATOR_POOL_BEAM"] == "generator-beam:50052"
+    assert gateway_env["DEFAULT_PROVIDER"] == "runpod"
+
+
+@pytest.mark.parametrize("breakage", ["pool", "secret", "policy", "gpu"])
+def test_provider_check_catches_a_broken_pool(breakage: str) -> None:
+    objs = objects("providers")
+    generator = container(objs, "generator-modal")
+    if breakage == "pool":
+        config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("itk-gateway"))
+        del config["data"]["GENERATOR_POOL_MODAL"]
+    elif breakage == "secret":
+        next(s for s in generator["envFrom"] if "secretRef" in s)["secretRef"]["name"] = "itk-runpod"
+    elif breakage == "policy":
+        policy = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "generator-modal")
+        policy["spec"]["ingress"][0]["from"].append({"namespaceSelector": {}})
+    else:
+        generator["resources"]["limits"]["nvidia.com/gpu"] = 1
+    problems = k8s_check.check_provider_pools("providers", objs)
+    assert len(problems) == 1 and "modal" in problems[0]
 
 
 def test_main_prints_a_table_and_succeeds(capsys: pytest.CaptureFixture[str]) -> None:
