@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import bench_orchestration, bench_splitter, bench_stitcher  # noqa: E402
+from bench import bench_orchestration, bench_providers, bench_splitter, bench_stitcher  # noqa: E402
 from bench.table import print_table  # noqa: E402
 
 
@@ -24,6 +24,7 @@ def main() -> int:
         row["speedup"] = single / float(row["wall_s"])  # type: ignore[arg-type]
     print_table("Orchestration and scale-out: 10-minute job, 0.5 s of generation per audio second "
                 "(goal: overhead < 5 % at 4 generators)", rows)
+    bench_providers.main()
     return 0
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class FakeJob:
     error: str = ""
     video: bytes | None = None
     frames: int = 0
+    rendered: threading.Event = field(default_factory=threading.Event)
 
 
 class FakeProvider:
@@ -89,7 +90,20 @@ class FakeProvider:
             self.jobs[job.id] = job
             self.in_flight.add(job.id)
             self.peak_in_flight = max(self.peak_in_flight, len(self.in_flight))
+        # The worker renders while the job is queued and running, as a provider's GPU would.
+        threading.Thread(target=self._render, args=(job,), daemon=True, name=f"render-{job.id}").start()
         return job
+
+    def _render(self, job: FakeJob) -> None:
+        path = self.scratch / f"{job.id}.mp4"
+        width, height = self.render_size or (job.width, job.height)
+        try:
+            job.frames = render_provider_video(path, job.image, job.wav, width, height, self.fps, self.longer,
+                                               self.previewer)
+            job.video = path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
+            job.rendered.set()
 
     def find(self, job_id: str) -> FakeJob | None:
         job = self.jobs.get(job_id)
@@ -109,15 +123,12 @@ class FakeProvider:
         if elapsed < self.queue_sec + self.run_sec:
             job.state = RUNNING
             return RUNNING
+        job.rendered.wait(timeout=60)  # a run shorter than the rendering lasts until it is done
         if self.fail_jobs:
             job.state, job.error = FAILED, self.fail_jobs
+        elif job.video is None:
+            job.state, job.error = FAILED, "the worker could not render the video"
         else:
-            path = self.scratch / f"{job.id}.mp4"
-            width, height = self.render_size or (job.width, job.height)
-            job.frames = render_provider_video(path, job.image, job.wav, width, height, self.fps, self.longer,
-                                               self.previewer)
-            job.video = path.read_bytes()
-            path.unlink()
             job.state = DONE
         with self.lock:
             self.in_flight.discard(job.id)
