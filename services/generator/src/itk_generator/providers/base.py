@@ -105,8 +105,8 @@ class ProviderBackend(Backend):
         """The provider job's state now."""
 
     @abstractmethod
-    def cancel(self, provider_id: str, scope: CallScope) -> None:
-        """Ask the provider to stop the job."""
+    def cancel(self, provider_id: str, scope: CallScope) -> bool:
+        """Ask the provider to stop the job; False when this provider has no way to."""
 
     @contextlib.contextmanager
     def staged(self, job: ChunkJob, inputs: ChunkInputs, scope: CallScope) -> Iterator[ChunkInputs]:
@@ -179,7 +179,10 @@ class ProviderBackend(Backend):
         """Best effort, with its own short deadline: the chunk is over whatever the answer."""
         scope = CallScope(threading.Event(), time.monotonic() + max(5.0, self.policy.request_timeout_sec))
         try:
-            self.cancel(provider_id, scope)
-            log.info("%s job %s cancelled on the provider", self.name, provider_id)
+            if self.cancel(provider_id, scope):
+                log.info("%s job %s cancelled on the provider", self.name, provider_id)
+            else:
+                log.warning("%s job %s runs on to its end: the provider has no cancel configured",
+                            self.name, provider_id)
         except Exception as exc:  # the chunk already failed or was cancelled; say why the cancel did not work
             log.warning("%s job %s: cancel failed: %s", self.name, provider_id, exc)

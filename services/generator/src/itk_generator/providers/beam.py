@@ -91,6 +91,7 @@ class BeamBackend(ProviderBackend):
             return JobState(phase, status, video_url=url)
         return JobState(phase, status, error=error)
 
-    def cancel(self, provider_id: str, scope: CallScope) -> None:
+    def cancel(self, provider_id: str, scope: CallScope) -> bool:
         self.http.request("DELETE", f"{self.api_url}/v2/task/cancel/", scope, what=f"cancel of task {provider_id}",
                           headers=self.headers, json={"task_ids": [provider_id]})
+        return True

@@ -82,8 +82,9 @@ class ModalBackend(ProviderBackend):
             return JobState(Phase.FAILED, "done", error="the result is empty")
         return JobState(Phase.DONE, "done", video=response.content)
 
-    def cancel(self, provider_id: str, scope: CallScope) -> None:
+    def cancel(self, provider_id: str, scope: CallScope) -> bool:
         if not self.cancel_url:
-            return
+            return False
         self.http.request("POST", self.cancel_url, scope, what=f"cancel of call {provider_id}",
                           headers=self.headers, params={"call_id": provider_id}, ok=(200, 202, 204))
+        return True

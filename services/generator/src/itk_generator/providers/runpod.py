@@ -82,9 +82,10 @@ class RunPodBackend(ProviderBackend):
             return JobState(phase, status, video=_decode_video(encoded, provider_id))
         return JobState(phase, status, error=str(error))
 
-    def cancel(self, provider_id: str, scope: CallScope) -> None:
+    def cancel(self, provider_id: str, scope: CallScope) -> bool:
         self.http.request("POST", f"{self.endpoint_url}/cancel/{provider_id}", scope,
                           what=f"cancel of job {provider_id}", headers=self.headers)
+        return True
 
 
 def _decode_video(encoded: str, provider_id: str) -> bytes:
