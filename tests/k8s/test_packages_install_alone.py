@@ -20,7 +20,7 @@ SERVICES = {
     "splitter": (["common[media]", "services/splitter"], "itk_splitter.server", "itk-splitter"),
     "stitcher": (["common[media]", "services/stitcher"], "itk_stitcher.server", "itk-stitcher"),
     "gateway": (["common", "gateway"], "itk_gateway.server", "itk-gateway"),
-    "generator-cpu": (["common[media]", "services/generator"], "itk_generator.server", "itk-generator"),
+    "generator-cpu": (["common[media]", "services/generator[providers]"], "itk_generator.server", "itk-generator"),
 }
 
 PROBE = """
