@@ -15,6 +15,7 @@ from itk_common.constants import frames_for_samples
 from itk_common.video import probe_video
 from itk_generator.backend import Cancelled, ChunkJob, ProgressEvent
 from itk_generator.backends import create_backend
+from itk_generator.images import decode_image
 from itk_generator.providers.errors import ProviderDeadlineError, ProviderError, ProviderJobLostError
 from itk_generator.providers.http import CallScope, ProviderHttp
 from itk_generator.providers.policy import CallPolicy
@@ -149,3 +150,14 @@ def test_modal_needs_a_bucket_for_its_inputs(fake_provider, s3_endpoint: str, mo
     monkeypatch.delenv("S3_BUCKET")
     with pytest.raises(ConfigError, match="S3_BUCKET must be set for GENERATOR_BACKEND=modal"):
         create_backend("modal")
+
+
+def test_a_large_portrait_is_sent_scaled_down(fake_provider, portrait: bytes, chunk: ChunkJob,
+                                              tmp_path: Path) -> None:
+    fake = fake_provider("runpod", queue_sec=0.05, run_sec=0.05)
+    policy = CallPolicy(retry_backoff_sec=0.05, poll_interval_sec=0.05, max_image_side=200)
+    render(build_backend("runpod", fake, policy=policy), chunk, tmp_path)
+    sent = decode_image(fake.submitted()[0].image)
+    assert sent.shape[:2] == (200, 200)  # the 512x512 portrait, aspect kept
+    render(build_backend("runpod", fake), chunk, tmp_path)
+    assert fake.submitted()[1].image == portrait  # small enough: sent as uploaded

@@ -31,6 +31,7 @@ from ..backend import Backend, ChunkJob, ProgressCallback, ProgressEvent, Render
 from .errors import ProviderDeadlineError, ProviderError, ProviderJobEndedError, ProviderJobLostError
 from .http import CallScope, ProviderHttp
 from .policy import CallPolicy
+from .reference import fit_reference
 from .retime import retime
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class ProviderBackend(Backend):
     def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
                cancelled: threading.Event) -> RenderedChunk:
         scope = CallScope(cancelled, time.monotonic() + self.policy.chunk_timeout_sec)
-        inputs = ChunkInputs(image=job.image, wav=encode_wav(job.audio))
+        inputs = ChunkInputs(image=fit_reference(job.image, self.policy.max_image_side), wav=encode_wav(job.audio))
         progress(ProgressEvent(step=0, total_steps=1, frames_done=0, stage=f"{self.name}: submitting"))
         with self.staged(job, inputs, scope) as staged:
             provider_id = self.submit(job, staged, scope)

@@ -24,6 +24,8 @@ class CallPolicy:
     # the last frame. InfiniteTalk deployments round the frame count down to 4n+1 below the
     # audio's length (the Modal app leaves 5-8 frames out), which this covers.
     max_pad_sec: float = 1.0
+    # Reference images with a longer side are scaled down to it before they are sent (reference.py).
+    max_image_side: int = 1280
 
     @classmethod
     def from_env(cls, poll_interval_default: float = 5.0, chunk_timeout_default: float = 3600.0) -> CallPolicy:
@@ -34,6 +36,7 @@ class CallPolicy:
             poll_interval_sec=env_float("PROVIDER_POLL_INTERVAL_SEC", poll_interval_default, minimum=0.01),
             chunk_timeout_sec=env_float("PROVIDER_CHUNK_TIMEOUT_SEC", chunk_timeout_default, minimum=1.0),
             max_pad_sec=env_float("PROVIDER_MAX_PAD_SEC", 1.0, minimum=0.0),
+            max_image_side=env_int("PROVIDER_MAX_IMAGE_SIDE", 1280, minimum=64),
         )
 
 
