@@ -81,7 +81,7 @@ def test_sigterm_finishes_the_chunk_in_hand_then_exits_zero(tmp_path, portrait, 
 def test_unknown_backend_exits_listing_the_known_ones(tmp_path):
     process, log_path = launch(tmp_path, GENERATOR_BACKEND="magic")
     assert process.wait(60) != 0
-    assert "known backends: infinitetalk, preview" in log_path.read_text()
+    assert "known backends: beam, infinitetalk, modal, preview, runpod" in log_path.read_text()
 
 
 def test_backend_that_fails_to_load_exits_non_zero(tmp_path):
