@@ -28,7 +28,15 @@ from tests.e2e.checks import check_video
 from tests.helpers.audio import encode_audio, speech_like
 from tests.helpers.rest import call, wait_for_job
 from tests.helpers.services import HOST, BackendServices, start_backend_services, wait_until
-from tests.providers.conftest import PROVIDERS, build_backend, start_fake
+from tests.providers.conftest import (
+    BEAM_TOKEN,
+    MODAL_ID,
+    MODAL_SECRET,
+    PROVIDERS,
+    RUNPOD_KEY,
+    build_backend,
+    start_fake,
+)
 from tests.providers.fakes.server import FakeProvider
 
 SIZE = 64
@@ -182,6 +190,7 @@ def test_provider_failure_fails_the_job_after_the_retries(fresh: Deployment, pro
     assert len(jobs_of(fake, before)) == MAX_ATTEMPTS
     if provider != "modal":  # Modal's result endpoint answers a failed call with a bare 500
         assert "CUDA out of memory" in final["error"]
+    assert not any(secret in final["error"] for secret in (RUNPOD_KEY, BEAM_TOKEN, MODAL_ID, MODAL_SECRET))
 
 
 def test_transient_errors_and_a_lost_job_are_retried(fresh: Deployment, portrait: bytes) -> None:

@@ -1,9 +1,9 @@
 """The reference image as sent to a provider: no larger than the model can use.
 
 InfiniteTalk works at its 480p or 720p buckets, so a 12-megapixel portrait only makes the
-request heavy (base64 in a JSON body, which providers cap in size: RunPod limits a /run request to
-a few MB). Images with a side longer than `max_side` are scaled down, keeping their aspect ratio,
-and re-encoded (PNG stays PNG, anything else becomes a high-quality JPEG); smaller ones go as uploaded.
+request heavy (base64 in a JSON body, whose size serverless providers cap). Images with a side
+longer than `max_side` are scaled down, keeping their aspect ratio, and re-encoded (PNG stays PNG,
+anything else becomes a high-quality JPEG); smaller ones go as uploaded.
 """
 
 from __future__ import annotations
