@@ -161,3 +161,13 @@ def test_a_large_portrait_is_sent_scaled_down(fake_provider, portrait: bytes, ch
     assert sent.shape[:2] == (200, 200)  # the 512x512 portrait, aspect kept
     render(build_backend("runpod", fake), chunk, tmp_path)
     assert fake.submitted()[1].image == portrait  # small enough: sent as uploaded
+
+
+def test_a_call_past_its_timeout_is_retried(fake_provider, chunk: ChunkJob, tmp_path: Path) -> None:
+    fake = fake_provider("beam", queue_sec=0.05, run_sec=0.05)
+    fake.delays.extend([0.0, 3.0])  # the submit answers, the first status poll hangs past the timeout
+    policy = CallPolicy(request_timeout_sec=0.3, retry_backoff_sec=0.05, poll_interval_sec=0.05)
+    started = time.monotonic()
+    result, _ = render(build_backend("beam", fake, policy=policy), chunk, tmp_path)
+    assert result.frame_count == chunk.frame_count and not fake.delays
+    assert time.monotonic() - started < 2.5  # the hung poll was given up after 0.3 s and sent again

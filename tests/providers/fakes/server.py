@@ -2,6 +2,7 @@
 from queued to running to done with delays, and failures on demand.
 
 On demand: `http_failures` (the next API requests answer with these statuses, e.g. 429, 503),
+`delays` (the next API requests are answered only after these many seconds, to pass a timeout),
 `lose_next` (that many next jobs are forgotten: their status is a 404), `fail_jobs` (every job
 ends failed with this error). Recorded: every submitted job with its request body, the ids
 cancelled, and the most jobs in flight at once (submitted and neither finished nor cancelled).
@@ -9,6 +10,7 @@ cancelled, and the most jobs in flight at once (submitted and neither finished n
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import tempfile
 import threading
@@ -58,6 +60,8 @@ class FakeProvider:
         self.queue_sec, self.run_sec = queue_sec, run_sec
         self.jobs: dict[str, FakeJob] = {}
         self.http_failures: deque[int] = deque()
+        self.delays: deque[float] = deque()
+        self.api_requests = 0
         self.lose_next = 0
         self.fail_jobs = ""
         self.cancelled: list[str] = []
@@ -159,7 +163,11 @@ class FakeProvider:
                 self.unauthorized += 1
                 return JSONResponse({"error": "Unauthorized"}, status_code=401)
             with self.lock:
+                self.api_requests += 1
                 injected = self.http_failures.popleft() if self.http_failures else 0
+                delay = self.delays.popleft() if self.delays else 0.0
+            if delay:
+                await asyncio.sleep(delay)
             if injected:
                 return JSONResponse({"error": f"injected {injected}"}, status_code=injected)
             return await call_next(request)
