@@ -171,3 +171,13 @@ def test_a_call_past_its_timeout_is_retried(fake_provider, chunk: ChunkJob, tmp_
     result, _ = render(build_backend("beam", fake, policy=policy), chunk, tmp_path)
     assert result.frame_count == chunk.frame_count and not fake.delays
     assert time.monotonic() - started < 2.5  # the hung poll was given up after 0.3 s and sent again
+
+
+@pytest.mark.parametrize(("status", "cancelled"), [("FAILED", False), ("RETRY", True)])
+def test_beam_failures_end_the_attempt_and_a_retry_is_cancelled(status: str, cancelled: bool, fake_provider,
+                                                                 chunk: ChunkJob, tmp_path: Path) -> None:
+    fake = fake_provider("beam", queue_sec=0.05, run_sec=0.05)
+    fake.fail_jobs, fake.failed_status = "worker crashed", status
+    with pytest.raises(ProviderError, match=f"ended {status}: worker crashed"):
+        render(build_backend("beam", fake), chunk, tmp_path)
+    assert bool(fake.cancelled) is cancelled

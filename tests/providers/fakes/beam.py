@@ -20,6 +20,8 @@ class FakeBeam(FakeProvider):
     def __init__(self, token: str, fps: int = 24, **timing: float) -> None:
         super().__init__(fps=fps, longer=True, **timing)
         self.token = token
+        # What a failed task reports: FAILED, ERROR, or RETRY (Beam is about to run it again).
+        self.failed_status = "FAILED"
 
     @property
     def queue_url(self) -> str:
@@ -46,7 +48,8 @@ class FakeBeam(FakeProvider):
             if job is None:
                 return JSONResponse({"detail": "Not found."}, status_code=404)
             state = self.advance(job)
-            answer: dict = {"id": job.id, "status": STATUSES[state], "outputs": []}
+            status = self.failed_status if state == FAILED else STATUSES[state]
+            answer: dict = {"id": job.id, "status": status, "outputs": []}
             if state == DONE:
                 answer["outputs"] = [{"name": "output.mp4", "url": f"{self.url}/outputs/{job.id}.mp4?sig=x"}]
             if state == FAILED:

@@ -56,6 +56,7 @@ class JobState:
     phase: Phase
     status: str
     error: str = ""
+    rerun_by_provider: bool = False  # FAILED, but the provider will run it again unless cancelled
     video: bytes | None = None  # the MP4 itself, when the provider returns it inline
     video_url: str = ""  # where to download it otherwise
 
@@ -129,7 +130,11 @@ class ProviderBackend(Backend):
             log.info("chunk %s/%d: %s job %s submitted", job.job_id, job.chunk_index, self.name, provider_id)
             try:
                 video = self._wait_for_video(provider_id, scope, progress)
-            except (ProviderJobEndedError, ProviderJobLostError):
+            except ProviderJobEndedError as exc:
+                if exc.rerun_by_provider:
+                    self._cancel_quietly(provider_id)
+                raise
+            except ProviderJobLostError:
                 raise  # nothing left running on the provider
             except BaseException:
                 self._cancel_quietly(provider_id)
@@ -167,7 +172,8 @@ class ProviderBackend(Backend):
             status = state.status
             if state.phase is Phase.FAILED:
                 detail = f": {state.error}" if state.error else ""
-                raise ProviderJobEndedError(f"{self.name} job {provider_id} ended {state.status}{detail}")
+                raise ProviderJobEndedError(f"{self.name} job {provider_id} ended {state.status}{detail}",
+                                            rerun_by_provider=state.rerun_by_provider)
             if state.phase is Phase.DONE:
                 if state.video is not None:
                     return state.video

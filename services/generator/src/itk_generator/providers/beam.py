@@ -89,7 +89,7 @@ class BeamBackend(ProviderBackend):
             if not url:
                 return JobState(Phase.FAILED, status, error="completed without an output URL")
             return JobState(phase, status, video_url=url)
-        return JobState(phase, status, error=error)
+        return JobState(phase, status, error=error, rerun_by_provider=status == "RETRY")
 
     def cancel(self, provider_id: str, scope: CallScope) -> bool:
         self.http.request("DELETE", f"{self.api_url}/v2/task/cancel/", scope, what=f"cancel of task {provider_id}",

@@ -12,7 +12,15 @@ class ProviderJobLostError(ProviderError):
 
 
 class ProviderJobEndedError(ProviderError):
-    """The provider ended the job without a video (failed, cancelled, timed out, expired)."""
+    """The provider ended the job without a video (failed, cancelled, timed out, expired).
+
+    `rerun_by_provider`: the provider would run it again on its own (Beam's RETRY), so it must
+    be cancelled there for the gateway's retry to be the only one.
+    """
+
+    def __init__(self, message: str, rerun_by_provider: bool = False) -> None:
+        super().__init__(message)
+        self.rerun_by_provider = rerun_by_provider
 
 
 class ProviderDeadlineError(ProviderError):
