@@ -78,3 +78,13 @@ def test_other_aspect_ratios_are_covered_and_centre_cropped(tmp_path: Path) -> N
     retime(tmp_path / "in.mp4", tmp_path / "out.mp4", 25, 33, 41, max_pad_sec=0.5, cancelled=threading.Event())
     info = probe_video(tmp_path / "out.mp4")
     assert (info.frame_count, info.width, info.height) == (25, 32, 40)
+
+
+def test_the_last_frames_are_returned_when_asked(tmp_path: Path) -> None:
+    numbered_video(tmp_path / "in.mp4", 61, 30)
+    result = retime(tmp_path / "in.mp4", tmp_path / "out.mp4", 50, 56, 32, max_pad_sec=0.5,
+                    cancelled=threading.Event(), tail_frames=5)
+    assert result.tail is not None and result.tail.shape == (5, 32, 56, 3)
+    decoded = list(read_frames(tmp_path / "out.mp4"))[-5:]
+    assert max(float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(decoded, result.tail,
+                                                                                     strict=True)) < 8

@@ -8,8 +8,8 @@ or passes its deadline cancels its provider job, so nothing keeps running (and b
 chunk nobody waits for.
 
 Lanes: a provider takes no motion frames. A provider piece that continues a lane starts from
-the piece's reference image, like the first piece of a lane; the frames it returns are the
-chunk's frames, so its last frames are what a caller would take as the lane's motion out.
+the piece's reference image, like the first piece of a lane; its last converted frames
+(`retime(..., tail_frames=N)`) are what it hands on as the lane's motion out.
 """
 
 from __future__ import annotations

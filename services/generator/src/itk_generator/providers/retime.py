@@ -11,6 +11,7 @@ fails beyond that. Each frame is scaled to cover the requested size and centre-c
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,14 @@ class Retimed:
     width: int
     height: int
     padded_frames: int  # output frames after the source's end, holding its last frame
+    # The last `tail_frames` output frames (RGB uint8 [T, H, W, 3]): what a lane's next piece
+    # would continue from; None when none were asked for.
+    tail: np.ndarray | None = None
 
 
 def retime(source: Path, output: Path, frame_count: int, width: int, height: int, *,
            max_pad_sec: float, cancelled: threading.Event,
-           progress: Callable[[int], None] = lambda frames: None) -> Retimed:
+           progress: Callable[[int], None] = lambda frames: None, tail_frames: int = 0) -> Retimed:
     """Write `frame_count` frames at 25 fps and width x height (rounded down to even) to `output`."""
     out_width, out_height = output_size(width, height)
     try:
@@ -66,6 +70,7 @@ def retime(source: Path, output: Path, frame_count: int, width: int, height: int
         source_frames = 0
         current: np.ndarray | None = None  # the source frame on screen, fitted to the output size
         pending: av.VideoFrame | None = None
+        tail: deque[np.ndarray] = deque(maxlen=max(tail_frames, 0))
         with Mp4Writer(output, out_width, out_height) as writer:
             try:
                 for frame in container.decode(stream):
@@ -80,6 +85,7 @@ def retime(source: Path, output: Path, frame_count: int, width: int, height: int
                             pending = None
                         assert current is not None
                         writer.write(current)
+                        tail.append(current)
                         written += 1
                         if written % PROGRESS_EVERY_FRAMES == 0:
                             if cancelled.is_set():
@@ -108,11 +114,13 @@ def retime(source: Path, output: Path, frame_count: int, width: int, height: int
             assert current is not None
             for _ in range(missing):
                 writer.write(current)
+                tail.append(current)
             progress(frame_count)
     info = SourceVideo(frames=source_frames, fps=source_fps, duration_sec=covered,
                        width=stream.codec_context.width, height=stream.codec_context.height)
     padded = sum(1 for index in range(frame_count - missing, frame_count) if (index + 0.5) / FPS >= covered)
-    return Retimed(source=info, frame_count=frame_count, width=out_width, height=out_height, padded_frames=padded)
+    return Retimed(source=info, frame_count=frame_count, width=out_width, height=out_height, padded_frames=padded,
+                   tail=np.stack(tail) if tail else None)
 
 
 def _frame_time(frame: av.VideoFrame, index: int, stream: av.video.stream.VideoStream) -> float:
