@@ -11,6 +11,7 @@ cancelled, and the most jobs in flight at once (submitted and neither finished n
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import tempfile
 import threading
@@ -192,3 +193,4 @@ class FakeProvider:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        shutil.rmtree(self.scratch, ignore_errors=True)
