@@ -40,7 +40,8 @@ def render(backend, chunk: ChunkJob, tmp_path: Path, cancelled: threading.Event 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_chunk_becomes_exact_frames(provider: str, fake_provider, s3_endpoint: str, input_bucket, chunk: ChunkJob,
                                       tmp_path: Path) -> None:
-    fake = fake_provider(provider, queue_sec=0.1, run_sec=0.1)
+    # Queued long enough that the first poll (0.05 s after the submit) finds it waiting, even on a busy machine.
+    fake = fake_provider(provider, queue_sec=0.6, run_sec=0.2)
     result, events = render(build_backend(provider, fake, s3_endpoint), chunk, tmp_path)
     info = probe_video(result.path)
     assert (info.frame_count, info.fps, info.width, info.height) == (chunk.frame_count, 25.0, SIZE, SIZE)

@@ -66,6 +66,7 @@ class FakeProvider:
         self.lose_next = 0
         self.fail_jobs = ""
         self.cancelled: list[str] = []
+        self.workers: list[threading.Thread] = []
         self.unauthorized = 0
         self.in_flight: set[str] = set()
         self.peak_in_flight = 0
@@ -96,7 +97,9 @@ class FakeProvider:
             self.in_flight.add(job.id)
             self.peak_in_flight = max(self.peak_in_flight, len(self.in_flight))
         # The worker renders while the job is queued and running, as a provider's GPU would.
-        threading.Thread(target=self._render, args=(job,), daemon=True, name=f"render-{job.id}").start()
+        worker = threading.Thread(target=self._render, args=(job,), daemon=True, name=f"render-{job.id}")
+        self.workers.append(worker)
+        worker.start()
         return job
 
     def _render(self, job: FakeJob) -> None:
@@ -193,4 +196,6 @@ class FakeProvider:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for worker in self.workers:
+            worker.join(timeout=30)
         shutil.rmtree(self.scratch, ignore_errors=True)
