@@ -123,6 +123,8 @@ def test_multi_chunk_job_in_sync_and_parallel(fresh: Deployment, provider: str, 
     submitted = jobs_of(fake, before)
     assert len(submitted) == final["chunk_count"]
     assert {job.frames % 4 for job in submitted} == {1}
+    prompts = {job.body["input"]["prompt"] if provider == "runpod" else job.body["prompt"] for job in submitted}
+    assert prompts == {"A person talking"}
     assert fake.peak_in_flight == CAPACITY  # chunks ran in parallel, never past the capacity
     assert fresh.services.rendered(job_id) == {}  # nothing went to the default pool
 
@@ -138,6 +140,7 @@ def test_seed_request_body_with_provider_beam(fresh: Deployment, portrait: bytes
     assert final["status"] == "COMPLETED" and final["provider"] == "beam", final
     sent = jobs_of(fresh.fakes["beam"], before)[0].body
     assert (sent["width"], sent["height"], sent["force_offload"]) == (384, 540, True)
+    assert sent["prompt"] and base64.b64decode(sent["wav_base64"])[:4] == b"RIFF"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

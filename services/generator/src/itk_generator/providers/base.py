@@ -36,7 +36,7 @@ from .retime import retime
 
 log = logging.getLogger(__name__)
 
-# InfiniteTalk workers want a prompt; the seed API's client sends this one when the job has none.
+# InfiniteTalk workers want a prompt; the seed API's Beam client sends this one when the job has none.
 DEFAULT_PROMPT = "A person talking naturally"
 # Provider jobs in flight per generator unless GENERATOR_CAPACITY says otherwise.
 DEFAULT_PROVIDER_CAPACITY = 4

@@ -13,12 +13,14 @@ import binascii
 from itk_common.config import env_str
 
 from ..backend import ChunkJob
-from .base import DEFAULT_PROMPT, ChunkInputs, JobState, Phase, ProviderBackend
+from .base import ChunkInputs, JobState, Phase, ProviderBackend
 from .errors import ProviderError
 from .http import CallScope, json_object
 from .policy import CallPolicy, required_env
 
 DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
+# The seed API's RunPod client sends this prompt when a job has none.
+RUNPOD_DEFAULT_PROMPT = "high quality, realistic, speaking naturally"
 PHASES = {
     "IN_QUEUE": Phase.QUEUED,
     "IN_PROGRESS": Phase.RUNNING,
@@ -49,7 +51,7 @@ class RunPodBackend(ProviderBackend):
         body = {"input": {
             "input_type": "image",
             "person_count": "single",
-            "prompt": job.prompt or DEFAULT_PROMPT,
+            "prompt": job.prompt or RUNPOD_DEFAULT_PROMPT,
             "image_base64": inputs.image_base64,
             "wav_base64": inputs.wav_base64,
             "width": job.width,
