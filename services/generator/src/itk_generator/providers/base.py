@@ -169,6 +169,8 @@ class ProviderBackend(Backend):
                     f"(PROVIDER_CHUNK_TIMEOUT_SEC; last status {status})"
                 ) from exc
             polls += 1
+            if state.status != status:
+                log.info("%s job %s: %s", self.name, provider_id, state.status)
             status = state.status
             if state.phase is Phase.FAILED:
                 detail = f": {state.error}" if state.error else ""
