@@ -50,7 +50,7 @@ def test_presets_follow_the_reference_defaults() -> None:
     assert fast.branches == (COND, NO_AUDIO)
     assert with_overrides(fast, steps=4, audio_guidance=6.0) == SamplingPlan(4, 2.0, 1.0, 6.0)
     with pytest.raises(ValueError, match="unknown preset"):
-        preset_plan("turbo")
+        preset_plan("lightning")
 
 
 def test_guidance_arithmetic() -> None:

@@ -9,6 +9,10 @@ Backends:
   (on CUDA; elsewhere plain SDPA);
 - "flash-attn" (alias "flash"): the flash-attn package (the `flash` extra);
 - "auto": flash-attn when installed, else "sdpa".
+
+Independently of the backend, the video self-attention (the 32,760-token one that dominates the
+forward) can run in FP8 (`fp8_self_attention`, see fp8_attention.py); the cross-attentions, with
+their short key sequences, stay in 16 bits.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ def flash_attn_available() -> bool:
 class Attention:
     """The kernel every attention layer of one model calls; `select` switches it."""
 
-    def __init__(self, backend: str = "auto") -> None:
+    def __init__(self, backend: str = "auto", fp8_self_attention: bool = False) -> None:
         self.select(backend)
+        self.fp8_self_attention = fp8_self_attention
 
     def select(self, backend: str) -> None:
         if backend not in BACKENDS:
@@ -56,3 +61,11 @@ class Attention:
         with sdpa_kernel(self.sdpa_restriction) if restricted else contextlib.nullcontext():
             out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)
+
+    def self_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The video tokens' self-attention: FP8 when enabled, else the selected kernel."""
+        if self.fp8_self_attention:
+            from .fp8_attention import fp8_attention
+
+            return fp8_attention(q, k, v)
+        return self(q, k, v)

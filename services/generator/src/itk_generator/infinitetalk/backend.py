@@ -5,8 +5,15 @@ Settings (environment, read by `InfiniteTalkBackend.from_env`):
 - INFINITETALK_PRESET: "quality" (40 steps, 3 forwards a step) or "fast" (8 steps, 2 forwards;
   meant for a step-distilled LoRA such as FusioniX). Default quality.
 - LORA_PATH / LORA_SCALE: an optional LoRA merged into the DiT at load (scale default 1.0).
-- DEVICE: "cuda", "cuda:N" or "cpu" (default cuda when available). DTYPE: bf16, fp16 or fp32
-  (default bf16 on a GPU, fp32 on the CPU).
+- DEVICE: "cuda", "cuda:N" or "cpu" (default cuda when available). DTYPE: bf16, fp16, fp32 or
+  fp8 (default bf16 on a GPU, fp32 on the CPU). fp8: the blocks' projections and FFNs in e4m3
+  (fp8.py) on GPUs of compute capability 8.9+, the rest in bf16; FP8_ACTIVATION_SCALING token
+  (default) or tensor; FP8_ATTENTION auto (cuDNN FP8 self-attention where it runs, else bf16),
+  on or off.
+- DIT_PATH: a whole DiT in one safetensors file used instead of the Wan2.1 shards (LightX2V's
+  distilled models, bf16 or pre-quantized scaled FP8, as fetched by `itk-download-weights --dit`).
+- VAE_DTYPE: fp32 (default) or bf16; VAE_TILING: decode/encode in spatial tiles (less memory at 720p).
+- GUIDANCE_BATCH: run a step's guidance forwards as one batched forward.
 - BLOCK_OFFLOAD: keep the DiT blocks in CPU memory and stream them to the GPU (48 GB cards).
 - ATTENTION_BACKEND: auto (flash-attn when installed, else torch SDPA), sdpa, sdpa-cudnn,
   sdpa-flash or flash-attn (see attention.py).
@@ -49,14 +56,24 @@ from ..images import ImageDecodeError, decode_image
 from .attention import BACKENDS as ATTENTION_BACKENDS
 from .attention import Attention
 from .config import DiTConfig
-from .dit import InfiniteTalkDiT, compile_blocks, compile_elementwise, load_strict
+from .dit import (
+    InfiniteTalkDiT,
+    compile_blocks,
+    compile_elementwise,
+    fp8_layer_names,
+    load_strict,
+    use_fp8_linears,
+)
+from .fp8 import ACTIVATION_SCALINGS, FP8UnavailableError, quantize_state, require_fp8
 from .pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport, plan_clips, validate_clip_layout
 from .resolution import RESOLUTIONS, choose_bucket, delivered_size, resize_to_cover
 from .sampling import PRESETS, TEACACHE_COEFFICIENTS, preset_plan, with_overrides
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "fp8": torch.bfloat16}
+VAE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+FP8_ATTENTION_MODES = ("auto", "on", "off")
 # The spatial size must be a multiple of the VAE stride (8) times the patch size (2).
 SIZE_MULTIPLE = 16
 COMPILE_MODES = ("", "off", "elementwise", "blocks")
@@ -77,6 +94,12 @@ class InfiniteTalkSettings:
     size: tuple[int, int] | None = None  # (width, height) forced instead of the buckets
     color_correction_strength: float = 1.0
     text_encoder_device: str = ""
+    dit_path: Path | None = None
+    fp8_activation_scaling: str = "token"
+    fp8_attention: str = "auto"
+    vae_dtype: str = "fp32"
+    vae_tiling: bool = False
+    guidance_batch: bool = False
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -93,6 +116,15 @@ class InfiniteTalkSettings:
             raise ConfigError(f"INFINITETALK_COMPILE must be one of {COMPILE_MODES}, got {self.compile!r}")
         if self.compile == "blocks" and self.block_offload:
             raise ConfigError("INFINITETALK_COMPILE=blocks does not work with BLOCK_OFFLOAD; use elementwise")
+        if self.fp8_activation_scaling not in ACTIVATION_SCALINGS:
+            raise ConfigError(f"FP8_ACTIVATION_SCALING must be one of {ACTIVATION_SCALINGS}, "
+                              f"got {self.fp8_activation_scaling!r}")
+        if self.fp8_attention not in FP8_ATTENTION_MODES:
+            raise ConfigError(f"FP8_ATTENTION must be one of {FP8_ATTENTION_MODES}, got {self.fp8_attention!r}")
+        if self.vae_dtype not in VAE_DTYPES:
+            raise ConfigError(f"VAE_DTYPE must be one of {sorted(VAE_DTYPES)}, got {self.vae_dtype!r}")
+        if self.dtype == "fp8" and self.block_offload:
+            raise ConfigError("DTYPE=fp8 does not work with BLOCK_OFFLOAD (the FP8 weights already halve the memory)")
         if self.size and (self.size[0] % SIZE_MULTIPLE or self.size[1] % SIZE_MULTIPLE):
             raise ConfigError(f"INFINITETALK_SIZE must be multiples of {SIZE_MULTIPLE}, got {self.size}")
 
@@ -129,6 +161,12 @@ class InfiniteTalkSettings:
             size=parse_size(size) if size else None,
             color_correction_strength=env_float("COLOR_CORRECTION_STRENGTH", 1.0, minimum=0.0),
             text_encoder_device=env_str("TEXT_ENCODER_DEVICE", ""),
+            dit_path=Path(dit_path) if (dit_path := env_str("DIT_PATH", "")) else None,
+            fp8_activation_scaling=env_str("FP8_ACTIVATION_SCALING", "token").strip().lower(),
+            fp8_attention=env_str("FP8_ATTENTION", "auto").strip().lower(),
+            vae_dtype=env_str("VAE_DTYPE", "fp32").strip().lower(),
+            vae_tiling=env_bool("VAE_TILING", False),
+            guidance_batch=env_bool("GUIDANCE_BATCH", False),
         )
 
 
@@ -261,18 +299,30 @@ def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
 
     device = torch.device(settings.device)
     dtype = settings.torch_dtype
-    if settings.preset == "fast" and settings.lora_path is None:
-        log.warning("INFINITETALK_PRESET=fast (8 steps, no text guidance) is meant for a step-distilled LoRA; "
-                    "none is set (LORA_PATH)")
+    fp8 = settings.dtype == "fp8"
+    distilled = settings.lora_path is not None or settings.dit_path is not None
+    if settings.preset in ("fast", "turbo") and not distilled:
+        log.warning("INFINITETALK_PRESET=%s is meant for step-distilled weights (LORA_PATH or DIT_PATH); "
+                    "none is set", settings.preset)
+    if fp8:
+        try:
+            require_fp8(device)
+        except FP8UnavailableError as err:
+            raise BackendError(str(err)) from err
+    fp8_attention = resolve_fp8_attention(settings, device)
     try:
         paths = ModelPaths.from_root(settings.model_dir)
         config = DiTConfig.from_json(paths.dit_config)
         loras = [(settings.lora_path, settings.lora_scale)] if settings.lora_path else []
-        state = load_dit_state_dict(paths, loras, dtype=dtype)
+        state = load_dit_state_dict(paths, loras, dtype=dtype, dit_file=settings.dit_path, keep_fp8=fp8)
         with torch.device("meta"):
-            dit = InfiniteTalkDiT(config, Attention(settings.attention))
+            dit = InfiniteTalkDiT(config, Attention(settings.attention, fp8_self_attention=fp8_attention))
+            if fp8:
+                use_fp8_linears(dit, settings.fp8_activation_scaling)
+        if fp8:  # LoRAs are already merged: quantize (on the device) what is not pre-quantized
+            quantize_state(state, fp8_layer_names(config), device)
         load_strict(dit, state, assign=True)
-    except (WeightsError, ValueError) as err:
+    except (WeightsError, ValueError, KeyError) as err:
         raise BackendError(f"cannot load the InfiniteTalk DiT: {err}") from err
     del state
     dit.eval().requires_grad_(False)
@@ -286,16 +336,41 @@ def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
         compile_elementwise()
     elif settings.compile_mode == "blocks":
         compile_blocks(dit)
-    log.info("InfiniteTalk DiT loaded on %s (%s, offload=%s)", device, dtype, settings.block_offload)
+    log.info("InfiniteTalk DiT loaded on %s (%s, offload=%s, FP8 self-attention=%s)", device,
+             "fp8 linears" if fp8 else dtype, settings.block_offload, fp8_attention)
     on_gpu = device.type == "cuda"
     text_device = torch.device(settings.text_encoder_device or ("cpu" if settings.block_offload else device))
     text_dtype = dtype  # bf16 on a GPU; on the CPU (block offload) bf16 also halves its 22 GB of fp32 weights
+    vae = WanVAE.load(paths.vae, device, VAE_DTYPES[settings.vae_dtype])
+    if settings.vae_tiling:
+        vae.model.enable_tiling()
     return InfiniteTalkPipeline(
         dit=dit,
-        vae=WanVAE.load(paths.vae, device, torch.float32),
+        vae=vae,
         clip=ClipVisionEncoder.load(paths.clip, device, torch.float16 if on_gpu else torch.float32),
         text_encoder=TextEncoder.load(paths.t5, paths.tokenizer_dir, text_device, text_dtype),
         audio_encoder=AudioFeatureExtractor.load(paths.wav2vec_dir, device, torch.float32),
         device=device,
         clip_frames=settings.clip_frames,
+        batch_guidance=settings.guidance_batch,
     )
+
+
+def resolve_fp8_attention(settings: InfiniteTalkSettings, device: torch.device) -> bool:
+    """Whether the self-attention runs in FP8: with DTYPE=fp8 and FP8_ATTENTION auto where cuDNN's
+    FP8 attention runs, always with `on` (the reference implementation on the CPU; a start-up
+    error on a GPU that cannot), never with `off`."""
+    if settings.dtype != "fp8" or settings.fp8_attention == "off":
+        return False
+    if device.type == "cpu":
+        return settings.fp8_attention == "on"
+    from .fp8_attention import FP8AttentionUnavailableError, check_cudnn_fp8_attention
+
+    try:
+        check_cudnn_fp8_attention(device)
+    except FP8AttentionUnavailableError as err:
+        if settings.fp8_attention == "on":
+            raise BackendError(f"FP8_ATTENTION=on: {err}") from err
+        log.warning("self-attention stays in bf16: %s", err)
+        return False
+    return True

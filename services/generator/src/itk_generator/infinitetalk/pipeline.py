@@ -179,6 +179,7 @@ class InfiniteTalkPipeline:
         device: torch.device | str = "cpu",
         clip_frames: int = 81,
         text_cache_size: int = 8,
+        batch_guidance: bool = False,
     ) -> None:
         self.dit = dit
         self.vae = vae
@@ -188,6 +189,8 @@ class InfiniteTalkPipeline:
         self.device = torch.device(device)
         self.clip_frames = clip_frames
         self.text_cache_size = text_cache_size
+        # Run a step's guidance forwards as one batched forward (GUIDANCE_BATCH).
+        self.batch_guidance = batch_guidance
         self._text_cache: dict[str, torch.Tensor] = {}
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
@@ -242,6 +245,16 @@ class InfiniteTalkPipeline:
                 prompt, sound = branch_inputs[branch]
                 return self.dit(latent[None], t, prompt, clip_features, condition, sound, cache=cache)[0]
 
+            def predict_batch(latent: torch.Tensor, t: torch.Tensor, branches: tuple[str, ...],
+                              branch_inputs: dict = branch_inputs) -> dict[str, torch.Tensor]:
+                count = len(branches)
+                prompts = torch.cat([branch_inputs[branch][0] for branch in branches])
+                sounds = torch.cat([branch_inputs[branch][1] for branch in branches])
+                out = self.dit(latent[None].expand(count, *latent.shape), t.expand(count), prompts,
+                               clip_features.expand(count, *clip_features.shape[1:]),
+                               condition.expand(count, *condition.shape[1:]), sounds)
+                return dict(zip(branches, out, strict=True))
+
             motion_latent = self.vae.encode(motion_source)[0].to(self.device, torch.float32)
             noise = torch.randn(config.out_dim, latent_frames, latent_h, latent_w, generator=generator)
             steps_before = span.index * request.plan.steps
@@ -250,7 +263,8 @@ class InfiniteTalkPipeline:
                 on_step(StepReport(steps_before + step + 1, total_steps, frames_done))
 
             latent = denoise_clip(noise.to(self.device), motion_latent, request.plan, predict, report,
-                                  request.teacache_coefficients)
+                                  request.teacache_coefficients,
+                                  predict_batch if self.batch_guidance else None)
             video = self.vae.decode(latent[None])  # [1, 3, clip_frames, H, W]
             frames = video_to_frames(video[0])
             if request.color_correction > 0:

@@ -10,6 +10,11 @@ Guidance, as in the reference:
   n = uncond + text * (cond - no_text) + audio * (no_text - uncond)
 - text scale == 1 (step-distilled LoRAs): two forwards, cond / no-audio,
   n = no_audio + audio * (cond - no_audio)
+- text and audio scales both 1 (step- and guidance-distilled weights, the `turbo` preset): one
+  forward, n = cond.
+
+The `turbo` schedule is the one LightX2V's 4-step Wan2.1 I2V weights were distilled on: the
+timesteps 1000, 750, 500, 250 (then 0) shifted by 5, i.e. `linear_to_zero`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ class SamplingPlan:
     audio_guidance: float
     teacache: bool = False
     teacache_threshold: float = 0.2
+    # True: timesteps 1000 * (1 - i/steps) (1000, 750, 500, 250 for 4 steps), as step-distilled
+    # weights were trained on; False: the reference's linspace(1000, 1, steps).
+    linear_to_zero: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -46,6 +54,8 @@ class SamplingPlan:
     @property
     def branches(self) -> tuple[str, ...]:
         """The forwards run per step, in the reference's order."""
+        if math.isclose(self.text_guidance, 1.0) and math.isclose(self.audio_guidance, 1.0):
+            return (COND,)
         if math.isclose(self.text_guidance, 1.0):
             return (COND, NO_AUDIO)
         return (COND, NO_TEXT, UNCOND)
@@ -53,7 +63,8 @@ class SamplingPlan:
 
 # Reference defaults: 40 steps, shift 7 at 480p and 11 at 720p, guidance text 5 / audio 4.
 # "fast" is for the step-distilled FusioniX LoRA: 8 steps, shift 2, text 1, audio 2.
-PRESETS = {"quality", "fast"}
+# "turbo" is for LightX2V's step- and guidance-distilled Wan2.1 I2V weights: 4 steps, one forward.
+PRESETS = {"quality", "fast", "turbo"}
 QUALITY_SHIFT = {"480p": 7.0, "720p": 11.0}
 
 
@@ -62,6 +73,8 @@ def preset_plan(preset: str, resolution: str = "480p") -> SamplingPlan:
         return SamplingPlan(steps=40, shift=QUALITY_SHIFT[resolution], text_guidance=5.0, audio_guidance=4.0)
     if preset == "fast":
         return SamplingPlan(steps=8, shift=2.0, text_guidance=1.0, audio_guidance=2.0)
+    if preset == "turbo":
+        return SamplingPlan(steps=4, shift=5.0, text_guidance=1.0, audio_guidance=1.0, linear_to_zero=True)
     raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}")
 
 
@@ -83,13 +96,16 @@ def shift_timesteps(timesteps: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1 + (shift - 1) * t) * NUM_TRAIN_TIMESTEPS
 
 
-def flow_timesteps(steps: int, shift: float) -> torch.Tensor:
+def flow_timesteps(steps: int, shift: float, linear_to_zero: bool = False) -> torch.Tensor:
     """The `steps + 1` shifted timesteps on the 0..1000 scale (last one 0), float32 as in the reference."""
-    linear = np.append(np.linspace(NUM_TRAIN_TIMESTEPS, 1, steps, dtype=np.float32), np.float32(0.0))
+    last = NUM_TRAIN_TIMESTEPS / steps if linear_to_zero else 1
+    linear = np.append(np.linspace(NUM_TRAIN_TIMESTEPS, last, steps, dtype=np.float32), np.float32(0.0))
     return shift_timesteps(torch.from_numpy(linear), shift)
 
 
 def combine_guidance(predictions: dict[str, torch.Tensor], plan: SamplingPlan) -> torch.Tensor:
+    if len(predictions) == 1:
+        return predictions[COND]
     audio = plan.audio_guidance
     if NO_AUDIO in predictions:
         return predictions[NO_AUDIO] + audio * (predictions[COND] - predictions[NO_AUDIO])
@@ -155,6 +171,9 @@ class TeaCache(ResidualCache):
 
 # predict(latent [C, T, h, w], timestep [1], branch, cache) -> noise_pred [C, T, h, w]
 Predictor = Callable[[torch.Tensor, torch.Tensor, str, ResidualCache | None], torch.Tensor]
+# predict_batch(latent, timestep, branches) -> {branch: noise_pred}: all guidance branches of a
+# step in one batched forward (not with TeaCache, whose caches are per branch).
+BatchPredictor = Callable[[torch.Tensor, torch.Tensor, tuple[str, ...]], dict[str, torch.Tensor]]
 
 
 def denoise_clip(
@@ -164,9 +183,14 @@ def denoise_clip(
     predict: Predictor,
     on_step: Callable[[int], None] = lambda _step: None,
     teacache_coefficients: tuple[float, ...] | list[float] | None = None,
+    predict_batch: BatchPredictor | None = None,
 ) -> torch.Tensor:
-    """Run the whole schedule for one clip, keeping the motion latents clean; returns the final latent."""
-    timesteps = flow_timesteps(plan.steps, plan.shift).to(noise.device)
+    """Run the whole schedule for one clip, keeping the motion latents clean; returns the final latent.
+
+    With `predict_batch` (and no TeaCache) the guidance branches of each step run as one batched
+    forward; otherwise one `predict` call per branch."""
+    timesteps = flow_timesteps(plan.steps, plan.shift, plan.linear_to_zero).to(noise.device)
+    batched = predict_batch is not None and not plan.teacache and len(plan.branches) > 1
     caches: dict[str, ResidualCache | None] = {
         branch: TeaCache(teacache_coefficients or TEACACHE_COEFFICIENTS["480p"], plan.teacache_threshold)
         if plan.teacache else None
@@ -176,7 +200,11 @@ def denoise_clip(
     for index in range(plan.steps):
         t, t_next = timesteps[index], timesteps[index + 1]
         latent = overwrite_motion_frames(latent, motion_latent)
-        predictions = {branch: predict(latent, t.reshape(1), branch, caches[branch]) for branch in plan.branches}
+        if batched:
+            assert predict_batch is not None
+            predictions = predict_batch(latent, t.reshape(1), plan.branches)
+        else:
+            predictions = {branch: predict(latent, t.reshape(1), branch, caches[branch]) for branch in plan.branches}
         latent = euler_step(latent, combine_guidance(predictions, plan), t, t_next)
         latent = overwrite_motion_frames(latent, motion_latent)
         on_step(index)

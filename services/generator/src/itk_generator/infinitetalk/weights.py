@@ -25,6 +25,7 @@ from .download import (
     RemoteFile,
     download_command,
 )
+from .fp8 import FP8_DTYPE, dequantize_state, is_fp8_state
 
 log = logging.getLogger(__name__)
 
@@ -149,27 +150,59 @@ def _index_shards(paths: ModelPaths) -> dict[str, list[str]]:
     return by_shard
 
 
+_SINGLE_FILE_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+
+
+def _is_quantized(name: str, tensor: torch.Tensor) -> bool:
+    return tensor.dtype == FP8_DTYPE or name.endswith(".weight_scale")
+
+
+def read_single_file_dit(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A whole Wan2.1 DiT in one safetensors file (LightX2V's distilled models, bf16 or scaled FP8),
+    its keys in the shards' names (a common `diffusion_model.` prefix is removed)."""
+    state = read_safetensors(path, device)
+    for prefix in _SINGLE_FILE_PREFIXES:
+        if state and all(name.startswith(prefix) for name in state):
+            state = {name.removeprefix(prefix): tensor for name, tensor in state.items()}
+            break
+    return state
+
+
 def load_dit_state_dict(
     paths: ModelPaths,
     loras: Sequence[tuple[Path, float]] = (),
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
+    dit_file: Path | None = None,
+    keep_fp8: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """The Wan2.1 shards listed in the index plus the InfiniteTalk adapter, as one state dict.
+    """The Wan2.1 shards listed in the index (or `dit_file`, a whole DiT in one file) plus the
+    InfiniteTalk adapter, as one state dict.
 
     Every shard must hold exactly the tensors its index lists, and the adapter must not
-    redefine a base tensor. LoRAs (path, scale) are merged after the cast to `dtype`.
+    redefine a base tensor. LoRAs (path, scale) are merged after the cast to `dtype`. A
+    pre-quantized `dit_file` (e4m3 weights with `weight_scale`s) keeps its FP8 tensors when
+    `keep_fp8` and no LoRA is given; otherwise it is dequantized to `dtype`, so LoRAs always merge
+    into full-precision weights before any (re-)quantization.
     """
     def cast(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # Per file, so that peak memory is one fp32 shard on top of the converted model.
-        return tensors if dtype is None else {name: tensor.to(dtype) for name, tensor in tensors.items()}
+        if dtype is None:
+            return tensors
+        return {name: tensor if _is_quantized(name, tensor) else tensor.to(dtype) for name, tensor in tensors.items()}
 
     state: dict[str, torch.Tensor] = {}
-    for shard_name, names in _index_shards(paths).items():
-        shard_path = paths.dit_index.parent / shard_name
-        shard = read_safetensors(shard_path, device)
-        check_state_dict(set(names), set(shard), what=f"{shard_path.name} (against {paths.dit_index.name})")
-        state.update(cast(shard))
+    if dit_file is not None:
+        base = read_single_file_dit(dit_file, device)
+        if is_fp8_state(base) and (loras or not keep_fp8):
+            base = dequantize_state(base, dtype or torch.bfloat16)
+        state.update(cast(base))
+    else:
+        for shard_name, names in _index_shards(paths).items():
+            shard_path = paths.dit_index.parent / shard_name
+            shard = read_safetensors(shard_path, device)
+            check_state_dict(set(names), set(shard), what=f"{shard_path.name} (against {paths.dit_index.name})")
+            state.update(cast(shard))
     adapter = read_safetensors(paths.adapter, device)
     overlap = set(adapter) & set(state)
     if overlap:
@@ -245,5 +278,6 @@ __all__ = [
     "lora_targets",
     "merge_lora",
     "read_safetensors",
+    "read_single_file_dit",
     "read_torch_file",
 ]

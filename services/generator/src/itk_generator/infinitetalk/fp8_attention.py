@@ -1,0 +1,199 @@
+"""FP8 self-attention: cuDNN's FP8 fused attention (the `nvidia-cudnn-frontend` package) on Hopper
+and newer GPUs, and a reference implementation of the same arithmetic everywhere else.
+
+q, k and v are quantized to e4m3 with one scale per tensor (amax / 448, computed on the device,
+so no host synchronisation). Inside the kernel S = q k^T is accumulated in fp32, the softmax's
+numerator P~ = exp(S - rowmax) (so 0 < P~ <= 1) is rounded to e4m3 with the fixed scale 256
+before the P~ v product, and the output is written in bf16 (no output quantization), so only
+the two fp8 roundings of the inputs and of P~ differ from bf16 attention.
+
+The cuDNN call is registered as a torch custom op, so `torch.compile` of a whole block treats it
+as one opaque kernel (no graph break) and fuses the quantization of q, k and v into the RoPE /
+RMSNorm kernels before it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+
+import torch
+
+from .fp8 import FP8_DTYPE, FP8_MAX
+
+# P~ lies in (0, 1]; 256 maps 1 to a power of two below e4m3's maximum (448).
+SOFTMAX_SCALE = 256.0
+_MIN_CUDNN_BACKEND = 91400  # cuDNN 9.14: the first release with this FP8 forward graph on Hopper
+
+
+class FP8AttentionUnavailableError(RuntimeError):
+    """cuDNN's FP8 attention cannot run here (package, library version or GPU)."""
+
+
+def cudnn_frontend_installed() -> bool:
+    return importlib.util.find_spec("cudnn") is not None
+
+
+def check_cudnn_fp8_attention(device: torch.device | str) -> None:
+    """Raise FP8AttentionUnavailableError saying why cuDNN FP8 attention cannot run on `device`."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise FP8AttentionUnavailableError(f"cuDNN FP8 attention runs on CUDA GPUs, not {device}")
+    if torch.cuda.get_device_capability(device) < (9, 0):
+        raise FP8AttentionUnavailableError(
+            f"cuDNN FP8 attention needs compute capability 9.0 or newer (Hopper, Blackwell); {device} is "
+            f"{torch.cuda.get_device_name(device)}")
+    if not cudnn_frontend_installed():
+        raise FP8AttentionUnavailableError(
+            "cuDNN FP8 attention needs the nvidia-cudnn-frontend package (the generator's 'fp8' extra)")
+    import cudnn
+
+    if cudnn.backend_version() < _MIN_CUDNN_BACKEND:
+        raise FP8AttentionUnavailableError(
+            f"cuDNN FP8 attention needs cuDNN 9.14 or newer, found {cudnn.backend_version_string()}")
+
+
+def quantize_per_tensor_4d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x -> contiguous e4m3 values and the fp32 dequantization scale as a [1, 1, 1, 1] tensor."""
+    scale = (x.abs().amax().float().clamp_min(1e-12) / FP8_MAX).reshape(1, 1, 1, 1)
+    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE).contiguous(), scale
+
+
+def reference_fp8_attention(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: torch.Tensor,
+                            k_scale: torch.Tensor, v_scale: torch.Tensor) -> torch.Tensor:
+    """The arithmetic of the FP8 kernel in fp32: [B, S, H, D] e4m3 inputs -> [B, S_q, H, D] bf16.
+
+    Processed one head at a time to bound the fp32 score matrix."""
+    head_dim = q8.shape[-1]
+    out = torch.empty(q8.shape, dtype=torch.bfloat16, device=q8.device)
+    for head in range(q8.shape[2]):
+        q = q8[:, :, head].float() * q_scale.reshape(1, 1, 1)
+        k = k8[:, :, head].float() * k_scale.reshape(1, 1, 1)
+        v = v8[:, :, head].float() * v_scale.reshape(1, 1, 1)
+        scores = q @ k.transpose(1, 2) / math.sqrt(head_dim)
+        numerator = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+        rounded = (numerator * SOFTMAX_SCALE).to(FP8_DTYPE).float() / SOFTMAX_SCALE
+        out[:, :, head] = ((rounded @ v) / numerator.sum(dim=-1, keepdim=True)).to(torch.bfloat16)
+    return out
+
+
+class _CudnnGraphs:
+    """Built cuDNN graphs per (device, shape), their workspaces and handles."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.graphs: dict[tuple, tuple] = {}
+        self.handles: dict[int, object] = {}
+
+    def get(self, q8: torch.Tensor, k8: torch.Tensor) -> tuple:
+        batch, s_q, heads, dim = q8.shape
+        s_kv = k8.shape[1]
+        key = (q8.device.index, batch, s_q, s_kv, heads, dim)
+        with self.lock:
+            if key not in self.graphs:
+                self.graphs[key] = self._build(q8.device, batch, heads, s_q, s_kv, dim)
+            return self.graphs[key]
+
+    def handle(self, device: torch.device) -> object:
+        import cudnn
+
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index not in self.handles:
+            with torch.cuda.device(index):
+                self.handles[index] = cudnn.create_handle()
+        return self.handles[index]
+
+    def _build(self, device: torch.device, batch: int, heads: int, s_q: int, s_kv: int, dim: int) -> tuple:
+        import cudnn
+
+        handle = self.handle(device)
+        last_error: Exception | None = None
+        for out_type in (cudnn.data_type.BFLOAT16, cudnn.data_type.HALF):
+            try:
+                fp8, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
+                graph = cudnn.pygraph(io_data_type=fp8, intermediate_data_type=fp32, compute_data_type=fp32,
+                                      handle=handle)
+                # [B, S, H, D] memory seen as (b, h, s, d), the layout the projections produce
+                q_stride = (s_q * heads * dim, dim, heads * dim, 1)
+                kv_stride = (s_kv * heads * dim, dim, heads * dim, 1)
+                q = graph.tensor(name="q", dim=(batch, heads, s_q, dim), stride=q_stride, data_type=fp8)
+                k = graph.tensor(name="k", dim=(batch, heads, s_kv, dim), stride=kv_stride, data_type=fp8)
+                v = graph.tensor(name="v", dim=(batch, heads, s_kv, dim), stride=kv_stride, data_type=fp8)
+                scalars = {name: graph.tensor(name=name, dim=(1, 1, 1, 1), stride=(1, 1, 1, 1),
+                                              data_type=fp32)
+                           for name in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o")}
+                o, _stats, amax_s, amax_o = graph.sdpa_fp8(
+                    q=q, k=k, v=v, descale_q=scalars["descale_q"], descale_k=scalars["descale_k"],
+                    descale_v=scalars["descale_v"], descale_s=scalars["descale_s"], scale_s=scalars["scale_s"],
+                    scale_o=scalars["scale_o"], generate_stats=False, attn_scale=1.0 / math.sqrt(dim),
+                    use_causal_mask=False)
+                o.set_output(True).set_dim((batch, heads, s_q, dim)).set_stride(q_stride).set_data_type(out_type)
+                for amax in (amax_s, amax_o):
+                    amax.set_output(True).set_dim((1, 1, 1, 1)).set_stride((1, 1, 1, 1)).set_data_type(
+                        cudnn.data_type.FLOAT)
+                graph.validate()
+                graph.build_operation_graph()
+                graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+                graph.check_support()
+                graph.build_plans()
+            except Exception as err:  # not supported with this output type: try the next
+                last_error = err
+                continue
+            torch_out = torch.bfloat16 if out_type == cudnn.data_type.BFLOAT16 else torch.float16
+            constants = {
+                "descale_s": torch.full((1, 1, 1, 1), 1.0 / SOFTMAX_SCALE, device=device),
+                "scale_s": torch.full((1, 1, 1, 1), SOFTMAX_SCALE, device=device),
+                "scale_o": torch.ones((1, 1, 1, 1), device=device),
+                "amax_s": torch.empty((1, 1, 1, 1), device=device),
+                "amax_o": torch.empty((1, 1, 1, 1), device=device),
+            }
+            workspace = torch.empty(graph.get_workspace_size(), dtype=torch.uint8, device=device)
+            tensors = {"q": q, "k": k, "v": v, "o": o, "amax_s": amax_s, "amax_o": amax_o, **scalars}
+            return graph, tensors, constants, workspace, torch_out, handle
+        raise FP8AttentionUnavailableError(f"cuDNN has no FP8 attention for {batch}x{heads}x{s_q}x{s_kv}x{dim}: "
+                                      f"{last_error}")
+
+
+_graphs = _CudnnGraphs()
+
+
+def _run_cudnn(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: torch.Tensor, k_scale: torch.Tensor,
+               v_scale: torch.Tensor) -> torch.Tensor:
+    import cudnn
+
+    graph, tensors, constants, workspace, torch_out, handle = _graphs.get(q8, k8)
+    out = torch.empty(q8.shape, dtype=torch_out, device=q8.device)
+    pack = {
+        tensors["q"]: q8, tensors["k"]: k8, tensors["v"]: v8, tensors["o"]: out,
+        tensors["descale_q"]: q_scale, tensors["descale_k"]: k_scale, tensors["descale_v"]: v_scale,
+        tensors["descale_s"]: constants["descale_s"], tensors["scale_s"]: constants["scale_s"],
+        tensors["scale_o"]: constants["scale_o"], tensors["amax_s"]: constants["amax_s"],
+        tensors["amax_o"]: constants["amax_o"],
+    }
+    cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
+    graph.execute(pack, workspace, handle=handle)
+    return out if torch_out == torch.bfloat16 else out.to(torch.bfloat16)
+
+
+@torch.library.custom_op("itk::fp8_attention", mutates_args=())
+def fp8_attention_op(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: torch.Tensor,
+                     k_scale: torch.Tensor, v_scale: torch.Tensor) -> torch.Tensor:
+    """e4m3 q, k, v [B, S, H, D] with their per-tensor scales -> attention output [B, S_q, H, D] bf16."""
+    if q8.is_cuda:
+        return _run_cudnn(q8, k8, v8, q_scale, k_scale, v_scale)
+    return reference_fp8_attention(q8, k8, v8, q_scale, k_scale, v_scale)
+
+
+@fp8_attention_op.register_fake
+def _fp8_attention_shape(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: torch.Tensor,
+                         k_scale: torch.Tensor, v_scale: torch.Tensor) -> torch.Tensor:
+    return torch.empty(q8.shape, dtype=torch.bfloat16, device=q8.device)
+
+
+def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention of [B, S, H, D] q, k, v through FP8; returns [B, S_q, H, D] in q's dtype."""
+    q8, q_scale = quantize_per_tensor_4d(q)
+    k8, k_scale = quantize_per_tensor_4d(k)
+    v8, v_scale = quantize_per_tensor_4d(v)
+    return fp8_attention_op(q8, k8, v8, q_scale, k_scale, v_scale).to(q.dtype)
