@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from itk_generator.infinitetalk import download
-from itk_generator.infinitetalk.download import LORAS, REQUIRED_FILES, grouped, plan
+from itk_generator.infinitetalk.download import DISTILLED_DITS, LORAS, REQUIRED_FILES, grouped, main, plan
 
 
 def test_plan_covers_the_layout_the_loaders_read():
@@ -78,3 +78,14 @@ def test_help_runs_as_a_module():
                             capture_output=True, text=True, timeout=60, check=True)
     assert "itk-download-weights" in result.stdout
     assert "--lora" in result.stdout
+
+
+def test_turbo_fetches_lightx2v_distilled_weights(capsys, tmp_path):
+    assert main([str(tmp_path), "--turbo", "--lora", "lightx2v-i2v", "--dry-run"]) == 0
+    listing = capsys.readouterr().out
+    assert ("lightx2v/wan2.1_i2v_480p_scaled_fp8_e4m3_lightx2v_4step.safetensors\t<- lightx2v/Wan2.1-Distill-Models"
+            in listing)
+    assert "loras/wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors\t<- lightx2v/Wan2.1-Distill-Loras" in listing
+    assert DISTILLED_DITS["lightx2v-4step"].filename == "wan2.1_i2v_480p_lightx2v_4step.safetensors"
+    with pytest.raises(ValueError, match="distilled DiT"):
+        plan(dits=["lightx2v-8step"])

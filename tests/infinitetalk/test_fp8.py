@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from itk_common.config import ConfigError
 from itk_generator.backend import BackendError
 from itk_generator.infinitetalk.attention import Attention
 from itk_generator.infinitetalk.backend import InfiniteTalkBackend, InfiniteTalkSettings
@@ -30,7 +31,6 @@ from itk_generator.infinitetalk.fp8 import (
 from itk_generator.infinitetalk.fp8_attention import fp8_attention, quantize_per_tensor_4d
 from itk_generator.infinitetalk.tiny import TINY_DIT
 from itk_generator.infinitetalk.weights import ModelPaths, load_dit_state_dict
-from itk_common.config import ConfigError
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:

@@ -18,6 +18,7 @@ WAN_DIR = "Wan2.1-I2V-14B-480P"
 ADAPTER_DIR = "InfiniteTalk"
 WAV2VEC_DIR = "chinese-wav2vec2-base"
 LORA_DIR = "loras"
+DISTILLED_DIR = "lightx2v"
 DIT_SHARD_COUNT = 7
 
 
@@ -87,6 +88,22 @@ LORAS: dict[str, RemoteFile] = {
     "lightx2v": RemoteFile(
         "Kijai/WanVideo_comfy", "Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank32.safetensors", LORA_DIR
     ),
+    # LightX2V's step- and guidance-distilled Wan2.1 I2V 480P weights as a LoRA (4 steps, no CFG):
+    # the `turbo` preset's weights merged into the base shards at load.
+    "lightx2v-i2v": RemoteFile(
+        "lightx2v/Wan2.1-Distill-Loras", "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors", LORA_DIR
+    ),
+}
+
+# LightX2V's step- and guidance-distilled Wan2.1 I2V 480P DiT as one file (DIT_PATH), for `turbo`:
+# bf16, or pre-quantized e4m3 with per-output-channel scales that DTYPE=fp8 loads as they are.
+DISTILLED_DITS: dict[str, RemoteFile] = {
+    "lightx2v-4step": RemoteFile(
+        "lightx2v/Wan2.1-Distill-Models", "wan2.1_i2v_480p_lightx2v_4step.safetensors", DISTILLED_DIR
+    ),
+    "lightx2v-4step-fp8": RemoteFile(
+        "lightx2v/Wan2.1-Distill-Models", "wan2.1_i2v_480p_scaled_fp8_e4m3_lightx2v_4step.safetensors", DISTILLED_DIR
+    ),
 }
 
 
@@ -95,12 +112,16 @@ def download_command(model_dir: Path | str) -> str:
     return f"itk-download-weights {model_dir}"
 
 
-def plan(loras: Iterable[str] = ()) -> list[RemoteFile]:
-    """Every file to fetch: the required layout plus the named optional LoRAs."""
+def plan(loras: Iterable[str] = (), dits: Iterable[str] = ()) -> list[RemoteFile]:
+    """Every file to fetch: the required layout plus the named optional LoRAs and distilled DiTs."""
     unknown = sorted(set(loras) - set(LORAS))
     if unknown:
         raise ValueError(f"unknown LoRA name(s) {unknown}; known: {sorted(LORAS)}")
-    return list(REQUIRED_FILES.values()) + [LORAS[name] for name in loras]
+    unknown = sorted(set(dits) - set(DISTILLED_DITS))
+    if unknown:
+        raise ValueError(f"unknown distilled DiT name(s) {unknown}; known: {sorted(DISTILLED_DITS)}")
+    return (list(REQUIRED_FILES.values()) + [LORAS[name] for name in loras]
+            + [DISTILLED_DITS[name] for name in dits])
 
 
 def grouped(files: Iterable[RemoteFile]) -> dict[tuple[str, str | None, str], list[str]]:
@@ -111,10 +132,10 @@ def grouped(files: Iterable[RemoteFile]) -> dict[tuple[str, str | None, str], li
     return groups
 
 
-def download(model_dir: Path, loras: Iterable[str] = ()) -> None:
+def download(model_dir: Path, loras: Iterable[str] = (), dits: Iterable[str] = ()) -> None:
     from huggingface_hub import snapshot_download
 
-    for (repo_id, revision, local_dir), filenames in grouped(plan(loras)).items():
+    for (repo_id, revision, local_dir), filenames in grouped(plan(loras, dits)).items():
         print(f"{repo_id}{'@' + revision if revision else ''}: {len(filenames)} file(s) -> {model_dir / local_dir}")
         snapshot_download(
             repo_id, revision=revision, local_dir=model_dir / local_dir, allow_patterns=filenames
@@ -132,13 +153,20 @@ def main(argv: list[str] | None = None) -> int:
         "--lora", action="append", default=[], choices=sorted(LORAS),
         help="also fetch this step-distillation LoRA (repeatable)",
     )
+    parser.add_argument(
+        "--dit", action="append", default=[], choices=sorted(DISTILLED_DITS),
+        help="also fetch this step- and guidance-distilled DiT (one file, for DIT_PATH and the turbo preset)",
+    )
+    parser.add_argument("--turbo", action="store_true",
+                        help="everything the turbo preset needs on an FP8 GPU: same as --dit lightx2v-4step-fp8")
     parser.add_argument("--dry-run", action="store_true", help="list what would be fetched and exit")
     args = parser.parse_args(argv)
+    dits = sorted(set(args.dit) | ({"lightx2v-4step-fp8"} if args.turbo else set()))
     if args.dry_run:
-        for item in plan(args.lora):
+        for item in plan(args.lora, dits):
             print(f"{item.local_path}\t<- {item.repo_id}{'@' + item.revision if item.revision else ''}")
         return 0
-    download(args.model_dir, args.lora)
+    download(args.model_dir, args.lora, dits)
     return 0
 
 
