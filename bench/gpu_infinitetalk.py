@@ -31,12 +31,21 @@ from pathlib import Path
 import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "services/generator/src"),
-                str(Path(__file__).resolve().parents[1] / "common/src")]
+                str(Path(__file__).resolve().parents[1] / "common/src"), str(Path(__file__).resolve().parents[1])]
 
+from bench.gpu_fast_paths import (  # noqa: E402
+    batching_stage,
+    clip_stage,
+    dynamo_graph_count,
+    fp8_forward_stage,
+    rel_err,
+    turbo_latents,
+)
 from itk_generator.infinitetalk import dit as dit_module  # noqa: E402
 from itk_generator.infinitetalk.attention import Attention  # noqa: E402
 from itk_generator.infinitetalk.config import DiTConfig  # noqa: E402
-from itk_generator.infinitetalk.dit import InfiniteTalkDiT  # noqa: E402
+from itk_generator.infinitetalk.dit import InfiniteTalkDiT, use_fp8_linears  # noqa: E402
+from itk_generator.infinitetalk.fp8 import compile_quantizers  # noqa: E402
 from itk_generator.infinitetalk.offload import enable_block_offload  # noqa: E402
 
 GIB = 1024**3
@@ -310,6 +319,47 @@ def chunk_timing(model: InfiniteTalkDiT, clips: int, preset: str, height: int, w
     }
 
 
+def clips_only(model: InfiniteTalkDiT, args: argparse.Namespace, report: dict[str, object],
+               save: Callable[[], None]) -> None:
+    """Whole clips per preset through the pipeline: bf16 (blocks compiled) for turbo, then the same
+    model in FP8 for every preset; the turbo clip's final latents FP8 against bf16 (same noise)."""
+    from itk_generator.infinitetalk.pipeline import InfiniteTalkPipeline
+    from itk_generator.infinitetalk.text_encoder import TextEncoder
+    from itk_generator.infinitetalk.tiny import unigram_tokenizer
+    from itk_generator.infinitetalk.vae import WanVAE
+
+    presets = [p for p in args.clips.split(",") if p]
+    vae_dtype = torch.bfloat16 if args.vae_dtype == "bf16" else torch.float32
+    random = random_vae()
+    vae = WanVAE(random.model.to(vae_dtype), DEVICE, vae_dtype)
+    pipeline = InfiniteTalkPipeline(model, vae, random_clip(args.tiny),
+                                    TextEncoder(random_umt5(args.tiny), unigram_tokenizer(), DEVICE),
+                                    random_wav2vec(), DEVICE)
+    report["clips_vae_dtype"] = args.vae_dtype
+    dit_module.compile_blocks(model)
+    with torch.no_grad():
+        bf16_latents = turbo_latents(pipeline, args.height, args.width)  # also compiles
+        clip_stage(pipeline, ["turbo"], 1, args.quality_steps, args.height, args.width, "bf16", report)
+        print(json.dumps(report, default=str), flush=True)
+        save()
+        use_fp8_linears(model, "token")
+        model.attention.fp8_self_attention = True
+        compile_quantizers()
+        dit_module.compile_blocks(model)
+        empty_cache()
+        fp8_latents = turbo_latents(pipeline, args.height, args.width)
+        report["turbo_clip_latents_fp8_rel_err_vs_bf16"] = round(rel_err(fp8_latents, bf16_latents), 5)
+        other_seed = torch.randn_like(bf16_latents)
+        report["turbo_clip_latents_bf16_vs_unit_noise_rel"] = round(rel_err(other_seed, bf16_latents), 3)
+        save()
+        graphs = dynamo_graph_count()
+        clip_stage(pipeline, presets, args.clip_count, args.quality_steps, args.height, args.width, "fp8", report)
+        report["fp8_clips_recompiles_after_first_clip"] = dynamo_graph_count() - graphs
+    width = max(len(k) for k in report)
+    print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in report.items()))
+    save()
+
+
 def default_sdpa_kernel(inputs_shape: tuple[int, int, int, int]) -> str:
     """Name the CUDA kernels torch's SDPA picks by default for the self-attention shape."""
     from torch.profiler import ProfilerActivity, profile
@@ -338,6 +388,17 @@ def main() -> None:
     parser.add_argument("--chunk-clips", type=int, default=0,
                         help="also time a chunk of this many clips end to end through the pipeline (0: skip)")
     parser.add_argument("--chunk-preset", default="fast", choices=["fast", "quality"])
+    parser.add_argument("--fp8", action="store_true",
+                        help="after the bf16 timings, convert the model to FP8 (linears + self-attention), time it "
+                             "blocks-compiled with its error against bf16, and time batched guidance forwards "
+                             "(replaces the chunk and offload stages)")
+    parser.add_argument("--clips", default="",
+                        help="comma-separated presets (turbo,fast,quality): ONLY time whole clips through the "
+                             "pipeline, bf16 and FP8, with the turbo clip's FP8-vs-bf16 latent error")
+    parser.add_argument("--clip-count", type=int, default=2, help="clips per chunk for --clips (turbo, fast)")
+    parser.add_argument("--quality-steps", type=int, default=3,
+                        help="quality clips: steps timed before extrapolating to 40")
+    parser.add_argument("--vae-dtype", default="bf16", choices=["bf16", "fp32"], help="VAE precision for --clips")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tiny", action="store_true", help="a 2-layer narrow model: a quick check of this script")
     args = parser.parse_args()
@@ -362,6 +423,9 @@ def main() -> None:
     print(json.dumps(report), flush=True)
     config = DiTConfig(dim=128, ffn_dim=256, num_heads=2, num_layers=2) if args.tiny else DiTConfig()
     model = random_dit(config, "sdpa")
+    if args.clips:
+        clips_only(model, args, report, save)
+        return
     report["dit_parameters_billion"] = round(sum(p.numel() for p in model.parameters()) / 1e9, 2)
     report["dit_weights_gib"] = round(sum(p.numel() * p.element_size() for p in model.parameters()) / GIB, 2)
     inputs = clip_inputs(config, args.frames, args.height, args.width)
@@ -417,6 +481,7 @@ def main() -> None:
                 report[f"ours_{mode}_{kernel}_s_per_forward"] = round(seconds, 3)
                 report[f"ours_{mode}_{kernel}_peak_gib"] = round(peak_gib(), 2)
                 report[f"ours_{mode}_{kernel}_max_abs_diff_vs_eager"] = (out.float() - ours.float()).abs().max().item()
+                report[f"ours_{mode}_{kernel}_rel_diff_vs_eager"] = rel_err(out, ours)
                 reference = report.get(f"reference_{kernel}_s_per_forward")
                 if reference:
                     report[f"SPEEDUP_{mode}_{kernel}_vs_reference_{kernel}"] = round(reference / seconds, 3)
@@ -435,6 +500,20 @@ def main() -> None:
         except Exception as err:
             report["blocks_compiled_error"] = repr(err)[:300]
     show("SPEEDUP")
+
+    if args.fp8:
+        try:
+            fp8_forward_stage(model, inputs, ours, args.repeats, report)
+            show("fp8")
+            batching_stage(model, inputs, args.repeats, report, "fp8_guidance")
+        except Exception as err:
+            report["fp8_error"] = repr(err)[:600]
+        show("fp8")
+        for key in ("fp8_blocks_compiled_s_per_forward", "fp8_linears_only_blocks_compiled_s_per_forward"):
+            if report.get(key) and report.get("reference_sdpa_s_per_forward"):
+                report[f"SPEEDUP_{key.removesuffix('_s_per_forward')}_vs_reference_sdpa"] = round(
+                    float(report["reference_sdpa_s_per_forward"]) / float(report[key]), 3)
+        args.chunk_clips, args.skip_offload = 0, True  # the model now holds FP8 weights
 
     if args.chunk_clips:
         mode = ("blocks compiled" if not args.skip_compile_blocks else

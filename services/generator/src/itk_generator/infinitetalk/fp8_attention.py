@@ -4,8 +4,12 @@ and newer GPUs, and a reference implementation of the same arithmetic everywhere
 q, k and v are quantized to e4m3 with one scale per tensor (amax / 448, computed on the device,
 so no host synchronisation). Inside the kernel S = q k^T is accumulated in fp32, the softmax's
 numerator P~ = exp(S - rowmax) (so 0 < P~ <= 1) is rounded to e4m3 with the fixed scale 256
-before the P~ v product, and the output is written in bf16 (no output quantization), so only
-the two fp8 roundings of the inputs and of P~ differ from bf16 attention.
+before the P~ v product. On Blackwell the output is written in bf16; on Hopper cuDNN writes it
+in e4m3 only (measured: "sdpa fp8 forward with HALF/BFLOAT16 output is only supported on
+Blackwell"), with v's scale: every output row is a convex combination of v's rows, so |o| <=
+max|v| and o / v_scale fits e4m3's range exactly; it is decoded to bf16 right after (fused into
+the next kernels when compiled). So the fp8 roundings of q, k, v, P~ and (on Hopper) o are all
+that differs from bf16 attention.
 
 The cuDNN call is registered as a torch custom op, so `torch.compile` of a whole block treats it
 as one opaque kernel (no graph break) and fuses the quantization of q, k and v into the RoPE /
@@ -62,11 +66,12 @@ def quantize_per_tensor_4d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 def reference_fp8_attention(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: torch.Tensor,
                             k_scale: torch.Tensor, v_scale: torch.Tensor) -> torch.Tensor:
-    """The arithmetic of the FP8 kernel in fp32: [B, S, H, D] e4m3 inputs -> [B, S_q, H, D] bf16.
+    """The arithmetic of Hopper's FP8 kernel in fp32: [B, S, H, D] e4m3 inputs -> the output
+    [B, S_q, H, D] in e4m3, scaled by 1 / v_scale.
 
     Processed one head at a time to bound the fp32 score matrix."""
     head_dim = q8.shape[-1]
-    out = torch.empty(q8.shape, dtype=torch.bfloat16, device=q8.device)
+    out = torch.empty(q8.shape, dtype=FP8_DTYPE, device=q8.device)
     for head in range(q8.shape[2]):
         q = q8[:, :, head].float() * q_scale.reshape(1, 1, 1)
         k = k8[:, :, head].float() * k_scale.reshape(1, 1, 1)
@@ -74,7 +79,8 @@ def reference_fp8_attention(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor
         scores = q @ k.transpose(1, 2) / math.sqrt(head_dim)
         numerator = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
         rounded = (numerator * SOFTMAX_SCALE).to(FP8_DTYPE).float() / SOFTMAX_SCALE
-        out[:, :, head] = ((rounded @ v) / numerator.sum(dim=-1, keepdim=True)).to(torch.bfloat16)
+        result = (rounded @ v) / numerator.sum(dim=-1, keepdim=True)
+        out[:, :, head] = (result / v_scale.reshape(1, 1, 1)).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
     return out
 
 
@@ -108,51 +114,45 @@ class _CudnnGraphs:
         import cudnn
 
         handle = self.handle(device)
-        last_error: Exception | None = None
-        for out_type in (cudnn.data_type.BFLOAT16, cudnn.data_type.HALF):
-            try:
-                fp8, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
-                graph = cudnn.pygraph(io_data_type=fp8, intermediate_data_type=fp32, compute_data_type=fp32,
-                                      handle=handle)
-                # [B, S, H, D] memory seen as (b, h, s, d), the layout the projections produce
-                q_stride = (s_q * heads * dim, dim, heads * dim, 1)
-                kv_stride = (s_kv * heads * dim, dim, heads * dim, 1)
-                q = graph.tensor(name="q", dim=(batch, heads, s_q, dim), stride=q_stride, data_type=fp8)
-                k = graph.tensor(name="k", dim=(batch, heads, s_kv, dim), stride=kv_stride, data_type=fp8)
-                v = graph.tensor(name="v", dim=(batch, heads, s_kv, dim), stride=kv_stride, data_type=fp8)
-                scalars = {name: graph.tensor(name=name, dim=(1, 1, 1, 1), stride=(1, 1, 1, 1),
-                                              data_type=fp32)
-                           for name in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o")}
-                o, _stats, amax_s, amax_o = graph.sdpa_fp8(
-                    q=q, k=k, v=v, descale_q=scalars["descale_q"], descale_k=scalars["descale_k"],
-                    descale_v=scalars["descale_v"], descale_s=scalars["descale_s"], scale_s=scalars["scale_s"],
-                    scale_o=scalars["scale_o"], generate_stats=False, attn_scale=1.0 / math.sqrt(dim),
-                    use_causal_mask=False)
-                o.set_output(True).set_dim((batch, heads, s_q, dim)).set_stride(q_stride).set_data_type(out_type)
-                for amax in (amax_s, amax_o):
-                    amax.set_output(True).set_dim((1, 1, 1, 1)).set_stride((1, 1, 1, 1)).set_data_type(
-                        cudnn.data_type.FLOAT)
-                graph.validate()
-                graph.build_operation_graph()
-                graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-                graph.check_support()
-                graph.build_plans()
-            except Exception as err:  # not supported with this output type: try the next
-                last_error = err
-                continue
-            torch_out = torch.bfloat16 if out_type == cudnn.data_type.BFLOAT16 else torch.float16
-            constants = {
-                "descale_s": torch.full((1, 1, 1, 1), 1.0 / SOFTMAX_SCALE, device=device),
-                "scale_s": torch.full((1, 1, 1, 1), SOFTMAX_SCALE, device=device),
-                "scale_o": torch.ones((1, 1, 1, 1), device=device),
-                "amax_s": torch.empty((1, 1, 1, 1), device=device),
-                "amax_o": torch.empty((1, 1, 1, 1), device=device),
-            }
-            workspace = torch.empty(graph.get_workspace_size(), dtype=torch.uint8, device=device)
-            tensors = {"q": q, "k": k, "v": v, "o": o, "amax_s": amax_s, "amax_o": amax_o, **scalars}
-            return graph, tensors, constants, workspace, torch_out, handle
-        raise FP8AttentionUnavailableError(f"cuDNN has no FP8 attention for {batch}x{heads}x{s_q}x{s_kv}x{dim}: "
-                                      f"{last_error}")
+        fp8, fp32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
+        torch_out = output_dtype(device)
+        out_type = cudnn.data_type.BFLOAT16 if torch_out == torch.bfloat16 else fp8
+        try:
+            graph = cudnn.pygraph(io_data_type=fp8, intermediate_data_type=fp32, compute_data_type=fp32,
+                                  handle=handle)
+            # [B, S, H, D] memory seen as (b, h, s, d), the layout the projections produce
+            q_stride = (s_q * heads * dim, dim, heads * dim, 1)
+            kv_stride = (s_kv * heads * dim, dim, heads * dim, 1)
+            q = graph.tensor(name="q", dim=(batch, heads, s_q, dim), stride=q_stride, data_type=fp8)
+            k = graph.tensor(name="k", dim=(batch, heads, s_kv, dim), stride=kv_stride, data_type=fp8)
+            v = graph.tensor(name="v", dim=(batch, heads, s_kv, dim), stride=kv_stride, data_type=fp8)
+            scalars = {name: graph.tensor(name=name, dim=(1, 1, 1, 1), stride=(1, 1, 1, 1), data_type=fp32)
+                       for name in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o")}
+            o, _stats, amax_s, amax_o = graph.sdpa_fp8(
+                q=q, k=k, v=v, descale_q=scalars["descale_q"], descale_k=scalars["descale_k"],
+                descale_v=scalars["descale_v"], descale_s=scalars["descale_s"], scale_s=scalars["scale_s"],
+                scale_o=scalars["scale_o"], generate_stats=False, attn_scale=1.0 / math.sqrt(dim),
+                use_causal_mask=False)
+            o.set_output(True).set_dim((batch, heads, s_q, dim)).set_stride(q_stride).set_data_type(out_type)
+            for amax in (amax_s, amax_o):
+                amax.set_output(True).set_dim((1, 1, 1, 1)).set_stride((1, 1, 1, 1)).set_data_type(fp32)
+            graph.validate()
+            graph.build_operation_graph()
+            graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+            graph.check_support()
+            graph.build_plans()
+        except Exception as err:
+            raise FP8AttentionUnavailableError(
+                f"cuDNN has no FP8 attention for {batch}x{heads}x{s_q}x{s_kv}x{dim}: {err}") from err
+        constants = {
+            "descale_s": torch.full((1, 1, 1, 1), 1.0 / SOFTMAX_SCALE, device=device),
+            "scale_s": torch.full((1, 1, 1, 1), SOFTMAX_SCALE, device=device),
+            "amax_s": torch.empty((1, 1, 1, 1), device=device),
+            "amax_o": torch.empty((1, 1, 1, 1), device=device),
+        }
+        workspace = torch.empty(graph.get_workspace_size(), dtype=torch.uint8, device=device)
+        tensors = {"q": q, "k": k, "v": v, "o": o, "amax_s": amax_s, "amax_o": amax_o, **scalars}
+        return graph, tensors, constants, workspace, torch_out, handle
 
 
 _graphs = _CudnnGraphs()
@@ -164,36 +164,56 @@ def _run_cudnn(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: to
 
     graph, tensors, constants, workspace, torch_out, handle = _graphs.get(q8, k8)
     out = torch.empty(q8.shape, dtype=torch_out, device=q8.device)
+    fp8_output = torch_out == FP8_DTYPE
+    # bf16 output: unscaled; e4m3 output: o / v_scale (|o| <= max|v|, see the module docstring)
+    scale_o = torch.reciprocal(v_scale) if fp8_output else torch.ones_like(v_scale)
     pack = {
         tensors["q"]: q8, tensors["k"]: k8, tensors["v"]: v8, tensors["o"]: out,
         tensors["descale_q"]: q_scale, tensors["descale_k"]: k_scale, tensors["descale_v"]: v_scale,
         tensors["descale_s"]: constants["descale_s"], tensors["scale_s"]: constants["scale_s"],
-        tensors["scale_o"]: constants["scale_o"], tensors["amax_s"]: constants["amax_s"],
+        tensors["scale_o"]: scale_o, tensors["amax_s"]: constants["amax_s"],
         tensors["amax_o"]: constants["amax_o"],
     }
     cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
     graph.execute(pack, workspace, handle=handle)
-    return out if torch_out == torch.bfloat16 else out.to(torch.bfloat16)
+    return out
+
+
+def output_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where cuDNN writes it (Blackwell), else e4m3 scaled by 1 / v_scale (Hopper, the CPU reference)."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (10, 0):
+        return torch.bfloat16
+    return FP8_DTYPE
 
 
 @torch.library.custom_op("itk::fp8_attention", mutates_args=())
 def fp8_attention_op(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: torch.Tensor,
                      k_scale: torch.Tensor, v_scale: torch.Tensor) -> torch.Tensor:
-    """e4m3 q, k, v [B, S, H, D] with their per-tensor scales -> attention output [B, S_q, H, D] bf16."""
+    """e4m3 q, k, v [B, S, H, D] with their per-tensor scales -> the attention output [B, S_q, H, D]
+    in `output_dtype` (e4m3 outputs are o / v_scale)."""
     if q8.is_cuda:
-        return _run_cudnn(q8, k8, v8, q_scale, k_scale, v_scale)
+        out = _run_cudnn(q8, k8, v8, q_scale, k_scale, v_scale)
+        if out.dtype != output_dtype(q8.device):
+            raise FP8AttentionUnavailableError(f"cuDNN wrote {out.dtype}, expected {output_dtype(q8.device)}")
+        return out
     return reference_fp8_attention(q8, k8, v8, q_scale, k_scale, v_scale)
 
 
 @fp8_attention_op.register_fake
 def _fp8_attention_shape(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: torch.Tensor,
                          k_scale: torch.Tensor, v_scale: torch.Tensor) -> torch.Tensor:
-    return torch.empty(q8.shape, dtype=torch.bfloat16, device=q8.device)
+    return torch.empty(q8.shape, dtype=output_dtype(q8.device), device=q8.device)
 
 
 def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Attention of [B, S, H, D] q, k, v through FP8; returns [B, S_q, H, D] in q's dtype."""
+    """Attention of [B, S, H, D] q, k, v through FP8; returns [B, S_q, H, D] in q's dtype.
+
+    The decoding of an e4m3 output stays outside the custom op, so that a compiled block fuses it
+    into the output projection's own quantization."""
     q8, q_scale = quantize_per_tensor_4d(q)
     k8, k_scale = quantize_per_tensor_4d(k)
     v8, v_scale = quantize_per_tensor_4d(v)
-    return fp8_attention_op(q8, k8, v8, q_scale, k_scale, v_scale).to(q.dtype)
+    out = fp8_attention_op(q8, k8, v8, q_scale, k_scale, v_scale)
+    if out.dtype == FP8_DTYPE:
+        return (out.float() * v_scale).to(q.dtype)
+    return out.to(q.dtype)
