@@ -51,6 +51,34 @@ def dynamo_graph_count() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+def kernel_profile(fn: Callable[[], object]) -> dict[str, float]:
+    """Seconds of CUDA kernel time of one call, by kind: attention, GEMM, everything else."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    kinds = {"attention": 0.0, "gemm": 0.0, "other": 0.0}
+    top: dict[str, float] = {}
+    for event in prof.key_averages():
+        seconds = event.device_time_total / 1e6
+        if seconds <= 0:
+            continue
+        name = event.key.lower()
+        if any(word in name for word in ("sdpa", "fmha", "flash", "attention", "fprop")):
+            kinds["attention"] += seconds
+        elif any(word in name for word in ("gemm", "nvjet", "xmma", "cutlass", "scaled_mm", "matmul")):
+            kinds["gemm"] += seconds
+        else:
+            kinds["other"] += seconds
+        top[event.key[:90]] = seconds
+    result = {f"kernel_s_{kind}": round(value, 3) for kind, value in kinds.items()}
+    result["kernel_s_total"] = round(sum(kinds.values()), 3)
+    for name, seconds in sorted(top.items(), key=lambda item: -item[1])[:8]:
+        result[f"top_kernel {name}"] = round(seconds, 3)
+    return result
+
+
 def fp8_forward_stage(model: InfiniteTalkDiT, inputs: dict[str, torch.Tensor], bf16_out: torch.Tensor,
                       repeats: int, report: dict[str, object]) -> None:
     """Converts `model` to FP8 in place (its bf16 weights are freed) and times it."""
@@ -83,6 +111,7 @@ def fp8_forward_stage(model: InfiniteTalkDiT, inputs: dict[str, torch.Tensor], b
         model(**changed)
         torch.cuda.synchronize()
         report["fp8_recompiles_on_new_timestep_and_latents"] = dynamo_graph_count() - graphs
+        report.update({f"fp8_profile_{key}": value for key, value in kernel_profile(forward).items()})
 
 
 def batching_stage(model: InfiniteTalkDiT, inputs: dict[str, torch.Tensor], repeats: int,
