@@ -112,6 +112,10 @@ def fp8_forward_stage(model: InfiniteTalkDiT, inputs: dict[str, torch.Tensor], b
         torch.cuda.synchronize()
         report["fp8_recompiles_on_new_timestep_and_latents"] = dynamo_graph_count() - graphs
         report.update({f"fp8_profile_{key}": value for key, value in kernel_profile(forward).items()})
+        from itk_generator.infinitetalk.fp8_attention import plan_timings
+
+        report["fp8_attention_cudnn_plan_ms"] = {shape: {index: round(ms, 2) for index, ms in timings.items()}
+                                                 for shape, timings in plan_timings().items()}
 
 
 def batching_stage(model: InfiniteTalkDiT, inputs: dict[str, torch.Tensor], repeats: int,

@@ -170,6 +170,9 @@ def main() -> None:
         header["cudnn_frontend"] = repr(err)[:200]
     print(json.dumps(header), flush=True)
     rows = attention_rows(args.tokens, 40, 128)
+    from itk_generator.infinitetalk.fp8_attention import plan_timings
+
+    rows.append({"kernel": "cuDNN FP8 attention plans, ms each (the fastest is used)", "plans": plan_timings()})
     print(json.dumps(rows, indent=1), flush=True)
     if not args.skip_gemm:
         rows += gemm_rows(args.tokens)

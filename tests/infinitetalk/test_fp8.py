@@ -173,8 +173,10 @@ def test_fp8_backend_renders_on_the_cpu_reference(tiny_model_dir: Path) -> None:
     assert backend.pipeline is not None
     dit = backend.pipeline.dit
     assert dit.attention.fp8_self_attention
-    assert isinstance(dit.blocks[0].ffn[0], FP8Linear) and not isinstance(dit.blocks[0].audio_cross_attn.proj,
-                                                                           FP8Linear)
+    block = dit.blocks[0]
+    assert isinstance(block.ffn[0], FP8Linear) and isinstance(block.audio_cross_attn.proj, FP8Linear)
+    assert not isinstance(block.audio_cross_attn.kv_linear, FP8Linear)
+    assert not isinstance(dit.audio_proj.proj1, FP8Linear) and not isinstance(dit.head.head, FP8Linear)
 
 
 def test_fp8_settings_are_checked_at_start() -> None:

@@ -336,11 +336,12 @@ def load_strict(model: InfiniteTalkDiT, state_dict: dict[str, torch.Tensor], ass
 
 
 # The linear layers that run in FP8 with DTYPE=fp8: every projection of the self- and cross-
-# attention and both FFN layers of each block (99 % of the forward's GEMM work). The audio
-# adapter, the embeddings, the modulation and the head stay in 16/32 bits.
+# attention, both FFN layers, and the audio cross-attention's query and output projections of
+# each block (all GEMMs over the 32,760 video tokens). The audio tokens' own small projections
+# (kv_linear, audio_proj), the embeddings, the modulation and the head stay in 16/32 bits.
 FP8_BLOCK_LAYERS = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
                     "cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o", "cross_attn.k_img",
-                    "cross_attn.v_img", "ffn.0", "ffn.2")
+                    "cross_attn.v_img", "ffn.0", "ffn.2", "audio_cross_attn.q_linear", "audio_cross_attn.proj")
 
 
 def fp8_layer_names(config: DiTConfig) -> list[str]:

@@ -84,15 +84,49 @@ def reference_fp8_attention(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor
     return out
 
 
+class _Plan:
+    """One built graph: its tensors, constants, workspace and candidate plans (the fastest once timed)."""
+
+    def __init__(self, graph: object, tensors: dict, constants: dict, workspace: torch.Tensor,
+                 out_dtype: torch.dtype, handle: object, candidates: list[int]) -> None:
+        self.graph, self.tensors, self.constants, self.workspace = graph, tensors, constants, workspace
+        self.out_dtype, self.handle, self.candidates = out_dtype, handle, candidates
+        self.best: int | None = None if len(candidates) > 1 else (candidates[0] if candidates else 0)
+        self.timings_ms: dict[int, float] = {}
+
+    def execute(self, pack: dict) -> None:
+        if self.best is None:
+            self.best = self._fastest(pack)
+        self.graph.execute_plan_at_index(pack, self.workspace, self.best, handle=self.handle)
+
+    def _fastest(self, pack: dict) -> int:
+        """Time every candidate plan on the real inputs (a few runs each) and keep the fastest."""
+        for index in self.candidates:
+            try:
+                self.graph.execute_plan_at_index(pack, self.workspace, index, handle=self.handle)
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(3):
+                    self.graph.execute_plan_at_index(pack, self.workspace, index, handle=self.handle)
+                end.record()
+                end.synchronize()
+                self.timings_ms[index] = start.elapsed_time(end) / 3
+            except Exception:  # a plan that fails to run is not a candidate
+                continue
+        if not self.timings_ms:
+            raise FP8AttentionUnavailableError("no cuDNN FP8 attention plan ran")
+        return min(self.timings_ms, key=self.timings_ms.__getitem__)
+
+
 class _CudnnGraphs:
     """Built cuDNN graphs per (device, shape), their workspaces and handles."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.graphs: dict[tuple, tuple] = {}
+        self.graphs: dict[tuple, _Plan] = {}
         self.handles: dict[int, object] = {}
 
-    def get(self, q8: torch.Tensor, k8: torch.Tensor) -> tuple:
+    def get(self, q8: torch.Tensor, k8: torch.Tensor) -> _Plan:
         batch, s_q, heads, dim = q8.shape
         s_kv = k8.shape[1]
         key = (q8.device.index, batch, s_q, s_kv, heads, dim)
@@ -110,7 +144,7 @@ class _CudnnGraphs:
                 self.handles[index] = cudnn.create_handle()
         return self.handles[index]
 
-    def _build(self, device: torch.device, batch: int, heads: int, s_q: int, s_kv: int, dim: int) -> tuple:
+    def _build(self, device: torch.device, batch: int, heads: int, s_q: int, s_kv: int, dim: int) -> _Plan:
         import cudnn
 
         handle = self.handle(device)
@@ -140,7 +174,8 @@ class _CudnnGraphs:
             graph.build_operation_graph()
             graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
             graph.check_support()
-            graph.build_plans()
+            # every candidate plan (kernel configuration): the fastest is measured at the first call
+            graph.build_plans(cudnn.build_plan_policy.ALL)
         except Exception as err:
             raise FP8AttentionUnavailableError(
                 f"cuDNN has no FP8 attention for {batch}x{heads}x{s_q}x{s_kv}x{dim}: {err}") from err
@@ -150,9 +185,12 @@ class _CudnnGraphs:
             "amax_s": torch.empty((1, 1, 1, 1), device=device),
             "amax_o": torch.empty((1, 1, 1, 1), device=device),
         }
-        workspace = torch.empty(graph.get_workspace_size(), dtype=torch.uint8, device=device)
+        plans = [index for index in range(graph.get_execution_plan_count())
+                 if graph.get_workspace_size_plan_at_index(index) >= 0]
+        workspace_size = max([graph.get_workspace_size_plan_at_index(index) for index in plans] + [1])
+        workspace = torch.empty(workspace_size, dtype=torch.uint8, device=device)
         tensors = {"q": q, "k": k, "v": v, "o": o, "amax_s": amax_s, "amax_o": amax_o, **scalars}
-        return graph, tensors, constants, workspace, torch_out, handle
+        return _Plan(graph, tensors, constants, workspace, torch_out, handle, plans)
 
 
 _graphs = _CudnnGraphs()
@@ -162,11 +200,11 @@ def _run_cudnn(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: to
                v_scale: torch.Tensor) -> torch.Tensor:
     import cudnn
 
-    graph, tensors, constants, workspace, torch_out, handle = _graphs.get(q8, k8)
-    out = torch.empty(q8.shape, dtype=torch_out, device=q8.device)
-    fp8_output = torch_out == FP8_DTYPE
+    plan = _graphs.get(q8, k8)
+    tensors, constants = plan.tensors, plan.constants
+    out = torch.empty(q8.shape, dtype=plan.out_dtype, device=q8.device)
     # bf16 output: unscaled; e4m3 output: o / v_scale (|o| <= max|v|, see the module docstring)
-    scale_o = torch.reciprocal(v_scale) if fp8_output else torch.ones_like(v_scale)
+    scale_o = torch.reciprocal(v_scale) if plan.out_dtype == FP8_DTYPE else torch.ones_like(v_scale)
     pack = {
         tensors["q"]: q8, tensors["k"]: k8, tensors["v"]: v8, tensors["o"]: out,
         tensors["descale_q"]: q_scale, tensors["descale_k"]: k_scale, tensors["descale_v"]: v_scale,
@@ -174,9 +212,14 @@ def _run_cudnn(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q_scale: to
         tensors["scale_o"]: scale_o, tensors["amax_s"]: constants["amax_s"],
         tensors["amax_o"]: constants["amax_o"],
     }
-    cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
-    graph.execute(pack, workspace, handle=handle)
+    cudnn.set_stream(handle=plan.handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
+    plan.execute(pack)
     return out
+
+
+def plan_timings() -> dict[str, dict[int, float]]:
+    """Per built shape: milliseconds of each candidate cuDNN plan as measured at its first call."""
+    return {"x".join(map(str, key[1:])): dict(plan.timings_ms) for key, plan in _graphs.graphs.items()}
 
 
 def output_dtype(device: torch.device) -> torch.dtype:
