@@ -46,9 +46,15 @@ up: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
-# Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU.
+# Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU (FP8 parts: compute capability 8.9+,
+# cuDNN FP8 attention: 9.0+ and the generator's `fp8` extra). REFERENCE_DIR=path adds the reference
+# implementation's forward side by side (see README, Performance).
+REFERENCE_DIR ?=
 bench-gpu:
-	$(PYTHON) bench/gpu_infinitetalk.py
+	$(PYTHON) bench/gpu_kernels.py
+	$(PYTHON) bench/gpu_infinitetalk.py $(if $(REFERENCE_DIR),--reference-dir $(REFERENCE_DIR)) --kernels sdpa \
+		--skip-compile --skip-offload --skip-encoders --fp8
+	$(PYTHON) bench/gpu_infinitetalk.py --clips turbo,fast,quality --clip-count 2 --quality-steps 3 --vae-dtype bf16
 
 # The InfiniteTalk weights in the layout the generator loads: make download-weights MODEL_DIR=/models
 MODEL_DIR ?= models

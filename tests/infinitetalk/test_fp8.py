@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,8 @@ from itk_generator.infinitetalk.fp8 import (
     require_fp8,
 )
 from itk_generator.infinitetalk.fp8_attention import fp8_attention, quantize_per_tensor_4d
+from itk_generator.infinitetalk.pipeline import ChunkRequest
+from itk_generator.infinitetalk.sampling import preset_plan
 from itk_generator.infinitetalk.tiny import TINY_DIT
 from itk_generator.infinitetalk.weights import ModelPaths, load_dit_state_dict
 
@@ -164,19 +167,32 @@ def test_single_file_fp8_dit_loads_quantized_or_dequantized(tiny_model_dir: Path
 
 
 def test_fp8_backend_renders_on_the_cpu_reference(tiny_model_dir: Path) -> None:
+    from tests.helpers.audio import speech_like
     from tests.infinitetalk.test_backend_service import CLIP_FRAMES
 
     settings = InfiniteTalkSettings(model_dir=tiny_model_dir, device="cpu", dtype="fp8", fp8_attention="on",
-                                    preset="turbo", clip_frames=CLIP_FRAMES, size=(32, 32))
+                                    preset="turbo", clip_frames=CLIP_FRAMES, size=(32, 32), vae_dtype="bf16",
+                                    vae_tiling=True, guidance_batch=True)
     backend = InfiniteTalkBackend(settings)
     backend.load()
-    assert backend.pipeline is not None
-    dit = backend.pipeline.dit
+    pipeline = backend.pipeline
+    assert pipeline is not None and pipeline.batch_guidance
+    assert pipeline.vae.dtype == torch.bfloat16 and pipeline.vae.model.use_tiling
+    dit = pipeline.dit
     assert dit.attention.fp8_self_attention
     block = dit.blocks[0]
     assert isinstance(block.ffn[0], FP8Linear) and isinstance(block.audio_cross_attn.proj, FP8Linear)
     assert not isinstance(block.audio_cross_attn.kv_linear, FP8Linear)
     assert not isinstance(dit.audio_proj.proj1, FP8Linear) and not isinstance(dit.head.head, FP8Linear)
+
+    audio = speech_like(CLIP_FRAMES / 25, pause_every_sec=10.0, seed=1).astype(np.float32)
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    chunk = ChunkRequest(image=image, audio=audio, frame_count=CLIP_FRAMES, prompt="a person talking", seed=3,
+                         plan=preset_plan("turbo"), motion_frames=9)
+    reports: list = []
+    frames = np.concatenate(list(pipeline.generate(chunk, reports.append)))
+    assert frames.shape == (CLIP_FRAMES, 32, 32, 3) and len(reports) == 4
+    assert frames.std() > 0
 
 
 def test_fp8_settings_are_checked_at_start() -> None:
@@ -199,3 +215,19 @@ def test_a_gpu_without_fp8_is_a_start_up_error_naming_the_setting(monkeypatch: p
     with pytest.raises(BackendError, match="DTYPE=fp8"):
         backend.load()
     assert math.isclose(FP8_MAX, 448.0)
+
+
+def test_speed_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
+    for name, value in {"MODEL_DIR": str(tiny_model_dir), "DEVICE": "cpu", "DTYPE": "fp8",
+                        "FP8_ACTIVATION_SCALING": "tensor", "FP8_ATTENTION": "off", "VAE_DTYPE": "bf16",
+                        "VAE_TILING": "true", "GUIDANCE_BATCH": "1", "DIT_PATH": "/models/distilled.safetensors",
+                        "INFINITETALK_PRESET": "turbo"}.items():
+        monkeypatch.setenv(name, value)
+    settings = InfiniteTalkSettings.from_env()
+    assert (settings.dtype, settings.fp8_activation_scaling, settings.fp8_attention) == ("fp8", "tensor", "off")
+    assert (settings.vae_dtype, settings.vae_tiling, settings.guidance_batch) == ("bf16", True, True)
+    assert settings.dit_path == Path("/models/distilled.safetensors") and settings.preset == "turbo"
+    assert settings.torch_dtype == torch.bfloat16  # everything that is not an FP8 GEMM runs in bf16
+    monkeypatch.setenv("FP8_ATTENTION", "sometimes")
+    with pytest.raises(ConfigError, match="FP8_ATTENTION"):
+        InfiniteTalkSettings.from_env()

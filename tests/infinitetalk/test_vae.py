@@ -93,3 +93,17 @@ def test_latents_are_normalised_per_channel(vae):
         torch.testing.assert_close(vae.encode(video), (raw - mean) / std)
         latents = torch.randn(1, 16, 2, 2, 2)
         torch.testing.assert_close(vae.decode(latents), vae.model.decode(latents * std + mean).sample.clamp(-1, 1))
+
+
+def test_bf16_vae_stays_close_to_fp32(vae_path, vae):
+    """VAE_DTYPE=bf16: the same weights in bf16 decode and encode within bf16 rounding of fp32."""
+    half = WanVAE.load(vae_path, "cpu", torch.bfloat16)
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 16, 3, 4, 4, generator=g)
+    video32, video16 = vae.decode(latents), half.decode(latents)
+    assert video16.dtype == torch.float32 and video16.shape == video32.shape
+    assert (video16 - video32).norm() / video32.norm() < 0.05
+    frames = torch.rand(1, 3, 5, 32, 32, generator=g) * 2 - 1
+    encoded32, encoded16 = vae.encode(frames), half.encode(frames)
+    assert (encoded16 - encoded32).norm() / encoded32.norm() < 0.05
