@@ -36,6 +36,13 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `S3_PREFIX` | `videos/` | Key prefix of uploaded results. |
 | `S3_URL_EXPIRY_SEC` | `3600` | Lifetime of presigned `video_url`s (a fresh one on every GET). |
 | `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` | — | S3 credentials (read by boto3). |
+| `WEBHOOK_SECRET` | — | Signing secret of webhooks (`whsec_<base64>` or any text); unset = `webhook_url` is rejected. |
+| `WEBHOOK_MAX_ATTEMPTS` | `8` | Deliveries tried per event before giving up. |
+| `WEBHOOK_RETRY_BACKOFF_SEC` | `1` | First pause before a retry; doubles per attempt, at most 10 minutes. |
+| `WEBHOOK_TIMEOUT_SEC` | `10` | How long one delivery may take. |
+| `WEBHOOK_PROGRESS_INTERVAL_SEC` | `10` | At most one `job.progress` event per job this often. |
+| `IDEMPOTENCY_TTL_SEC` | `86400` | How long an `Idempotency-Key` is remembered. |
+| `SSE_KEEPALIVE_SEC` | `15` | A comment line on idle event streams this often, so proxies keep them open. |
 """
 
 from __future__ import annotations
@@ -118,6 +125,13 @@ class Settings:
     s3_endpoint_url: str = ""
     s3_prefix: str = "videos/"
     s3_url_expiry_sec: int = 3600
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 8
+    webhook_retry_backoff_sec: float = 1.0
+    webhook_timeout_sec: float = 10.0
+    webhook_progress_interval_sec: float = 10.0
+    idempotency_ttl_sec: float = 86400.0
+    sse_keepalive_sec: float = 15.0
 
     @property
     def database(self) -> Path:
@@ -171,4 +185,11 @@ class Settings:
             s3_endpoint_url=env_str("S3_ENDPOINT_URL", ""),
             s3_prefix=env_str("S3_PREFIX", "videos/"),
             s3_url_expiry_sec=env_int("S3_URL_EXPIRY_SEC", 3600, minimum=1),
+            webhook_secret=env_str("WEBHOOK_SECRET", ""),
+            webhook_max_attempts=env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+            webhook_retry_backoff_sec=env_float("WEBHOOK_RETRY_BACKOFF_SEC", 1.0, minimum=0.0),
+            webhook_timeout_sec=env_float("WEBHOOK_TIMEOUT_SEC", 10.0, minimum=0.1),
+            webhook_progress_interval_sec=env_float("WEBHOOK_PROGRESS_INTERVAL_SEC", 10.0, minimum=0.0),
+            idempotency_ttl_sec=env_float("IDEMPOTENCY_TTL_SEC", 86400.0, minimum=1.0),
+            sse_keepalive_sec=env_float("SSE_KEEPALIVE_SEC", 15.0, minimum=0.1),
         )

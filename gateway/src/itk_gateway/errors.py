@@ -59,3 +59,19 @@ class CreationFailedError(ApiError):
     http_status = 503
     code = "JOB_CREATION_FAILED"
     grpc_status = grpc.StatusCode.UNAVAILABLE
+
+
+class IdempotencyConflictError(ApiError):
+    """An Idempotency-Key already used with another request (or still being used by one)."""
+
+    http_status = 409
+    code = "IDEMPOTENCY_CONFLICT"
+    grpc_status = grpc.StatusCode.ALREADY_EXISTS
+
+
+class StreamNotReadyError(ApiError):
+    """The live stream has nothing to show yet (the recording is still being cut)."""
+
+    http_status = 503
+    code = "STREAM_NOT_READY"
+    grpc_status = grpc.StatusCode.UNAVAILABLE

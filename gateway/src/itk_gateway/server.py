@@ -23,12 +23,15 @@ from itk_common.logs import setup_logging
 from itk_common.shutdown import stop_on_signals, wait_until_set
 from itk_gateway.api.grpc_api import SERVICE_NAME, GatewayServicer
 from itk_gateway.api.rest import create_app
+from itk_gateway.api.rest_models import job_json
 from itk_gateway.config import Settings
 from itk_gateway.dispatch.clients import SplitterClient, StitcherClient
 from itk_gateway.dispatch.pool import EndpointPool, file_targets, static_targets
 from itk_gateway.jobs.orchestrator import Orchestrator
 from itk_gateway.jobs.runner import Backends, RunSettings
 from itk_gateway.jobs.service import JobService
+from itk_gateway.jobs.webhooks import WebhookNotifier, WebhookSettings
+from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.files import JobFiles, S3Store
 from itk_gateway.storage.store import JobStore
@@ -56,6 +59,7 @@ class Gateway:
     orchestrator: Orchestrator
     service: JobService
     metrics: GatewayMetrics
+    webhooks: WebhookNotifier
     grpc: GrpcService = field(init=False)
     rest_port: int = 0
     grpc_port: int = 0
@@ -85,6 +89,8 @@ class Gateway:
         resumed = self.orchestrator.resume_all()
         if resumed:
             log.info("resumed %d job(s): %s", len(resumed), ", ".join(resumed))
+        for job_id in resumed:
+            self.webhooks.watch(job_id, resumed=True)
         self.grpc_port = self.grpc.bind(self.settings.bind_host, self.settings.grpc_port)
         self.grpc.start()
         self._start_rest()
@@ -116,6 +122,7 @@ class Gateway:
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         self.orchestrator.stop()
+        self.webhooks.stop()
         self.grpc.stop(grace)
         if self._rest_thread is not None:
             self._rest_thread.join(timeout=grace + 5)
@@ -136,8 +143,9 @@ def build_gateway(settings: Settings) -> Gateway:
         s3 = S3Store(settings.s3_bucket, settings.s3_region, settings.s3_endpoint_url, settings.s3_prefix,
                      settings.s3_url_expiry_sec)
     pools = build_pools(settings)
+    live = LivePublisher(settings.data_dir, store, files)
     backends = Backends(SplitterClient(settings.splitter_target), StitcherClient(settings.stitcher_target),
-                        pools, s3)
+                        pools, s3, live)
 
     def endpoint_counts() -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -153,8 +161,16 @@ def build_gateway(settings: Settings) -> Gateway:
         job_timeout_sec=settings.job_timeout_sec,
     )
     orchestrator = Orchestrator(store, files, backends, run_settings, metrics)
-    service = JobService(settings, store, files, orchestrator, metrics, s3)
-    return Gateway(settings, store, files, backends, orchestrator, service, metrics)
+    service = JobService(settings, store, files, orchestrator, metrics, s3, live)
+    webhooks = WebhookNotifier(
+        store,
+        WebhookSettings(settings.webhook_secret, settings.webhook_max_attempts, settings.webhook_retry_backoff_sec,
+                        settings.webhook_timeout_sec, settings.webhook_progress_interval_sec),
+        describe=lambda record: job_json(service.view(record)) | service.progress_of(record),
+        on_delivery=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
+    )
+    service.webhooks = webhooks
+    return Gateway(settings, store, files, backends, orchestrator, service, metrics, webhooks)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ CANCELLED: JobStatus
 TIMED_OUT: JobStatus
 
 class JobOptions(_message.Message):
-    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec")
+    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec", "webhook_url")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class JobOptions(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     CHUNK_TARGET_SEC_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     prompt: str
@@ -46,7 +47,8 @@ class JobOptions(_message.Message):
     seed: int
     sampling: _common_pb2.SamplingOptions
     chunk_target_sec: float
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ...) -> None: ...
+    webhook_url: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("options", "image", "audio")
@@ -129,3 +131,33 @@ class DeleteVideoRequest(_message.Message):
 class DeleteVideoResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class StreamSegmentsRequest(_message.Message):
+    __slots__ = ("id", "from_index")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    from_index: int
+    def __init__(self, id: _Optional[str] = ..., from_index: _Optional[int] = ...) -> None: ...
+
+class SegmentPiece(_message.Message):
+    __slots__ = ("kind", "index", "start_sec", "duration_sec", "data")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[SegmentPiece.Kind]
+        INIT: _ClassVar[SegmentPiece.Kind]
+        MEDIA: _ClassVar[SegmentPiece.Kind]
+    KIND_UNSPECIFIED: SegmentPiece.Kind
+    INIT: SegmentPiece.Kind
+    MEDIA: SegmentPiece.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_SEC_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SEC_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    kind: SegmentPiece.Kind
+    index: int
+    start_sec: float
+    duration_sec: float
+    data: _common_pb2.DataPiece
+    def __init__(self, kind: _Optional[_Union[SegmentPiece.Kind, str]] = ..., index: _Optional[int] = ..., start_sec: _Optional[float] = ..., duration_sec: _Optional[float] = ..., data: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...

@@ -66,6 +66,11 @@ class GatewayStub:
                 request_serializer=infinitetalk_dot_v1_dot_gateway__pb2.DeleteVideoRequest.SerializeToString,
                 response_deserializer=infinitetalk_dot_v1_dot_gateway__pb2.DeleteVideoResponse.FromString,
                 _registered_method=True)
+        self.StreamSegments = channel.unary_stream(
+                '/infinitetalk.v1.Gateway/StreamSegments',
+                request_serializer=infinitetalk_dot_v1_dot_gateway__pb2.StreamSegmentsRequest.SerializeToString,
+                response_deserializer=infinitetalk_dot_v1_dot_gateway__pb2.SegmentPiece.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -111,6 +116,16 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamSegments(self, request, context):
+        """The video while it renders: the fMP4 initialization section, then one media segment per
+        finished part, in order, each with its slice of the original audio; ends after the last
+        part of a completed job (FAILED_PRECONDITION if the job fails or is cancelled meanwhile).
+        The pieces of one init section or segment, concatenated, are a playable fMP4 stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +158,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.DeleteVideo,
                     request_deserializer=infinitetalk_dot_v1_dot_gateway__pb2.DeleteVideoRequest.FromString,
                     response_serializer=infinitetalk_dot_v1_dot_gateway__pb2.DeleteVideoResponse.SerializeToString,
+            ),
+            'StreamSegments': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamSegments,
+                    request_deserializer=infinitetalk_dot_v1_dot_gateway__pb2.StreamSegmentsRequest.FromString,
+                    response_serializer=infinitetalk_dot_v1_dot_gateway__pb2.SegmentPiece.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +328,33 @@ class Gateway:
             '/infinitetalk.v1.Gateway/DeleteVideo',
             infinitetalk_dot_v1_dot_gateway__pb2.DeleteVideoRequest.SerializeToString,
             infinitetalk_dot_v1_dot_gateway__pb2.DeleteVideoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/infinitetalk.v1.Gateway/StreamSegments',
+            infinitetalk_dot_v1_dot_gateway__pb2.StreamSegmentsRequest.SerializeToString,
+            infinitetalk_dot_v1_dot_gateway__pb2.SegmentPiece.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,6 +10,7 @@ import grpc
 from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import MAX_PIECE_BYTES
 from itk_common.streaming import file_data_pieces
+from itk_gateway.api.grpc_segments import stream_segments
 from itk_gateway.errors import ApiError, InvalidInputError
 from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.jobs.validation import JobOptions
@@ -33,7 +34,7 @@ def options_from_message(message: gateway_pb2.JobOptions) -> JobOptions:
         width=message.width, height=message.height, provider=message.provider, prompt=message.prompt,
         push_to_s3=message.push_to_s3, dry_run=message.dry_run, force_offload=message.force_offload,
         seed=message.seed, sampling={field.name: value for field, value in message.sampling.ListFields()},
-        chunk_target_sec=message.chunk_target_sec,
+        chunk_target_sec=message.chunk_target_sec, webhook_url=message.webhook_url,
     )
 
 
@@ -62,10 +63,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     def CreateJob(self, request_iterator, context):  # noqa: N802 - gRPC method name
         try:
+            key = dict(context.invocation_metadata()).get("idempotency-key", "")
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("payload") != "options":
                 raise InvalidInputError("the first message must carry the job's options")
-            options = self.service.check_options(options_from_message(first.options))
+            # Checked now (before the upload), passed on as sent (what an Idempotency-Key compares).
+            self.service.check_options(options_from_message(first.options))
+            options = options_from_message(first.options)
             with self.service.open_upload() as upload:
                 for request in request_iterator:
                     kind = request.WhichOneof("payload")
@@ -73,7 +77,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         raise InvalidInputError("options may be sent only once, first")
                     if kind in ("image", "audio"):
                         upload.write(kind, getattr(request, kind).data)
-                return job_message(self.service.create_job(upload, options))
+                view, _ = self.service.create_job_once(upload, options, idempotency_key=key)
+                return job_message(view)
         except ApiError as error:
             self._abort(context, error)
 
@@ -101,6 +106,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             if s3 is None:
                 raise InvalidInputError("the video is on S3, which this gateway is not configured for")
             yield from _with_last(s3.iter_object(self.service.s3_key(job_id), MAX_PIECE_BYTES))
+        except ApiError as error:
+            self._abort(context, error)
+
+    def StreamSegments(self, request, context):  # noqa: N802
+        try:
+            yield from stream_segments(self.service, self._require_id(request.id, context), request.from_index,
+                                       context.is_active)
         except ApiError as error:
             self._abort(context, error)
 

@@ -16,7 +16,6 @@ import base64
 import json
 import logging
 import re
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,8 +25,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from itk_gateway.api.caller import owner_of
+from itk_gateway.api.events import add_event_routes
+from itk_gateway.api.hls import add_hls_routes
 from itk_gateway.api.multipart import receive_form
-from itk_gateway.api.rest_models import CreateJobBody, options_from_form, parse_json_body
+from itk_gateway.api.page import add_page_routes
+from itk_gateway.api.recent import add_recent_routes
+from itk_gateway.api.rest_models import (
+    ERROR_RESPONSE,
+    CreateJobBody,
+    error_response,
+    job_json,
+    options_from_form,
+    parse_json_body,
+)
 from itk_gateway.errors import ApiError, InvalidJsonError, PayloadTooLargeError
 from itk_gateway.jobs.service import JobService, JobView, Upload
 from itk_gateway.jobs.validation import JobOptions, decode_base64
@@ -42,13 +53,6 @@ JSON_OVERHEAD = 64 * 1024
 DISCARD_LIMIT = 256 * 1024 * 1024
 RANGE_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
-ERROR_SCHEMA = {
-    "type": "object", "required": ["error", "code"],
-    "properties": {"error": {"type": "string"}, "code": {"type": "string", "enum": [
-        "INVALID_JSON", "VALIDATION_ERROR", "JOB_CREATION_FAILED", "MISSING_JOB_ID", "JOB_NOT_FOUND",
-        "JOB_FETCH_FAILED", "INTERNAL_ERROR"]}},
-}
-ERROR_RESPONSE = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
 MULTIPART_SCHEMA = {
     "type": "object", "required": ["image", "audio", "width", "height"],
     "properties": {
@@ -57,32 +61,9 @@ MULTIPART_SCHEMA = {
         "provider": {"type": "string"}, "push_to_s3": {"type": "boolean"}, "dry_run": {"type": "boolean"},
         "force_offload": {"type": "boolean"}, "seed": {"type": "integer"},
         "sampling": {"type": "string", "description": "JSON object of SamplingOptions"},
-        "chunk_target_sec": {"type": "number"},
+        "chunk_target_sec": {"type": "number"}, "webhook_url": {"type": "string"},
     },
 }
-
-
-def error_response(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
-
-
-def job_json(view: JobView, video_base64: str | None = None) -> dict[str, Any]:
-    """The seed's JobResponse (empty error / video fields omitted) plus our extra fields."""
-    body: dict[str, Any] = {"id": view.id, "provider": view.provider, "status": view.status,
-                            "progress": view.progress}
-    if view.error:
-        body["error"] = view.error
-    if video_base64:
-        body["video_base64"] = video_base64
-    if view.video_url:
-        body["video_url"] = view.video_url
-    body.update(
-        chunk_count=view.chunk_count, chunks_done=view.chunks_done, frames_total=view.frames_total,
-        frames_done=view.frames_done, duration_sec=view.duration_sec, seed=view.seed, width=view.width,
-        height=view.height, video_available=view.video_available, created_at=view.created_at,
-        updated_at=view.updated_at,
-    )
-    return body
 
 
 def check_range(header: str, size: int) -> str | None:
@@ -134,7 +115,8 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         description="Lip-synced talking videos of any length: submit a portrait and a recording, poll, download.",
     )
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
-                       allow_headers=["Content-Type", "Authorization", "Range"])
+                       allow_headers=["Content-Type", "Authorization", "Range", "Idempotency-Key"],
+                       expose_headers=["Idempotent-Replayed"])
     limit = service.settings.max_upload_bytes
     limit_mb = service.settings.max_upload_mb
 
@@ -187,13 +169,15 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         content_type = request.headers.get("content-type", "")
         is_form = content_type.lower().startswith("multipart/form-data")
         ceiling = limit + JSON_OVERHEAD if is_form else limit * 4 // 3 + JSON_OVERHEAD
+        owner = owner_of(request)
+        key = request.headers.get("idempotency-key", "")
         try:
             if declared.isdigit() and int(declared) > ceiling:
                 raise PayloadTooLargeError(f"upload exceeds MAX_UPLOAD_MB={limit_mb} MiB")
             if is_form:
-                view = await _create_from_form(request, content_type)
+                view, replayed = await _create_from_form(request, content_type, owner, key)
             else:
-                view = await _create_from_json(request, ceiling)
+                view, replayed = await _create_from_json(request, ceiling, owner, key)
         except PayloadTooLargeError:
             await _discard_body(request)
             raise
@@ -205,17 +189,22 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         except Exception:
             log.exception("job creation failed")
             return error_response(500, "failed to create job", "JOB_CREATION_FAILED")
+        if replayed:
+            # The key's first request made this job: answer as then, and say it is a replay.
+            return JSONResponse({"id": view.id, "status": "IN_QUEUE"}, status_code=202,
+                                headers={"Idempotent-Replayed": "true"})
         # The seed API always answers IN_QUEUE here; the job's real state is one GET away.
         return JSONResponse({"id": view.id, "status": "IN_QUEUE"}, status_code=202)
 
-    async def _create_from_form(request: Request, content_type: str) -> JobView:
+    async def _create_from_form(request: Request, content_type: str, owner: str,
+                                key: str) -> tuple[JobView, bool]:
         upload = service.open_upload()
         with upload:
             fields = await receive_form(content_type, request.stream(), upload)
             options = options_from_form(fields)
-            return await run_in_threadpool(service.create_job, upload, options)
+            return await run_in_threadpool(service.create_job_once, upload, options, owner, key)
 
-    async def _create_from_json(request: Request, ceiling: int) -> JobView:
+    async def _create_from_json(request: Request, ceiling: int, owner: str, key: str) -> tuple[JobView, bool]:
         try:
             raw = await _read_limited(request, ceiling)
         except PayloadTooLargeError as exc:
@@ -227,20 +216,26 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         if not isinstance(document, dict):
             raise InvalidJsonError("invalid JSON body")
         body = parse_json_body(document)
-        options = service.check_options(body.options())
-        return await run_in_threadpool(_create_from_base64, body, options)
+        # Options are checked before the media is decoded (cheap errors first); the job gets
+        # them unchecked, as sent, which is also what an Idempotency-Key compares.
+        service.check_options(body.options())
+        return await run_in_threadpool(_create_from_base64, body, body.options(), owner, key)
 
-    def _create_from_base64(body: CreateJobBody, options: JobOptions) -> JobView:
+    def _create_from_base64(body: CreateJobBody, options: JobOptions, owner: str, key: str) -> tuple[JobView, bool]:
         image = decode_base64("image_base64", body.image_base64)
         audio = decode_base64("audio_base64", body.audio_base64)
         upload: Upload = service.open_upload()
         with upload:
             upload.write("image", image)
             upload.write("audio", audio)
-            return service.create_job(upload, options)
+            return service.create_job_once(upload, options, owner, key)
+
+    add_recent_routes(app, service)
+    add_event_routes(app, service, service.settings.sse_keepalive_sec)
+    add_hls_routes(app, service)
+    add_page_routes(app, service)
 
     @app.get("/jobs/", tags=["Jobs"], include_in_schema=False)
-    @app.get("/jobs", tags=["Jobs"], include_in_schema=False)
     def missing_id() -> JSONResponse:
         return error_response(400, "job ID is required", "MISSING_JOB_ID")
 

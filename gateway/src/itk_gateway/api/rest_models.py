@@ -10,11 +10,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from itk_gateway.errors import InvalidInputError
+from itk_gateway.jobs.service import JobView
 from itk_gateway.jobs.validation import JobOptions
 
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error", "code"],
+    "properties": {"error": {"type": "string"}, "code": {"type": "string", "enum": [
+        "INVALID_JSON", "VALIDATION_ERROR", "JOB_CREATION_FAILED", "MISSING_JOB_ID", "JOB_NOT_FOUND",
+        "JOB_FETCH_FAILED", "INTERNAL_ERROR", "IDEMPOTENCY_CONFLICT", "STREAM_NOT_READY"]}},
+}
+ERROR_RESPONSE = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
 BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
               "off": False}
 
@@ -36,6 +45,7 @@ class CreateJobBody(BaseModel):
     seed: int | None = None
     sampling: dict[str, Any] | None = None
     chunk_target_sec: float | None = None
+    webhook_url: str | None = None
 
     def options(self) -> JobOptions:
         return JobOptions(
@@ -43,6 +53,7 @@ class CreateJobBody(BaseModel):
             push_to_s3=bool(self.push_to_s3), dry_run=bool(self.dry_run),
             force_offload=True if self.force_offload is None else self.force_offload,
             seed=self.seed or 0, sampling=self.sampling or {}, chunk_target_sec=self.chunk_target_sec or 0.0,
+            webhook_url=self.webhook_url or "",
         )
 
 
@@ -105,4 +116,28 @@ def options_from_form(fields: dict[str, str]) -> JobOptions:
         prompt=fields.get("prompt", ""), push_to_s3=_bool(fields, "push_to_s3", False),
         dry_run=_bool(fields, "dry_run", False), force_offload=_bool(fields, "force_offload", True),
         seed=_int(fields, "seed", 0), sampling=sampling, chunk_target_sec=chunk_target_sec,
+        webhook_url=fields.get("webhook_url", ""),
     )
+
+
+def job_json(view: JobView, video_base64: str | None = None) -> dict[str, Any]:
+    """The seed's JobResponse (empty error / video fields omitted) plus our extra fields."""
+    body: dict[str, Any] = {"id": view.id, "provider": view.provider, "status": view.status,
+                            "progress": view.progress}
+    if view.error:
+        body["error"] = view.error
+    if video_base64:
+        body["video_base64"] = video_base64
+    if view.video_url:
+        body["video_url"] = view.video_url
+    body.update(
+        chunk_count=view.chunk_count, chunks_done=view.chunks_done, frames_total=view.frames_total,
+        frames_done=view.frames_done, duration_sec=view.duration_sec, seed=view.seed, width=view.width,
+        height=view.height, video_available=view.video_available, created_at=view.created_at,
+        updated_at=view.updated_at,
+    )
+    return body
+
+
+def error_response(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)

@@ -36,6 +36,7 @@ from itk_gateway.dispatch.clients import (
 from itk_gateway.dispatch.pool import AcquireCancelledError, Endpoint, EndpointPool, NoEndpointError
 from itk_gateway.errors import ApiError, CreationFailedError, InvalidInputError
 from itk_gateway.jobs.gate import AcceptGate
+from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.files import JobFiles, S3Store
 from itk_gateway.storage.store import (
@@ -70,6 +71,7 @@ class Backends:
     stitcher: StitcherClient
     pools: dict[str, EndpointPool]
     s3: S3Store | None
+    live: LivePublisher | None = None
 
 
 @dataclass
@@ -141,6 +143,8 @@ class JobRunner:
                 return
             self._arm_timeout(job)
             self.files.create_work_dir(self.job_id)
+            if self.backends.live is not None and not job.options.dry_run:
+                self.backends.live.start(self.job_id)
             self._execute(job)
         except JobEndedError:
             pass
@@ -163,9 +167,14 @@ class JobRunner:
         self._timer.start()
 
     def _finish(self) -> None:
+        live = self.backends.live
         if self.stopping and self.end_status is None:
             log.info("job %s: left resumable (gateway stopping)", self.job_id)
+            if live is not None:
+                live.stop(self.job_id)
             return
+        if live is not None and self.end_status != COMPLETED:
+            live.discard(self.job_id)
         if self.gate is not None and self.gate.error is not None:
             return  # refused at creation: the job and its files are already gone
         # Files go first, so whoever sees the final status also sees them gone.
@@ -270,6 +279,7 @@ class JobRunner:
         if record.status == CHUNK_DONE and part.exists():
             log.info("job %s: chunk %d already generated, reusing it", self.job_id, span.index)
             self.parts.put(span.index)
+            self._publish_parts()
             return
         self.store.update_chunk(self.job_id, span.index, status=CHUNK_PENDING, frames_done=0)
         self.metrics.chunks.add_pending(1)
@@ -382,11 +392,19 @@ class JobRunner:
             self.files.part(self.job_id, index).unlink(missing_ok=True)
             return f"generator {endpoint.address} made {summary.frame_count} frames, planned {frame_count}", False
         self.metrics.chunk_seconds.observe(time.monotonic() - started)
+        self.metrics.video_seconds.inc(frame_count / FPS)
         self.store.update_chunk(self.job_id, index, status=CHUNK_DONE, frames_done=frame_count,
                                 part_width=summary.width, part_height=summary.height)
         self._update_progress()
         self.parts.put(index)
+        self._publish_parts()
         return None
+
+    def _publish_parts(self) -> None:
+        """Let the live stream take the finished parts (in its own thread: it waits for order)."""
+        if self.backends.live is not None:
+            threading.Thread(target=self.backends.live.part_ready, args=(self.job_id,),
+                             name=f"{self.job_id}-live", daemon=True).start()
 
     def _chunk_spec(self, job: JobRecord, index: int, frame_count: int) -> generator_pb2.ChunkSpec:
         options = job.options
@@ -485,6 +503,9 @@ class JobRunner:
             if self.end_status is not None or self.stopping:
                 raise JobEndedError()
             self.end_status = COMPLETED
+        if has_video and self.backends.live is not None:
+            # The last segments come from the parts, which go with the work folder.
+            self.backends.live.complete(self.job_id)
         # The inputs go before the status says COMPLETED; a crash in between is caught by
         # Orchestrator.resume_all, which completes a job whose result is there.
         self.files.remove_work_dir(self.job_id)

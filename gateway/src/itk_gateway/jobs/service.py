@@ -12,15 +12,26 @@ A refused request leaves nothing behind: no row, no files.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from itk_gateway.config import Settings
-from itk_gateway.errors import InvalidInputError, JobNotFoundError, PayloadTooLargeError, WrongJobStateError
+from itk_gateway.errors import (
+    IdempotencyConflictError,
+    InvalidInputError,
+    JobNotFoundError,
+    PayloadTooLargeError,
+    StreamNotReadyError,
+    WrongJobStateError,
+)
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.orchestrator import Orchestrator
 from itk_gateway.jobs.validation import (
@@ -32,12 +43,16 @@ from itk_gateway.jobs.validation import (
     is_job_id,
     new_job_id,
 )
+from itk_gateway.jobs.webhooks import WebhookNotifier
+from itk_gateway.live.publisher import LivePublisher, Manifest, render_playlist, target_duration
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.files import JobFiles, S3Store
 from itk_gateway.storage.store import CANCELLED, COMPLETED, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 WATCH_POLL_SEC = 5.0
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+MAX_RECENT_JOBS = 100
 
 
 def _iso(timestamp: float) -> str:
@@ -79,6 +94,8 @@ class Upload:
         self.limit_mb = limit_mb
         self.received = 0
         self.sizes = {"image": 0, "audio": 0}
+        # What was uploaded, for Idempotency-Key: the same key must come with the same files.
+        self.digests = {"image": hashlib.sha256(), "audio": hashlib.sha256()}
         self._handles: dict[str, BinaryIO] = {}
         files.create_work_dir(self.job_id)
 
@@ -94,6 +111,7 @@ class Upload:
             handle = self._handles[kind] = self.path(kind).open("wb")
         handle.write(data)
         self.sizes[kind] += len(data)
+        self.digests[kind].update(data)
 
     def close_files(self) -> None:
         for handle in self._handles.values():
@@ -115,8 +133,9 @@ class Upload:
 
 class JobService:
     def __init__(self, settings: Settings, store: JobStore, files: JobFiles, orchestrator: Orchestrator,
-                 metrics: GatewayMetrics, s3: S3Store | None) -> None:
+                 metrics: GatewayMetrics, s3: S3Store | None, live: LivePublisher | None = None) -> None:
         self.settings = settings
+        self.live = live
         self.store = store
         self.files = files
         self.orchestrator = orchestrator
@@ -125,7 +144,10 @@ class JobService:
         self.rules = OptionRules(
             providers=list(settings.pool_targets()), default_provider=settings.default_provider,
             aliases=settings.provider_aliases, s3_enabled=s3 is not None,
+            webhooks_enabled=bool(settings.webhook_secret),
         )
+        # Set by the gateway once built (it needs this service to describe jobs).
+        self.webhooks: WebhookNotifier | None = None
 
     # -- creating ------------------------------------------------------------------------
 
@@ -135,7 +157,39 @@ class JobService:
     def check_options(self, options: JobOptions) -> JobOptions:
         return check_options(options, self.rules)
 
-    def create_job(self, upload: Upload, options: JobOptions) -> JobView:
+    def create_job_once(self, upload: Upload, options: JobOptions, owner: str = "",
+                        idempotency_key: str = "") -> tuple[JobView, bool]:
+        """create_job under an Idempotency-Key: the key's first request creates the job, a repeat
+        with the same options and files returns that job (True: a replay), another request with
+        the key is a conflict. Without a key, every request creates a job."""
+        if not idempotency_key:
+            return self.create_job(upload, options, owner), False
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            upload.discard()
+            raise InvalidInputError("Idempotency-Key: 1 to 255 printable ASCII characters without spaces")
+        upload.close_files()
+        fingerprint = hashlib.sha256(json.dumps(
+            [asdict(options), upload.digests["image"].hexdigest(), upload.digests["audio"].hexdigest()],
+            sort_keys=True).encode()).hexdigest()
+        held = self.store.claim_idempotency_key(owner, idempotency_key, fingerprint,
+                                                self.settings.idempotency_ttl_sec)
+        if held is not None:
+            upload.discard()
+            held_fingerprint, job_id = held
+            if held_fingerprint != fingerprint:
+                raise IdempotencyConflictError("Idempotency-Key was already used with a different request")
+            if not job_id:
+                raise IdempotencyConflictError("a request with this Idempotency-Key is still being processed")
+            return self.get_job(job_id), True
+        try:
+            view = self.create_job(upload, options, owner)
+        except BaseException:
+            self.store.settle_idempotency_key(owner, idempotency_key, None)
+            raise
+        self.store.settle_idempotency_key(owner, idempotency_key, view.id)
+        return view, False
+
+    def create_job(self, upload: Upload, options: JobOptions, owner: str = "") -> JobView:
         """Validate, record and start the job; on any error the upload is removed."""
         try:
             upload.close_files()
@@ -144,7 +198,7 @@ class JobService:
                 raise InvalidInputError("image: required")
             check_audio_present("audio", upload.sizes["audio"])
             check_image("image", upload.path("image").read_bytes(), self.settings.max_image_pixels)
-            self.store.create_job(upload.job_id, options)
+            self.store.create_job(upload.job_id, options, owner=owner)
         except BaseException:
             upload.discard()
             raise
@@ -156,6 +210,8 @@ class JobService:
             upload.discard()
             raise
         gate.wait(self.settings.split_accept_timeout_sec)
+        if self.webhooks is not None:
+            self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
         log.info("job %s accepted (%dx%d, provider %s, %d bytes)", upload.job_id, options.width,
                  options.height, options.provider, upload.received)
@@ -188,6 +244,25 @@ class JobService:
 
     def get_job(self, job_id: str) -> JobView:
         return self.view(self._record(job_id))
+
+    def recent_jobs(self, owner: str, limit: int = 20) -> list[JobView]:
+        """The owner's newest jobs first (at most MAX_RECENT_JOBS)."""
+        if not 1 <= limit <= MAX_RECENT_JOBS:
+            raise InvalidInputError(f"limit: must be between 1 and {MAX_RECENT_JOBS}")
+        records = (self.store.get_job(job_id) for job_id in self.store.recent_job_ids(owner, limit))
+        return [self.view(record) for record in records if record is not None]
+
+    def progress(self, job_id: str) -> dict:
+        """The job with its pieces (chunks), live segments and an estimate of the time left."""
+        record = self._record(job_id)
+        return self.progress_of(record)
+
+    def progress_of(self, record: JobRecord) -> dict:
+        chunks = self.store.chunks(record.id)
+        pieces = [{"index": c.idx, "status": c.status, "frames_done": c.frames_done, "frames": c.frame_count,
+                   "endpoint": c.endpoint, "attempts": c.attempts} for c in chunks]
+        segments = len(self.live.manifest(record.id).segments) if self.live is not None else 0
+        return {"pieces": pieces, "segments_ready": segments, "eta_sec": _time_left(record)}
 
     def watch_job(self, job_id: str, active: Callable[[], bool] = lambda: True) -> Iterator[JobView]:
         """Yield the job now and after every change, until it ends (or `active()` turns false)."""
@@ -229,11 +304,44 @@ class JobService:
     def delete_video(self, job_id: str) -> None:
         """Idempotent: deleting a video that is gone (or never was) succeeds."""
         record = self._record(job_id)
+        if record.finished and self.live is not None:
+            self.live.discard(job_id)
         self.files.remove_result(job_id)
         if record.s3_key and self.s3 is not None:
             self.s3.delete(record.s3_key)
         if record.has_video:
             self.store.update_job(job_id, has_video=0)
+
+    # -- the live stream -----------------------------------------------------------------
+
+    def live_manifest(self, job_id: str) -> tuple[JobRecord, Manifest]:
+        """The job's live segments so far; errors when it has or will have none."""
+        record = self._record(job_id)
+        if self.live is None:
+            raise WrongJobStateError("live streams are not enabled on this gateway")
+        if record.options.dry_run:
+            raise WrongJobStateError(f"job {job_id} is a dry run: it has no video")
+        if record.finished and record.status != COMPLETED:
+            raise WrongJobStateError(f"job {job_id} has no stream: it is {record.status}")
+        manifest = self.live.manifest(job_id)
+        if record.status == COMPLETED and not manifest.ended:
+            raise WrongJobStateError(f"job {job_id} has no stream: its video was deleted")
+        return record, manifest
+
+    def playlist(self, job_id: str) -> str:
+        """The HLS playlist; StreamNotReadyError until the recording is cut (its plan gives the
+        segments' target duration, which a playlist must not change)."""
+        record, manifest = self.live_manifest(job_id)
+        if not record.split_done:
+            raise StreamNotReadyError(f"job {job_id} is still being split; try again in a moment")
+        return render_playlist(manifest, target_duration([c.frame_count for c in self.store.chunks(job_id)]))
+
+    def live_file(self, job_id: str, name: str) -> Path:
+        self.live_manifest(job_id)
+        path = self.live.segment_path(job_id, name) if self.live is not None else None
+        if path is None:
+            raise JobNotFoundError(f"job {job_id} has no segment {name!r}")
+        return path
 
     # -- cancelling ----------------------------------------------------------------------
 
@@ -244,6 +352,16 @@ class JobService:
             status = current.status if current else record.status
             raise WrongJobStateError(f"job {job_id} already ended: it is {status}")
         return self.get_job(job_id)
+
+
+def _time_left(record: JobRecord) -> float | None:
+    """Seconds until the job is done at the rate frames have been generated so far (None when
+    there is no rate yet or the job ended)."""
+    if record.finished or not record.split_done or record.frames_done <= 0 or record.frames_total <= 0:
+        return None
+    elapsed = max(0.0, time.time() - record.created_at)
+    left = record.frames_total - min(record.frames_done, record.frames_total)
+    return round(elapsed * left / record.frames_done, 1)
 
 
 def _changed(before: JobView, after: JobView) -> bool:

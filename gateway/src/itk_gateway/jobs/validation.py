@@ -20,6 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
@@ -27,6 +28,7 @@ from itk_gateway.errors import InvalidInputError
 
 MAX_DIMENSION = 4096
 MAX_PROMPT_CHARS = 4000
+MAX_URL_CHARS = 2048
 JOB_ID_PATTERN = re.compile(r"^job-[0-9]{1,20}-[0-9a-f]{8}$")
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"}
 SAMPLING_FIELDS = {
@@ -64,6 +66,8 @@ class JobOptions:
     seed: int = 0
     sampling: dict[str, Any] = field(default_factory=dict)
     chunk_target_sec: float = 0.0
+    # Where the job's events are POSTed (see jobs/webhooks.py); "" = no webhook.
+    webhook_url: str = ""
 
 
 # Remote GPU providers a deployment may add as pools (GENERATOR_POOLS); named in the error when absent.
@@ -78,6 +82,7 @@ class OptionRules:
     default_provider: str
     aliases: dict[str, str]
     s3_enabled: bool
+    webhooks_enabled: bool = False
 
 
 def resolve_provider(requested: str, rules: OptionRules) -> str:
@@ -150,7 +155,22 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
     if options.chunk_target_sec < 0 or options.chunk_target_sec > 3600:
         raise InvalidInputError("chunk_target_sec: must be between 0 (server default) and 3600")
     options.sampling = check_sampling(options.sampling)
+    options.webhook_url = check_webhook_url(options.webhook_url)
+    if options.webhook_url and not rules.webhooks_enabled:
+        raise InvalidInputError("webhook_url: webhooks are not configured on this server (WEBHOOK_SECRET is unset)")
     return options
+
+
+def check_webhook_url(url: str) -> str:
+    url = (url or "").strip()
+    if not url:
+        return ""
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidInputError(f"webhook_url: at most {MAX_URL_CHARS} characters")
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise InvalidInputError(f"webhook_url: must be an http:// or https:// URL with a host, got {url!r}")
+    return url
 
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)

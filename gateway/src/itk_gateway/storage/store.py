@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    job_id TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    PRIMARY KEY (owner, key)
+);
 CREATE TABLE IF NOT EXISTS chunks (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -92,6 +100,7 @@ class JobRecord:
     updated_at: float
     chunks_done: int = 0
     frames_done: int = 0
+    owner: str = ""
 
     @property
     def finished(self) -> bool:
@@ -111,6 +120,15 @@ class JobStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added after the first release, for databases made before them."""
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in columns:
+            # Who submitted the job ("" without API keys): lists and webhooks are per owner.
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at)")
 
     def close(self) -> None:
         with self._lock:
@@ -121,6 +139,11 @@ class JobStore:
     def _touch(self, job_id: str) -> None:
         self._versions[job_id] = self._versions.get(job_id, 0) + 1
         self._changed.notify_all()
+
+    def notify(self, job_id: str) -> None:
+        """Wake the job's watchers for a change kept outside the database (a new live segment)."""
+        with self._lock:
+            self._touch(job_id)
 
     def version(self, job_id: str) -> int:
         with self._lock:
@@ -134,13 +157,13 @@ class JobStore:
 
     # -- jobs ----------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, options: JobOptions, status: str = IN_QUEUE) -> None:
+    def create_job(self, job_id: str, options: JobOptions, status: str = IN_QUEUE, owner: str = "") -> None:
         now = time.time()
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, provider, status, options, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, options.provider, status, json.dumps(asdict(options)), now, now),
+                "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, options.provider, status, json.dumps(asdict(options)), now, now, owner),
             )
             self._touch(job_id)
 
@@ -166,6 +189,7 @@ class JobStore:
             duration_sec=row["duration_sec"], split_done=bool(row["split_done"]),
             has_video=bool(row["has_video"]), s3_key=row["s3_key"], created_at=row["created_at"],
             updated_at=row["updated_at"], chunks_done=int(totals["done"]), frames_done=int(totals["frames"]),
+            owner=row["owner"],
         )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -214,6 +238,43 @@ class JobStore:
                 "SELECT id FROM jobs WHERE status IN (?, ?) ORDER BY created_at", ACTIVE_STATUSES
             ).fetchall()
         return [row["id"] for row in rows]
+
+    def recent_job_ids(self, owner: str, limit: int) -> list[str]:
+        """The owner's jobs, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE owner = ? ORDER BY created_at DESC, id DESC LIMIT ?", (owner, limit)
+            ).fetchall()
+        return [row["id"] for row in rows]
+
+    # -- idempotency keys ----------------------------------------------------------------
+
+    def claim_idempotency_key(self, owner: str, key: str, fingerprint: str,
+                              max_age_sec: float) -> tuple[str, str] | None:
+        """Reserve `key` for a new request, or return what holds it: (fingerprint, job id; "" while
+        the first request is still being created). Keys older than `max_age_sec` are forgotten."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - max_age_sec,))
+            row = self._db.execute(
+                "SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = ? AND key = ?", (owner, key)
+            ).fetchone()
+            if row is not None:
+                return row["fingerprint"], row["job_id"]
+            self._db.execute(
+                "INSERT INTO idempotency_keys (owner, key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
+                (owner, key, fingerprint, now),
+            )
+            return None
+
+    def settle_idempotency_key(self, owner: str, key: str, job_id: str | None) -> None:
+        """Record the job a reserved key created, or release the key (None) when creation failed."""
+        with self._lock:
+            if job_id is None:
+                self._db.execute("DELETE FROM idempotency_keys WHERE owner = ? AND key = ?", (owner, key))
+            else:
+                self._db.execute("UPDATE idempotency_keys SET job_id = ? WHERE owner = ? AND key = ?",
+                                 (job_id, owner, key))
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)

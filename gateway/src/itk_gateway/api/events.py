@@ -1,0 +1,72 @@
+"""`GET /jobs/{id}/events`: the job's state and progress as server-sent events.
+
+Events, each `data:` a JSON object (the job as `GET /jobs/{id}` shows it, without the video, plus
+`pieces`, `segments_ready` and `eta_sec`):
+    status     the status changed (the first event is always one)
+    progress   anything else changed: frames, pieces, a new live segment
+    end        the job ended; the stream closes after it
+A comment line (`: keep-alive`) goes out every SSE_KEEPALIVE_SEC without a change, so proxies
+do not close an idle stream. Progress events are at most PROGRESS_MIN_INTERVAL_SEC apart;
+changes in between are folded into the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from itk_gateway.api.rest_models import job_json
+from itk_gateway.jobs.service import JobService
+
+PROGRESS_MIN_INTERVAL_SEC = 0.25
+RECONNECT_MS = 2000
+
+
+def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def add_event_routes(app: FastAPI, service: JobService, keepalive_sec: float) -> None:
+    store = service.store
+
+    @app.get("/jobs/{job_id}/events", tags=["Jobs"], response_model=None,
+             responses={200: {"content": {"text/event-stream": {}}}})
+    def job_events(job_id: str, request: Request) -> StreamingResponse:
+        """Server-sent events: `status`, `progress`, then `end`; keep-alive comments while idle."""
+        service.get_job(job_id)  # 404 before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            yield f"retry: {RECONNECT_MS}\n\n"
+            last_status = ""
+            last_body: dict[str, Any] | None = None
+            while True:
+                version = store.version(job_id)
+                record = store.get_job(job_id)
+                if record is None:
+                    return
+                body = job_json(service.view(record)) | service.progress_of(record)
+                if body != last_body:
+                    kind = "status" if record.status != last_status else "progress"
+                    yield sse(kind, body, version)
+                    last_status, last_body = record.status, body
+                if record.finished:
+                    yield sse("end", {"id": job_id, "status": record.status}, version)
+                    return
+                if await request.is_disconnected():
+                    return
+                seen = await run_in_threadpool(store.wait_for_change, job_id, version, keepalive_sec)
+                if seen == version:
+                    yield ": keep-alive\n\n"
+                else:
+                    await asyncio.sleep(PROGRESS_MIN_INTERVAL_SEC)
+
+        # no-transform and X-Accel-Buffering keep proxies (nginx) from buffering the stream.
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"})

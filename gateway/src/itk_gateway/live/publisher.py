@@ -1,0 +1,254 @@
+"""The growing HLS stream of a job: segments made as parts finish, the playlist read from them.
+
+Layout under DATA_DIR/live/<job id>/:
+    audio.m4a                the recording encoded once as AAC (started when the job starts)
+    init-<n>.mp4             initialization sections (one, unless a part's codec setup differs)
+    seg-<index>.m4s          one media segment per part, written only after every earlier one
+    manifest.json            what the playlist lists: segments (init, start, frames), ended
+Files are written under a temporary name and renamed, and the manifest is replaced last, so a
+reader never sees a segment that is not complete. A job that does not complete loses its
+folder; a completed job keeps it until its video is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import threading
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from itk_common.constants import FPS
+from itk_gateway.live.segments import TIMELINE_START, SegmentError, encode_recording, mux_segment
+from itk_gateway.storage.files import JobFiles
+from itk_gateway.storage.store import CHUNK_DONE, JobStore
+
+log = logging.getLogger(__name__)
+SEGMENT_NAME = re.compile(r"^(init-[0-9]{1,5}\.mp4|seg-[0-9]{5}\.m4s)$")
+BTRT = b"btrt"
+
+
+@dataclass
+class SegmentEntry:
+    index: int
+    init: int
+    start_frame: int
+    frame_count: int
+
+    @property
+    def name(self) -> str:
+        return f"seg-{self.index:05d}.m4s"
+
+    @property
+    def duration_sec(self) -> float:
+        return self.frame_count / FPS
+
+
+@dataclass
+class Manifest:
+    segments: list[SegmentEntry] = field(default_factory=list)
+    inits: int = 0
+    ended: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        return cls([SegmentEntry(**s) for s in raw["segments"]], raw["inits"], raw["ended"])
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"segments": [asdict(s) for s in self.segments], "inits": self.inits,
+                                   "ended": self.ended}))
+        tmp.replace(path)
+
+
+def _comparable_init(init: bytes) -> bytes:
+    """The initialization section without its bit-rate box, which differs between any two parts."""
+    at = init.find(BTRT)
+    if at < 0 or at + 16 > len(init):
+        return init
+    return init[:at + 4] + bytes(12) + init[at + 16:]
+
+
+def render_playlist(manifest: Manifest, target_duration_sec: float) -> str:
+    """An HLS EVENT playlist (fMP4, version 7); ends with EXT-X-ENDLIST once the job completed."""
+    lines = [
+        "#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-PLAYLIST-TYPE:EVENT",
+        f"#EXT-X-TARGETDURATION:{max(1, math.ceil(target_duration_sec))}",
+        "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES",
+    ]
+    current_init = -1
+    for segment in manifest.segments:
+        if segment.init != current_init:
+            if current_init >= 0:
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f'#EXT-X-MAP:URI="init-{segment.init}.mp4"')
+            current_init = segment.init
+        lines.append(f"#EXTINF:{segment.duration_sec:.3f},")
+        lines.append(segment.name)
+    if manifest.ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+class _JobStream:
+    """One job's segment maker; `lock` serialises segment making for the job."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.lock = threading.Lock()
+        self.audio_ready = threading.Event()
+        self.audio_error: str = ""
+
+
+class LivePublisher:
+    """Makes each job's HLS segments as its parts finish; runners call it, the APIs read it."""
+
+    def __init__(self, data_dir: Path, store: JobStore, files: JobFiles) -> None:
+        self.root = data_dir / "live"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.store = store
+        self.files = files
+        self._streams: dict[str, _JobStream] = {}
+        self._lock = threading.Lock()
+
+    def folder(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def manifest(self, job_id: str) -> Manifest:
+        return Manifest.load(self.folder(job_id) / "manifest.json")
+
+    def segment_path(self, job_id: str, name: str) -> Path | None:
+        """A segment or initialization file of the job, if `name` is one and it exists."""
+        if not SEGMENT_NAME.fullmatch(name):
+            return None
+        path = self.folder(job_id) / name
+        return path if path.exists() else None
+
+    # -- called by the job runner ------------------------------------------------------------
+
+    def _stream(self, job_id: str) -> _JobStream:
+        """The job's stream state; made on first use, which starts encoding the audio."""
+        with self._lock:
+            stream = self._streams.get(job_id)
+            if stream is not None:
+                return stream
+            stream = self._streams[job_id] = _JobStream(self.folder(job_id))
+        stream.folder.mkdir(parents=True, exist_ok=True)
+        threading.Thread(target=self._encode_audio, args=(job_id, stream), name=f"{job_id}-live-audio",
+                         daemon=True).start()
+        return stream
+
+    def start(self, job_id: str) -> None:
+        """Encode the recording's audio in the background while the first parts render."""
+        self._stream(job_id)
+
+    def _encode_audio(self, job_id: str, stream: _JobStream) -> None:
+        target = stream.folder / "audio.m4a"
+        try:
+            if not target.exists():
+                encode_recording(self.files.audio(job_id), target)
+        except (SegmentError, OSError) as exc:
+            stream.audio_error = str(exc)
+            log.warning("job %s: no live stream: %s", job_id, exc)
+        finally:
+            stream.audio_ready.set()
+
+    def part_ready(self, job_id: str, timeout: float = 600.0) -> None:
+        """Append segments for every finished part that now follows the ones already made."""
+        job = self.store.get_job(job_id)
+        with self._lock:
+            known = job_id in self._streams
+        if job is None or (job.finished and not known):
+            return  # a late call for a job whose stream is already closed or removed
+        stream = self._stream(job_id)
+        if not stream.audio_ready.wait(timeout) or stream.audio_error:
+            return
+        with stream.lock:
+            try:
+                self._extend(job_id, stream)
+            except (SegmentError, OSError) as exc:
+                log.warning("job %s: live segment failed: %s", job_id, exc)
+
+    def _extend(self, job_id: str, stream: _JobStream) -> None:
+        job = self.store.get_job(job_id)
+        if job is None:
+            return
+        manifest_path = stream.folder / "manifest.json"
+        manifest = Manifest.load(manifest_path)
+        chunks = self.store.chunks(job_id)
+        start_frame = sum(c.frame_count for c in chunks[:len(manifest.segments)])
+        last_init = stream.folder / f"init-{manifest.inits - 1}.mp4"
+        added = False
+        for chunk in chunks[len(manifest.segments):]:
+            part = self.files.part(job_id, chunk.idx)
+            if chunk.status != CHUNK_DONE or not part.exists():
+                break
+            last = job.split_done and chunk.idx == job.chunk_count - 1
+            segment = mux_segment(part, stream.folder / "audio.m4a", start_frame, chunk.frame_count, last,
+                                  stream.folder / f"seg-{chunk.idx:05d}.mux")
+            if manifest.inits == 0 or _comparable_init(segment.init) != _comparable_init(last_init.read_bytes()):
+                last_init = stream.folder / f"init-{manifest.inits}.mp4"
+                _write(last_init, segment.init)
+                manifest.inits += 1
+            entry = SegmentEntry(chunk.idx, manifest.inits - 1, start_frame, chunk.frame_count)
+            _write(stream.folder / entry.name, segment.media)
+            manifest.segments.append(entry)
+            start_frame += chunk.frame_count
+            added = True
+        if added:
+            manifest.save(manifest_path)
+            self.store.notify(job_id)
+
+    def complete(self, job_id: str) -> None:
+        """The job completed: make what is left and close the playlist."""
+        stream = self._stream(job_id)
+        self.part_ready(job_id)
+        with stream.lock:
+            manifest_path = stream.folder / "manifest.json"
+            manifest = Manifest.load(manifest_path)
+            manifest.ended = True
+            if stream.folder.exists():
+                manifest.save(manifest_path)
+        self._forget(job_id)
+        self.store.notify(job_id)
+
+    def discard(self, job_id: str) -> None:
+        """The job ended without a video, or its video was deleted: remove its stream."""
+        with self._lock:
+            stream = self._streams.pop(job_id, None)
+        if stream is not None:
+            with stream.lock:
+                shutil.rmtree(stream.folder, ignore_errors=True)
+        shutil.rmtree(self.folder(job_id), ignore_errors=True)
+        self.store.notify(job_id)
+
+    def stop(self, job_id: str) -> None:
+        """The gateway stops: keep the files (the resumed job continues them), drop the state."""
+        self._forget(job_id)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._streams.pop(job_id, None)
+
+
+def target_duration(frame_counts: list[int]) -> float:
+    """EXT-X-TARGETDURATION: the longest segment, which is the longest chunk of the plan."""
+    return max((Fraction(n, FPS) for n in frame_counts), default=Fraction(1)).__float__()
+
+
+def timeline_start_sec() -> float:
+    return float(TIMELINE_START)
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
