@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch that tests use; GPU images install their own CUDA build.
 TORCH_CPU := torch==2.13.0
 
-PACKAGES := common services/splitter services/stitcher services/generator gateway
+PACKAGES := common services/splitter services/stitcher services/generator gateway client
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install proto proto-check lint test test-fast run up bench bench-gpu k8s-check images download-weights clean
+.PHONY: install browser proto proto-check lint test test-fast run up bench bench-gpu k8s-check images download-weights clean
 
 install: $(STAMP)
 
@@ -19,8 +19,18 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_CPU)
 	$(PIP) install -q -e "common[media]" -e services/splitter -e services/stitcher \
-		-e "services/generator[infinitetalk,providers]" -e gateway -r requirements-dev.txt grpcio-tools==1.85.1
+		-e "services/generator[infinitetalk,providers]" -e gateway -e client -r requirements-dev.txt grpcio-tools==1.85.1
 	touch $(STAMP)
+
+# The web page's tests drive Debian's chromium through Playwright; apt runs only when it is missing.
+BROWSER_STAMP := $(VENV)/.browser
+browser: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+	touch $(BROWSER_STAMP)
 
 proto: $(STAMP)
 	$(PY) scripts/gen_protos.py
@@ -31,7 +41,7 @@ proto-check: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) proto-check lint k8s-check
+test: $(STAMP) $(BROWSER_STAMP) proto-check lint k8s-check
 	$(VENV)/bin/pytest tests
 
 test-fast: $(STAMP)

@@ -7,58 +7,32 @@ client of that API does. The result lands in out/demo.mp4.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
-import shutil
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from itk_client import Client, Job  # noqa: E402
+from itk_client.cli import follow  # noqa: E402
 from scripts.stack import Stack  # noqa: E402
 
 SAMPLE = ROOT / "assets" / "sample"
 
 
-def request(method: str, url: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as reply:
-        return json.loads(reply.read() or b"{}")
-
-
-def progress_bar(progress: int, status: str, width: int = 40) -> str:
-    filled = width * progress // 100
-    return f"\r[{'#' * filled}{'.' * (width - filled)}] {progress:3d}% {status:<10}"
-
-
-def run_job(stack: Stack, image: Path, audio: Path, width: int, height: int, out: Path) -> dict:
-    job = request("POST", f"{stack.rest_url}/jobs", {
-        "image_base64": base64.b64encode(image.read_bytes()).decode(),
-        "audio_base64": base64.b64encode(audio.read_bytes()).decode(),
-        "width": width,
-        "height": height,
-        "prompt": "A woman is talking to the camera.",
-    })
-    print(f"job {job['id']} accepted")
-    while True:
-        state = request("GET", f"{stack.rest_url}/jobs/{job['id']}")
-        print(progress_bar(int(state.get("progress", 0)), state["status"]), end="", file=sys.stderr, flush=True)
-        if state["status"] not in ("IN_QUEUE", "RUNNING"):
-            print(file=sys.stderr)
-            break
-        time.sleep(0.5)
-    if state["status"] != "COMPLETED":
-        raise SystemExit(f"job ended {state['status']}: {state.get('error')}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(f"{stack.rest_url}/jobs/{job['id']}/video", timeout=60) as reply, \
-            out.open("wb") as handle:
-        shutil.copyfileobj(reply, handle)
-    return state
+def run_job(stack: Stack, image: Path, audio: Path, width: int, height: int, out: Path) -> Job:
+    with Client(stack.rest_url) as client:
+        job_id = client.submit_json(image.read_bytes(), audio.read_bytes(), width, height,
+                                    prompt="A woman is talking to the camera.")
+        print(f"job {job_id} accepted")
+        final = follow(client, job_id)  # a progress bar following the job's server-sent events
+        if final.status != "COMPLETED":
+            raise SystemExit(f"job ended {final.status}: {final.error}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        client.download(job_id, out)
+    return final
 
 
 def main() -> int:
@@ -90,7 +64,7 @@ def main() -> int:
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}: "
           f"{info.width}x{info.height}, {info.frame_count} frames at {info.fps:g} fps "
           f"({info.duration_sec:.2f} s video, {info.audio_duration_sec:.2f} s audio), "
-          f"{state.get('chunk_count', '?')} chunks, {elapsed:.1f} s in all")
+          f"{state.chunk_count} chunks, {elapsed:.1f} s in all")
     return 0
 
 

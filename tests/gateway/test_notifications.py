@@ -56,7 +56,7 @@ def test_events_stream_status_progress_keepalives_and_end(make_gateway: Callable
     states = [json.loads(data) for kind, data in events if kind in ("status", "progress")]
     assert [s["status"] for s in states if s["status"] != states[0]["status"]][-1] == "COMPLETED"
     frames = [s["frames_done"] for s in states]
-    assert frames == sorted(frames) and 0 < len(set(frames)) and frames[-1] == states[-1]["frames_total"]
+    assert frames == sorted(frames) and len(set(frames)) > 0 and frames[-1] == states[-1]["frames_total"]
     running = [s for s in states if s["status"] == "RUNNING"]
     assert running and all("pieces" in s and "eta_sec" in s and "segments_ready" in s for s in running)
     assert any(p["status"] == "running" and p["endpoint"] for s in running for p in s["pieces"])
@@ -108,7 +108,7 @@ def receiver() -> Iterator[Receiver]:
     state = Receiver(secret_key(SECRET))
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.send_response(state.handle(self))
             self.end_headers()
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from itk_client import Client, GatewayError
 from itk_common.constants import FPS
 from itk_common.video import probe_video
-from itk_gateway.client import GatewayClient, GatewayError
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import SIZE, json_job, leftovers, post_json, silence_wav, speech_wav
 from tests.helpers.rest import call, wait_for_job
@@ -73,13 +73,13 @@ def test_multipart_upload_with_the_client_and_ranges(gateway: Gateway, portrait:
     image, audio = tmp_path / "portrait.png", tmp_path / "speech.wav"
     image.write_bytes(portrait)
     audio.write_bytes(speech_wav(SECONDS, seed=4))
-    client = GatewayClient(gateway.rest_url)
-    updates: list[dict] = []
-    job_id = client.submit_files(image, audio, SIZE, SIZE, seed=1234, prompt="a person talking")
-    final = client.wait(job_id, timeout=120, poll=0.05, on_update=updates.append)
-    assert final["status"] == "COMPLETED", final
-    assert final["seed"] == 1234
-    progress = [update["progress"] for update in updates]
+    client = Client(gateway.rest_url)
+    updates: list = []
+    job_id = client.submit(image, audio, SIZE, SIZE, seed=1234, prompt="a person talking").id
+    final = client.wait(job_id, timeout=120, on_update=updates.append)
+    assert final.status == "COMPLETED", final
+    assert final.seed == 1234
+    progress = [update.progress for update in updates]
     assert progress == sorted(progress) and progress[-1] == 100
 
     out = tmp_path / "out.mp4"
@@ -110,13 +110,13 @@ def test_multipart_upload_with_the_client_and_ranges(gateway: Gateway, portrait:
 
 
 def test_dry_run_splits_without_generating(gateway: Gateway, services: BackendServices, portrait: bytes) -> None:
-    client = GatewayClient(gateway.rest_url)
+    client = Client(gateway.rest_url)
     job_id = client.submit_json(portrait, speech_wav(SECONDS), SIZE, SIZE, dry_run=True)
-    final = client.wait(job_id, timeout=60, poll=0.05)
+    final = client.wait(job_id, timeout=60)
     created = {"id": job_id}
-    assert final["status"] == "COMPLETED" and final["progress"] == 100
-    assert final["chunk_count"] >= 2
-    assert "video_base64" not in final and not final["video_available"]
+    assert final.status == "COMPLETED" and final.progress == 100
+    assert final.chunk_count >= 2
+    assert "video_base64" not in final.raw and not final.video_available
     assert services.rendered(created["id"]) == {}
     assert leftovers(gateway) == []
 

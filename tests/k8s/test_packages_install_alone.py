@@ -21,6 +21,8 @@ SERVICES = {
     "stitcher": (["common[media]", "services/stitcher"], "itk_stitcher.server", "itk-stitcher"),
     "gateway": (["common", "gateway"], "itk_gateway.server", "itk-gateway"),
     "generator-cpu": (["common[media]", "services/generator[providers]"], "itk_generator.server", "itk-generator"),
+    # Not an image: the client people install on their own machines, with no server dependency.
+    "client": (["client"], "itk_client.cli", "itk"),
 }
 
 PROBE = """

@@ -1,0 +1,193 @@
+"""`itk`: submit, follow, cancel, download and list jobs from a terminal.
+
+    itk submit portrait.png speech.mp3 -o out.mp4 [--size 480x832] [--preset fast] [--provider runpod]
+    itk status JOB | itk watch JOB | itk cancel JOB | itk download JOB [-o out.mp4] | itk list
+
+The server is $ITK_URL (default http://127.0.0.1:8080) or --url; the API key is $ITK_API_KEY.
+`submit` and `watch` draw a progress bar that follows the job's server-sent events: frames
+done, pieces done, estimated time left. Exit status: 0 when the job completed, 1 when it failed
+or was cancelled, 2 for a refused request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from itk_client.errors import GatewayError
+from itk_client.models import Job
+from itk_client.request import default_url
+from itk_client.sync import Client
+
+console = Console(stderr=True)
+out = Console()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"size must look like 480x832, got {text!r}")
+    return int(width), int(height)
+
+
+def describe(job: Job) -> str:
+    pieces = f"pieces {sum(p.status == 'done' for p in job.pieces)}/{len(job.pieces)}" if job.pieces else ""
+    eta = f"~{_duration(job.eta_sec)} left" if job.eta_sec else ""
+    return "  ".join(part for part in (f"{job.status:<9}", pieces, eta) if part)
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 60}m{whole % 60:02d}s"
+
+
+def follow(client: Client, job_id: str) -> Job:
+    """Draw the job's progress until it ends; return the final state."""
+    columns = (TextColumn("[bold]{task.fields[job]}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("frames {task.completed:.0f}/{task.total:.0f}"), TextColumn("{task.description}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("IN_QUEUE", total=None, job=job_id)
+
+        def update(job: Job) -> None:
+            progress.update(task, completed=job.frames_done, total=job.frames_total or None,
+                            description=describe(job))
+
+        final = client.wait(job_id, on_update=update)
+        update(final)
+    return final
+
+
+def download(client: Client, job_id: str, path: Path) -> None:
+    columns = (TextColumn("[bold]download"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=None)
+        size = client.download(job_id, path, lambda done, total: progress.update(task, completed=done,
+                                                                                  total=total or None))
+    console.print(f"wrote {path} ({size:,} bytes)")
+
+
+def finish(client: Client, job: Job, output: Path | None) -> int:
+    if job.status != "COMPLETED":
+        console.print(f"[red]job {job.id} {job.status}[/red]" + (f": {job.error}" if job.error else ""))
+        return 1
+    if output is not None and job.video_available:
+        download(client, job.id, output)
+    elif output is not None:
+        console.print(f"job {job.id} completed without a local video" + (f": {job.video_url}" if job.video_url else ""))
+    return 0
+
+
+def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    width, height = args.size
+    options = {"prompt": args.prompt, "provider": args.provider, "preset": args.preset, "seed": args.seed,
+               "webhook_url": args.webhook_url}
+    job = client.submit(args.image, args.audio, width, height, idempotency_key=args.idempotency_key,
+                        **{k: v for k, v in options.items() if v is not None})
+    console.print(f"job [bold]{job.id}[/bold] accepted ({job.provider}, {job.width}x{job.height})")
+    out.print(job.id)
+    if args.no_wait:
+        return 0
+    output = args.output or Path(f"{job.id}.mp4")
+    return finish(client, follow(client, job.id), output)
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    job = client.get(args.job)
+    table = Table(show_header=False, box=None)
+    for name in ("id", "status", "progress", "provider", "frames_done", "frames_total", "chunks_done", "chunk_count",
+                 "duration_sec", "width", "height", "seed", "created_at", "error", "video_url"):
+        value = getattr(job, name)
+        if value not in ("", None):
+            table.add_row(name, str(value))
+    out.print(table)
+    return 0 if job.status != "FAILED" else 1
+
+
+def cmd_watch(client: Client, args: argparse.Namespace) -> int:
+    return finish(client, follow(client, args.job), args.output)
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    job = client.cancel(args.job)
+    out.print(f"{job.id} {job.status}")
+    return 0
+
+
+def cmd_download(client: Client, args: argparse.Namespace) -> int:
+    download(client, args.job, args.output or Path(f"{args.job}.mp4"))
+    return 0
+
+
+def cmd_list(client: Client, args: argparse.Namespace) -> int:
+    table = Table("id", "status", "progress", "size", "length", "created")
+    for job in client.list(args.limit):
+        table.add_row(job.id, job.status, f"{job.progress}%", f"{job.width}x{job.height}",
+                      f"{job.duration_sec:.1f}s", job.created_at)
+    out.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="itk", description="InfiniteTalk: lip-synced talking videos.")
+    parser.add_argument("--url", default=default_url(), help="gateway REST address (default: $ITK_URL or %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    submit = commands.add_parser("submit", help="make a video and follow it to the end")
+    submit.add_argument("image", type=Path, help="portrait (PNG, JPEG, WebP...)")
+    submit.add_argument("audio", type=Path, help="speech recording (WAV, MP3, FLAC, OGG, M4A)")
+    submit.add_argument("-o", "--output", type=Path, help="where the MP4 goes (default: <job id>.mp4)")
+    submit.add_argument("--size", type=parse_size, default=(512, 512), help="WIDTHxHEIGHT (default 512x512)")
+    submit.add_argument("--preset", choices=("quality", "fast"))
+    submit.add_argument("--provider", help="generator pool (see GET /config)")
+    submit.add_argument("--prompt")
+    submit.add_argument("--seed", type=int)
+    submit.add_argument("--webhook-url")
+    submit.add_argument("--idempotency-key", help="retrying with the same key never makes a second job")
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    submit.set_defaults(run=cmd_submit)
+
+    for name, helptext, run in (("status", "show a job", cmd_status), ("cancel", "cancel a job", cmd_cancel)):
+        command = commands.add_parser(name, help=helptext)
+        command.add_argument("job")
+        command.set_defaults(run=run)
+    watch = commands.add_parser("watch", help="follow a job with a progress bar")
+    watch.add_argument("job")
+    watch.add_argument("-o", "--output", type=Path, help="download the video when it completes")
+    watch.set_defaults(run=cmd_watch)
+    fetch = commands.add_parser("download", help="download a finished video")
+    fetch.add_argument("job")
+    fetch.add_argument("-o", "--output", type=Path)
+    fetch.set_defaults(run=cmd_download)
+    recent = commands.add_parser("list", help="your recent jobs")
+    recent.add_argument("--limit", type=int, default=20)
+    recent.set_defaults(run=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("image", "audio"):
+        path = getattr(args, name, None)
+        if path is not None and not path.is_file():
+            console.print(f"[red]{name}: no such file: {path}[/red]")
+            return 2
+    try:
+        with Client(args.url) as client:
+            return int(args.run(client, args))
+    except GatewayError as error:
+        console.print(f"[red]{error.code or 'error'}[/red]: {error.message} (HTTP {error.status})")
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; the job goes on (itk watch <id> to follow it again)")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

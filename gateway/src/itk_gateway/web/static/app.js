@@ -1,0 +1,277 @@
+// The page: the job form, the live view of one job, and the key's recent jobs.
+
+import { ApiError, apiKey, followEvents, getJson, request, setApiKey, submitJob } from "./api.js";
+import { LivePlayer } from "./live-player.js";
+import { MicRecorder } from "./recorder.js";
+
+const $ = (id) => document.getElementById(id);
+const ACTIVE = new Set(["IN_QUEUE", "RUNNING"]);
+let config = { providers: [], default_provider: "", hls_timeline_start_sec: 0, video_input: false };
+let recorded = null; // a File from the microphone, used instead of the audio picker
+let current = null; // { id, abort: AbortController, player: LivePlayer | null }
+
+function duration(seconds) {
+  const s = Math.round(seconds);
+  return s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`
+    : s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+}
+
+// -- the form -------------------------------------------------------------------------------------
+
+function showFile(kind, file) {
+  $(`${kind}-text`).textContent = file ? `${file.name} (${(file.size / 1048576).toFixed(1)} MB)` :
+    `Drop a ${kind === "image" ? "portrait" : "recording"} here, or choose a file`;
+  if (kind === "image") {
+    const preview = $("image-preview");
+    preview.hidden = !file || !file.type.startsWith("image/");
+    if (!preview.hidden) preview.src = URL.createObjectURL(file);
+  }
+}
+
+function setupDrop(kind) {
+  const zone = $(`${kind}-drop`);
+  const input = $(kind);
+  input.addEventListener("change", () => {
+    if (kind === "audio") recorded = null;
+    showFile(kind, input.files[0]);
+  });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    if (!e.dataTransfer.files.length) return;
+    input.files = e.dataTransfer.files;
+    input.dispatchEvent(new Event("change"));
+  });
+}
+
+function setupRecorder() {
+  const button = $("record");
+  const mic = new MicRecorder();
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    button.disabled = true;
+    $("record-status").textContent = "Recording is not available in this browser.";
+    return;
+  }
+  button.addEventListener("click", async () => {
+    try {
+      if (!mic.recording) {
+        await mic.start();
+        button.textContent = "Stop recording";
+        button.setAttribute("aria-pressed", "true");
+        $("record-status").textContent = "Recording…";
+        return;
+      }
+      recorded = await mic.stop();
+      button.textContent = "Record again";
+      button.setAttribute("aria-pressed", "false");
+      $("record-status").textContent = `Recorded ${(recorded.size / 1024).toFixed(0)} KB`;
+      $("audio").value = "";
+      showFile("audio", recorded);
+      const preview = $("audio-preview");
+      preview.src = URL.createObjectURL(recorded);
+      preview.hidden = false;
+    } catch (error) {
+      $("record-status").textContent = `Microphone: ${error.message}`;
+    }
+  });
+}
+
+function size() {
+  const choice = $("size").value;
+  if (choice !== "custom") return choice.split("x");
+  return [$("width").value, $("height").value];
+}
+
+async function onSubmit(event) {
+  event.preventDefault();
+  const error = $("form-error");
+  error.textContent = "";
+  const image = $("image").files[0];
+  const audio = recorded || $("audio").files[0];
+  if (!image) { error.textContent = "Choose a portrait first."; $("image").focus(); return; }
+  if (!audio) { error.textContent = "Choose or record a speech recording first."; $("audio").focus(); return; }
+  const [width, height] = size();
+  const form = new FormData();
+  form.append("image", image, image.name);
+  form.append("audio", audio, audio.name);
+  form.append("width", width);
+  form.append("height", height);
+  form.append("prompt", $("prompt").value);
+  form.append("provider", $("provider").value);
+  if ($("preset").value) form.append("sampling", JSON.stringify({ preset: $("preset").value }));
+  const submit = $("submit");
+  const bar = $("upload-progress");
+  submit.disabled = true;
+  bar.hidden = false;
+  try {
+    // One key per click: a retried upload of the same click never makes a second job.
+    const created = await submitJob(form, (share) => { bar.value = Math.round(share * 100); }, crypto.randomUUID());
+    openJob(created.id);
+    loadRecent();
+  } catch (e) {
+    error.textContent = e instanceof ApiError ? `${e.message}${e.code ? ` (${e.code})` : ""}` : String(e);
+  } finally {
+    submit.disabled = false;
+    bar.hidden = true;
+    bar.value = 0;
+  }
+}
+
+// -- one job ----------------------------------------------------------------------------------------
+
+function renderJob(job) {
+  const status = $("job-status");
+  const pct = job.frames_total ? Math.floor((100 * job.frames_done) / job.frames_total) : job.progress;
+  const label = {
+    IN_QUEUE: "Waiting for a generator", RUNNING: "Rendering", COMPLETED: "Done",
+    FAILED: "Failed", CANCELLED: "Cancelled", TIMED_OUT: "Timed out",
+  }[job.status] || job.status;
+  status.textContent = `${label} — ${job.status === "COMPLETED" ? 100 : pct}%`;
+  status.dataset.status = job.status;
+  $("job-progress").value = job.progress;
+  const parts = [];
+  if (job.frames_total) parts.push(`frames ${job.frames_done} / ${job.frames_total}`);
+  if (job.chunk_count) parts.push(`pieces ${job.chunks_done} / ${job.chunk_count}`);
+  if (job.eta_sec) parts.push(`about ${duration(job.eta_sec)} left`);
+  if (job.error) parts.push(job.error);
+  $("job-detail").textContent = parts.join(" · ");
+  const list = $("pieces");
+  list.replaceChildren(...(job.pieces || []).map((piece) => {
+    const item = document.createElement("li");
+    item.className = piece.status;
+    const lane = piece.endpoint ? ` on ${piece.endpoint}` : "";
+    item.textContent = `Piece ${piece.index + 1}: ${piece.status}${lane}`;
+    const bar = document.createElement("progress");
+    bar.max = piece.frames || 1;
+    bar.value = piece.frames_done;
+    bar.setAttribute("aria-label", `Piece ${piece.index + 1}: ${piece.frames_done} of ${piece.frames} frames`);
+    item.append(bar);
+    return item;
+  }));
+  $("cancel").hidden = !ACTIVE.has(job.status);
+  const download = $("download");
+  download.hidden = !job.video_available;
+  if (job.video_available && !download.dataset.ready) prepareDownload(job);
+  if (current && !current.player && job.segments_ready > 0) startPlayer(job.id);
+}
+
+function prepareDownload(job) {
+  const link = $("download");
+  link.dataset.ready = "1";
+  link.download = `${job.id}.mp4`;
+  if (job.video_url) { link.href = job.video_url; return; }
+  if (!apiKey()) { link.href = `/jobs/${job.id}/video`; return; }
+  // With a key the file is fetched with its header, then saved from memory.
+  link.href = "#";
+  link.onclick = async (e) => {
+    e.preventDefault();
+    const blob = await (await request("GET", `/jobs/${job.id}/video`)).blob();
+    const save = document.createElement("a");
+    save.href = URL.createObjectURL(blob);
+    save.download = link.download;
+    save.click();
+  };
+}
+
+function startPlayer(jobId) {
+  const note = $("player-note");
+  current.player = new LivePlayer($("player"), (segments, ended) => {
+    note.textContent = ended ? `Playing all ${segments} parts.` : `Playing while it renders: ${segments} part(s) ready.`;
+  });
+  current.player.play(jobId, config.hls_timeline_start_sec || 0).catch((error) => {
+    note.textContent = `Live playback stopped: ${error.message}`;
+  });
+}
+
+function openJob(jobId) {
+  if (current) { current.abort.abort(); current.player?.stop(); }
+  current = { id: jobId, abort: new AbortController(), player: null };
+  const section = $("job");
+  section.hidden = false;
+  $("job-id").textContent = jobId;
+  $("player").removeAttribute("src");
+  $("player-note").textContent = "";
+  $("download").removeAttribute("data-ready");
+  $("job-status").textContent = "Connecting…";
+  const mine = current;
+  followEvents(jobId, (kind, data) => {
+    if (mine !== current) return;
+    if (kind === "end") { loadRecent(); return; }
+    renderJob(data);
+  }, mine.abort.signal).catch((error) => {
+    $("job-status").textContent = `Cannot follow the job: ${error.message}`;
+  });
+  section.scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+async function cancelJob() {
+  if (!current) return;
+  try {
+    await request("POST", `/jobs/${current.id}/cancel`);
+  } catch (error) {
+    $("job-detail").textContent = error.message;
+  }
+}
+
+// -- recent jobs ------------------------------------------------------------------------------------
+
+async function loadRecent() {
+  const list = $("recent");
+  try {
+    const { jobs } = await getJson("/jobs?limit=20");
+    list.replaceChildren(...jobs.map((job) => {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.innerHTML = '<span class="st"></span><code></code><span class="when"></span>';
+      button.querySelector(".st").textContent = `${job.status} ${ACTIVE.has(job.status) ? job.progress + "%" : ""}`;
+      button.querySelector("code").textContent = job.id;
+      button.querySelector(".when").textContent = new Date(job.created_at).toLocaleString();
+      button.setAttribute("aria-label", `Open job ${job.id}, ${job.status}`);
+      button.addEventListener("click", () => openJob(job.id));
+      item.append(button);
+      return item;
+    }));
+    if (!jobs.length) list.innerHTML = "<li class=\"detail\">No jobs yet.</li>";
+  } catch (error) {
+    list.innerHTML = "";
+    const item = document.createElement("li");
+    item.className = "error";
+    item.textContent = error.status === 401 || error.status === 403 ? "Enter a valid API key to see your jobs." : error.message;
+    list.append(item);
+  }
+}
+
+// -- start --------------------------------------------------------------------------------------
+
+async function loadConfig() {
+  try {
+    config = await getJson("/config");
+  } catch { /* the defaults above */ }
+  const provider = $("provider");
+  const names = [...config.providers, ...Object.keys(config.provider_aliases || {})];
+  provider.replaceChildren(...names.map((name) => new Option(name, name, false, name === config.default_provider)));
+  if (config.video_input) {
+    $("image").accept = "image/*,video/*";
+    $("image-text").textContent = "Drop a portrait or a video to dub here, or choose a file";
+  }
+}
+
+function main() {
+  const key = $("api-key");
+  key.value = apiKey();
+  key.addEventListener("change", () => { setApiKey(key.value.trim()); loadRecent(); });
+  setupDrop("image");
+  setupDrop("audio");
+  setupRecorder();
+  $("size").addEventListener("change", () => { $("custom-size").hidden = $("size").value !== "custom"; });
+  $("job-form").addEventListener("submit", onSubmit);
+  $("cancel").addEventListener("click", cancelJob);
+  $("refresh").addEventListener("click", loadRecent);
+  loadConfig();
+  loadRecent();
+}
+
+main();
