@@ -9,7 +9,9 @@ the same processes a deployment runs (`python -m <service>.server`), not in-proc
 from __future__ import annotations
 
 import argparse
+import base64
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -222,7 +224,8 @@ class Stack:
         self.stop()
 
     def describe(self) -> str:
-        rows = [f"  REST bridge   {self.rest_url}  (OpenAPI: {self.rest_url}/docs)",
+        rows = [f"  web page      {self.rest_url}/  (open it in a browser)",
+                f"  REST bridge   {self.rest_url}  (OpenAPI: {self.rest_url}/docs)",
                 f"  gRPC gateway  {self.grpc_target}"]
         rows += [f"  {s.name:<13} {s.target}" for n, s in self.services.items() if n != "gateway"]
         return "\n".join(rows)
@@ -235,10 +238,18 @@ def main() -> int:
     parser.add_argument("--backend", default=os.environ.get("GENERATOR_BACKEND", "preview"))
     parser.add_argument("--workdir", type=Path, default=ROOT / "data" / "stack")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    # The preview renders in a blink; pacing it like a GPU lets the page show a video growing part by part.
+    parser.add_argument("--pace", type=float, default=float(os.environ.get("PREVIEW_COST_PER_AUDIO_SEC", "0.5")),
+                        help="preview seconds of render time per second of audio")
+    parser.add_argument("--chunk-target-sec", type=float, default=8.0)
     args = parser.parse_args()
-    stack = Stack(args.workdir, generators=args.generators, backend=args.backend, rest_port=args.port)
+    secret = os.environ.get("WEBHOOK_SECRET") or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    stack = Stack(args.workdir, generators=args.generators, backend=args.backend, rest_port=args.port,
+                  generator_env={"PREVIEW_COST_PER_AUDIO_SEC": str(args.pace)},
+                  gateway_env={"CHUNK_TARGET_SEC": str(args.chunk_target_sec), "WEBHOOK_SECRET": secret})
     stack.start()
-    print(f"InfiniteTalk stack is up (logs in {args.workdir / 'logs'}):\n{stack.describe()}\nCtrl-C stops it.")
+    print(f"InfiniteTalk stack is up (logs in {args.workdir / 'logs'}):\n{stack.describe()}\n"
+          f"  webhooks are signed with WEBHOOK_SECRET={secret}\nCtrl-C stops it.")
     stopping = False
 
     def handle(_signum: int, _frame: object) -> None:

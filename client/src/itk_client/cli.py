@@ -24,8 +24,8 @@ from itk_client.models import Job
 from itk_client.request import default_url
 from itk_client.sync import Client
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -51,13 +51,14 @@ def _duration(seconds: float) -> str:
 def follow(client: Client, job_id: str) -> Job:
     """Draw the job's progress until it ends; return the final state."""
     columns = (TextColumn("[bold]{task.fields[job]}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("frames {task.completed:.0f}/{task.total:.0f}"), TextColumn("{task.description}"))
+               TextColumn("{task.fields[frames]}"), TextColumn("{task.description}"))
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("IN_QUEUE", total=None, job=job_id)
+        task = progress.add_task("IN_QUEUE", total=None, job=job_id, frames="")
 
         def update(job: Job) -> None:
+            frames = f"frames {job.frames_done}/{job.frames_total}" if job.frames_total else ""
             progress.update(task, completed=job.frames_done, total=job.frames_total or None,
-                            description=describe(job))
+                            description=describe(job), frames=frames)
 
         final = client.wait(job_id, on_update=update)
         update(final)
@@ -91,7 +92,7 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
     job = client.submit(args.image, args.audio, width, height, idempotency_key=args.idempotency_key,
                         **{k: v for k, v in options.items() if v is not None})
     console.print(f"job [bold]{job.id}[/bold] accepted ({job.provider}, {job.width}x{job.height})")
-    out.print(job.id)
+    print(job.id, flush=True)  # plain, for scripts: `id=$(itk submit ... --no-wait)`
     if args.no_wait:
         return 0
     output = args.output or Path(f"{job.id}.mp4")
@@ -116,7 +117,7 @@ def cmd_watch(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     job = client.cancel(args.job)
-    out.print(f"{job.id} {job.status}")
+    print(f"{job.id} {job.status}")
     return 0
 
 
