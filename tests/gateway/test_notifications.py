@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import grpc
 import httpx
 import pytest
 
@@ -221,3 +222,23 @@ def test_idempotency_key(gateway: Gateway, portrait: bytes) -> None:
     jobs = [job["id"] for job in httpx.get(f"{gateway.rest_url}/jobs?limit=10").json()["jobs"]]
     assert len(jobs) == 3 and set(jobs) >= {first.json()["id"], m1.json()["id"]}
     assert httpx.get(f"{gateway.rest_url}/jobs?limit=0").status_code == 400
+
+
+def test_idempotency_key_over_grpc(gateway: Gateway, portrait: bytes) -> None:
+    from infinitetalk.v1 import gateway_pb2, gateway_pb2_grpc
+    from itk_common.grpc_server import insecure_channel
+    from tests.gateway.test_grpc_api import create_requests
+
+    audio = speech_wav(2.0)
+    options = gateway_pb2.JobOptions(width=64, height=64, prompt="grpc")
+    with insecure_channel(gateway.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        key = (("idempotency-key", "grpc-7"),)
+        first = stub.CreateJob(create_requests(options, portrait, audio), metadata=key)
+        again = stub.CreateJob(create_requests(options, portrait, audio), metadata=key)
+        assert again.id == first.id
+        other = gateway_pb2.JobOptions(width=64, height=64, prompt="another")
+        with pytest.raises(grpc.RpcError) as conflict:
+            stub.CreateJob(create_requests(other, portrait, audio), metadata=key)
+        assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    wait_for_job(gateway.rest_url, first.id, timeout=60)

@@ -19,12 +19,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from itk_gateway.api.rest_models import job_json
 from itk_gateway.jobs.service import JobService
 
 PROGRESS_MIN_INTERVAL_SEC = 0.25
+# How often an idle stream looks at the job's change counter: a dict read, so thousands of open
+# streams cost no threads (blocking on the store's condition would hold one thread each).
+POLL_SEC = 0.1
 RECONNECT_MS = 2000
 
 
@@ -59,13 +61,16 @@ def add_event_routes(app: FastAPI, service: JobService, keepalive_sec: float) ->
                 if record.finished:
                     yield sse("end", {"id": job_id, "status": record.status}, version)
                     return
-                if await request.is_disconnected():
-                    return
-                seen = await run_in_threadpool(store.wait_for_change, job_id, version, keepalive_sec)
-                if seen == version:
-                    yield ": keep-alive\n\n"
-                else:
-                    await asyncio.sleep(PROGRESS_MIN_INTERVAL_SEC)
+                await asyncio.sleep(PROGRESS_MIN_INTERVAL_SEC)
+                idle = PROGRESS_MIN_INTERVAL_SEC
+                while store.version(job_id) == version:
+                    if await request.is_disconnected():
+                        return
+                    if idle >= keepalive_sec:
+                        yield ": keep-alive\n\n"
+                        idle = 0.0
+                    await asyncio.sleep(POLL_SEC)
+                    idle += POLL_SEC
 
         # no-transform and X-Accel-Buffering keep proxies (nginx) from buffering the stream.
         return StreamingResponse(stream(), media_type="text/event-stream",

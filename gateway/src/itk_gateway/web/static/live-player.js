@@ -6,6 +6,9 @@
 import { request } from "./api.js";
 
 const RELOAD_MS = 1000;
+// Played media kept behind the playhead; older ranges are removed so a long video stays within
+// the browser's buffer quota.
+const KEEP_BEHIND_SEC = 30;
 
 function parsePlaylist(text) {
   const entries = [];
@@ -45,11 +48,26 @@ export class LivePlayer {
     let buffer = null;
     let currentInit = null;
     let appended = 0;
-    const append = (data) => new Promise((resolve, reject) => {
+    const update = (change) => new Promise((resolve, reject) => {
       buffer.addEventListener("updateend", resolve, { once: true });
       buffer.addEventListener("error", reject, { once: true });
-      buffer.appendBuffer(data);
+      change();
     });
+    const append = async (data) => {
+      for (;;) {
+        const played = this.video.currentTime - KEEP_BEHIND_SEC;
+        if (buffer.buffered.length && played > buffer.buffered.start(0) + 1) {
+          await update(() => buffer.remove(0, played));
+        }
+        try {
+          return await update(() => buffer.appendBuffer(data));
+        } catch (error) {
+          // Full: wait for playback to move on, then drop what it left behind.
+          if (error.name !== "QuotaExceededError" || this.stopped) throw error;
+          await new Promise((r) => setTimeout(r, RELOAD_MS));
+        }
+      }
+    };
     while (!this.stopped) {
       let playlist;
       try {
