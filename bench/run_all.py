@@ -11,13 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import bench_orchestration, bench_providers, bench_splitter, bench_stitcher  # noqa: E402
+from bench import bench_live, bench_orchestration, bench_providers, bench_splitter, bench_stitcher  # noqa: E402
 from bench.table import print_table  # noqa: E402
 
 
 def main() -> int:
     print_table("Splitter, 10-minute recording, one core", bench_splitter.run())
     print_table("Stitcher, 14 parts", bench_stitcher.run())
+    print_table("Live HLS: 14 parts of 45 s at 480x832 (goal: a part is watchable within 1 s of finishing)",
+                bench_live.run())
     rows = bench_orchestration.run(generators=(1, 2, 4, 8))
     single = float(rows[0]["wall_s"])  # type: ignore[arg-type]
     for row in rows:

@@ -20,7 +20,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright_api
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed: run `make browser`")
     with playwright_api.sync_playwright() as playwright:

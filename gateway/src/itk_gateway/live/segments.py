@@ -28,7 +28,10 @@ from itk_common.constants import FPS
 
 AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates or ())
 FALLBACK_RATE = 48_000
-AUDIO_BIT_RATE_PER_CHANNEL = 64_000
+# 3 bits per sample (48 kb/s for 16 kHz mono) keeps speech clean, at most 64 kb/s per channel; FFmpeg's
+# AAC encoder gets slower the more bits it is given.
+BITS_PER_SAMPLE = 3
+MAX_BIT_RATE_PER_CHANNEL = 64_000
 # Room for up to 10 frames of B-frame reordering delay before the first frame (x264 uses 2).
 TIMELINE_START = Fraction(10, FPS)
 FRAGMENT_OPTIONS = {
@@ -85,7 +88,7 @@ def encode_recording(source: Path, destination: Path) -> None:
             with av.open(str(tmp), "w", format="mp4") as output:
                 encoder = output.add_stream("aac", rate=rate)
                 encoder.layout = layout
-                encoder.bit_rate = AUDIO_BIT_RATE_PER_CHANNEL * channels
+                encoder.bit_rate = min(MAX_BIT_RATE_PER_CHANNEL, BITS_PER_SAMPLE * rate) * channels
                 resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
                 position = 0
 
