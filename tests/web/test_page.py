@@ -138,6 +138,7 @@ def test_cancel_errors_api_key_and_phone(browser, make_gateway: Callable[..., Ga
     page.click("#cancel")
     wait_for(page, lambda s: s["status"] == "CANCELLED", 30, "cancelled")
     assert page.is_hidden("#cancel") and page.is_hidden("#download")
+    assert page.locator("#pieces li.running").count() == 0 and page.locator("#pieces li.stopped").count() >= 1
     assert sent_keys and all(key == "Bearer itk_test_key" for key in sent_keys)
     # Usable on a phone: nothing wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390

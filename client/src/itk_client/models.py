@@ -14,7 +14,7 @@ class Piece:
     """One piece (chunk) of a job's recording, rendered on one generator."""
 
     index: int
-    status: str  # pending, running, done
+    status: str  # pending, running, done; stopped when the job failed or was cancelled first
     frames_done: int
     frames: int
     endpoint: str = ""

@@ -54,6 +54,9 @@ class Orchestrator:
                 if self.files.result(job_id).exists():
                     # Stopped between cleaning up and recording the end: the work is done.
                     self.store.finish_job(job_id, COMPLETED, progress=100, has_video=1)
+                    if self.backends.live is not None:
+                        # Its live stream may lack the last segments, whose parts are gone.
+                        self.backends.live.discard(job_id)
                 else:
                     self.store.finish_job(job_id, FAILED, "the job's input files are gone; it cannot resume")
                 continue

@@ -47,7 +47,7 @@ from itk_gateway.jobs.webhooks import WebhookNotifier
 from itk_gateway.live.publisher import LivePublisher, Manifest, render_playlist, target_duration
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.files import JobFiles, S3Store
-from itk_gateway.storage.store import CANCELLED, COMPLETED, JobRecord, JobStore
+from itk_gateway.storage.store import CANCELLED, CHUNK_DONE, COMPLETED, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 WATCH_POLL_SEC = 5.0
@@ -259,8 +259,11 @@ class JobService:
 
     def progress_of(self, record: JobRecord) -> dict:
         chunks = self.store.chunks(record.id)
-        pieces = [{"index": c.idx, "status": c.status, "frames_done": c.frames_done, "frames": c.frame_count,
-                   "endpoint": c.endpoint, "attempts": c.attempts} for c in chunks]
+        # Pieces left unfinished by a job that ended (failed, cancelled) are "stopped", not still running.
+        stopped = record.finished and record.status != COMPLETED
+        pieces = [{"index": c.idx, "status": "stopped" if stopped and c.status != CHUNK_DONE else c.status,
+                   "frames_done": c.frames_done, "frames": c.frame_count, "endpoint": c.endpoint,
+                   "attempts": c.attempts} for c in chunks]
         segments = len(self.live.manifest(record.id).segments) if self.live is not None else 0
         return {"pieces": pieces, "segments_ready": segments, "eta_sec": _time_left(record)}
 
@@ -325,7 +328,8 @@ class JobService:
             raise WrongJobStateError(f"job {job_id} has no stream: it is {record.status}")
         manifest = self.live.manifest(job_id)
         if record.status == COMPLETED and not manifest.ended:
-            raise WrongJobStateError(f"job {job_id} has no stream: its video was deleted")
+            reason = "its video was deleted" if not record.has_video else "its stream was not kept; download the video"
+            raise WrongJobStateError(f"job {job_id} has no stream: {reason}")
         return record, manifest
 
     def playlist(self, job_id: str) -> str:

@@ -177,6 +177,7 @@ function prepareDownload(job) {
 
 function startPlayer(jobId) {
   const note = $("player-note");
+  $("player").hidden = false;
   current.player = new LivePlayer($("player"), (segments, ended) => {
     note.textContent = ended ? `Playing all ${segments} parts.` : `Playing while it renders: ${segments} part(s) ready.`;
   });
@@ -192,6 +193,7 @@ function openJob(jobId) {
   section.hidden = false;
   $("job-id").textContent = jobId;
   $("player").removeAttribute("src");
+  $("player").hidden = true;
   $("player-note").textContent = "";
   $("download").removeAttribute("data-ready");
   $("job-status").textContent = "Connecting…";
