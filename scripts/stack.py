@@ -246,7 +246,9 @@ def main() -> int:
     secret = os.environ.get("WEBHOOK_SECRET") or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     stack = Stack(args.workdir, generators=args.generators, backend=args.backend, rest_port=args.port,
                   generator_env={"PREVIEW_COST_PER_AUDIO_SEC": str(args.pace)},
-                  gateway_env={"CHUNK_TARGET_SEC": str(args.chunk_target_sec), "WEBHOOK_SECRET": secret})
+                  gateway_env={"CHUNK_TARGET_SEC": str(args.chunk_target_sec), "WEBHOOK_SECRET": secret,
+                               # Local receivers (127.0.0.1) are what one tries webhooks with here.
+                               "WEBHOOK_ALLOW_PRIVATE": "true"})
     stack.start()
     print(f"InfiniteTalk stack is up (logs in {args.workdir / 'logs'}):\n{stack.describe()}\n"
           f"  webhooks are signed with WEBHOOK_SECRET={secret}\nCtrl-C stops it.")

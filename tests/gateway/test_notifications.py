@@ -136,7 +136,8 @@ def test_webhooks_are_signed_retried_and_cover_the_job(make_gateway: Callable[..
                                                        slow_generator: GeneratorHandle, receiver: Receiver,
                                                        portrait: bytes) -> None:
     gateway = make_gateway(generator_targets=[slow_generator.target], webhook_secret=SECRET,
-                           webhook_retry_backoff_sec=0.2, webhook_progress_interval_sec=0.5)
+                           webhook_allow_private=True, webhook_retry_backoff_sec=0.2,
+                           webhook_progress_interval_sec=0.5)
     status, created = post_json(gateway, json_job(portrait, speech_wav(4.0), webhook_url=receiver.url))
     assert status == 202, created
     final = wait_for_job(gateway.rest_url, created["id"], timeout=60)
@@ -162,7 +163,7 @@ def test_webhook_failed_and_cancelled(make_gateway: Callable[..., Gateway], slow
                                       receiver: Receiver, portrait: bytes) -> None:
     receiver.fail_first = 0
     gateway = make_gateway(generator_targets=[slow_generator.target], webhook_secret=SECRET,
-                           webhook_retry_backoff_sec=0.1)
+                           webhook_allow_private=True, webhook_retry_backoff_sec=0.1)
     status, created = post_json(gateway, json_job(portrait, speech_wav(6.0), webhook_url=receiver.url))
     wait_until(lambda: call("GET", f"{gateway.rest_url}/jobs/{created['id']}")[1]["status"] == "RUNNING",
                message="job running")
@@ -172,7 +173,8 @@ def test_webhook_failed_and_cancelled(make_gateway: Callable[..., Gateway], slow
 
     slow_generator.backend.failure = RuntimeError("the GPU fell off the bus")
     gateway2 = make_gateway(generator_targets=[slow_generator.target], webhook_secret=SECRET,
-                            generator_max_attempts=1, data_dir=gateway.settings.data_dir.parent / "second")
+                            webhook_allow_private=True, generator_max_attempts=1,
+                            data_dir=gateway.settings.data_dir.parent / "second")
     status, created = post_json(gateway2, json_job(portrait, speech_wav(3.0), webhook_url=receiver.url))
     assert status == 202
     wait_until(lambda: any(e["type"] == "job.failed" for e in receiver.received), message="job.failed")
@@ -186,6 +188,10 @@ def test_webhook_url_is_checked(make_gateway: Callable[..., Gateway], portrait: 
     signed = make_gateway(webhook_secret=SECRET, data_dir=plain.settings.data_dir.parent / "signed")
     status, body = post_json(signed, json_job(portrait, speech_wav(1.0), webhook_url="ftp://example.com/x"))
     assert status == 400 and body["code"] == "VALIDATION_ERROR" and body["error"].startswith("webhook_url:")
+    # The gateway does not call into its own network for a client unless told it may.
+    for private in ("http://127.0.0.1:9/hooks", "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/x"):
+        status, body = post_json(signed, json_job(portrait, speech_wav(1.0), webhook_url=private))
+        assert status == 400 and "non-public address" in body["error"], body
     assert leftovers(signed) == []
 
 

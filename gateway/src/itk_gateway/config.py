@@ -41,6 +41,7 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `WEBHOOK_RETRY_BACKOFF_SEC` | `1` | First pause before a retry; doubles per attempt, at most 10 minutes. |
 | `WEBHOOK_TIMEOUT_SEC` | `10` | How long one delivery may take. |
 | `WEBHOOK_PROGRESS_INTERVAL_SEC` | `10` | At most one `job.progress` event per job this often. |
+| `WEBHOOK_ALLOW_PRIVATE` | `false` | Allow webhook URLs on loopback, private or link-local addresses. |
 | `IDEMPOTENCY_TTL_SEC` | `86400` | How long an `Idempotency-Key` is remembered. |
 | `SSE_KEEPALIVE_SEC` | `15` | A comment line on idle event streams this often, so proxies keep them open. |
 """
@@ -51,7 +52,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from itk_common.config import ConfigError, env_float, env_int, env_list, env_str
+from itk_common.config import ConfigError, env_bool, env_float, env_int, env_list, env_str
 
 
 def parse_pools(raw: str) -> dict[str, list[str]]:
@@ -130,6 +131,7 @@ class Settings:
     webhook_retry_backoff_sec: float = 1.0
     webhook_timeout_sec: float = 10.0
     webhook_progress_interval_sec: float = 10.0
+    webhook_allow_private: bool = False
     idempotency_ttl_sec: float = 86400.0
     sse_keepalive_sec: float = 15.0
 
@@ -190,6 +192,7 @@ class Settings:
             webhook_retry_backoff_sec=env_float("WEBHOOK_RETRY_BACKOFF_SEC", 1.0, minimum=0.0),
             webhook_timeout_sec=env_float("WEBHOOK_TIMEOUT_SEC", 10.0, minimum=0.1),
             webhook_progress_interval_sec=env_float("WEBHOOK_PROGRESS_INTERVAL_SEC", 10.0, minimum=0.0),
+            webhook_allow_private=env_bool("WEBHOOK_ALLOW_PRIVATE", False),
             idempotency_ttl_sec=env_float("IDEMPOTENCY_TTL_SEC", 86400.0, minimum=1.0),
             sse_keepalive_sec=env_float("SSE_KEEPALIVE_SEC", 15.0, minimum=0.1),
         )

@@ -165,7 +165,8 @@ def build_gateway(settings: Settings) -> Gateway:
     webhooks = WebhookNotifier(
         store,
         WebhookSettings(settings.webhook_secret, settings.webhook_max_attempts, settings.webhook_retry_backoff_sec,
-                        settings.webhook_timeout_sec, settings.webhook_progress_interval_sec),
+                        settings.webhook_timeout_sec, settings.webhook_progress_interval_sec,
+                        settings.webhook_allow_private),
         describe=lambda record: job_json(service.view(record)) | service.progress_of(record),
         on_delivery=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
     )

@@ -43,7 +43,7 @@ from itk_gateway.jobs.validation import (
     is_job_id,
     new_job_id,
 )
-from itk_gateway.jobs.webhooks import WebhookNotifier
+from itk_gateway.jobs.webhooks import WebhookNotifier, private_address_problem
 from itk_gateway.live.publisher import LivePublisher, Manifest, render_playlist, target_duration
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.files import JobFiles, S3Store
@@ -145,6 +145,7 @@ class JobService:
             providers=list(settings.pool_targets()), default_provider=settings.default_provider,
             aliases=settings.provider_aliases, s3_enabled=s3 is not None,
             webhooks_enabled=bool(settings.webhook_secret),
+            webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else private_address_problem,
         )
         # Set by the gateway once built (it needs this service to describe jobs).
         self.webhooks: WebhookNotifier | None = None

@@ -18,6 +18,7 @@ import io
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,6 +84,8 @@ class OptionRules:
     aliases: dict[str, str]
     s3_enabled: bool
     webhooks_enabled: bool = False
+    # Why a webhook URL may not be used (None: it may); see jobs/webhooks.py.
+    webhook_url_problem: Callable[[str], str | None] = lambda _url: None
 
 
 def resolve_provider(requested: str, rules: OptionRules) -> str:
@@ -158,6 +161,8 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
     options.webhook_url = check_webhook_url(options.webhook_url)
     if options.webhook_url and not rules.webhooks_enabled:
         raise InvalidInputError("webhook_url: webhooks are not configured on this server (WEBHOOK_SECRET is unset)")
+    if options.webhook_url and (problem := rules.webhook_url_problem(options.webhook_url)):
+        raise InvalidInputError(f"webhook_url: {problem}")
     return options
 
 

@@ -23,15 +23,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import queue
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -43,6 +46,25 @@ WATCH_POLL_SEC = 5.0
 USER_AGENT = "infinitetalk-gateway-webhooks/1"
 FINAL_EVENTS = {COMPLETED: "job.completed", FAILED: "job.failed", TIMED_OUT: "job.failed",
                 CANCELLED: "job.cancelled"}
+
+
+def private_address_problem(url: str) -> str | None:
+    """Why `url` must not receive webhooks when private addresses are not allowed (None: it may).
+
+    A webhook is a request the gateway makes on a client's behalf; without this a client could
+    make it reach the cluster's own services or a cloud metadata endpoint. Checked when the job
+    is created and again before every delivery (DNS answers can change in between).
+    """
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        return f"its host {host!r} does not resolve ({exc.strerror or exc})"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            return f"its host {host!r} resolves to the non-public address {address}"
+    return None
 
 
 def secret_key(secret: str) -> bytes:
@@ -72,6 +94,7 @@ class WebhookSettings:
     retry_backoff_sec: float = 1.0
     timeout_sec: float = 10.0
     progress_interval_sec: float = 10.0
+    allow_private: bool = False
 
 
 class WebhookNotifier:
@@ -175,6 +198,11 @@ class WebhookNotifier:
 
     def _deliver(self, url: str, key: bytes, event: WebhookEvent, events: queue.Queue) -> None:
         for attempt in range(1, self.settings.max_attempts + 1):
+            problem = None if self.settings.allow_private else private_address_problem(url)
+            if problem is not None:
+                log.error("webhook %s %s not sent to %s: %s", event.type, event.id, url, problem)
+                self.on_delivery("failed")
+                return
             timestamp = int(time.time())
             headers = {"content-type": "application/json", "webhook-id": event.id,
                        "webhook-timestamp": str(timestamp), "webhook-signature": sign(key, event.id, timestamp,
