@@ -33,9 +33,10 @@ def audio_file(tmp_path: Path) -> Path:
     return path
 
 
-def fill_form(page, audio: Path, width: int = 96, height: int = 128) -> None:
+def fill_form(page, audio: Path | None, width: int = 96, height: int = 128) -> None:
     page.set_input_files("#image", str(PORTRAIT))
-    page.set_input_files("#audio", str(audio))
+    if audio is not None:
+        page.set_input_files("#audio", str(audio))
     page.select_option("#size", "custom")
     page.fill("#width", str(width))
     page.fill("#height", str(height))
@@ -97,6 +98,11 @@ def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callab
     job_id = page.text_content("#job-id")
     page.click("#refresh")
     page.wait_for_selector(f"#recent >> text={job_id}")
+    # Opening it again from the list replays the whole stream.
+    page.evaluate("document.getElementById('player').pause()")
+    page.click(f"#recent >> text={job_id}")
+    wait_for(page, lambda s: s["status"] == "COMPLETED" and 0 < s["time"] < 5 and not s["paused"], 30,
+             "replay from the recent jobs")
     assert errors == []
     page.close()
 
@@ -132,7 +138,15 @@ def test_cancel_errors_api_key_and_phone(browser, make_gateway: Callable[..., Ga
     assert page.input_value("#api-key") == "itk_test_key"
     sent_keys.clear()
 
-    fill_form(page, audio_file)
+    # Speech recorded from the (synthetic) microphone instead of a file.
+    page.click("#record")
+    page.wait_for_selector("#record-status >> text=Recording")
+    time.sleep(2.5)
+    page.click("#record")
+    page.wait_for_selector("#record-status >> text=Recorded")
+    assert page.get_attribute("#record", "aria-pressed") == "false"
+    assert "recording.webm" in page.text_content("#audio-text")
+    fill_form(page, None)
     page.click("#submit")
     wait_for(page, lambda s: s["status"] == "RUNNING", 30, "running")
     page.click("#cancel")
