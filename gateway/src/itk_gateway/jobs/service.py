@@ -253,12 +253,8 @@ class JobService:
         records = (self.store.get_job(job_id) for job_id in self.store.recent_job_ids(owner, limit))
         return [self.view(record) for record in records if record is not None]
 
-    def progress(self, job_id: str) -> dict:
-        """The job with its pieces (chunks), live segments and an estimate of the time left."""
-        record = self._record(job_id)
-        return self.progress_of(record)
-
     def progress_of(self, record: JobRecord) -> dict:
+        """The job's pieces (chunks), live segments ready and an estimate of the time left."""
         chunks = self.store.chunks(record.id)
         # Pieces left unfinished by a job that ended (failed, cancelled) are "stopped", not still running.
         stopped = record.finished and record.status != COMPLETED

@@ -241,7 +241,7 @@ class LivePublisher:
 
 def target_duration(frame_counts: list[int]) -> float:
     """EXT-X-TARGETDURATION: the longest segment, which is the longest chunk of the plan."""
-    return max((Fraction(n, FPS) for n in frame_counts), default=Fraction(1)).__float__()
+    return float(max((Fraction(n, FPS) for n in frame_counts), default=Fraction(1)))
 
 
 def timeline_start_sec() -> float:
