@@ -123,6 +123,9 @@ def test_playlist_grows_plays_in_sync_and_ends(make_gateway: Callable[..., Gatew
     durations = [float(line.split(":")[1].rstrip(",")) for line in playlist.splitlines()
                  if line.startswith("#EXTINF")]
     assert round(sum(durations) * FPS) == final["frames_total"]
+    target = int(next(line for line in playlist.splitlines() if line.startswith("#EXT-X-TARGETDURATION:"))
+                 .split(":")[1])
+    assert all(round(d) <= target for d in durations)  # RFC 8216: no segment longer than the target
 
     # init + segments concatenated are one fMP4 stream: every frame once, at its exact time.
     stream = tmp_path / "stream.mp4"

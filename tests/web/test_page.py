@@ -98,6 +98,20 @@ def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callab
     job_id = page.text_content("#job-id")
     page.click("#refresh")
     page.wait_for_selector(f"#recent >> text={job_id}")
+    # The browser's own HLS player plays the playlist too (no API key on this deployment).
+    native = page.evaluate("""async (url) => {
+        const video = document.createElement('video');
+        video.muted = true;
+        video.src = url;
+        document.body.append(video);
+        await new Promise((ok, fail) => { video.onloadedmetadata = ok; video.onerror = () => fail(video.error); });
+        await video.play();
+        await new Promise((ok) => setTimeout(ok, 800));
+        const result = {duration: video.duration, time: video.currentTime};
+        video.remove();
+        return result;
+    }""", f"/jobs/{job_id}/hls/index.m3u8")
+    assert abs(native["duration"] - SECONDS) < 0.2 and native["time"] > 0.3, native
     # Opening it again from the list replays the whole stream.
     page.evaluate("document.getElementById('player').pause()")
     page.click(f"#recent >> text={job_id}")
