@@ -162,7 +162,9 @@ def test_health_openapi_and_metrics(gateway: Gateway, portrait: bytes) -> None:
     status, spec = call("GET", f"{gateway.rest_url}/openapi.json")
     assert status == 200
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/video", "/jobs/{job_id}/cancel",
-            "/jobs/{job_id}/video/delete", "/health"} <= set(spec["paths"])
+            "/jobs/{job_id}/video/delete", "/health", "/jobs/{job_id}/events", "/jobs/{job_id}/hls/index.m3u8",
+            "/jobs/{job_id}/hls/{name}", "/config"} <= set(spec["paths"])
+    assert {"get", "post"} <= set(spec["paths"]["/jobs"])
     assert set(spec["paths"]["/jobs"]["post"]["requestBody"]["content"]) == {
         "application/json", "multipart/form-data"}
 
@@ -177,6 +179,7 @@ def test_health_openapi_and_metrics(gateway: Gateway, portrait: bytes) -> None:
                  f'itk_generator_endpoints{{state="ready"}} {endpoints}.0'):
         assert line in text, line
     assert "itk_chunk_seconds_count" in text
+    assert "itk_video_seconds_total 3.0" in text
 
 
 def metric(gateway: Gateway, name: str) -> float:
