@@ -44,7 +44,7 @@ lint: $(STAMP)
 test: $(STAMP) $(BROWSER_STAMP) proto-check lint k8s-check
 	$(VENV)/bin/pytest tests
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(BROWSER_STAMP)
 	$(VENV)/bin/pytest tests -m "not e2e and not slow"
 
 run: $(STAMP)
