@@ -3,6 +3,7 @@ cancel, download, recent jobs, the API key field, errors, a phone-sized screen."
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,9 +137,28 @@ def test_cancel_errors_api_key_and_phone(browser, make_gateway: Callable[..., Ga
     page.on("request", on_request)
     page.goto(gateway.rest_url + "/")
 
-    # Missing inputs are named before anything is sent; server refusals show their message.
-    page.click("#submit")
+    # Every control has a label; the form is reachable and usable from the keyboard.
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter((el) => !el.labels.length && !el.getAttribute('aria-label')).map((el) => el.id)""")
+    assert unlabelled == []
+    page.focus("#prompt")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "submit"
+    page.keyboard.press("Enter")
     assert "portrait" in page.text_content("#form-error")
+
+    # A portrait dropped on its box is taken like a picked one.
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
+        document.getElementById('image-drop').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+    }""", base64.b64encode(PORTRAIT.read_bytes()).decode())
+    assert "dropped.png" in page.text_content("#image-text")
+    assert page.evaluate("document.getElementById('image').files[0].name") == "dropped.png"
+    page.evaluate("document.getElementById('image').value = ''")
+
+    # Server refusals show their message and code.
     fill_form(page, audio_file, width=5000)
     page.click("#submit")
     page.wait_for_selector("#form-error >> text=width")
