@@ -186,6 +186,11 @@ def test_no_stream_for_dry_runs_unknown_or_cancelled_jobs(make_gateway: Callable
     status, body = get(f"{gateway.rest_url}/jobs/{created['id']}/hls/index.m3u8")
     assert status == 409 and b"dry run" in body
     assert get(f"{gateway.rest_url}/jobs/job-1-00000000/hls/index.m3u8")[0] == 404
+    # Audio the splitter refuses: the job never exists, and no stream folder is left behind.
+    status, body = post_json(gateway, json_job(portrait, b"not audio at all" * 64))
+    assert status == 400 and body["code"] == "VALIDATION_ERROR"
+    time.sleep(0.5)
+    assert list((gateway.settings.data_dir / "live").iterdir()) == []
 
     status, created = post_json(gateway, json_job(portrait, speech_wav(6.0)))
     job_id = created["id"]
