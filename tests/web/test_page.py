@@ -113,6 +113,13 @@ def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callab
         return result;
     }""", f"/jobs/{job_id}/hls/index.m3u8")
     assert abs(native["duration"] - SECONDS) < 0.2 and native["time"] > 0.3, native
+    # The address names the job: opening it in a new page shows the job.
+    assert page.url.endswith(f"/#{job_id}")
+    linked = browser.new_page()
+    linked.goto(page.url)
+    linked.wait_for_selector("#job-status[data-status=COMPLETED]")
+    assert linked.text_content("#job-id") == job_id
+    linked.close()
     # Opening it again from the list replays the whole stream.
     page.evaluate("document.getElementById('player').pause()")
     page.click(f"#recent >> text={job_id}")

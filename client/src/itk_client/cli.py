@@ -91,7 +91,8 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
                "webhook_url": args.webhook_url}
     job = client.submit(args.image, args.audio, width, height, idempotency_key=args.idempotency_key,
                         **{k: v for k, v in options.items() if v is not None})
-    console.print(f"job [bold]{job.id}[/bold] accepted ({job.provider}, {job.width}x{job.height})")
+    console.print(f"job [bold]{job.id}[/bold] accepted ({job.provider}, {job.width}x{job.height}); "
+                  f"watch it in a browser: {client.base_url}/#{job.id}")
     print(job.id, flush=True)  # plain, for scripts: `id=$(itk submit ... --no-wait)`
     if args.no_wait:
         return 0

@@ -189,6 +189,8 @@ function startPlayer(jobId) {
 function openJob(jobId) {
   if (current) { current.abort.abort(); current.player?.stop(); }
   current = { id: jobId, abort: new AbortController(), player: null };
+  // The address names the job, so it can be bookmarked, shared or reloaded.
+  history.replaceState(null, "", `#${jobId}`);
   const section = $("job");
   section.hidden = false;
   $("job-id").textContent = jobId;
@@ -272,7 +274,10 @@ function main() {
   $("job-form").addEventListener("submit", onSubmit);
   $("cancel").addEventListener("click", cancelJob);
   $("refresh").addEventListener("click", loadRecent);
-  loadConfig();
+  loadConfig().then(() => {
+    const linked = location.hash.slice(1);
+    if (/^job-\d+-[0-9a-f]{8}$/.test(linked)) openJob(linked);
+  });
   loadRecent();
 }
 
