@@ -243,8 +243,10 @@ async function loadRecent() {
     list.innerHTML = "";
     const item = document.createElement("li");
     item.className = "error";
-    item.textContent = error.status === 401 || error.status === 403 ? "Enter a valid API key to see your jobs." : error.message;
+    const keyNeeded = error.status === 401 || error.status === 403;
+    item.textContent = keyNeeded ? "Enter a valid API key to see your jobs." : error.message;
     list.append(item);
+    if (keyNeeded) $("api-key").closest("details").open = true;
   }
 }
 
