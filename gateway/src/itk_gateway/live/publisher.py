@@ -208,15 +208,23 @@ class LivePublisher:
             self.store.notify(job_id)
 
     def complete(self, job_id: str) -> None:
-        """The job completed: make what is left and close the playlist."""
+        """The job completed: make what is left and close the playlist. A stream that misses a
+        part (its audio or a segment could not be made) is removed rather than ended short."""
         stream = self._stream(job_id)
         self.part_ready(job_id)
+        job = self.store.get_job(job_id)
         with stream.lock:
             manifest_path = stream.folder / "manifest.json"
             manifest = Manifest.load(manifest_path)
-            manifest.ended = True
-            if stream.folder.exists():
+            complete = job is not None and len(manifest.segments) == job.chunk_count
+            if complete:
+                manifest.ended = True
                 manifest.save(manifest_path)
+        if not complete:
+            log.warning("job %s: live stream incomplete (%d segments); removed, the MP4 is unaffected", job_id,
+                        len(manifest.segments))
+            self.discard(job_id)
+            return
         self._forget(job_id)
         self.store.notify(job_id)
 
