@@ -40,7 +40,10 @@ def test_gateway_restart_resumes_without_regenerating(make_gateway, slow_pair: l
     first = make_gateway(generator_targets=targets, max_concurrent_chunks=1)
     _, created = post_json(first, json_job(portrait, speech_wav(SECONDS, seed=5)))
     job_id = created["id"]
-    wait_until(lambda: len(rendered(slow_pair, job_id)) >= 1, timeout=60, message="a chunk finished")
+    # A chunk is finished once the gateway holds its part (a generator's render ending is not enough:
+    # the part still has to stream back).
+    wait_until(lambda: any(c.status == "done" for c in first.store.chunks(job_id)), timeout=60,
+               message="a chunk finished")
     first.stop()
     done_before = rendered(slow_pair, job_id)
 
