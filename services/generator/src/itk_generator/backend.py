@@ -89,6 +89,11 @@ class Backend(ABC):
     def device(self) -> str:
         return "cpu"
 
+    @property
+    def parallel_devices(self) -> int:
+        """Devices one chunk is rendered across (the capacity stays one chunk per generator)."""
+        return 1
+
     @abstractmethod
     def render(
         self,

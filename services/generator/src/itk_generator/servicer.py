@@ -42,6 +42,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             ready=self.ready.is_set(),
             draining=self.slots.draining,
             device=self.backend.device if self.ready.is_set() else "",
+            devices=self.backend.parallel_devices,
         )
 
     def Generate(self, request_iterator: Iterator[generator_pb2.GenerateRequest],  # noqa: N802

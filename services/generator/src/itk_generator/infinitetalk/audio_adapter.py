@@ -70,11 +70,28 @@ class AudioCrossAttention(nn.Module):
         self.kv_linear = nn.Linear(config.audio_output_dim, 2 * config.dim)
         self.proj = nn.Linear(config.dim, config.dim)
 
-    def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
-        """x [B, T*S, dim] (tokens in frame-major order), audio_tokens [B, T, N_a, audio_dim]."""
+    def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor, first_token: int = 0,
+                tokens_per_frame: int = 0) -> torch.Tensor:
+        """x [B, T*S, dim] (tokens in frame-major order), audio_tokens [B, T, N_a, audio_dim].
+
+        With sequence parallelism x is a contiguous run of the tokens, from `first_token` on, and
+        `tokens_per_frame` (S) says where the frames begin: the run's queries are padded with
+        zeros to whole frames for the attention (queries are independent, so the padding changes
+        nothing) and the padding is dropped before the output projection.
+        """
         batch, frames, audio_len = audio_tokens.shape[:3]
-        per_frame = x.shape[1] // frames
-        q = self.q_linear(x).view(batch * frames, per_frame, self.num_heads, self.head_dim)
-        k, v = self.kv_linear(audio_tokens).view(batch * frames, audio_len, 2, self.num_heads, self.head_dim).unbind(2)
-        out = self.attention(q, k, v).reshape(batch, frames * per_frame, -1)
-        return self.proj(out)
+        per_frame = tokens_per_frame or x.shape[1] // frames
+        tokens = x.shape[1]
+        first_frame, last_frame = first_token // per_frame, (first_token + tokens - 1) // per_frame
+        covered = last_frame - first_frame + 1
+        before = first_token - first_frame * per_frame
+        after = covered * per_frame - before - tokens
+        q = self.q_linear(x).unflatten(-1, (self.num_heads, self.head_dim))
+        if before or after:
+            q = torch.nn.functional.pad(q, (0, 0, 0, 0, before, after))
+        q = q.view(batch * covered, per_frame, self.num_heads, self.head_dim)
+        frame_tokens = audio_tokens[:, first_frame:last_frame + 1]
+        k, v = self.kv_linear(frame_tokens).view(batch * covered, audio_len, 2, self.num_heads,
+                                                 self.head_dim).unbind(2)
+        out = self.attention(q, k, v).reshape(batch, covered * per_frame, -1)
+        return self.proj(out[:, before:before + tokens])

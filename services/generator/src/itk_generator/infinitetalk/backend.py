@@ -25,6 +25,10 @@ Settings (environment, read by `InfiniteTalkBackend.from_env`):
 - COLOR_CORRECTION_STRENGTH: strength used when a job asks for colour correction (default 1.0).
 - TEXT_ENCODER_DEVICE: where umT5 runs (default: cpu with BLOCK_OFFLOAD, else DEVICE); prompt
   embeddings are cached per prompt, so a job's later chunks skip it.
+- PARALLEL_DEVICES: devices one chunk is rendered across (default 1). With N > 1 this process
+  is rank 0 on DEVICE and spawns ranks 1..N-1 on the next N-1 devices (parallel/launch.py);
+  the service stays one endpoint of capacity 1. PARALLEL_MODE: auto, guidance or sequence
+  (parallel/layout.py).
 
 Precision: the DiT and umT5 run in DTYPE, CLIP in fp16 on a GPU (as the reference), the VAE and
 wav2vec2 in fp32.
@@ -38,10 +42,12 @@ bench/gpu_infinitetalk.py): DiT weights 35.2 GiB in bf16; DiT forward peak 38.2 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +71,9 @@ from .dit import (
     use_fp8_linears,
 )
 from .fp8 import ACTIVATION_SCALINGS, FP8UnavailableError, quantize_state, require_fp8
+from .parallel import MODES as PARALLEL_MODES
+from .parallel import LayoutError, ParallelGroup, WorkerLostError, choose_layout
+from .parallel.layout import BRANCH_COUNTS
 from .pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport, plan_clips, validate_clip_layout
 from .resolution import RESOLUTIONS, choose_bucket, delivered_size, resize_to_cover
 from .sampling import PRESETS, TEACACHE_COEFFICIENTS, preset_plan, with_overrides
@@ -100,8 +109,14 @@ class InfiniteTalkSettings:
     vae_dtype: str = "fp32"
     vae_tiling: bool = False
     guidance_batch: bool = False
+    parallel_devices: int = 1
+    parallel_mode: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.parallel_devices < 1:
+            raise ConfigError(f"PARALLEL_DEVICES must be at least 1, got {self.parallel_devices}")
+        if self.parallel_mode not in PARALLEL_MODES:
+            raise ConfigError(f"PARALLEL_MODE must be one of {PARALLEL_MODES}, got {self.parallel_mode!r}")
         if self.preset not in PRESETS:
             raise ConfigError(f"INFINITETALK_PRESET must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if self.dtype and self.dtype not in DTYPES:
@@ -167,6 +182,8 @@ class InfiniteTalkSettings:
             vae_dtype=env_str("VAE_DTYPE", "fp32").strip().lower(),
             vae_tiling=env_bool("VAE_TILING", False),
             guidance_batch=env_bool("GUIDANCE_BATCH", False),
+            parallel_devices=env_int("PARALLEL_DEVICES", 1, minimum=1),
+            parallel_mode=env_str("PARALLEL_MODE", "auto").strip().lower(),
         )
 
 
@@ -190,9 +207,13 @@ def normalise_resolution(name: str) -> str:
 class InfiniteTalkBackend(Backend):
     name = "infinitetalk"
 
-    def __init__(self, settings: InfiniteTalkSettings) -> None:
+    def __init__(self, settings: InfiniteTalkSettings,
+                 on_parallel_lost: Callable[[BaseException], None] | None = None) -> None:
         self.settings = settings
         self.pipeline: InfiniteTalkPipeline | None = None
+        self.parallel: ParallelGroup | None = None
+        # What to do when a rank dies while serving (default: exit, so the pod restarts).
+        self.on_parallel_lost = on_parallel_lost
         self._lock = threading.Lock()
 
     @classmethod
@@ -201,16 +222,53 @@ class InfiniteTalkBackend(Backend):
 
     @property
     def device(self) -> str:
-        return self.settings.device
+        count = self.settings.parallel_devices
+        if count == 1:
+            return self.settings.device
+        device = torch.device(self.settings.device)
+        if device.type == "cuda":
+            return f"cuda:{device.index or 0}-{(device.index or 0) + count - 1}"
+        return f"{device.type} x{count}"
+
+    @property
+    def parallel_devices(self) -> int:
+        return self.settings.parallel_devices
 
     def load(self) -> None:
         with self._lock:
             if self.pipeline is None:
-                self.pipeline = build_pipeline(self.settings)
+                if self.settings.parallel_devices == 1:
+                    self.pipeline = build_pipeline(self.settings)
+                else:
+                    self.pipeline, self.parallel = self._load_parallel()
+
+    def _load_parallel(self) -> tuple[InfiniteTalkPipeline, ParallelGroup]:
+        settings = self.settings
+        check_parallel_settings(settings)
+        try:
+            group = ParallelGroup(settings.parallel_devices, settings.device, settings.parallel_mode,
+                                  functools.partial(build_dit, settings), self.on_parallel_lost)
+        except WorkerLostError as err:
+            raise BackendError(str(err)) from err
+        try:
+            pipeline = build_pipeline(settings)
+            group.attach(pipeline)
+            group.wait_ready()
+        except WorkerLostError as err:
+            group.shutdown()
+            raise BackendError(str(err)) from err
+        except BaseException:
+            group.shutdown()
+            raise
+        log.info("rendering each chunk across %d devices (%s)", settings.parallel_devices, self.device)
+        return pipeline, group
 
     def unload(self) -> None:
         with self._lock:
             self.pipeline = None
+            if self.parallel is not None:
+                self.parallel.shutdown()
+                self.parallel = None
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
@@ -289,15 +347,34 @@ class InfiniteTalkBackend(Backend):
         return request, delivered_size(job.height, job.width, bucket)
 
 
-def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
-    """Load every model once: DiT (+ adapter, + LoRA), VAE, CLIP, umT5, wav2vec2."""
-    from .audio_features import AudioFeatureExtractor
-    from .clip_vision import ClipVisionEncoder
-    from .text_encoder import TextEncoder
-    from .vae import WanVAE
+def check_parallel_settings(settings: InfiniteTalkSettings) -> None:
+    """Before starting any process: enough devices, and a layout for both kinds of step."""
+    from .weights import ModelPaths, WeightsError
+
+    count = settings.parallel_devices
+    device = torch.device(settings.device)
+    if device.type == "cuda":
+        first = device.index or 0
+        visible = torch.cuda.device_count()
+        if first + count > visible:
+            raise BackendError(f"PARALLEL_DEVICES={count} needs CUDA devices {first}..{first + count - 1}; "
+                               f"{visible} visible")
+    try:
+        config = DiTConfig.from_json(ModelPaths.from_root(settings.model_dir).dit_config)
+    except (WeightsError, ValueError, OSError) as err:
+        raise BackendError(f"cannot read the InfiniteTalk DiT config: {err}") from err
+    for branches in BRANCH_COUNTS:
+        try:
+            choose_layout(count, branches, config.num_heads, settings.parallel_mode)
+        except LayoutError as err:
+            raise BackendError(f"PARALLEL_DEVICES / PARALLEL_MODE: {err}") from err
+
+
+def build_dit(settings: InfiniteTalkSettings, device: torch.device) -> InfiniteTalkDiT:
+    """The DiT (+ adapter, + LoRA) on `device`, in FP8 where asked, offloaded and compiled as the
+    settings say. Every rank of a multi-GPU generator builds its own."""
     from .weights import ModelPaths, WeightsError, load_dit_state_dict
 
-    device = torch.device(settings.device)
     dtype = settings.torch_dtype
     fp8 = settings.dtype == "fp8"
     distilled = settings.lora_path is not None or settings.dit_path is not None
@@ -314,7 +391,11 @@ def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
         paths = ModelPaths.from_root(settings.model_dir)
         config = DiTConfig.from_json(paths.dit_config)
         loras = [(settings.lora_path, settings.lora_scale)] if settings.lora_path else []
-        state = load_dit_state_dict(paths, loras, dtype=dtype, dit_file=settings.dit_path, keep_fp8=fp8)
+        # N ranks load at once: read each shard straight onto the rank's GPU, or host memory would
+        # hold N copies of the 35 GiB model.
+        straight_to_gpu = settings.parallel_devices > 1 and device.type == "cuda" and not settings.block_offload
+        state = load_dit_state_dict(paths, loras, dtype=dtype, device=device if straight_to_gpu else "cpu",
+                                    dit_file=settings.dit_path, keep_fp8=fp8)
         with torch.device("meta"):
             dit = InfiniteTalkDiT(config, Attention(settings.attention, fp8_self_attention=fp8_attention))
             if fp8:
@@ -338,6 +419,21 @@ def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
         compile_blocks(dit)
     log.info("InfiniteTalk DiT loaded on %s (%s, offload=%s, FP8 self-attention=%s)", device,
              "fp8 linears" if fp8 else dtype, settings.block_offload, fp8_attention)
+    return dit
+
+
+def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
+    """Load every model once: DiT (+ adapter, + LoRA), VAE, CLIP, umT5, wav2vec2."""
+    from .audio_features import AudioFeatureExtractor
+    from .clip_vision import ClipVisionEncoder
+    from .text_encoder import TextEncoder
+    from .vae import WanVAE
+    from .weights import ModelPaths
+
+    device = torch.device(settings.device)
+    dtype = settings.torch_dtype
+    dit = build_dit(settings, device)
+    paths = ModelPaths.from_root(settings.model_dir)
     on_gpu = device.type == "cuda"
     text_device = torch.device(settings.text_encoder_device or ("cpu" if settings.block_offload else device))
     text_dtype = dtype  # bf16 on a GPU; on the CPU (block offload) bf16 also halves its 22 GB of fp32 weights

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -229,6 +230,16 @@ class ResidualCache:
 BlockRunner = Callable[[Iterable[DiTBlock]], Iterator[DiTBlock]]
 
 
+class SequenceSharding(Protocol):
+    """Hook for sequence parallelism (parallel/sequence.py): the blocks and the head then see only
+    this device's run of the video tokens, and the head's output is gathered back whole."""
+
+    def scatter(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, grid: tuple[int, ...]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 class InfiniteTalkDiT(nn.Module):
     """Wan2.1 I2V DiT with InfiniteTalk's single-speaker audio adapter."""
 
@@ -248,6 +259,8 @@ class InfiniteTalkDiT(nn.Module):
         self.audio_proj = AudioProjModel(config)
         # Replaced by the block-offload streamer; the default runs the resident blocks in order.
         self.block_runner: BlockRunner = iter
+        # Set on every process of a sequence-parallel group; None runs the whole sequence here.
+        self.sequence_sharding: SequenceSharding | None = None
 
     def embed_time(self, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B] -> time embedding [B, dim] and the 6 modulation vectors [B, 6, dim], both fp32."""
@@ -287,6 +300,8 @@ class InfiniteTalkDiT(nn.Module):
             raise ValueError(f"audio covers {audio_tokens.shape[1]} latent frames, the latents have {grid[0]}")
 
         cos, sin = rope_cos_sin(grid, self.config.head_dim, self.config.rope_theta, x.device)
+        if self.sequence_sharding is not None:
+            x, cos, sin = self.sequence_sharding.scatter(x, cos, sin, grid)
         inputs = BlockInputs(modulation, Rope(cos, sin), image_context, text_context, audio_tokens)
 
         if cache is not None and not cache.should_compute(modulation):
@@ -298,7 +313,10 @@ class InfiniteTalkDiT(nn.Module):
             if cache is not None:
                 cache.residual = x - before
 
-        return self.unpatchify(self.head(x, time_embedding), grid)
+        out = self.head(x, time_embedding)
+        if self.sequence_sharding is not None:
+            out = self.sequence_sharding.gather(out)
+        return self.unpatchify(out, grid)
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
         """[B, f*h*w, p_t*p_h*p_w*out] -> [B, out, f*p_t, h*p_h, w*p_w]."""

@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 import torch
 
-from .dit import InfiniteTalkDiT, ResidualCache
-from .sampling import COND, NO_AUDIO, NO_TEXT, UNCOND, SamplingPlan, denoise_clip
+from .denoiser import ClipConditioning, ClipDenoising, Denoiser, LocalDenoiser
+from .dit import InfiniteTalkDiT
+from .sampling import SamplingPlan
 
 # The reference's default negative prompt for InfiniteTalk (its "infinitetalk-14B" config).
 DEFAULT_NEGATIVE_PROMPT = (
@@ -192,6 +193,8 @@ class InfiniteTalkPipeline:
         # Run a step's guidance forwards as one batched forward (GUIDANCE_BATCH).
         self.batch_guidance = batch_guidance
         self._text_cache: dict[str, torch.Tensor] = {}
+        # Runs each clip's sampling schedule; parallel.ParallelGroup.attach spreads it over devices.
+        self.denoiser: Denoiser = LocalDenoiser(dit)
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """[1, text_len, text_dim] in the DiT's dtype; cached, since every chunk of a job repeats it."""
@@ -236,25 +239,7 @@ class InfiniteTalkPipeline:
         for span in clips:
             audio = audio_windows(features, span.first_frame, self.clip_frames, config.audio_window)
             audio = audio[None].to(self.device, dtype)
-            silence = torch.zeros_like(audio)
-            branch_inputs = {COND: (text, audio), NO_TEXT: (negative, audio), UNCOND: (negative, silence),
-                             NO_AUDIO: (text, silence)}
-
-            def predict(latent: torch.Tensor, t: torch.Tensor, branch: str, cache: ResidualCache | None,
-                        branch_inputs: dict = branch_inputs) -> torch.Tensor:
-                prompt, sound = branch_inputs[branch]
-                return self.dit(latent[None], t, prompt, clip_features, condition, sound, cache=cache)[0]
-
-            def predict_batch(latent: torch.Tensor, t: torch.Tensor, branches: tuple[str, ...],
-                              branch_inputs: dict = branch_inputs) -> dict[str, torch.Tensor]:
-                count = len(branches)
-                prompts = torch.cat([branch_inputs[branch][0] for branch in branches])
-                sounds = torch.cat([branch_inputs[branch][1] for branch in branches])
-                out = self.dit(latent[None].expand(count, *latent.shape), t.expand(count), prompts,
-                               clip_features.expand(count, *clip_features.shape[1:]),
-                               condition.expand(count, *condition.shape[1:]), sounds)
-                return dict(zip(branches, out, strict=True))
-
+            conditioning = ClipConditioning(text, negative, clip_features, condition, audio)
             motion_latent = self.vae.encode(motion_source)[0].to(self.device, torch.float32)
             noise = torch.randn(config.out_dim, latent_frames, latent_h, latent_w, generator=generator)
             steps_before = span.index * request.plan.steps
@@ -262,9 +247,8 @@ class InfiniteTalkPipeline:
             def report(step: int, steps_before: int = steps_before, frames_done: int = frames_done) -> None:
                 on_step(StepReport(steps_before + step + 1, total_steps, frames_done))
 
-            latent = denoise_clip(noise.to(self.device), motion_latent, request.plan, predict, report,
-                                  request.teacache_coefficients,
-                                  predict_batch if self.batch_guidance else None)
+            latent = self.denoiser(ClipDenoising(conditioning, noise.to(self.device), motion_latent, request.plan,
+                                                 request.teacache_coefficients, self.batch_guidance), report)
             video = self.vae.decode(latent[None])  # [1, 3, clip_frames, H, W]
             frames = video_to_frames(video[0])
             if request.color_correction > 0:

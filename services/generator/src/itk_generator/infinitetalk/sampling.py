@@ -174,6 +174,21 @@ Predictor = Callable[[torch.Tensor, torch.Tensor, str, ResidualCache | None], to
 # predict_batch(latent, timestep, branches) -> {branch: noise_pred}: all guidance branches of a
 # step in one batched forward (not with TeaCache, whose caches are per branch).
 BatchPredictor = Callable[[torch.Tensor, torch.Tensor, tuple[str, ...]], dict[str, torch.Tensor]]
+# evaluate(predict, latent, timestep, branches, caches, predict_batch) -> noise_pred per branch: how
+# one step's guidance forwards are run (on this device here; spread over devices by parallel/).
+BranchEvaluator = Callable[
+    [Predictor, torch.Tensor, torch.Tensor, tuple[str, ...], dict[str, ResidualCache | None], BatchPredictor | None],
+    dict[str, torch.Tensor]]
+
+
+def evaluate_branches(predict: Predictor, latent: torch.Tensor, t: torch.Tensor, branches: tuple[str, ...],
+                      caches: dict[str, ResidualCache | None], predict_batch: BatchPredictor | None = None
+                      ) -> dict[str, torch.Tensor]:
+    """The step's forwards on this process's device: one batched forward with `predict_batch` (not
+    with TeaCache, whose caches are per branch), else one after the other."""
+    if predict_batch is not None and len(branches) > 1 and all(caches[branch] is None for branch in branches):
+        return predict_batch(latent, t, branches)
+    return {branch: predict(latent, t, branch, caches[branch]) for branch in branches}
 
 
 def denoise_clip(
@@ -184,13 +199,13 @@ def denoise_clip(
     on_step: Callable[[int], None] = lambda _step: None,
     teacache_coefficients: tuple[float, ...] | list[float] | None = None,
     predict_batch: BatchPredictor | None = None,
+    evaluate: BranchEvaluator = evaluate_branches,
 ) -> torch.Tensor:
     """Run the whole schedule for one clip, keeping the motion latents clean; returns the final latent.
 
     With `predict_batch` (and no TeaCache) the guidance branches of each step run as one batched
     forward; otherwise one `predict` call per branch."""
     timesteps = flow_timesteps(plan.steps, plan.shift, plan.linear_to_zero).to(noise.device)
-    batched = predict_batch is not None and not plan.teacache and len(plan.branches) > 1
     caches: dict[str, ResidualCache | None] = {
         branch: TeaCache(teacache_coefficients or TEACACHE_COEFFICIENTS["480p"], plan.teacache_threshold)
         if plan.teacache else None
@@ -200,11 +215,7 @@ def denoise_clip(
     for index in range(plan.steps):
         t, t_next = timesteps[index], timesteps[index + 1]
         latent = overwrite_motion_frames(latent, motion_latent)
-        if batched:
-            assert predict_batch is not None
-            predictions = predict_batch(latent, t.reshape(1), plan.branches)
-        else:
-            predictions = {branch: predict(latent, t.reshape(1), branch, caches[branch]) for branch in plan.branches}
+        predictions = evaluate(predict, latent, t.reshape(1), plan.branches, caches, predict_batch)
         latent = euler_step(latent, combine_guidance(predictions, plan), t, t_next)
         latent = overwrite_motion_frames(latent, motion_latent)
         on_step(index)

@@ -1,0 +1,115 @@
+"""One clip on several processes (gloo on the CPU): guidance-parallel, Ulysses sequence-parallel and
+both at once give the single-process latent, for 2, 4 and 8 processes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from itk_generator.infinitetalk.denoiser import LocalDenoiser
+from itk_generator.infinitetalk.parallel import LayoutError, ParallelGroup, choose_layout
+from itk_generator.infinitetalk.parallel.sequence import even_split
+from itk_generator.infinitetalk.sampling import SamplingPlan
+from tests.infinitetalk.parallel_models import EIGHT_HEADS, build_eight_head_dit, clip_denoising
+
+FAST = SamplingPlan(steps=3, shift=2.0, text_guidance=1.0, audio_guidance=2.0)  # 2 forwards a step
+QUALITY = SamplingPlan(steps=3, shift=7.0, text_guidance=5.0, audio_guidance=4.0)  # 3 forwards a step
+QUALITY_TEACACHE = SamplingPlan(steps=8, shift=7.0, text_guidance=5.0, audio_guidance=4.0, teacache=True,
+                                teacache_threshold=0.05)
+
+
+@pytest.mark.parametrize(("world", "branches", "mode", "expected"), [
+    (1, 2, "auto", (1, 1)),
+    (2, 2, "auto", (2, 1)),  # one forward each, no token exchange
+    (2, 3, "auto", (1, 2)),  # 1.5 forwards' worth each beats 2 + 1
+    (2, 3, "guidance", (2, 1)),
+    (2, 2, "sequence", (1, 2)),
+    (3, 3, "auto", (3, 1)),
+    (4, 2, "auto", (2, 2)),
+    (4, 3, "auto", (1, 4)),
+    (6, 3, "auto", (3, 2)),
+    (8, 2, "auto", (2, 4)),
+    (8, 3, "auto", (1, 8)),
+    (8, 3, "guidance", (2, 4)),
+])
+def test_layout_choice(world: int, branches: int, mode: str, expected: tuple[int, int]) -> None:
+    layout = choose_layout(world, branches, num_heads=40, mode=mode)
+    assert (layout.guidance_groups, layout.sequence_degree) == expected
+
+
+def test_layout_needs_a_head_per_device_and_branches_cover_every_forward() -> None:
+    with pytest.raises(LayoutError, match="attention heads"):
+        choose_layout(4, 3, num_heads=2, mode="sequence")
+    with pytest.raises(LayoutError, match="mode"):
+        choose_layout(2, 2, num_heads=40, mode="fastest")
+    layout = choose_layout(8, 3, num_heads=40, mode="guidance")
+    assert [layout.branch_indices(g) for g in range(2)] == [[0, 2], [1]]
+    assert even_split(40, 3) == [14, 13, 13] and even_split(36, 8) == [5, 5, 5, 5, 4, 4, 4, 4]
+
+
+def single_process_latents() -> dict[str, torch.Tensor]:
+    dit = build_eight_head_dit(torch.device("cpu"))
+    with torch.no_grad():
+        return {name: LocalDenoiser(dit)(clip_denoising(plan, seed), lambda _step: None)
+                for name, plan, seed in CASES}
+
+
+CASES = [("fast", FAST, 1), ("quality", QUALITY, 2), ("quality+teacache", QUALITY_TEACACHE, 3)]
+
+
+class RankLost(Exception):  # noqa: N818
+    pass
+
+
+def run_parallel(world: int, modes: list[str]) -> dict[tuple[str, str], tuple[torch.Tensor, str]]:
+    """Every case in every mode on `world` processes (this one is rank 0); the latents and layouts."""
+    lost: list[BaseException] = []
+    group = ParallelGroup(world, "cpu", modes[0], build_eight_head_dit, on_lost=lost.append)
+    results = {}
+    try:
+        dit = build_eight_head_dit(torch.device("cpu"))
+        holder = type("Pipeline", (), {"dit": dit, "denoiser": None})()
+        group.attach(holder)
+        group.wait_ready()
+        for mode in modes:
+            group.runtime.mode = mode
+            for name, plan, seed in CASES:
+                with torch.no_grad():
+                    latent = holder.denoiser(clip_denoising(plan, seed), lambda _step: None)
+                results[(mode, name)] = (latent, group.runtime.layout.describe())
+    finally:
+        group.shutdown()
+    assert not lost
+    return results
+
+
+def assert_same_as_single_process(results: dict, expected: dict[str, torch.Tensor]) -> None:
+    for (mode, name), (latent, layout) in results.items():
+        # fp32: only the order of summation differs (smaller matrix products per device)
+        torch.testing.assert_close(latent, expected[name], rtol=1e-4, atol=1e-5,
+                                   msg=lambda m, mode=mode, name=name, layout=layout: f"{mode} {name} ({layout}): {m}")
+
+
+@pytest.mark.slow
+def test_two_processes_guidance_and_sequence_parallel_match_one() -> None:
+    expected = single_process_latents()
+    results = run_parallel(2, ["auto", "sequence", "guidance"])
+    layouts = {key: layout for key, (_latent, layout) in results.items()}
+    assert layouts[("auto", "fast")].endswith("guidance-parallel x2")
+    assert layouts[("auto", "quality")].endswith("sequence-parallel x2")
+    assert layouts[("guidance", "quality")].endswith("guidance-parallel x2")  # 2 forwards on one rank, 1 on the other
+    assert_same_as_single_process(results, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", [4, 8])
+def test_four_and_eight_processes_match_one(world: int) -> None:
+    assert EIGHT_HEADS.num_heads >= world
+    expected = single_process_latents()
+    results = run_parallel(world, ["auto", "guidance"])
+    layouts = {key: layout for key, (_latent, layout) in results.items()}
+    # fast: 2 guidance groups of world/2; quality: all ranks split the tokens, or 2 groups (2 + 1 forwards)
+    assert layouts[("auto", "fast")].endswith(f"guidance-parallel x2 and sequence-parallel x{world // 2}")
+    assert layouts[("auto", "quality")].endswith(f"sequence-parallel x{world}")
+    assert layouts[("guidance", "quality")].endswith(f"guidance-parallel x2 and sequence-parallel x{world // 2}")
+    assert_same_as_single_process(results, expected)
