@@ -49,7 +49,7 @@ def test_capacity_and_least_loaded_first(generators: list[GeneratorHandle]) -> N
         assert third.address == a.target  # b (capacity 1) is full, a has room for one more
         if first.address == b.target:
             first, second = second, first
-        assert pool.counts() == {"known": 2, "ready": 2, "capacity": 3, "active": 3}
+        assert pool.counts() == {"known": 2, "ready": 2, "capacity": 3, "active": 3, "devices": 2}
         # Everything is full: the next acquire waits until a slot is released.
         cancelled = threading.Event()
         got: list[str] = []
@@ -152,7 +152,7 @@ def test_draining_and_dead_endpoints_get_no_chunks(tmp_path: Path) -> None:
         draining.server.start_draining()
         dead.stop()
         pool.refresh()
-        assert pool.counts() == {"known": 2, "ready": 0, "capacity": 0, "active": 0}
+        assert pool.counts() == {"known": 2, "ready": 0, "capacity": 0, "active": 0, "devices": 0}
         with pytest.raises(NoEndpointError, match="no ready generator"):
             pool.acquire()
     finally:
@@ -183,3 +183,23 @@ def test_waiters_are_served_in_priority_order(generators: list[GeneratorHandle])
         assert served == [1, 2, 3]
     finally:
         pool.stop()
+
+
+def test_a_multi_gpu_generator_is_one_fast_endpoint(tmp_path: Path) -> None:
+    """Capacity 1 whatever its GPU count, chosen first while it is free, counted with all its devices."""
+    single = start_generator(tmp_path / "single", capacity=1)
+    multi = start_generator(tmp_path / "multi", capacity=1, devices=4)
+    pool = make_pool(lambda: [single.target, multi.target])
+    try:
+        assert {e.address: (e.capacity, e.devices) for e in pool.endpoints()} == {single.target: (1, 1),
+                                                                                   multi.target: (1, 4)}
+        assert pool.counts()["devices"] == 5 and pool.counts()["capacity"] == 2
+        first = pool.acquire()
+        second = pool.acquire()
+        assert (first.address, second.address) == (multi.target, single.target)
+        pool.release(first)
+        assert pool.acquire().address == multi.target
+    finally:
+        pool.stop()
+        single.stop()
+        multi.stop()

@@ -176,7 +176,8 @@ def test_health_openapi_and_metrics(gateway: Gateway, portrait: bytes) -> None:
     endpoints = len(gateway.settings.generator_targets)
     for line in ("itk_chunks_pending 0.0", "itk_chunks_running 0.0", 'itk_jobs{status="COMPLETED"} 1.0',
                  "itk_jobs_total 1.0", f'itk_generator_endpoints{{state="known"}} {endpoints}.0',
-                 f'itk_generator_endpoints{{state="ready"}} {endpoints}.0'):
+                 f'itk_generator_endpoints{{state="ready"}} {endpoints}.0',
+                 f"itk_generator_devices {endpoints}.0"):
         assert line in text, line
     assert "itk_chunk_seconds_count" in text
     assert "itk_video_seconds_total 3.0" in text

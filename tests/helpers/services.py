@@ -32,8 +32,9 @@ class CountingBackend(Backend):
 
     name = "preview"
 
-    def __init__(self, cost_per_audio_sec: float = 0.0) -> None:
+    def __init__(self, cost_per_audio_sec: float = 0.0, devices: int = 1) -> None:
         self.inner = PreviewBackend(cost_per_audio_sec=cost_per_audio_sec)
+        self.devices = devices  # what GetInfo reports, as a multi-GPU generator would
         self.rendered: Counter[tuple[str, int]] = Counter()
         self.started: Counter[tuple[str, int]] = Counter()
         self.failure: Exception | None = None
@@ -41,6 +42,10 @@ class CountingBackend(Backend):
 
     def load(self) -> None:
         self.inner.load()
+
+    @property
+    def parallel_devices(self) -> int:
+        return self.devices
 
     def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
                cancelled: threading.Event) -> RenderedChunk:
@@ -69,8 +74,8 @@ class GeneratorHandle:
 
 
 def start_generator(temp_dir: Path, capacity: int = 1, cost_per_audio_sec: float = 0.0,
-                    port: int = 0) -> GeneratorHandle:
-    backend = CountingBackend(cost_per_audio_sec)
+                    port: int = 0, devices: int = 1) -> GeneratorHandle:
+    backend = CountingBackend(cost_per_audio_sec, devices)
     temp_dir.mkdir(parents=True, exist_ok=True)
     server, bound = start_generator_server(HOST, port, backend=backend, capacity=capacity, temp_dir=temp_dir)
     handle = GeneratorHandle(server, bound, backend)

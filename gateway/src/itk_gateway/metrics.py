@@ -54,6 +54,9 @@ class _StateCollector(Collector):
         endpoints.add_metric(["known"], counts.get("known", 0))
         endpoints.add_metric(["ready"], counts.get("ready", 0))
         yield endpoints
+        yield GaugeMetricFamily("itk_generator_devices",
+                                "Devices (GPUs) behind the ready generator endpoints; a multi-GPU generator counts all",
+                                value=counts.get("devices", 0))
 
 
 class GatewayMetrics:

@@ -5,6 +5,8 @@ the pool follows scaling: every refresh resolves each host to all its addresses 
 headless Service answers one address per ready pod), and each address is one endpoint. Every
 endpoint is probed with grpc.health and Generator.GetInfo; only SERVING, ready, non-draining
 endpoints with capacity get chunks, never more at once than their capacity, least loaded first.
+A generator that renders each chunk across several GPUs (GetInfo.devices > 1) is one endpoint of
+its capacity, only faster: among equally loaded endpoints the one with more devices goes first.
 
 An endpoint that leaves the resolution keeps the chunks it is already rendering (a draining pod
 finishes its work; a dead one breaks the stream, and the chunk is retried elsewhere) but gets no
@@ -90,6 +92,7 @@ class Endpoint:
     draining: bool = False
     present: bool = True  # still in the latest resolution
     backend: str = ""
+    devices: int = 1  # devices one chunk is rendered across there
     last_error: str = ""
     generator: generator_pb2_grpc.GeneratorStub = field(init=False)
 
@@ -113,6 +116,7 @@ class ProbeResult:
     active: int
     backend: str
     error: str
+    devices: int = 1
 
 
 class EndpointPool:
@@ -210,6 +214,7 @@ class EndpointPool:
             results[endpoint.address] = ProbeResult(
                 ready=serving and reply.ready, draining=reply.draining or not serving,
                 capacity=reply.capacity, active=reply.active, backend=reply.backend, error="",
+                devices=max(1, reply.devices),  # 0 from a generator that predates the field
             )
         return results
 
@@ -241,6 +246,7 @@ class EndpointPool:
                     endpoint.capacity = result.capacity
                     endpoint.foreign = max(0, result.active - endpoint.active)
                     endpoint.backend = result.backend
+                    endpoint.devices = result.devices
                     endpoint.last_error = result.error
                 self._cond.notify_all()
 
@@ -253,7 +259,8 @@ class EndpointPool:
 
     def acquire(self, avoid: Iterable[str] = (), cancelled: threading.Event | None = None,
                 priority: tuple = ()) -> Endpoint:
-        """Take a slot on the least loaded usable endpoint, waiting until one is free.
+        """Take a slot on the least loaded usable endpoint (of those, the one with the most
+        devices per chunk: the fastest), waiting until one is free.
 
         Waiters are served in `priority` order (then arrival order): the orchestrator passes
         (job creation time, -frame count, chunk index), so older jobs and longer chunks go first. Endpoints in
@@ -274,7 +281,7 @@ class EndpointPool:
                     usable = [e for e in self._endpoints.values() if e.usable]
                     if usable and self._queue[0] == place:
                         preferred = [e for e in usable if e.address not in avoided] or usable
-                        chosen = min(preferred, key=lambda e: (e.load / e.capacity, e.load, e.address))
+                        chosen = min(preferred, key=lambda e: (e.load / e.capacity, -e.devices, e.load, e.address))
                         chosen.active += 1
                         return chosen
                     if any(e.present and e.ready and not e.draining for e in self._endpoints.values()):
@@ -330,5 +337,6 @@ class EndpointPool:
                 "known": len(present),
                 "ready": sum(1 for e in present if e.ready and not e.draining),
                 "capacity": sum(e.capacity for e in present if e.ready and not e.draining),
+                "devices": sum(e.devices for e in present if e.ready and not e.draining),
                 "active": sum(e.active for e in self._endpoints.values()),
             }
