@@ -40,6 +40,7 @@ TARGETS: dict[str, str] = {
     "cpu-preview": "k8s/overlays/cpu-preview",
     "gpu": "k8s/overlays/gpu",
     "gpu-autoscale": "k8s/overlays/gpu-autoscale",
+    "gpu-multi": "k8s/overlays/gpu-multi",
     "example-site": "k8s/examples/site",
     "providers": "k8s/overlays/providers",
 }
@@ -50,7 +51,7 @@ PIECES_DIR = "k8s/providers"
 # that must deploy them.
 PROVIDER_SECRETS = {"runpod": "itk-runpod", "beam": "itk-beam", "modal": "itk-modal"}
 PROVIDER_TARGETS = {"providers"}
-GPU_TARGETS = {"gpu", "gpu-autoscale", "example-site"}
+GPU_TARGETS = {"gpu", "gpu-autoscale", "gpu-multi", "example-site"}
 AUTOSCALE_TARGETS = {"gpu-autoscale", "example-site"}
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -553,6 +554,42 @@ def check_gpu(target: str, objs: list[Obj]) -> list[str]:
     return problems
 
 
+def _generator_config(objs: list[Obj]) -> dict[str, str]:
+    """The data of the ConfigMap(s) the generator container reads through envFrom, merged."""
+    _deployment, container = _generator(objs)
+    names = {source["configMapRef"]["name"] for source in (container or {}).get("envFrom", [])
+             if "configMapRef" in source}
+    data: dict[str, str] = {}
+    for obj in objs:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] in names:
+            data.update(obj.get("data", {}))
+    return data
+
+
+def check_parallel_devices(_target: str, objs: list[Obj]) -> list[str]:
+    """A generator renders each chunk across PARALLEL_DEVICES GPUs: exactly the GPUs its pod gets,
+    and with more than one, a memory-backed /dev/shm for NCCL."""
+    deployment, container = _generator(objs)
+    if deployment is None or container is None:
+        return ["Deployment/generator missing"]
+    gpus = int(container.get("resources", {}).get("limits", {}).get(GPU_RESOURCE, 0) or 0)
+    configured = _generator_config(objs).get("PARALLEL_DEVICES", "1")
+    if not configured.isdigit() or int(configured) < 1:
+        return [f"Deployment/generator: PARALLEL_DEVICES={configured!r} is not a positive number"]
+    devices = int(configured)
+    problems = []
+    if gpus and devices != gpus:
+        problems.append(f"Deployment/generator: PARALLEL_DEVICES={devices} but the pod gets {gpus} GPU(s)")
+    if not gpus and devices > 1:
+        problems.append(f"Deployment/generator: PARALLEL_DEVICES={devices} on a pod without GPUs")
+    if devices > 1:
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"].get("volumes", [])}
+        mounted = next((m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == "/dev/shm"), None)
+        if mounted is None or volumes.get(mounted, {}).get("emptyDir", {}).get("medium") != "Memory":
+            problems.append("Deployment/generator: several GPUs need a memory-backed emptyDir at /dev/shm for NCCL")
+    return problems
+
+
 def check_autoscale(target: str, objs: list[Obj]) -> list[str]:
     scaled = [o for o in objs if o["kind"] == "ScaledObject"]
     if target not in AUTOSCALE_TARGETS:
@@ -669,6 +706,7 @@ CHECKS: list[Check] = [
     Check("network isolation", check_network_isolation),
     Check("one gateway, Recreate, PVC", check_gateway),
     Check("GPU resources", check_gpu),
+    Check("GPUs per pod = PARALLEL_DEVICES", check_parallel_devices),
     Check("autoscaling", check_autoscale),
     Check("remote provider pools", check_provider_pools),
 ]

@@ -212,3 +212,30 @@ def test_main_prints_a_table_and_succeeds(capsys: pytest.CaptureFixture[str]) ->
     assert "all " in out and "checks passed" in out
     for target in k8s_check.TARGETS:
         assert target in out
+
+
+def test_multi_gpu_overlay_runs_one_rank_per_gpu_of_the_pod() -> None:
+    objs = objects("gpu-multi")
+    resources = container(objs, "generator")["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == 2
+    config = k8s_check._generator_config(objs)
+    assert (config["GENERATOR_BACKEND"], config["PARALLEL_DEVICES"], config["GENERATOR_CAPACITY"]) == (
+        "infinitetalk", "2", "1")
+    assert container(objs, "generator")["command"] == ["itk-generator"]  # rank 0 starts the others
+
+
+def test_parallel_devices_check_catches_a_gpu_count_mismatch_and_a_missing_shm() -> None:
+    objs = objects("gpu-multi")
+    container(objs, "generator")["resources"]["limits"]["nvidia.com/gpu"] = 4
+    container(objs, "generator")["resources"]["requests"]["nvidia.com/gpu"] = 4
+    assert k8s_check.check_parallel_devices("gpu-multi", objs) == [
+        "Deployment/generator: PARALLEL_DEVICES=2 but the pod gets 4 GPU(s)"]
+    objs = objects("gpu-multi")
+    spec = deployment(objs, "generator")["spec"]["template"]["spec"]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "dshm"]
+    assert any("/dev/shm" in p for p in k8s_check.check_parallel_devices("gpu-multi", objs))
+    objs = objects("gpu")
+    next(o for o in objs if o["kind"] == "ConfigMap"
+         and o["metadata"]["name"].startswith("itk-generator"))["data"]["PARALLEL_DEVICES"] = "2"
+    assert k8s_check.check_parallel_devices("gpu", objs) == [
+        "Deployment/generator: PARALLEL_DEVICES=2 but the pod gets 1 GPU(s)"]
