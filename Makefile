@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 PACKAGES := common services/splitter services/stitcher services/generator gateway client
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install browser proto proto-check lint test test-fast run up bench bench-gpu k8s-check images download-weights clean
+.PHONY: install browser proto proto-check lint test test-fast run up bench bench-gpu bench-gpu-parallel k8s-check images download-weights clean
 
 install: $(STAMP)
 
@@ -58,13 +58,21 @@ bench: $(STAMP)
 
 # Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU (FP8 parts: compute capability 8.9+,
 # cuDNN FP8 attention: 9.0+ and the generator's `fp8` extra). REFERENCE_DIR=path adds the reference
-# implementation's forward side by side (see README, Performance).
+# implementation's forward side by side (see README, Performance). On a machine with several GPUs
+# it then times one clip on 1, 2, 4 and 8 of them in every parallel mode (bench-gpu-parallel).
 REFERENCE_DIR ?=
+GPUS ?= 1,2,4,8
 bench-gpu:
 	$(PYTHON) bench/gpu_kernels.py
 	$(PYTHON) bench/gpu_infinitetalk.py $(if $(REFERENCE_DIR),--reference-dir $(REFERENCE_DIR)) --kernels sdpa \
 		--skip-compile --skip-offload --skip-encoders --fp8
 	$(PYTHON) bench/gpu_infinitetalk.py --clips turbo,fast,quality --clip-count 2 --quality-steps 3 --vae-dtype bf16
+	@if [ "$$($(PYTHON) -c 'import torch; print(torch.cuda.device_count())')" -gt 1 ]; then \
+		$(PYTHON) bench/gpu_parallel.py --gpus $(GPUS); fi
+
+# Only the multi-GPU table: make bench-gpu-parallel GPUS=1,2
+bench-gpu-parallel:
+	$(PYTHON) bench/gpu_parallel.py --gpus $(GPUS)
 
 # The InfiniteTalk weights in the layout the generator loads: make download-weights MODEL_DIR=/models
 MODEL_DIR ?= models

@@ -92,8 +92,9 @@ def peak_gib() -> float:
     return torch.cuda.max_memory_allocated() / GIB if ON_GPU else 0.0
 
 
-def random_dit(config: DiTConfig, attention: str) -> InfiniteTalkDiT:
-    """The full-size model straight on the GPU in bf16, filled with random values of sane scale."""
+def random_dit(config: DiTConfig, attention: str, device: torch.device = DEVICE) -> InfiniteTalkDiT:
+    """The full-size model straight on the GPU in bf16, filled with random values of sane scale
+    (the same values on every device: one seed, the same sequence of draws)."""
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -102,7 +103,7 @@ def random_dit(config: DiTConfig, attention: str) -> InfiniteTalkDiT:
             model = InfiniteTalkDiT(config, Attention(attention))
     finally:
         torch.set_default_dtype(previous)
-    model = model.to_empty(device=DEVICE).eval().requires_grad_(False)
+    model = model.to_empty(device=device).eval().requires_grad_(False)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if name.endswith("modulation"):

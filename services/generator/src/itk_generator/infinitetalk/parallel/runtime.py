@@ -35,7 +35,7 @@ from .sequence import SequenceShard, enable_sequence_parallel
 log = logging.getLogger(__name__)
 
 STEP, ABORT = 1, 2
-CLIP, SHUTDOWN = "clip", "shutdown"
+CLIP, SHUTDOWN, PEAK_MEMORY = "clip", "shutdown", "peak-memory"
 COMMAND_POLL_SEC = 0.01
 
 
@@ -60,6 +60,7 @@ class ParallelRuntime:
         self.layout = ParallelLayout(world, 1, 1)
         self.peers = RankGroup(None, (rank,))
         self._commands = dist.PrefixStore("itk/commands", store)
+        self._peaks = dist.PrefixStore("itk/peak-memory", store)
         self._sequence = 0
 
     def attach(self, dit: InfiniteTalkDiT) -> None:
@@ -90,6 +91,21 @@ class ParallelRuntime:
             time.sleep(COMMAND_POLL_SEC)
         self._sequence += 1
         return self._commands.get(key).decode()
+
+    # -- peak device memory per rank (for the benchmark and the logs) ---------------------------
+
+    def report_peak_memory(self) -> None:
+        """Workers: publish this device's peak allocated bytes since the last report, and reset it."""
+        self._peaks.set(str(self.rank), str(_take_peak_memory(self.device)))
+
+    def peak_memory(self) -> list[int]:
+        """Rank 0: every rank's peak allocated bytes since the last call (0 on the CPU)."""
+        self.post(PEAK_MEMORY)
+        peaks = [_take_peak_memory(self.device)]
+        for rank in range(1, self.world):
+            peaks.append(int(self._peaks.get(str(rank)).decode()))  # waits until the worker has set it
+            self._peaks.delete_key(str(rank))
+        return peaks
 
     # -- per-step signal (collective) -------------------------------------------------------
 
@@ -245,6 +261,9 @@ def serve(runtime: ParallelRuntime, dit: InfiniteTalkDiT) -> None:
         command = runtime.next_command()
         if command == SHUTDOWN:
             return
+        if command == PEAK_MEMORY:
+            runtime.report_peak_memory()
+            continue
         if command != CLIP:
             raise RuntimeError(f"unknown command {command!r} from rank 0")
         received: list[ClipPayload | None] = [None]
@@ -258,3 +277,11 @@ def serve(runtime: ParallelRuntime, dit: InfiniteTalkDiT) -> None:
                          GuidanceParallelEvaluator(runtime))
         except ClipAborted:
             log.info("rank %d: clip stopped by rank 0", runtime.rank)
+
+
+def _take_peak_memory(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 0
+    peak = torch.cuda.max_memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak
