@@ -26,6 +26,10 @@ def build_eight_head_dit(device: torch.device) -> InfiniteTalkDiT:
     return model.eval().requires_grad_(False).to(device)
 
 
+def dit_that_fails_to_load(device: torch.device) -> InfiniteTalkDiT:
+    raise RuntimeError("model file missing: /models/dit.safetensors")
+
+
 def clip_denoising(plan: SamplingPlan, seed: int = 0) -> ClipDenoising:
     frames, height, width = LATENT_GRID
     config = EIGHT_HEADS

@@ -3,14 +3,21 @@ both at once give the single-process latent, for 2, 4 and 8 processes."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
 from itk_generator.infinitetalk.denoiser import LocalDenoiser
-from itk_generator.infinitetalk.parallel import LayoutError, ParallelGroup, choose_layout
+from itk_generator.infinitetalk.parallel import LayoutError, ParallelGroup, WorkerLostError, choose_layout
 from itk_generator.infinitetalk.parallel.sequence import even_split
 from itk_generator.infinitetalk.sampling import SamplingPlan
-from tests.infinitetalk.parallel_models import EIGHT_HEADS, build_eight_head_dit, clip_denoising
+from tests.infinitetalk.parallel_models import (
+    EIGHT_HEADS,
+    build_eight_head_dit,
+    clip_denoising,
+    dit_that_fails_to_load,
+)
 
 FAST = SamplingPlan(steps=3, shift=2.0, text_guidance=1.0, audio_guidance=2.0)  # 2 forwards a step
 QUALITY = SamplingPlan(steps=3, shift=7.0, text_guidance=5.0, audio_guidance=4.0)  # 3 forwards a step
@@ -113,3 +120,22 @@ def test_four_and_eight_processes_match_one(world: int) -> None:
     assert layouts[("auto", "quality")].endswith(f"sequence-parallel x{world}")
     assert layouts[("guidance", "quality")].endswith(f"guidance-parallel x2 and sequence-parallel x{world // 2}")
     assert_same_as_single_process(results, expected)
+
+
+@pytest.mark.slow
+def test_a_rank_that_cannot_load_fails_the_load_and_one_that_dies_later_ends_the_generator() -> None:
+    with pytest.raises(WorkerLostError, match="rank 1 exited with code 1 before it could load its model"):
+        group = ParallelGroup(2, "cpu", "auto", dit_that_fails_to_load, on_lost=lambda _exc: None)
+        group.wait_ready()
+
+    lost: list[BaseException] = []
+    group = ParallelGroup(2, "cpu", "auto", build_eight_head_dit, on_lost=lost.append)
+    try:
+        group.wait_ready()
+        group.workers[0].kill()
+        deadline = time.monotonic() + 10
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lost and isinstance(lost[0], WorkerLostError) and "rank 1 exited" in str(lost[0])
+    finally:
+        group.shutdown(timeout=5)

@@ -135,6 +135,7 @@ class ParallelGroup:
             while not self._store.check([f"itk/{state}/{rank}"]):
                 if not worker.is_alive():
                     self._stop_workers()
+                    self._finish()
                     raise WorkerLostError(f"parallel rank {rank} exited with code {worker.exitcode} before it "
                                           f"could {what} (its log above says why)")
                 time.sleep(POLL_SEC)
@@ -169,7 +170,7 @@ class ParallelGroup:
             self._finish()
             return
         self._stopping.set()
-        with contextlib.suppress(RuntimeError, OSError):  # a store already gone: the workers exit anyway
+        with self.runtime.turn, contextlib.suppress(RuntimeError, OSError):  # no store: the workers exit anyway
             self.runtime.post(SHUTDOWN)
         self._stop_workers(timeout)
         self._finish()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ class ParallelRuntime:
         self._commands = dist.PrefixStore("itk/commands", store)
         self._peaks = dist.PrefixStore("itk/peak-memory", store)
         self._sequence = 0
+        # Rank 0: one clip (or report) at a time on the group. A generator with GENERATOR_CAPACITY
+        # above 1 then interleaves its chunks clip by clip instead of mixing their collectives.
+        self.turn = threading.Lock()
 
     def attach(self, dit: InfiniteTalkDiT) -> None:
         enable_sequence_parallel(dit, self.shard)
@@ -100,11 +104,12 @@ class ParallelRuntime:
 
     def peak_memory(self) -> list[int]:
         """Rank 0: every rank's peak allocated bytes since the last call (0 on the CPU)."""
-        self.post(PEAK_MEMORY)
-        peaks = [_take_peak_memory(self.device)]
-        for rank in range(1, self.world):
-            peaks.append(int(self._peaks.get(str(rank)).decode()))  # waits until the worker has set it
-            self._peaks.delete_key(str(rank))
+        with self.turn:
+            self.post(PEAK_MEMORY)
+            peaks = [_take_peak_memory(self.device)]
+            for rank in range(1, self.world):
+                peaks.append(int(self._peaks.get(str(rank)).decode()))  # waits until the worker has set it
+                self._peaks.delete_key(str(rank))
         return peaks
 
     # -- per-step signal (collective) -------------------------------------------------------
@@ -238,6 +243,10 @@ class ParallelDenoiser:
         self.on_broken = on_broken
 
     def __call__(self, clip: ClipDenoising, on_step: Callable[[int], None]) -> torch.Tensor:
+        with self.runtime.turn:
+            return self._denoise(clip, on_step)
+
+    def _denoise(self, clip: ClipDenoising, on_step: Callable[[int], None]) -> torch.Tensor:
         runtime = self.runtime
         layout = runtime.choose_layout(clip.plan, self.dit.config.num_heads)
         runtime.use_layout(layout)
