@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,13 @@ def _exit_if_orphaned(parent: int) -> None:
 def worker_main(rank: int, spec: WorkerSpec) -> None:
     """Entry point of ranks 1..N-1."""
     logging.basicConfig(level=spec.log_level, format=f"%(asctime)s rank {rank} %(name)s %(levelname)s %(message)s")
+    # Rank 0 decides when the workers stop (after draining on SIGTERM); Ctrl-C in a terminal,
+    # which reaches the whole process group, must not end them under a chunk in progress.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A worker is a daemonic process, which may not start a process pool: torch.compile's kernel
+    # builds run in this process.
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     threading.Thread(target=_exit_if_orphaned, args=(os.getppid(),), daemon=True).start()
     device = device_for(spec.base_device, rank)
     if device.type == "cuda":
