@@ -4,7 +4,9 @@ process, and a cancelled chunk that leaves the ranks ready for the next."""
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,13 +14,15 @@ import cv2
 import numpy as np
 import pytest
 
-from infinitetalk.v1 import common_pb2, generator_pb2
+from infinitetalk.v1 import common_pb2, generator_pb2, generator_pb2_grpc
+from itk_common.grpc_server import insecure_channel, wait_for_serving
 from itk_common.video import read_frames
 from itk_generator.backend import Cancelled, ChunkJob, ProgressEvent, SamplingSettings
 from itk_generator.infinitetalk.backend import InfiniteTalkBackend, InfiniteTalkSettings
 from itk_generator.infinitetalk.pipeline import ChunkRequest
 from itk_generator.infinitetalk.sampling import preset_plan, with_overrides
 from tests.generator.conftest import Chunk, collect, face_like_portrait, serve  # noqa: F401 (fixture)
+from tests.generator.test_process import bound_port, launch
 from tests.helpers.audio import speech_like
 
 pytestmark = pytest.mark.slow
@@ -108,3 +112,62 @@ def test_service_is_one_endpoint_of_capacity_one_with_two_devices(serve, paralle
     reply = collect(running.stub.Generate(chunk.requests()))
     (summary,) = reply.summaries
     assert (summary.frame_count, summary.width, summary.height) == (FRAMES, 48, 64)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # the field after the state is the parent's pid
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_generator_process_starts_its_ranks_and_drains_them_on_sigterm(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`itk-generator` as the pod runs it: rank 0 serves, rank 1 is its child; on SIGTERM the chunk in
+    hand finishes, then the process exits 0 and leaves no rank behind."""
+    process, log_path = launch(tmp_path, GENERATOR_BACKEND="infinitetalk", MODEL_DIR=str(tiny_model_dir),
+                               PARALLEL_DEVICES="2", DEVICE="cpu", DTYPE="fp32", INFINITETALK_PRESET="fast",
+                               INFINITETALK_CLIP_FRAMES="21", INFINITETALK_SIZE="32x32")
+    try:
+        target = f"127.0.0.1:{bound_port(process, log_path)}"
+        wait_for_serving(target, timeout=120)
+        ranks = children_of(process.pid)
+        assert ranks, log_path.read_text()
+        with insecure_channel(target) as channel:
+            stub = generator_pb2_grpc.GeneratorStub(channel)
+            assert stub.GetInfo(generator_pb2.GetInfoRequest()).devices == 2
+            samples = speech_like(FRAMES / 25, pause_every_sec=10.0, seed=2).astype(np.float32)
+            chunk = Chunk(image=face_like_portrait(64, 64), samples=samples, width=32, height=32, frame_count=FRAMES,
+                          sampling=common_pb2.SamplingOptions(steps=2))
+            first_step = threading.Event()
+            replies: list = []
+            call = stub.Generate(chunk.requests(), timeout=300)
+            reader = threading.Thread(target=lambda: replies.append(collect(call, first_step)))
+            reader.start()
+            assert first_step.wait(120)
+            process.send_signal(signal.SIGTERM)
+            reader.join(300)
+            [reply] = replies
+            assert reply.summaries[0].frame_count == FRAMES
+        assert process.wait(60) == 0, log_path.read_text()
+        deadline = time.monotonic() + 10
+        while any(running(pid) for pid in ranks) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(running(pid) for pid in ranks)
+        assert "rank 1" in log_path.read_text()  # the worker logged into the same stream
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
