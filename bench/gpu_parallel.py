@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -159,7 +160,7 @@ def main() -> None:
             group, denoiser = None, LocalDenoiser(model)
         else:
             group = ParallelGroup(count, str(device), modes[0], factory)
-            holder = type("Pipeline", (), {"dit": model, "denoiser": None})()
+            holder = SimpleNamespace(dit=model, denoiser=None)
             group.attach(holder)
             group.wait_ready()
             denoiser = holder.denoiser
@@ -213,7 +214,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
 
     header = ["GPUs", "preset", "mode", "layout", "sampling s", "clip s", "speed-up", "clip speed-up",
-              "efficiency", "peak GiB/GPU", "max |diff| vs 1 GPU"]
+              "efficiency", "peak GiB/GPU", "max abs diff vs 1 GPU"]
     keys = ["gpus", "preset", "mode", "layout", "sampling_s", "clip_s", "speedup", "clip_speedup", "efficiency",
             "peak_gib_per_gpu", "max_abs_diff_vs_1_gpu"]
     print(f"\n{report['gpu']}, torch {report['torch']}, CUDA {report['cuda']}, NCCL {report['nccl']}; "

@@ -4,6 +4,7 @@ both at once give the single-process latent, for 2, 4 and 8 processes."""
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -75,7 +76,7 @@ def run_parallel(world: int, modes: list[str]) -> dict[tuple[str, str], tuple[to
     results = {}
     try:
         dit = build_eight_head_dit(torch.device("cpu"))
-        holder = type("Pipeline", (), {"dit": dit, "denoiser": None})()
+        holder = SimpleNamespace(dit=dit, denoiser=None)
         group.attach(holder)
         group.wait_ready()
         for mode in modes:

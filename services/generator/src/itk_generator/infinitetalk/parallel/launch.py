@@ -25,11 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..denoiser import Denoiser
 from ..dit import InfiniteTalkDiT
 from .runtime import SHUTDOWN, ParallelDenoiser, ParallelRuntime, serve
 
@@ -103,6 +105,13 @@ def _backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
+class DenoisingPipeline(Protocol):
+    """What rank 0 attaches to: InfiniteTalkPipeline, or a benchmark's bare DiT holder."""
+
+    dit: InfiniteTalkDiT
+    denoiser: Denoiser
+
+
 class WorkerLostError(RuntimeError):
     """A rank exited while the others needed it."""
 
@@ -148,11 +157,10 @@ class ParallelGroup:
                                           f"could {what} (its log above says why)")
                 time.sleep(POLL_SEC)
 
-    def attach(self, pipeline: object) -> None:
+    def attach(self, pipeline: DenoisingPipeline) -> None:
         """Rank 0's DiT joins the group, and the pipeline's clips run on all ranks."""
-        dit = pipeline.dit  # type: ignore[attr-defined]
-        self.runtime.attach(dit)
-        pipeline.denoiser = ParallelDenoiser(self.runtime, dit, self._broken)  # type: ignore[attr-defined]
+        self.runtime.attach(pipeline.dit)
+        pipeline.denoiser = ParallelDenoiser(self.runtime, pipeline.dit, self._broken)
 
     def wait_ready(self) -> None:
         """Block until every worker has loaded its DiT; then watch them."""
