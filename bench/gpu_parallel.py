@@ -156,14 +156,13 @@ def main() -> None:
     baseline: dict[str, tuple[float, torch.Tensor]] = {}
     for count in counts:
         model = factory(device)
-        if count == 1:
-            group, denoiser = None, LocalDenoiser(model)
-        else:
+        holder = SimpleNamespace(dit=model, denoiser=LocalDenoiser(model))
+        group = None
+        if count > 1:
             group = ParallelGroup(count, str(device), modes[0], factory)
-            holder = SimpleNamespace(dit=model, denoiser=None)
             group.attach(holder)
             group.wait_ready()
-            denoiser = holder.denoiser
+        denoiser = holder.denoiser
         try:
             for preset in presets:
                 plan = plan_for(preset)
@@ -208,7 +207,7 @@ def main() -> None:
         finally:
             if group is not None:
                 group.shutdown()
-            model = denoiser = None
+            model = denoiser = holder = group = None  # the next GPU count builds its own DiT on GPU 0
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
