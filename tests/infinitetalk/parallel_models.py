@@ -8,6 +8,7 @@ import torch
 from itk_generator.infinitetalk.config import DiTConfig
 from itk_generator.infinitetalk.denoiser import ClipConditioning, ClipDenoising
 from itk_generator.infinitetalk.dit import InfiniteTalkDiT
+from itk_generator.infinitetalk.offload import enable_block_offload
 from itk_generator.infinitetalk.sampling import SamplingPlan
 
 EIGHT_HEADS = DiTConfig(
@@ -24,6 +25,13 @@ def build_eight_head_dit(device: torch.device) -> InfiniteTalkDiT:
         torch.manual_seed(0)
         model = InfiniteTalkDiT(EIGHT_HEADS)
     return model.eval().requires_grad_(False).to(device)
+
+
+def build_eight_head_dit_offloaded(device: torch.device) -> InfiniteTalkDiT:
+    """The same DiT with its blocks streamed through two copies (BLOCK_OFFLOAD's path, run on the CPU)."""
+    model = build_eight_head_dit(device)
+    enable_block_offload(model, device)
+    return model
 
 
 def dit_that_fails_to_load(device: torch.device) -> InfiniteTalkDiT:

@@ -16,6 +16,7 @@ from itk_generator.infinitetalk.sampling import SamplingPlan
 from tests.infinitetalk.parallel_models import (
     EIGHT_HEADS,
     build_eight_head_dit,
+    build_eight_head_dit_offloaded,
     clip_denoising,
     dit_that_fails_to_load,
 )
@@ -69,13 +70,14 @@ class RankLost(Exception):  # noqa: N818
     pass
 
 
-def run_parallel(world: int, modes: list[str]) -> dict[tuple[str, str], tuple[torch.Tensor, str]]:
+def run_parallel(world: int, modes: list[str], build=build_eight_head_dit
+                 ) -> dict[tuple[str, str], tuple[torch.Tensor, str]]:
     """Every case in every mode on `world` processes (this one is rank 0); the latents and layouts."""
     lost: list[BaseException] = []
-    group = ParallelGroup(world, "cpu", modes[0], build_eight_head_dit, on_lost=lost.append)
+    group = ParallelGroup(world, "cpu", modes[0], build, on_lost=lost.append)
     results = {}
     try:
-        dit = build_eight_head_dit(torch.device("cpu"))
+        dit = build(torch.device("cpu"))
         holder = SimpleNamespace(dit=dit, denoiser=None)
         group.attach(holder)
         group.wait_ready()
@@ -106,6 +108,15 @@ def test_two_processes_guidance_and_sequence_parallel_match_one() -> None:
     assert layouts[("auto", "fast")].endswith("guidance-parallel x2")
     assert layouts[("auto", "quality")].endswith("sequence-parallel x2")
     assert layouts[("guidance", "quality")].endswith("guidance-parallel x2")  # 2 forwards on one rank, 1 on the other
+    assert_same_as_single_process(results, expected)
+
+
+@pytest.mark.slow
+def test_sequence_parallel_with_block_offload_matches_one() -> None:
+    """BLOCK_OFFLOAD streams the blocks through device copies: those copies split the tokens too."""
+    expected = single_process_latents()
+    results = run_parallel(2, ["sequence"], build_eight_head_dit_offloaded)
+    assert all(layout.endswith("sequence-parallel x2") for _latent, layout in results.values())
     assert_same_as_single_process(results, expected)
 
 

@@ -71,6 +71,8 @@ class ParallelRuntime:
         enable_sequence_parallel(dit, self.shard)
 
     def use_layout(self, layout: ParallelLayout) -> None:
+        if layout != self.layout and self.rank == 0:
+            log.info("sampling on %s", layout.describe())
         self.layout = layout
         self.shard.use(self.groups.sequence_group(layout, self.rank), self.rank)
         self.peers = self.groups.peer_group(layout, self.rank)
