@@ -20,6 +20,8 @@ import contextlib
 import logging
 import os
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +107,14 @@ def _backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
+def keep_on_loopback() -> None:
+    """Every rank is a process of this host: NCCL's bootstrap and gloo talk over the loopback
+    interface, not the pod's network (set before the ranks are spawned, which inherit it)."""
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+
+
 class DenoisingPipeline(Protocol):
     """What rank 0 attaches to: InfiniteTalkPipeline, or a benchmark's bare DiT holder."""
 
@@ -130,8 +140,15 @@ class ParallelGroup:
             torch.cuda.set_device(self.device)  # NCCL works on the current device
         self.on_lost = on_lost or _exit_process
         self._stopping = threading.Event()
-        self._store = dist.TCPStore("127.0.0.1", 0, world, is_master=True, wait_for_workers=False,
-                                    timeout=COLLECTIVE_TIMEOUT)
+        keep_on_loopback()
+        # The store listens on 127.0.0.1 only (TCPStore alone would listen on every interface);
+        # it takes the socket over.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        self._store = dist.TCPStore("127.0.0.1", port, world, is_master=True, wait_for_workers=False,
+                                    timeout=COLLECTIVE_TIMEOUT, master_listen_fd=listener.detach())
         cpu_threads = max(1, (os.cpu_count() or 1) // world)
         spec = WorkerSpec(world, self._store.port, base_device, mode, build_dit, cpu_threads,
                           logging.getLevelName(logging.getLogger().getEffectiveLevel()))
