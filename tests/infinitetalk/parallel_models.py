@@ -38,7 +38,7 @@ def dit_that_fails_to_load(device: torch.device) -> InfiniteTalkDiT:
     raise RuntimeError("model file missing: /models/dit.safetensors")
 
 
-def clip_denoising(plan: SamplingPlan, seed: int = 0) -> ClipDenoising:
+def clip_denoising(plan: SamplingPlan, seed: int = 0, batch_guidance: bool = False) -> ClipDenoising:
     frames, height, width = LATENT_GRID
     config = EIGHT_HEADS
     g = torch.Generator().manual_seed(seed)
@@ -51,4 +51,5 @@ def clip_denoising(plan: SamplingPlan, seed: int = 0) -> ClipDenoising:
     )
     noise = torch.randn(config.out_dim, frames, height, width, generator=g)
     motion = torch.randn(config.out_dim, 1, height, width, generator=g)
-    return ClipDenoising(conditioning, noise, motion, plan, (1e-3, 0.0, 0.0, 0.5, 0.0) if plan.teacache else None)
+    return ClipDenoising(conditioning, noise, motion, plan, (1e-3, 0.0, 0.0, 0.5, 0.0) if plan.teacache else None,
+                         batch_guidance)

@@ -25,6 +25,7 @@ FAST = SamplingPlan(steps=3, shift=2.0, text_guidance=1.0, audio_guidance=2.0)  
 QUALITY = SamplingPlan(steps=3, shift=7.0, text_guidance=5.0, audio_guidance=4.0)  # 3 forwards a step
 QUALITY_TEACACHE = SamplingPlan(steps=8, shift=7.0, text_guidance=5.0, audio_guidance=4.0, teacache=True,
                                 teacache_threshold=0.05)
+TURBO = SamplingPlan(steps=2, shift=5.0, text_guidance=1.0, audio_guidance=1.0, linear_to_zero=True)  # 1 forward
 
 
 @pytest.mark.parametrize(("world", "branches", "mode", "expected"), [
@@ -59,11 +60,13 @@ def test_layout_needs_a_head_per_device_and_branches_cover_every_forward() -> No
 def single_process_latents() -> dict[str, torch.Tensor]:
     dit = build_eight_head_dit(torch.device("cpu"))
     with torch.no_grad():
-        return {name: LocalDenoiser(dit)(clip_denoising(plan, seed), lambda _step: None)
-                for name, plan, seed in CASES}
+        return {name: LocalDenoiser(dit)(clip_denoising(plan, seed, batched), lambda _step: None)
+                for name, plan, seed, batched in CASES}
 
 
-CASES = [("fast", FAST, 1), ("quality", QUALITY, 2), ("quality+teacache", QUALITY_TEACACHE, 3)]
+# name, plan, seed, a step's forwards batched into one (GUIDANCE_BATCH)
+CASES = [("fast", FAST, 1, False), ("quality", QUALITY, 2, False), ("quality+teacache", QUALITY_TEACACHE, 3, False),
+         ("turbo", TURBO, 4, False), ("quality batched", QUALITY, 5, True)]
 
 
 class RankLost(Exception):  # noqa: N818
@@ -83,9 +86,9 @@ def run_parallel(world: int, modes: list[str], build=build_eight_head_dit
         group.wait_ready()
         for mode in modes:
             group.runtime.mode = mode
-            for name, plan, seed in CASES:
+            for name, plan, seed, batched in CASES:
                 with torch.no_grad():
-                    latent = holder.denoiser(clip_denoising(plan, seed), lambda _step: None)
+                    latent = holder.denoiser(clip_denoising(plan, seed, batched), lambda _step: None)
                 results[(mode, name)] = (latent, group.runtime.layout.describe())
     finally:
         group.shutdown()
@@ -108,6 +111,7 @@ def test_two_processes_guidance_and_sequence_parallel_match_one() -> None:
     assert layouts[("auto", "fast")].endswith("guidance-parallel x2")
     assert layouts[("auto", "quality")].endswith("sequence-parallel x2")
     assert layouts[("guidance", "quality")].endswith("guidance-parallel x2")  # 2 forwards on one rank, 1 on the other
+    assert layouts[("auto", "turbo")].endswith("sequence-parallel x2")  # one forward: only its tokens can split
     assert_same_as_single_process(results, expected)
 
 
