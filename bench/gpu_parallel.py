@@ -11,6 +11,7 @@ speed-up and efficiency against 1 GPU, the highest peak GPU memory of any rank, 
 final latent is from the 1-GPU one (bf16 rounding: same order as eager vs compiled).
 
     python bench/gpu_parallel.py --gpus 1,2 [--presets fast,quality] [--modes auto,guidance,sequence]
+                                 [--precisions bf16,fp8]
     python bench/gpu_parallel.py --tiny --device cpu --gpus 1,2     # a quick check of this script (gloo)
 """
 
@@ -36,7 +37,8 @@ from gpu_infinitetalk import random_dit, random_vae  # noqa: E402
 from itk_generator.infinitetalk import dit as dit_module  # noqa: E402
 from itk_generator.infinitetalk.config import DiTConfig  # noqa: E402
 from itk_generator.infinitetalk.denoiser import ClipConditioning, ClipDenoising, LocalDenoiser  # noqa: E402
-from itk_generator.infinitetalk.dit import InfiniteTalkDiT  # noqa: E402
+from itk_generator.infinitetalk.dit import InfiniteTalkDiT, use_fp8_linears  # noqa: E402
+from itk_generator.infinitetalk.fp8 import compile_quantizers  # noqa: E402
 from itk_generator.infinitetalk.parallel import MODES, ParallelGroup, choose_layout  # noqa: E402
 from itk_generator.infinitetalk.sampling import preset_plan, with_overrides  # noqa: E402
 
@@ -44,11 +46,16 @@ GIB = 1024**3
 TINY = DiTConfig(dim=128, ffn_dim=256, num_heads=8, num_layers=2)
 
 
-def build_dit(tiny: bool, compile_mode: str, device: torch.device) -> InfiniteTalkDiT:
-    """Every rank's DiT: the same random weights (one seed), compiled as the generator would."""
+def build_dit(tiny: bool, compile_mode: str, precision: str, device: torch.device) -> InfiniteTalkDiT:
+    """Every rank's DiT: the same random weights (one seed), in bf16 or FP8 (e4m3 linears with
+    per-token activation scales and FP8 self-attention, as DTYPE=fp8), compiled as the generator would."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
     model = random_dit(TINY if tiny else DiTConfig(), "sdpa", device)
+    if precision == "fp8":
+        use_fp8_linears(model, "token")
+        model.attention.fp8_self_attention = True
+        compile_quantizers()
     if compile_mode == "elementwise":
         dit_module.compile_elementwise()
     elif compile_mode == "blocks":
@@ -92,7 +99,8 @@ def timed_clip(denoiser, clip: ClipDenoising, device: torch.device) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gpus", default="1,2,4,8", help="GPU counts (above the visible count: skipped)")
-    parser.add_argument("--presets", default="fast,quality")
+    parser.add_argument("--presets", default="fast,quality", help="of turbo, fast, quality")
+    parser.add_argument("--precisions", default="bf16", help="bf16 and/or fp8 (compute capability 8.9+)")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--steps", type=int, default=0, help="override the presets' step counts (0: theirs)")
     parser.add_argument("--frames", type=int, default=81)
@@ -111,7 +119,8 @@ def main() -> None:
     presets = [p for p in args.presets.split(",") if p]
     modes = [m for m in args.modes.split(",") if m]
     config = TINY if args.tiny else DiTConfig()
-    factory = functools.partial(build_dit, args.tiny, args.compile if device.type == "cuda" else "off")
+    compile_mode = args.compile if device.type == "cuda" else "off"
+    precisions = [p for p in args.precisions.split(",") if p]
 
     report: dict[str, object] = {
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -153,9 +162,15 @@ def main() -> None:
         torch.cuda.empty_cache()
     report["vae_decode_s"] = round(vae_decode_s, 2)
 
-    baseline: dict[str, tuple[float, torch.Tensor]] = {}
-    for count in counts:
-        model = factory(device)
+    baseline: dict[tuple[str, str], tuple[float, torch.Tensor]] = {}
+    for precision, count in ((precision, count) for precision in precisions for count in counts):
+        factory = functools.partial(build_dit, args.tiny, compile_mode, precision)
+        try:
+            model = factory(device)
+        except Exception as err:  # FP8 where the GPU cannot: say so, go on with the rest
+            rows.append({"gpus": count, "precision": precision, "error": repr(err)[:300]})
+            print(json.dumps(rows[-1]), flush=True)
+            continue
         holder = SimpleNamespace(dit=model, denoiser=LocalDenoiser(model))
         group = None
         if count > 1:
@@ -187,10 +202,11 @@ def main() -> None:
                     peaks = (group.runtime.peak_memory() if group is not None
                              else [torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0])
                     if count == 1:
-                        baseline[preset] = (seconds, latent.float().cpu())
-                    base_seconds, base_latent = baseline.get(preset, (0.0, None))
+                        baseline[(precision, preset)] = (seconds, latent.float().cpu())
+                    base_seconds, base_latent = baseline.get((precision, preset), (0.0, None))
                     row = {
-                        "gpus": count, "preset": preset, "mode": mode if count > 1 else "-", "layout": described,
+                        "gpus": count, "precision": precision, "preset": preset,
+                        "mode": mode if count > 1 else "-", "layout": described,
                         "steps": plan.steps, "forwards_per_step": len(plan.branches),
                         "sampling_s": round(seconds, 2), "clip_s": round(seconds + vae_decode_s, 2),
                         "speedup": round(base_seconds / seconds, 2) if base_seconds else None,
@@ -212,18 +228,20 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    header = ["GPUs", "preset", "mode", "layout", "sampling s", "clip s", "speed-up", "clip speed-up",
+    header = ["GPUs", "precision", "preset", "mode", "layout", "sampling s", "clip s", "speed-up", "clip speed-up",
               "efficiency", "peak GiB/GPU", "max abs diff vs 1 GPU"]
-    keys = ["gpus", "preset", "mode", "layout", "sampling_s", "clip_s", "speedup", "clip_speedup", "efficiency",
-            "peak_gib_per_gpu", "max_abs_diff_vs_1_gpu"]
+    keys = ["gpus", "precision", "preset", "mode", "layout", "sampling_s", "clip_s", "speedup", "clip_speedup",
+            "efficiency", "peak_gib_per_gpu", "max_abs_diff_vs_1_gpu"]
     print(f"\n{report['gpu']}, torch {report['torch']}, CUDA {report['cuda']}, NCCL {report['nccl']}; "
           f"{report['clip']}, compile {args.compile}; VAE decode of the clip on rank 0: {vae_decode_s:.2f} s\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for row in rows:
+    for row in (r for r in rows if "error" not in r):
         cells = [("" if row[k] is None else f"{row[k]:.2g}" if k == "max_abs_diff_vs_1_gpu" else str(row[k]))
                  for k in keys]
         print("| " + " | ".join(cells) + " |")
+    for row in (r for r in rows if "error" in r):
+        print(f"not run: {row['gpus']} GPU(s) {row['precision']}: {row['error']}")
     save()
 
 
