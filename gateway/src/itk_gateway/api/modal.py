@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from itk_common.constants import MAX_PIECE_BYTES
 from itk_common.source_video import probe
 from itk_common.video import even
+from itk_gateway.api.caller import owner_of
 from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
@@ -105,7 +106,7 @@ def error_json(status: int, message: str, code: str) -> JSONResponse:
 def create_modal_router(service: JobService) -> APIRouter:
     router = APIRouter(prefix="/modal", tags=["Modal-compatible API"])
 
-    def submit_job(body: SubmitBody) -> JobView:
+    def submit_job(body: SubmitBody, owner: str) -> JobView:
         with service.open_upload() as upload:
             upload.names = {"image": "image", "audio": "audio1"}
             service.fetch_inputs(upload, body.image.strip(), body.audio1.strip(), fields=("image", "audio1"))
@@ -115,7 +116,7 @@ def create_modal_router(service: JobService) -> APIRouter:
                 width, height = _sized(width, height, upload.path("image"))
             options = JobOptions(width=width, height=height, provider="", prompt=body.prompt or "",
                                  seed=body.seed or 0, video_extend=body.video_extend or "")
-            return service.create_job(upload, options)
+            return service.create_job(upload, options, owner)
 
     @router.post("/submit", responses={400: {}, 404: {}, 413: {}}, openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": SubmitBody.model_json_schema()}}}})
@@ -136,7 +137,7 @@ def create_modal_router(service: JobService) -> APIRouter:
             for name in ("image", "audio1"):
                 if not getattr(body, name).strip():
                     raise InvalidInputError(f"{name}: required (a URL)")
-            view = await run_in_threadpool(submit_job, body)
+            view = await run_in_threadpool(submit_job, body, owner_of(request))
         except ApiError as error:
             return error_json(error.http_status, error.message, error.code)
         return JSONResponse({"call_id": view.id})
