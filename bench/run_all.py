@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import bench_live, bench_orchestration, bench_providers, bench_splitter, bench_stitcher  # noqa: E402
+from bench import bench_dubbing, bench_live, bench_orchestration, bench_providers, bench_splitter, bench_stitcher  # noqa: E402
 from bench.table import print_table  # noqa: E402
 
 
@@ -20,6 +20,7 @@ def main() -> int:
     print_table("Stitcher, 14 parts", bench_stitcher.run())
     print_table("Live HLS: 14 parts of 45 s at 480x832 (goal: a part is watchable within 1 s of finishing)",
                 bench_live.run())
+    print_table("Dubbing: a 60 s 1080p phone video on the gateway", bench_dubbing.run())
     rows = bench_orchestration.run(generators=(1, 2, 4, 8))
     single = float(rows[0]["wall_s"])  # type: ignore[arg-type]
     for row in rows:

@@ -15,6 +15,7 @@ from scripts.stack import Stack
 from tests.e2e.checks import check_video
 from tests.helpers.audio import encode_audio, speech_like
 from tests.helpers.rest import download, submit_multipart, wait_for_job
+from tests.helpers.video import write_video
 
 pytestmark = pytest.mark.e2e
 SIZE = 32
@@ -43,4 +44,16 @@ def test_job_on_tiny_infinitetalk_model(tmp_path: Path, portrait: bytes) -> None
         path.write_bytes(download(stack.rest_url, job_id))
         logs = "".join(g.log_path.read_text() for g in stack.generator_services)
         assert "backend infinitetalk loaded" in logs
+
+        # Dubbing: a 30 fps source video shorter than the audio (one chunk of two clips, kept short:
+        # per-chunk spans across seams are covered on the preview backend, tests/gateway).
+        video = write_video(tmp_path / "source.mp4", 0.8, fps=30, width=48, height=48)
+        dub_samples = speech_like(1.2, pause_every_sec=10.0, seed=5)
+        dub_id = submit_multipart(stack.rest_url, video.read_bytes(), encode_audio(dub_samples, 16_000, "wav"),
+                                  width=SIZE, height=SIZE, seed=7, video_extend="pingpong")
+        state = wait_for_job(stack.rest_url, dub_id, timeout=600)
+        assert state["status"] == "COMPLETED", state.get("error")
+        dubbed = tmp_path / "dub.mp4"
+        dubbed.write_bytes(download(stack.rest_url, dub_id))
     check_video(path, samples, SIZE)
+    check_video(dubbed, dub_samples, SIZE)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from itk_gateway.server import Gateway
 from itk_generator.backend import BackendError
-from tests.gateway.conftest import json_job, leftovers, post_json, speech_wav
-from tests.helpers.rest import call, wait_for_job
+from tests.gateway.conftest import SIZE, json_job, leftovers, post_json, speech_wav
+from tests.helpers.rest import call, download, wait_for_job
 from tests.helpers.services import GeneratorHandle, start_generator, wait_until
+from tests.helpers.video import bar_positions, bar_x, write_video
 
 SECONDS = 9.0
 
@@ -34,11 +36,18 @@ def rendered(generators: list[GeneratorHandle], job_id: str, counter: str = "ren
     return totals
 
 
+@pytest.mark.parametrize("reference", ["portrait", "video"])
 def test_gateway_restart_resumes_without_regenerating(make_gateway, slow_pair: list[GeneratorHandle],
-                                                      portrait: bytes) -> None:
+                                                      portrait: bytes, reference: str, tmp_path: Path) -> None:
+    """A video reference too: its normalised copy stays with the job, so the spans cut after the
+    restart show the same source frames."""
     targets = [g.target for g in slow_pair]
     first = make_gateway(generator_targets=targets, max_concurrent_chunks=1)
-    _, created = post_json(first, json_job(portrait, speech_wav(SECONDS, seed=5)))
+    image = portrait
+    if reference == "video":
+        image = write_video(tmp_path / "source.mp4", 12.0, width=SIZE, height=SIZE).read_bytes()
+    status, created = post_json(first, json_job(image, speech_wav(SECONDS, seed=5)))
+    assert status == 202, created
     job_id = created["id"]
     # A chunk is finished once the gateway holds its part (a generator's render ending is not enough:
     # the part still has to stream back).
@@ -57,6 +66,12 @@ def test_gateway_restart_resumes_without_regenerating(make_gateway, slow_pair: l
     for index in done_before:
         assert starts[index] == 1, f"chunk {index} finished before the restart but was started again"
     assert leftovers(second) == [second.files.result(job_id)]
+    if reference == "video":
+        result = tmp_path / "result.mp4"
+        result.write_bytes(download(second.rest_url, job_id))
+        positions = bar_positions(result)
+        expected = [round(bar_x(int(n / 25 * 30 + 1e-6) / 30, SIZE, 12.0)) for n in range(len(positions))]
+        assert np.max(np.abs(positions - np.array(expected))) <= 1.0
 
 
 def test_generator_dying_mid_chunk_is_retried_elsewhere(make_gateway, slow_pair: list[GeneratorHandle],

@@ -52,6 +52,7 @@ class Chunk:
     job_id: str = "job-1"
     chunk_index: int = 0
     sampling: common_pb2.SamplingOptions | None = None
+    source_video: bytes | None = None  # dubbing: the chunk's span of source video, sent first
 
     def spec(self) -> generator_pb2.ChunkSpec:
         frames = self.frame_count if self.frame_count is not None else frames_for_samples(len(self.samples))
@@ -61,6 +62,9 @@ class Chunk:
     def requests(self, audio_first: bool = False, piece_size: int = 64 * 1024
                  ) -> Iterator[generator_pb2.GenerateRequest]:
         yield generator_pb2.GenerateRequest(spec=self.spec())
+        if self.source_video is not None:
+            for piece in data_pieces(self.source_video, piece_size):
+                yield generator_pb2.GenerateRequest(source_video=piece)
         image = [generator_pb2.GenerateRequest(image=p) for p in data_pieces(self.image, piece_size)]
         audio = [generator_pb2.GenerateRequest(audio=p) for p in data_pieces(encode_wav(self.samples), piece_size)]
         yield from (audio + image) if audio_first else (image + audio)

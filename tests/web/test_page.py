@@ -15,6 +15,7 @@ from itk_common.video import probe_video
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import PORTRAIT, speech_wav
 from tests.helpers.services import GeneratorHandle, start_generator
+from tests.helpers.video import write_video
 
 SECONDS = 12.0
 
@@ -198,4 +199,25 @@ def test_cancel_errors_api_key_and_phone(browser, make_gateway: Callable[..., Ga
     # Usable on a phone: nothing wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(screenshots / "page-phone.png"), full_page=True)
+    page.close()
+
+
+def test_a_video_to_dub_from_the_page(browser, make_gateway: Callable[..., Gateway], tmp_path: Path) -> None:
+    """The page offers videos as the reference and the job dubs the one picked."""
+    gateway = make_gateway()
+    video = write_video(tmp_path / "interview.mp4", 4.0, fps=30, width=96, height=128)
+    audio = tmp_path / "dub.wav"
+    audio.write_bytes(speech_wav(3.0, seed=8))
+    page = browser.new_page(viewport={"width": 1200, "height": 1100})
+    page.goto(gateway.rest_url + "/")
+    page.wait_for_function("document.getElementById('image').accept.includes('video/')")
+    assert "video" in page.text_content("#image-text")
+    page.set_input_files("#image", str(video))
+    page.set_input_files("#audio", str(audio))
+    page.select_option("#size", "custom")
+    page.fill("#width", "96")
+    page.fill("#height", "128")
+    page.click("#submit")
+    final = wait_for(page, lambda state: state["status"] in ("COMPLETED", "FAILED"), 90, "the job's end")
+    assert final["status"] == "COMPLETED", page.text_content("#job-status")
     page.close()

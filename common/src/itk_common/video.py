@@ -5,6 +5,7 @@ Needs the `media` extra (`itk-common[media]`).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,7 +43,7 @@ class Mp4Writer:
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: int = FPS, crf: int = 20,
-                 preset: str = "veryfast") -> None:
+                 preset: str = "veryfast", gop: int = 0) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"H.264 needs even dimensions, got {width}x{height}")
         self.path = path
@@ -55,6 +56,9 @@ class Mp4Writer:
         self.stream.time_base = Fraction(1, fps)
         self.stream.codec_context.time_base = Fraction(1, fps)
         self.stream.options = {"crf": str(crf), "preset": preset}
+        if gop:
+            # At most `gop` frames between keyframes, so a reader can seek to any second cheaply.
+            self.stream.codec_context.gop_size = gop
         self.frames_written = 0
 
     def write(self, rgb: np.ndarray) -> None:
@@ -125,6 +129,18 @@ def probe_video(path: Path) -> VideoInfo:
             has_audio=audio is not None,
             audio_duration_sec=audio_end,
         )
+
+
+def count_video_frames(data: bytes) -> int:
+    """Video frames in an in-memory file, by demuxing (no decode); ValueError if unreadable."""
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            stream = container.streams.video[0]
+            return sum(1 for packet in container.demux(stream) if packet.size and packet.pts is not None)
+    except av.FFmpegError as exc:
+        raise ValueError(f"not a readable video ({exc})") from exc
 
 
 def read_frames(path: Path) -> Iterable[np.ndarray]:

@@ -28,6 +28,13 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `CHUNK_TARGET_SEC` | `45` | Target chunk length passed to the splitter (0 = the splitter's default). |
 | `MAX_UPLOAD_MB` | `200` | Largest image + audio upload in MiB (decoded); larger requests get 413. |
 | `MAX_IMAGE_PIXELS` | `40000000` | Largest accepted image (width × height). |
+| `MAX_VIDEO_SEC` | `600` | Longest accepted source video (dubbing), in seconds. |
+| `MAX_VIDEO_PIXELS` | `8847360` | Largest accepted source video frame (width × height; 4096x2160). |
+| `VIDEO_MAX_SIDE` | `1280` | Source videos are normalised to at most this long side (never enlarged). |
+| `URL_FETCH_ALLOW_HOSTS` | — | `host,host:port,10.0.0.0/8,...`: trusted hosts URL inputs may reach on any address. |
+| `URL_FETCH_CONNECT_TIMEOUT_SEC` | `10` | Connecting to a URL's server. |
+| `URL_FETCH_TIMEOUT_SEC` | `120` | A whole URL download, redirects included. |
+| `URL_FETCH_MAX_REDIRECTS` | `5` | Redirects followed per URL. |
 | `JOB_TIMEOUT_SEC` | `0` | A job running longer than this (from its creation) ends `TIMED_OUT`; 0 = no limit. |
 | `SPLIT_ACCEPT_TIMEOUT_SEC` | `120` | Job creation waits this long for the splitter's first chunk (or its refusal). |
 | `S3_BUCKET` | — | Bucket for `push_to_s3` results; unset = `push_to_s3` is rejected. |
@@ -119,6 +126,13 @@ class Settings:
     chunk_target_sec: float = 45.0
     max_upload_mb: int = 200
     max_image_pixels: int = 40_000_000
+    max_video_sec: float = 600.0
+    max_video_pixels: int = 4096 * 2160
+    video_max_side: int = 1280
+    url_allow_hosts: list[str] = field(default_factory=list)
+    url_connect_timeout_sec: float = 10.0
+    url_timeout_sec: float = 120.0
+    url_max_redirects: int = 5
     job_timeout_sec: float = 0.0
     split_accept_timeout_sec: float = 120.0
     s3_bucket: str = ""
@@ -180,6 +194,13 @@ class Settings:
             chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0, minimum=0.0),
             max_upload_mb=env_int("MAX_UPLOAD_MB", 200, minimum=1),
             max_image_pixels=env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
+            max_video_sec=env_float("MAX_VIDEO_SEC", 600.0, minimum=1.0),
+            max_video_pixels=env_int("MAX_VIDEO_PIXELS", 4096 * 2160, minimum=1),
+            video_max_side=env_int("VIDEO_MAX_SIDE", 1280, minimum=16),
+            url_allow_hosts=env_list("URL_FETCH_ALLOW_HOSTS", []),
+            url_connect_timeout_sec=env_float("URL_FETCH_CONNECT_TIMEOUT_SEC", 10.0, minimum=0.1),
+            url_timeout_sec=env_float("URL_FETCH_TIMEOUT_SEC", 120.0, minimum=0.1),
+            url_max_redirects=env_int("URL_FETCH_MAX_REDIRECTS", 5, minimum=0),
             job_timeout_sec=env_float("JOB_TIMEOUT_SEC", 0.0, minimum=0.0),
             split_accept_timeout_sec=env_float("SPLIT_ACCEPT_TIMEOUT_SEC", 120.0, minimum=1.0),
             s3_bucket=env_str("S3_BUCKET", ""),

@@ -25,7 +25,7 @@ CANCELLED: JobStatus
 TIMED_OUT: JobStatus
 
 class JobOptions(_message.Message):
-    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec", "webhook_url")
+    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec", "webhook_url", "image_url", "audio_url", "video_extend")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,9 @@ class JobOptions(_message.Message):
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     CHUNK_TARGET_SEC_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_URL_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_EXTEND_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     prompt: str
@@ -48,7 +51,10 @@ class JobOptions(_message.Message):
     sampling: _common_pb2.SamplingOptions
     chunk_target_sec: float
     webhook_url: str
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ..., webhook_url: _Optional[str] = ...) -> None: ...
+    image_url: str
+    audio_url: str
+    video_extend: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ..., webhook_url: _Optional[str] = ..., image_url: _Optional[str] = ..., audio_url: _Optional[str] = ..., video_extend: _Optional[str] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("options", "image", "audio")

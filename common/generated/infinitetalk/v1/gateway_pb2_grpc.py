@@ -78,7 +78,7 @@ class GatewayServicer:
     """
 
     def CreateJob(self, request_iterator, context):
-        """Send JobOptions first, then the image and the audio as pieces (any order).
+        """Send JobOptions first, then the image (or a video to dub) and the audio as pieces (any order).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -29,14 +29,16 @@ class ChunkSpec(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., chunk_index: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., frame_count: _Optional[int] = ..., force_offload: _Optional[bool] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("spec", "image", "audio")
+    __slots__ = ("spec", "image", "audio", "source_video")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VIDEO_FIELD_NUMBER: _ClassVar[int]
     spec: ChunkSpec
     image: _common_pb2.DataPiece
     audio: _common_pb2.DataPiece
-    def __init__(self, spec: _Optional[_Union[ChunkSpec, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
+    source_video: _common_pb2.DataPiece
+    def __init__(self, spec: _Optional[_Union[ChunkSpec, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., source_video: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("step", "total_steps", "frames_done", "stage")

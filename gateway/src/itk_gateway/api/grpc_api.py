@@ -35,6 +35,7 @@ def options_from_message(message: gateway_pb2.JobOptions) -> JobOptions:
         push_to_s3=message.push_to_s3, dry_run=message.dry_run, force_offload=message.force_offload,
         seed=message.seed, sampling={field.name: value for field, value in message.sampling.ListFields()},
         chunk_target_sec=message.chunk_target_sec, webhook_url=message.webhook_url,
+        video_extend=message.video_extend,
     )
 
 
@@ -77,6 +78,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                         raise InvalidInputError("options may be sent only once, first")
                     if kind in ("image", "audio"):
                         upload.write(kind, getattr(request, kind).data)
+                for kind in ("image", "audio"):
+                    if getattr(first.options, f"{kind}_url").strip() and upload.sizes[kind]:
+                        raise InvalidInputError(f"{kind}, options.{kind}_url: send one of them, not both")
+                self.service.fetch_inputs(upload, first.options.image_url.strip(), first.options.audio_url.strip())
                 view, _ = self.service.create_job_once(upload, options, idempotency_key=key)
                 return job_message(view)
         except ApiError as error:

@@ -36,6 +36,7 @@ def add_page_routes(app: FastAPI, service: JobService) -> None:
             "max_upload_mb": service.settings.max_upload_mb,
             "s3": rules.s3_enabled,
             "webhooks": rules.webhooks_enabled,
-            "video_input": False,
+            # A video is accepted wherever an image is (dubbing, jobs/reference.py).
+            "video_input": True,
             "hls_timeline_start_sec": timeline_start_sec(),
         })

@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from itk_gateway.api.caller import owner_of
 from itk_gateway.api.events import add_event_routes
 from itk_gateway.api.hls import add_hls_routes
+from itk_gateway.api.modal import create_modal_router
 from itk_gateway.api.multipart import receive_form
 from itk_gateway.api.page import add_page_routes
 from itk_gateway.api.recent import add_recent_routes
@@ -39,7 +40,7 @@ from itk_gateway.api.rest_models import (
     options_from_form,
     parse_json_body,
 )
-from itk_gateway.errors import ApiError, InvalidJsonError, PayloadTooLargeError
+from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, PayloadTooLargeError
 from itk_gateway.jobs.service import JobService, JobView, Upload
 from itk_gateway.jobs.validation import JobOptions, decode_base64
 from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -54,7 +55,7 @@ DISCARD_LIMIT = 256 * 1024 * 1024
 RANGE_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 MULTIPART_SCHEMA = {
-    "type": "object", "required": ["image", "audio", "width", "height"],
+    "type": "object", "required": ["width", "height"],
     "properties": {
         "image": {"type": "string", "format": "binary"}, "audio": {"type": "string", "format": "binary"},
         "width": {"type": "integer"}, "height": {"type": "integer"}, "prompt": {"type": "string"},
@@ -62,6 +63,9 @@ MULTIPART_SCHEMA = {
         "force_offload": {"type": "boolean"}, "seed": {"type": "integer"},
         "sampling": {"type": "string", "description": "JSON object of SamplingOptions"},
         "chunk_target_sec": {"type": "number"}, "webhook_url": {"type": "string"},
+        "image_url": {"type": "string", "description": "fetch the image or video from this URL instead"},
+        "audio_url": {"type": "string", "description": "fetch the audio from this URL instead"},
+        "video_extend": {"type": "string", "enum": ["hold", "pingpong"]},
     },
 }
 
@@ -114,9 +118,11 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         version="1.0.0",
         description="Lip-synced talking videos of any length: submit a portrait and a recording, poll, download.",
     )
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
-                       allow_headers=["Content-Type", "Authorization", "Range", "Idempotency-Key"],
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+                       allow_headers=["Content-Type", "Authorization", "Range", "Idempotency-Key", "Modal-Key",
+                                      "Modal-Secret"],
                        expose_headers=["Idempotent-Replayed"])
+    app.include_router(create_modal_router(service))
     limit = service.settings.max_upload_bytes
     limit_mb = service.settings.max_upload_mb
 
@@ -202,6 +208,11 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         with upload:
             fields = await receive_form(content_type, request.stream(), upload)
             options = options_from_form(fields)
+            for kind in ("image", "audio"):
+                if fields.get(f"{kind}_url", "").strip() and upload.sizes[kind]:
+                    raise InvalidInputError(f"{kind}, {kind}_url: send one of them, not both")
+            await run_in_threadpool(service.fetch_inputs, upload, fields.get("image_url", "").strip(),
+                                    fields.get("audio_url", "").strip())
             return await run_in_threadpool(service.create_job_once, upload, options, owner, key)
 
     async def _create_from_json(request: Request, ceiling: int, owner: str, key: str) -> tuple[JobView, bool]:
@@ -222,12 +233,14 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         return await run_in_threadpool(_create_from_base64, body, body.options(), owner, key)
 
     def _create_from_base64(body: CreateJobBody, options: JobOptions, owner: str, key: str) -> tuple[JobView, bool]:
-        image = decode_base64("image_base64", body.image_base64)
-        audio = decode_base64("audio_base64", body.audio_base64)
+        inline = {kind: decode_base64(f"{kind}_base64", text) for kind, text in
+                  (("image", body.image_base64), ("audio", body.audio_base64)) if (text or "").strip()}
         upload: Upload = service.open_upload()
         with upload:
-            upload.write("image", image)
-            upload.write("audio", audio)
+            upload.names = {"image": "image_base64", "audio": "audio_base64"}
+            for kind, data in inline.items():
+                upload.write(kind, data)
+            service.fetch_inputs(upload, (body.image_url or "").strip(), (body.audio_url or "").strip())
             return service.create_job_once(upload, options, owner, key)
 
     add_recent_routes(app, service)

@@ -33,8 +33,12 @@ class CreateJobBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    image_base64: str
-    audio_base64: str
+    # The image (or a video to dub) and the audio: base64, or an http(s) URL the gateway fetches.
+    # No audio at all takes the sound of a video reference.
+    image_base64: str | None = None
+    audio_base64: str | None = None
+    image_url: str | None = None
+    audio_url: str | None = None
     width: int
     height: int
     prompt: str | None = None
@@ -46,6 +50,7 @@ class CreateJobBody(BaseModel):
     sampling: dict[str, Any] | None = None
     chunk_target_sec: float | None = None
     webhook_url: str | None = None
+    video_extend: str | None = None
 
     def options(self) -> JobOptions:
         return JobOptions(
@@ -54,6 +59,7 @@ class CreateJobBody(BaseModel):
             force_offload=True if self.force_offload is None else self.force_offload,
             seed=self.seed or 0, sampling=self.sampling or {}, chunk_target_sec=self.chunk_target_sec or 0.0,
             webhook_url=self.webhook_url or "",
+            video_extend=self.video_extend or "",
         )
 
 
@@ -70,9 +76,12 @@ def parse_json_body(data: dict[str, Any]) -> CreateJobBody:
         body = CreateJobBody.model_validate(data, strict=True)
     except ValidationError as exc:
         raise InvalidInputError(describe_validation_error(exc)) from exc
-    for name in ("image_base64", "audio_base64"):
-        if not getattr(body, name).strip():
-            raise InvalidInputError(f"{name}: required")
+    for kind in ("image", "audio"):
+        inline, url = (getattr(body, f"{kind}_base64") or "").strip(), (getattr(body, f"{kind}_url") or "").strip()
+        if inline and url:
+            raise InvalidInputError(f"{kind}_base64, {kind}_url: send one of them, not both")
+    if not (body.image_base64 or "").strip() and not (body.image_url or "").strip():
+        raise InvalidInputError("image_base64: required (or image_url)")
     return body
 
 
@@ -117,6 +126,7 @@ def options_from_form(fields: dict[str, str]) -> JobOptions:
         dry_run=_bool(fields, "dry_run", False), force_offload=_bool(fields, "force_offload", True),
         seed=_int(fields, "seed", 0), sampling=sampling, chunk_target_sec=chunk_target_sec,
         webhook_url=fields.get("webhook_url", ""),
+        video_extend=fields.get("video_extend", "").strip(),
     )
 
 

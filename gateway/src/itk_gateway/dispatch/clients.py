@@ -131,11 +131,16 @@ ProgressHandler = Callable[[generator_pb2.Progress], None]
 
 
 def generate_chunk(stub, spec: generator_pb2.ChunkSpec, image: Path, wav: Path, output: Path,
-                   on_progress: ProgressHandler, calls: CallSet) -> generator_pb2.GenerateSummary:
-    """Run one Generate call; the chunk's MP4 lands at `output` only when the summary arrived."""
+                   on_progress: ProgressHandler, calls: CallSet,
+                   source_video: Path | None = None) -> generator_pb2.GenerateSummary:
+    """Run one Generate call; the chunk's MP4 lands at `output` only when the summary arrived.
+    `source_video`: the chunk's span of a dubbing job's source video, sent first."""
 
     def requests() -> Iterator[generator_pb2.GenerateRequest]:
         yield generator_pb2.GenerateRequest(spec=spec)
+        if source_video is not None:
+            for piece in file_data_pieces(source_video):
+                yield generator_pb2.GenerateRequest(source_video=piece)
         for piece in file_data_pieces(image):
             yield generator_pb2.GenerateRequest(image=piece)
         for piece in file_data_pieces(wav):

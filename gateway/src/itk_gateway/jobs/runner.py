@@ -24,7 +24,8 @@ from pathlib import Path
 import grpc
 
 from infinitetalk.v1 import common_pb2, generator_pb2, splitter_pb2, stitcher_pb2
-from itk_common.constants import FPS
+from itk_common.constants import FPS, SAMPLES_PER_FRAME
+from itk_common.source_video import VideoError
 from itk_gateway.dispatch.clients import (
     CallSet,
     ProtocolError,
@@ -36,6 +37,7 @@ from itk_gateway.dispatch.clients import (
 from itk_gateway.dispatch.pool import AcquireCancelledError, Endpoint, EndpointPool, NoEndpointError
 from itk_gateway.errors import ApiError, CreationFailedError, InvalidInputError
 from itk_gateway.jobs.gate import AcceptGate
+from itk_gateway.jobs.reference import cut_chunk_source
 from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.files import JobFiles, S3Store
@@ -107,6 +109,7 @@ class JobRunner:
         self.stopping = False
         self.parts: queue.Queue[int] = queue.Queue()
         self.frame_counts: dict[int, int] = {}
+        self.first_frames: dict[int, int] = {}
         self.thread = threading.Thread(target=self._run, name=f"job-{job_id}", daemon=True)
         self._timer: threading.Timer | None = None
 
@@ -270,6 +273,7 @@ class JobRunner:
             self.job_id, span.index, span.start_sample, span.end_sample, span.frame_count,
         ))
         self.frame_counts[span.index] = span.frame_count
+        self.first_frames[span.index] = span.start_sample // SAMPLES_PER_FRAME
         if self.gate is not None:
             self.gate.accept()
         if job.options.dry_run or span.index in submitted:
@@ -318,6 +322,8 @@ class JobRunner:
         one, since the generator is healthy and a slot frees soon.
         """
         pool = self.backends.pools[job.provider]
+        # Cut before taking a generator's slot, so no GPU waits for it.
+        reference = self._reference(job, index, frame_count)
         tried: list[str] = []
         failures = refusals = 0
         while True:
@@ -332,7 +338,7 @@ class JobRunner:
             except NoEndpointError as exc:
                 self.end(FAILED, f"chunk {index}: {exc}")
                 raise JobEndedError() from exc
-            outcome = self._try_endpoint(job, index, frame_count, wav, pool, endpoint,
+            outcome = self._try_endpoint(job, index, frame_count, wav, reference, pool, endpoint,
                                          failures + refusals + 1)
             if outcome is None:
                 return
@@ -351,8 +357,9 @@ class JobRunner:
             backoff = min(MAX_BACKOFF_SEC, self.settings.retry_backoff_sec * 2.0**exponent)
             self.abort.wait(backoff * random.uniform(0.8, 1.2))
 
-    def _try_endpoint(self, job: JobRecord, index: int, frame_count: int, wav: Path, pool: EndpointPool,
-                      endpoint: Endpoint, attempt: int) -> tuple[str, bool] | None:
+    def _try_endpoint(self, job: JobRecord, index: int, frame_count: int, wav: Path,
+                      reference: tuple[Path, Path | None], pool: EndpointPool, endpoint: Endpoint,
+                      attempt: int) -> tuple[str, bool] | None:
         """One attempt; None on success, else (why it failed, whether it was a busy refusal)."""
         self.store.update_chunk(self.job_id, index, status=CHUNK_RUNNING, endpoint=endpoint.address,
                                 attempts=attempt, frames_done=0)
@@ -361,10 +368,11 @@ class JobRunner:
         self.metrics.chunks.add_running(1)
         started = time.monotonic()
         try:
+            image, source = reference
             summary = generate_chunk(
                 endpoint.generator, self._chunk_spec(job, index, frame_count),
-                self.files.image(self.job_id), wav, self.files.part(self.job_id, index),
-                lambda progress: self._on_progress(index, frame_count, progress), self.calls,
+                image, wav, self.files.part(self.job_id, index),
+                lambda progress: self._on_progress(index, frame_count, progress), self.calls, source,
             )
         except grpc.RpcError as exc:
             self._check()
@@ -405,6 +413,19 @@ class JobRunner:
         if self.backends.live is not None:
             threading.Thread(target=self.backends.live.part_ready, args=(self.job_id,),
                              name=f"{self.job_id}-live", daemon=True).start()
+
+    def _reference(self, job: JobRecord, index: int, frame_count: int) -> tuple[Path, Path | None]:
+        """The image to send, and for a video reference the chunk's own span of the source video
+        (its first frame is then the image), so every chunk moves as the source does over its time."""
+        if not self.files.source_video(self.job_id).exists():
+            return self.files.image(self.job_id), None
+        try:
+            span, poster = cut_chunk_source(self.files, self.job_id, index, self.first_frames[index], frame_count,
+                                            job.options.video_extend)
+        except (VideoError, OSError) as exc:
+            self.end(FAILED, f"chunk {index}: cutting its span of the source video failed: {exc}")
+            raise JobEndedError() from exc
+        return poster, span
 
     def _chunk_spec(self, job: JobRecord, index: int, frame_count: int) -> generator_pb2.ChunkSpec:
         options = job.options

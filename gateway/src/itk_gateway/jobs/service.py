@@ -32,13 +32,14 @@ from itk_gateway.errors import (
     StreamNotReadyError,
     WrongJobStateError,
 )
+from itk_gateway.jobs.fetch import AllowList, FetchSettings, UrlFetcher
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.orchestrator import Orchestrator
+from itk_gateway.jobs.reference import VideoLimits, check_audio_file, prepare_reference
 from itk_gateway.jobs.validation import (
     JobOptions,
     OptionRules,
     check_audio_present,
-    check_image,
     check_options,
     is_job_id,
     new_job_id,
@@ -96,6 +97,9 @@ class Upload:
         self.sizes = {"image": 0, "audio": 0}
         # What was uploaded, for Idempotency-Key: the same key must come with the same files.
         self.digests = {"image": hashlib.sha256(), "audio": hashlib.sha256()}
+        # What error messages call each input (the API's field name, or the URL's field and host).
+        self.names = {"image": "image", "audio": "audio"}
+        self.fetched: set[str] = set()  # kinds that came from a URL
         self._handles: dict[str, BinaryIO] = {}
         files.create_work_dir(self.job_id)
 
@@ -149,6 +153,12 @@ class JobService:
         )
         # Set by the gateway once built (it needs this service to describe jobs).
         self.webhooks: WebhookNotifier | None = None
+        self.fetcher = UrlFetcher(FetchSettings(
+            allow=AllowList.parse(settings.url_allow_hosts), connect_timeout_sec=settings.url_connect_timeout_sec,
+            total_timeout_sec=settings.url_timeout_sec, max_redirects=settings.url_max_redirects,
+        ))
+        self.video_limits = VideoLimits(max_duration_sec=settings.max_video_sec,
+                                        max_pixels=settings.max_video_pixels, max_side=settings.video_max_side)
 
     # -- creating ------------------------------------------------------------------------
 
@@ -190,15 +200,37 @@ class JobService:
         self.store.settle_idempotency_key(owner, idempotency_key, view.id)
         return view, False
 
+    def fetch_inputs(self, upload: Upload, image_url: str = "", audio_url: str = "",
+                     fields: tuple[str, str] = ("image_url", "audio_url")) -> None:
+        """Download URL inputs into the upload (a FetchError or 413 on failure); `fields` are the
+        API's names for the two URLs, used in messages."""
+        for kind, url, field_name in (("image", image_url, fields[0]), ("audio", audio_url, fields[1])):
+            if url:
+                host = self.fetcher.fetch(field_name, url, lambda data, kind=kind: upload.write(kind, data),
+                                          max_bytes=upload.limit_bytes - upload.received)
+                upload.names[kind] = f"{field_name} from {host}"
+                upload.fetched.add(kind)
+
     def create_job(self, upload: Upload, options: JobOptions, owner: str = "") -> JobView:
         """Validate, record and start the job; on any error the upload is removed."""
         try:
             upload.close_files()
             self.check_options(options)
+            image_name, audio_name = upload.names["image"], upload.names["audio"]
             if upload.sizes["image"] == 0:
-                raise InvalidInputError("image: required")
-            check_audio_present("audio", upload.sizes["audio"])
-            check_image("image", upload.path("image").read_bytes(), self.settings.max_image_pixels)
+                raise InvalidInputError(f"{image_name}: required")
+            audio = upload.path("audio")
+            had_audio = upload.sizes["audio"] > 0
+            if had_audio and "audio" in upload.fetched:
+                # Uploads go to the splitter as they are; a URL's file is checked here so the
+                # message can name where it came from.
+                check_audio_file(audio_name, audio)
+            prepare_reference(image_name, upload.path("image"), audio, self.files.source_video(upload.job_id),
+                              self.video_limits, self.settings.max_image_pixels)
+            if not had_audio and not audio.exists():
+                raise InvalidInputError(
+                    f"{audio_name}: empty or missing (send a recording, an audio URL, or a video with sound)")
+            check_audio_present(audio_name, audio.stat().st_size)
             self.store.create_job(upload.job_id, options, owner=owner)
         except BaseException:
             upload.discard()

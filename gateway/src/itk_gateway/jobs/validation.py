@@ -6,8 +6,8 @@ to even numbers (H.264 4:2:0 needs them, at least 2), InfiniteTalk maps the requ
 of its resolution buckets (the 480p or 720p family) by aspect ratio. The stitcher then works at
 the size the parts actually have.
 
-Audio is not decoded here (the gateway has no codec library): the splitter decides, and its
-INVALID_ARGUMENT becomes a validation error before the job is accepted.
+Audio is not decoded here: the splitter decides, and its INVALID_ARGUMENT becomes a validation
+error before the job is accepted. Videos given as the reference are checked in reference.py.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ SAMPLING_FIELDS = {
 }
 PRESETS = {"", "quality", "fast"}
 RESOLUTIONS = {"", "480p", "720p"}
+VIDEO_EXTEND_MODES = {"", "hold", "pingpong"}
 
 
 def new_job_id() -> str:
@@ -69,6 +70,8 @@ class JobOptions:
     chunk_target_sec: float = 0.0
     # Where the job's events are POSTed (see jobs/webhooks.py); "" = no webhook.
     webhook_url: str = ""
+    # Dubbing, when the audio outlasts the video: "hold" ("" too) or "pingpong".
+    video_extend: str = ""
 
 
 # Remote GPU providers a deployment may add as pools (GENERATOR_POOLS); named in the error when absent.
@@ -163,6 +166,8 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
         raise InvalidInputError("webhook_url: webhooks are not configured on this server (WEBHOOK_SECRET is unset)")
     if options.webhook_url and (problem := rules.webhook_url_problem(options.webhook_url)):
         raise InvalidInputError(f"webhook_url: {problem}")
+    if options.video_extend not in VIDEO_EXTEND_MODES:
+        raise InvalidInputError(f"video_extend: must be hold or pingpong; got {options.video_extend!r}")
     return options
 
 

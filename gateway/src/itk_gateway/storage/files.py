@@ -2,6 +2,8 @@
 
 Layout under DATA_DIR:
     jobs/<id>/image, jobs/<id>/audio     the upload, kept until the job ends (resume re-splits it)
+    jobs/<id>/source.mp4                 a video reference normalised to 25 fps (dubbing)
+    jobs/<id>/sources/<i>.mp4, <i>.png   chunk i's span of it and its first frame
     jobs/<id>/chunks/<i>.wav             chunk audio from the splitter
     jobs/<id>/parts/<i>.mp4              finished generator output, kept until the job ends
     results/<id>.mp4                     the stitched video until it is deleted (or pushed to S3)
@@ -38,12 +40,21 @@ class JobFiles:
     def part(self, job_id: str, index: int) -> Path:
         return self.work_dir(job_id) / "parts" / f"{index:05d}.mp4"
 
+    def source_video(self, job_id: str) -> Path:
+        return self.work_dir(job_id) / "source.mp4"
+
+    def source_span(self, job_id: str, index: int) -> Path:
+        return self.work_dir(job_id) / "sources" / f"{index:05d}.mp4"
+
+    def source_poster(self, job_id: str, index: int) -> Path:
+        return self.work_dir(job_id) / "sources" / f"{index:05d}.png"
+
     def result(self, job_id: str) -> Path:
         return self.data_dir / "results" / f"{job_id}.mp4"
 
     def create_work_dir(self, job_id: str) -> Path:
         work = self.work_dir(job_id)
-        for sub in ("chunks", "parts"):
+        for sub in ("chunks", "parts", "sources"):
             (work / sub).mkdir(parents=True, exist_ok=True)
         return work
 

@@ -47,6 +47,9 @@ class ChunkJob:
     seed: int = 0
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     force_offload: bool = False
+    # Dubbing: the source video over this chunk's span (25 fps MP4, frame i at the chunk's frame i,
+    # see itk_common.source_video); `image` is then its first frame. None: a still portrait.
+    source_video: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from infinitetalk.v1 import generator_pb2
 from itk_common.constants import SAMPLES_PER_FRAME, frames_for_samples
+from itk_common.video import count_video_frames
 from itk_common.wav import WavFormatError, decode_wav
 
 from .backend import ChunkJob, SamplingSettings
@@ -19,6 +20,8 @@ MAX_SIDE = 4096
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 # 16-bit mono at 16 kHz: 64 MiB is about 35 minutes, far more than any chunk the splitter makes.
 MAX_AUDIO_BYTES = 64 * 1024 * 1024
+# A chunk's span of source video, at 25 fps and the gateway's size cap.
+MAX_SOURCE_VIDEO_BYTES = 512 * 1024 * 1024
 
 
 class InvalidChunkError(ValueError):
@@ -73,10 +76,12 @@ def read_spec(requests: Iterator[generator_pb2.GenerateRequest]) -> generator_pb
     return first.spec
 
 
-def read_payload(requests: Iterator[generator_pb2.GenerateRequest]) -> tuple[bytes, bytes]:
-    """Collect the image and the audio, in any order, until both are complete."""
-    blobs = {"image": _Blob("image", MAX_IMAGE_BYTES), "audio": _Blob("audio", MAX_AUDIO_BYTES)}
-    while not all(blob.complete for blob in blobs.values()):
+def read_payload(requests: Iterator[generator_pb2.GenerateRequest]) -> tuple[bytes, bytes, bytes | None]:
+    """Collect the image and the audio, in any order, until both are complete; a source video,
+    when there is one, comes before them."""
+    blobs = {"image": _Blob("image", MAX_IMAGE_BYTES), "audio": _Blob("audio", MAX_AUDIO_BYTES),
+             "source_video": _Blob("source_video", MAX_SOURCE_VIDEO_BYTES)}
+    while not (blobs["image"].complete and blobs["audio"].complete):
         request = next(requests, None)
         if request is None:
             break
@@ -85,10 +90,22 @@ def read_payload(requests: Iterator[generator_pb2.GenerateRequest]) -> tuple[byt
             raise InvalidChunkError(f"unexpected {kind or 'empty'} message after the spec")
         piece = getattr(request, kind)
         blobs[kind].add(piece.data, piece.last)
-    return blobs["image"].data(), blobs["audio"].data()
+    source = blobs["source_video"]
+    return blobs["image"].data(), blobs["audio"].data(), source.data() if source.parts else None
 
 
-def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes) -> ChunkJob:
+def check_source_video(data: bytes, frame_count: int) -> None:
+    """The source video must hold one 25 fps frame per chunk frame (counted without decoding)."""
+    try:
+        frames = count_video_frames(data)
+    except ValueError as exc:
+        raise InvalidChunkError(f"source_video: {exc}") from exc
+    if frames != frame_count:
+        raise InvalidChunkError(f"source_video has {frames} frames but spec.frame_count is {frame_count}")
+
+
+def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes,
+              source_video: bytes | None = None) -> ChunkJob:
     try:
         decode_image(image)
     except ImageDecodeError as exc:
@@ -105,6 +122,8 @@ def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes) -> 
             f"spec.frame_count is {spec.frame_count} but the audio's {len(samples)} samples make "
             f"{needed} frames (ceil(samples / {SAMPLES_PER_FRAME}))"
         )
+    if source_video is not None:
+        check_source_video(source_video, spec.frame_count)
     options = spec.sampling
     return ChunkJob(
         job_id=spec.job_id,
@@ -128,10 +147,11 @@ def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes) -> 
             resolution=options.resolution,
         ),
         force_offload=spec.force_offload,
+        source_video=source_video,
     )
 
 
 def read_chunk(requests: Iterator[generator_pb2.GenerateRequest]) -> ChunkJob:
     spec = read_spec(requests)
-    image, audio = read_payload(requests)
-    return build_job(spec, image, audio)
+    image, audio, source_video = read_payload(requests)
+    return build_job(spec, image, audio, source_video)

@@ -48,13 +48,14 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from itk_common.config import ConfigError, env_bool, env_float, env_int, env_str
+from itk_common.source_video import SourceFrames, VideoError
 from itk_common.video import Mp4Writer
 
 from ..backend import Backend, BackendError, Cancelled, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
@@ -283,6 +284,10 @@ class InfiniteTalkBackend(Backend):
         except ImageDecodeError as err:
             raise BackendError(str(err)) from err
         request, delivered = self._prepare(job, image)
+        source = open_source(job)
+        if source is not None:
+            bucket = request.image.shape[:2]
+            request = replace(request, reference_frame=lambda index: resize_to_cover(source.frame(index), *bucket))
         if self.pipeline is None:
             self.load()
         pipeline = self.pipeline
@@ -307,8 +312,12 @@ class InfiniteTalkBackend(Backend):
             if writer.frames_written != job.frame_count:
                 raise BackendError(f"generated {writer.frames_written} frames, expected {job.frame_count}")
             os.replace(partial, output)
+        except VideoError as err:
+            raise BackendError(str(err)) from err
         finally:
             partial.unlink(missing_ok=True)
+            if source is not None:
+                source.close()
         if job.force_offload:
             self.unload()
         return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height)
@@ -345,6 +354,16 @@ class InfiniteTalkBackend(Backend):
             teacache_coefficients=tuple(TEACACHE_COEFFICIENTS[resolution]),
         )
         return request, delivered_size(job.height, job.width, bucket)
+
+
+def open_source(job: ChunkJob) -> SourceFrames | None:
+    """The chunk's source video (dubbing), read front to back as the clips advance."""
+    if job.source_video is None:
+        return None
+    try:
+        return SourceFrames(job.source_video)
+    except VideoError as err:
+        raise BackendError(str(err)) from err
 
 
 def check_parallel_settings(settings: InfiniteTalkSettings) -> None:

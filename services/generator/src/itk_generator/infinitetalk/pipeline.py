@@ -9,7 +9,9 @@ last clip is cut so the chunk has exactly the requested number of frames.
 
 Every clip sees the same text embeddings, CLIP image tokens and conditioning latent `y` (the
 reference image followed by black frames, with a mask marking the first latent frame), so
-those are computed once per chunk.
+those are computed once per chunk. Video mode (dubbing), as the reference does it: each clip's
+reference image is the source video's frame at the clip's first frame, so its CLIP tokens and
+`y` are computed per clip, while the motion frames still come from the previous clip.
 """
 
 from __future__ import annotations
@@ -158,6 +160,9 @@ class ChunkRequest:
     color_correction: float = 0.0
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     teacache_coefficients: tuple[float, ...] | None = None
+    # Video mode: the source frame ([H, W, 3] uint8 at the generated size) shown at a chunk frame
+    # index; called with increasing indices, once per clip. None: `image` for every clip.
+    reference_frame: Callable[[int], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -221,12 +226,17 @@ class InfiniteTalkPipeline:
         text = self.encode_prompt(request.prompt)
         negative = self.encode_prompt(request.negative_prompt)
 
-        image = image_to_tensor(request.image).to(self.device)
-        clip_features = self.clip.encode(image).to(self.device, dtype)
-        padded_video = torch.cat([image[:, :, None], image.new_zeros(1, 3, self.clip_frames - 1, height, width)], dim=2)
-        condition_latent = self.vae.encode(padded_video)[0].to(self.device)
-        condition = torch.cat([first_frame_mask(latent_frames, latent_h, latent_w).to(self.device), condition_latent])
-        condition = condition[None].to(dtype)
+        mask = first_frame_mask(latent_frames, latent_h, latent_w).to(self.device)
+
+        def reference_conditioning(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """The reference image's tensor, CLIP tokens and conditioning latent `y`."""
+            image = image_to_tensor(rgb).to(self.device)
+            clip_features = self.clip.encode(image).to(self.device, dtype)
+            padded = torch.cat([image[:, :, None], image.new_zeros(1, 3, self.clip_frames - 1, height, width)], dim=2)
+            condition = torch.cat([mask, self.vae.encode(padded)[0].to(self.device)])[None].to(dtype)
+            return image, clip_features, condition
+
+        image, clip_features, condition = reference_conditioning(request.image)
 
         total_frames = clips[-1].first_frame + self.clip_frames
         features = self.audio_encoder.embed(request.audio, request.frame_count).float().cpu()
@@ -237,6 +247,8 @@ class InfiniteTalkPipeline:
         frames_done = 0
         motion_source = image[:, :, None]
         for span in clips:
+            if request.reference_frame is not None and span.index > 0:
+                _, clip_features, condition = reference_conditioning(request.reference_frame(span.first_frame))
             audio = audio_windows(features, span.first_frame, self.clip_frames, config.audio_window)
             audio = audio[None].to(self.device, dtype)
             conditioning = ClipConditioning(text, negative, clip_features, condition, audio)

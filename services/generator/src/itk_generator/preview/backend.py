@@ -1,5 +1,9 @@
 """The CPU `preview` backend: the portrait with a mouth that opens with the audio's loudness.
 
+When the chunk comes with a source video (dubbing), each frame is the source video's frame at
+that time, fitted to the output size like the portrait, with the mouth drawn where the chunk's
+first frame has it.
+
 It needs no weights and no GPU, so the whole pipeline (split, parallel generation, stitch) can
 run and be tested anywhere; `PREVIEW_COST_PER_AUDIO_SEC` adds artificial render time so
 benchmarks can model a slow model.
@@ -15,6 +19,7 @@ import numpy as np
 
 from itk_common.config import env_float, env_str
 from itk_common.constants import FPS
+from itk_common.source_video import SourceFrames, VideoError
 from itk_common.video import Mp4Writer
 
 from ..backend import Backend, BackendError, Cancelled, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
@@ -68,18 +73,34 @@ class PreviewBackend(Backend):
         box = self.mouth_box(portrait, width, height)
         openness = mouth_openness(job.audio, job.frame_count)
         total_steps = -(-job.frame_count // FRAMES_PER_STEP)
-        with Mp4Writer(output, width, height) as writer:
-            for step, start in enumerate(range(0, job.frame_count, FRAMES_PER_STEP), start=1):
-                if cancelled.is_set():
-                    raise Cancelled()
-                stop = min(start + FRAMES_PER_STEP, job.frame_count)
-                for index in range(start, stop):
-                    frame = background.copy()
-                    draw_mouth(frame, box, float(openness[index]))
-                    writer.write(frame)
-                self._pace(started, stop / FPS, cancelled)
-                progress(ProgressEvent(step=step, total_steps=total_steps, frames_done=stop, stage="render"))
+        source = self._open_source(job)
+        try:
+            with Mp4Writer(output, width, height) as writer:
+                for step, start in enumerate(range(0, job.frame_count, FRAMES_PER_STEP), start=1):
+                    if cancelled.is_set():
+                        raise Cancelled()
+                    stop = min(start + FRAMES_PER_STEP, job.frame_count)
+                    for index in range(start, stop):
+                        frame = background.copy() if source is None else fit_image(source.frame(index), width, height)
+                        draw_mouth(frame, box, float(openness[index]))
+                        writer.write(frame)
+                    self._pace(started, stop / FPS, cancelled)
+                    progress(ProgressEvent(step=step, total_steps=total_steps, frames_done=stop, stage="render"))
+        except VideoError as exc:
+            raise BackendError(str(exc)) from exc
+        finally:
+            if source is not None:
+                source.close()
         return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height)
+
+    @staticmethod
+    def _open_source(job: ChunkJob) -> SourceFrames | None:
+        if job.source_video is None:
+            return None
+        try:
+            return SourceFrames(job.source_video)
+        except VideoError as exc:
+            raise BackendError(str(exc)) from exc
 
     def _pace(self, started: float, audio_seconds_done: float, cancelled: threading.Event) -> None:
         """Wait until `cost_per_audio_sec` seconds per audio second have passed since `started`.
