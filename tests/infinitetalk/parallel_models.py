@@ -27,6 +27,13 @@ def build_eight_head_dit(device: torch.device) -> InfiniteTalkDiT:
     return model.eval().requires_grad_(False).to(device)
 
 
+def build_eight_head_dit_fp8_attention(device: torch.device) -> InfiniteTalkDiT:
+    """The same DiT with its self-attention through FP8 (DTYPE=fp8's attention; the CPU reference kernel)."""
+    model = build_eight_head_dit(device)
+    model.attention.fp8_self_attention = True
+    return model
+
+
 def build_eight_head_dit_offloaded(device: torch.device) -> InfiniteTalkDiT:
     """The same DiT with its blocks streamed through two copies (BLOCK_OFFLOAD's path, run on the CPU)."""
     model = build_eight_head_dit(device)

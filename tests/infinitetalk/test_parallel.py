@@ -16,6 +16,7 @@ from itk_generator.infinitetalk.sampling import SamplingPlan
 from tests.infinitetalk.parallel_models import (
     EIGHT_HEADS,
     build_eight_head_dit,
+    build_eight_head_dit_fp8_attention,
     build_eight_head_dit_offloaded,
     clip_denoising,
     dit_that_fails_to_load,
@@ -57,23 +58,25 @@ def test_layout_needs_a_head_per_device_and_branches_cover_every_forward() -> No
     assert even_split(40, 3) == [14, 13, 13] and even_split(36, 8) == [5, 5, 5, 5, 4, 4, 4, 4]
 
 
-def single_process_latents() -> dict[str, torch.Tensor]:
-    dit = build_eight_head_dit(torch.device("cpu"))
+# name, plan, seed, a step's forwards batched into one (GUIDANCE_BATCH)
+Case = tuple[str, SamplingPlan, int, bool]
+CASES: list[Case] = [
+    ("fast", FAST, 1, False), ("quality", QUALITY, 2, False), ("quality+teacache", QUALITY_TEACACHE, 3, False),
+    ("turbo", TURBO, 4, False), ("quality batched", QUALITY, 5, True)]
+
+
+def single_process_latents(build=build_eight_head_dit, cases: list[Case] = CASES) -> dict[str, torch.Tensor]:
+    dit = build(torch.device("cpu"))
     with torch.no_grad():
         return {name: LocalDenoiser(dit)(clip_denoising(plan, seed, batched), lambda _step: None)
-                for name, plan, seed, batched in CASES}
-
-
-# name, plan, seed, a step's forwards batched into one (GUIDANCE_BATCH)
-CASES = [("fast", FAST, 1, False), ("quality", QUALITY, 2, False), ("quality+teacache", QUALITY_TEACACHE, 3, False),
-         ("turbo", TURBO, 4, False), ("quality batched", QUALITY, 5, True)]
+                for name, plan, seed, batched in cases}
 
 
 class RankLost(Exception):  # noqa: N818
     pass
 
 
-def run_parallel(world: int, modes: list[str], build=build_eight_head_dit
+def run_parallel(world: int, modes: list[str], build=build_eight_head_dit, cases: list[Case] = CASES
                  ) -> dict[tuple[str, str], tuple[torch.Tensor, str]]:
     """Every case in every mode on `world` processes (this one is rank 0); the latents and layouts."""
     lost: list[BaseException] = []
@@ -86,7 +89,7 @@ def run_parallel(world: int, modes: list[str], build=build_eight_head_dit
         group.wait_ready()
         for mode in modes:
             group.runtime.mode = mode
-            for name, plan, seed, batched in CASES:
+            for name, plan, seed, batched in cases:
                 with torch.no_grad():
                     latent = holder.denoiser(clip_denoising(plan, seed, batched), lambda _step: None)
                 results[(mode, name)] = (latent, group.runtime.layout.describe())
@@ -120,6 +123,17 @@ def test_sequence_parallel_with_block_offload_matches_one() -> None:
     """BLOCK_OFFLOAD streams the blocks through device copies: those copies split the tokens too."""
     expected = single_process_latents()
     results = run_parallel(2, ["sequence"], build_eight_head_dit_offloaded)
+    assert all(layout.endswith("sequence-parallel x2") for _latent, layout in results.values())
+    assert_same_as_single_process(results, expected)
+
+
+@pytest.mark.slow
+def test_sequence_parallel_fp8_attention_matches_one() -> None:
+    """DTYPE=fp8: the group shares one per-tensor scale for q, k and v (the amax of all heads, as on
+    one device), so splitting the tokens changes the FP8 attention no more than it changes fp32."""
+    cases = [case for case in CASES if case[0] in ("quality", "turbo")]
+    expected = single_process_latents(build_eight_head_dit_fp8_attention, cases)
+    results = run_parallel(2, ["sequence"], build_eight_head_dit_fp8_attention, cases)
     assert all(layout.endswith("sequence-parallel x2") for _latent, layout in results.values())
     assert_same_as_single_process(results, expected)
 

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+if TYPE_CHECKING:
+    from .fp8_attention import AmaxReducer
 
 BACKENDS = ("auto", "sdpa", "sdpa-cudnn", "sdpa-flash", "flash-attn", "flash")
 _SDPA_RESTRICTIONS = {"sdpa-cudnn": SDPBackend.CUDNN_ATTENTION, "sdpa-flash": SDPBackend.FLASH_ATTENTION}
@@ -62,10 +66,14 @@ class Attention:
             out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)
 
-    def self_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """The video tokens' self-attention: FP8 when enabled, else the selected kernel."""
+    def self_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       reduce_amax: AmaxReducer | None = None) -> torch.Tensor:
+        """The video tokens' self-attention: FP8 when enabled, else the selected kernel.
+
+        `reduce_amax` comes from sequence parallelism, where this device holds some of the heads:
+        FP8 takes its per-tensor scales from the whole tensors through it (16-bit kernels need none)."""
         if self.fp8_self_attention:
             from .fp8_attention import fp8_attention
 
-            return fp8_attention(q, k, v)
+            return fp8_attention(q, k, v, reduce_amax)
         return self(q, k, v)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
+from collections.abc import Callable
 
 import torch
 
@@ -29,6 +30,9 @@ from .fp8 import FP8_DTYPE, FP8_MAX
 # P~ lies in (0, 1]; 256 maps 1 to a power of two below e4m3's maximum (448).
 SOFTMAX_SCALE = 256.0
 _MIN_CUDNN_BACKEND = 91400  # cuDNN 9.14: the first release with this FP8 forward graph on Hopper
+
+# Maps this device's amaxes of q, k and v to those of the whole tensors (see fp8_attention).
+AmaxReducer = Callable[[torch.Tensor], torch.Tensor]
 
 
 class FP8AttentionUnavailableError(RuntimeError):
@@ -58,9 +62,12 @@ def check_cudnn_fp8_attention(device: torch.device | str) -> None:
             f"cuDNN FP8 attention needs cuDNN 9.14 or newer, found {cudnn.backend_version_string()}")
 
 
-def quantize_per_tensor_4d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x -> contiguous e4m3 values and the fp32 dequantization scale as a [1, 1, 1, 1] tensor."""
-    scale = (x.abs().amax().float().clamp_min(1e-12) / FP8_MAX).reshape(1, 1, 1, 1)
+def quantize_per_tensor_4d(x: torch.Tensor, amax: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x -> contiguous e4m3 values and the fp32 dequantization scale as a [1, 1, 1, 1] tensor.
+
+    The scale maps `amax` (by default x's own) to e4m3's largest value."""
+    amax = x.abs().amax() if amax is None else amax
+    scale = (amax.float().clamp_min(1e-12) / FP8_MAX).reshape(1, 1, 1, 1)
     return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE).contiguous(), scale
 
 
@@ -248,14 +255,22 @@ def _fp8_attention_shape(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, q
     return torch.empty(q8.shape, dtype=output_dtype(q8.device), device=q8.device)
 
 
-def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def fp8_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, reduce_amax: AmaxReducer | None = None
+                  ) -> torch.Tensor:
     """Attention of [B, S, H, D] q, k, v through FP8; returns [B, S_q, H, D] in q's dtype.
+
+    `reduce_amax` is for a device that holds only some of the heads (sequence parallelism): it
+    turns this device's amaxes of q, k and v (an fp32 tensor [3]) into the whole tensors' ones, so
+    every device quantizes with the scales one device would use. Without it, the amaxes are local.
 
     The decoding of an e4m3 output stays outside the custom op, so that a compiled block fuses it
     into the output projection's own quantization."""
-    q8, q_scale = quantize_per_tensor_4d(q)
-    k8, k_scale = quantize_per_tensor_4d(k)
-    v8, v_scale = quantize_per_tensor_4d(v)
+    amaxes = [t.abs().amax() for t in (q, k, v)]
+    if reduce_amax is not None:
+        amaxes = list(reduce_amax(torch.stack(amaxes).float()).unbind())
+    q8, q_scale = quantize_per_tensor_4d(q, amaxes[0])
+    k8, k_scale = quantize_per_tensor_4d(k, amaxes[1])
+    v8, v_scale = quantize_per_tensor_4d(v, amaxes[2])
     out = fp8_attention_op(q8, k8, v8, q_scale, k_scale, v_scale)
     if out.dtype == FP8_DTYPE:
         return (out.float() * v_scale).to(q.dtype)

@@ -94,6 +94,12 @@ class SequenceShard:
         dist.all_gather(pieces, padded, group=self.group.group)
         return torch.cat([piece[:, :count] for piece, count in zip(pieces, self.token_counts, strict=True)], dim=1)
 
+    def all_reduce_max(self, x: torch.Tensor) -> torch.Tensor:
+        """The elementwise maximum of x over the group, in place: with the heads split, FP8
+        self-attention's amaxes of q, k and v become the whole tensors' (the scales of one device)."""
+        dist.all_reduce(x, op=dist.ReduceOp.MAX, group=self.group.group)
+        return x
+
     # -- the all-to-alls ----------------------------------------------------------------------
 
     def tokens_to_heads(self, stacked: torch.Tensor) -> torch.Tensor:
@@ -131,7 +137,8 @@ class SequenceShard:
 
 class UlyssesAttention:
     """Stands in for a self-attention layer's kernel: all-to-all, the kernel (bf16 or FP8) on whole
-    sequences for this device's heads, all-to-all back."""
+    sequences for this device's heads, all-to-all back. FP8 shares its per-tensor scales over the
+    group (one all-reduce of three numbers), so they are the scales of one device."""
 
     def __init__(self, kernel: Attention, shard: SequenceShard) -> None:
         self.kernel = kernel
@@ -142,7 +149,8 @@ class UlyssesAttention:
             return self.kernel.self_attention(q, k, v)
         # Contiguous [B, tokens, heads, D], the layout every kernel (SDPA, flash-attn, cuDNN FP8) takes.
         q_all, k_all, v_all = (t.contiguous() for t in self.shard.tokens_to_heads(torch.stack((q, k, v))))
-        return self.shard.heads_to_tokens(self.kernel.self_attention(q_all, k_all, v_all))
+        out = self.kernel.self_attention(q_all, k_all, v_all, reduce_amax=self.shard.all_reduce_max)
+        return self.shard.heads_to_tokens(out)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return self.kernel(q, k, v)
