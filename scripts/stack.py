@@ -4,6 +4,10 @@ Used by `make up`, `make run`, the end-to-end tests and the benchmarks, so all o
 the same processes a deployment runs (`python -m <service>.server`), not in-process shortcuts.
 
     python scripts/stack.py up [--generators 2] [--backend preview]
+
+`up` keeps the stack running as Kubernetes keeps pods running: a service that exits is started
+again on its own port (after a pause that doubles while it keeps dying at once), and the restart
+is printed, so a killed generator shows up as retried chunks, not as an outage.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -40,6 +45,8 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
 
     @property
     def target(self) -> str:
@@ -54,6 +61,7 @@ class ServiceProcess:
             [sys.executable, "-m", self.module], env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self.started_at = time.monotonic()
         log.close()
 
     def alive(self) -> bool:
@@ -210,6 +218,34 @@ class Stack:
         wait_for_serving(gateway.target, timeout=timeout)
         self.wait_rest(deadline)
 
+    def revive(self, now: float | None = None) -> list[str]:
+        """Start again each service whose process exited; return what happened, one line each.
+
+        A service that dies within 10 s of its last start waits 1, 2, 4 ... (at most 30) seconds
+        before the next start, as Kubernetes' CrashLoopBackOff does."""
+        now = time.monotonic() if now is None else now
+        events = []
+        for service in self.services.values():
+            if service.process is None or service.alive():
+                continue
+            crash_looping = now - service.started_at < 10.0
+            delay = min(30.0, 2.0 ** (service.restarts - 1)) if crash_looping and service.restarts else 0.0
+            if now - service.started_at < delay:
+                continue
+            code = service.process.returncode
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            service.restarts = service.restarts + 1 if crash_looping else 1
+            service.start()
+            events.append(f"{service.name} exited ({how}); restarted it on {service.target} "
+                          f"(restart {service.restarts})")
+        return events
+
+    def supervise(self, stopping: threading.Event, report=print, interval: float = 0.5) -> None:
+        """Until `stopping` is set: restart services that exit and report each restart."""
+        while not stopping.wait(interval):
+            for event in self.revive():
+                report(event)
+
     def stop(self) -> None:
         # The gateway first, so it does not see the others vanish and fail jobs on the way down.
         order = ["gateway", *[n for n in self.services if n != "gateway"]]
@@ -252,21 +288,15 @@ def main() -> int:
     stack.start()
     print(f"InfiniteTalk stack is up (logs in {args.workdir / 'logs'}):\n{stack.describe()}\n"
           f"  webhooks are signed with WEBHOOK_SECRET={secret}\nCtrl-C stops it.")
-    stopping = False
+    stopping = threading.Event()
 
     def handle(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
     try:
-        while not stopping:
-            dead = [s.name for s in stack.services.values() if not s.alive()]
-            if dead:
-                print(f"service(s) exited: {', '.join(dead)}; stopping", file=sys.stderr)
-                break
-            time.sleep(0.5)
+        stack.supervise(stopping, report=lambda line: print(line, file=sys.stderr, flush=True))
     finally:
         stack.stop()
     return 0

@@ -80,3 +80,31 @@ def test_gateway_restarted_mid_job(tmp_path: Path, portrait: bytes, speech_wav: 
         path = tmp_path / "out.mp4"
         path.write_bytes(download(stack.rest_url, job_id))
         check_video(path, speech_samples, SIZE)
+
+
+def test_make_up_restarts_a_killed_stitcher_and_the_job_completes(tmp_path: Path, portrait: bytes,
+                                                                  speech_wav: bytes) -> None:
+    """`kill -9` of the stitcher at about 40 % of a job, as `make up` runs it: the supervisor
+    starts it again on its port and says so; the job's stitch is retried with every part."""
+    import threading
+
+    with Stack(tmp_path / "stack", generators=2, generator_env={"PREVIEW_COST_PER_AUDIO_SEC": COST},
+               gateway_env={"CHUNK_TARGET_SEC": "20", "GENERATOR_RETRY_BACKOFF_SEC": "0.2"}) as stack:
+        reports: list[str] = []
+        stopping = threading.Event()
+        supervisor = threading.Thread(target=stack.supervise, args=(stopping, reports.append, 0.1))
+        supervisor.start()
+        try:
+            job_id = submit_multipart(stack.rest_url, portrait, speech_wav, width=SIZE, height=SIZE)
+            wait_until(lambda: job_state(stack, job_id)["progress"] >= 40, what="40 % of the job")
+            stitcher = stack.services["stitcher"]
+            stitcher.kill()
+            wait_until(lambda: any(r.startswith("stitcher exited (killed by signal 9)") for r in reports),
+                       timeout=10, what="the supervisor's restart")
+            state = wait_for_job(stack.rest_url, job_id, timeout=300)
+            assert state["status"] == "COMPLETED", state.get("error")
+            assert stitcher.alive() and stitcher.restarts == 1
+        finally:
+            stopping.set()
+            supervisor.join()
+        assert reports == [f"stitcher exited (killed by signal 9); restarted it on {stitcher.target} (restart 1)"]

@@ -65,3 +65,32 @@ def test_one_variable_per_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings.from_env().pool_targets() == {
         "infinitetalk": ["127.0.0.1:50052"], "fast": ["fast-gen:50052"], "runpod": ["generator-runpod:50052"],
         "beam": ["generator-beam:50052", "generator-beam-2:50052"]}
+
+
+def test_security_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from itk_gateway.metrics import GatewayMetrics
+    from itk_gateway.server import build_guard
+
+    for name in ("AUTH", "API_KEYS", "API_KEYS_FILE", "METRICS_PORT", "CORS_ALLOWED_ORIGINS", "TRUSTED_HOSTS"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = Settings.from_env()
+    assert defaults.auth == "auto" and not defaults.auth_required and defaults.metrics_port is None
+    assert defaults.cors_allowed_origins == [] and defaults.trusted_hosts == ["*"]
+    assert (defaults.rate_limit_per_sec, defaults.max_active_jobs_per_key, defaults.result_ttl_hours) == (20, 20, 72)
+    monkeypatch.setenv("BIND_HOST", "0.0.0.0")
+    monkeypatch.setenv("METRICS_PORT", "9090")
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example")
+    settings = Settings.from_env()
+    assert settings.auth_required and settings.metrics_port == 9090
+    assert settings.cors_allowed_origins == ["https://a.example", "https://b.example"]
+    metrics = GatewayMetrics(dict, dict)
+    for keys, words in (("alice", "name=key"), ("alice=short", "shorter than 16"), ("a b=0123456789abcdef", "name")):
+        monkeypatch.setenv("API_KEYS", keys)
+        with pytest.raises(ConfigError, match=words):
+            build_guard(Settings.from_env(), metrics)
+    monkeypatch.delenv("API_KEYS")
+    bad_file = tmp_path / "keys"
+    bad_file.write_text("alice:not-a-digest\n")
+    monkeypatch.setenv("API_KEYS_FILE", str(bad_file))
+    with pytest.raises(ConfigError, match="line 1"):
+        build_guard(Settings.from_env(), metrics)

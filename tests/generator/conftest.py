@@ -134,7 +134,8 @@ def serve(tmp_path: Path) -> Iterator:
         server, port = start_server(backend=backend or PreviewBackend(), capacity=capacity, temp_dir=work_dir,
                                     **options)
         channel = insecure_channel(f"127.0.0.1:{port}")
-        running = Running(server, port, channel, generator_pb2_grpc.GeneratorStub(channel), work_dir)
+        # Chunks spool in the server's own scratch folder under TEMP_DIR.
+        running = Running(server, port, channel, generator_pb2_grpc.GeneratorStub(channel), server.scratch.path)
         started.append(running)
         if wait:
             assert server.loading_done.wait(30)

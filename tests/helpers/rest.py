@@ -23,9 +23,10 @@ def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> t
 
 
 def call(method: str, url: str, body: bytes | None = None, content_type: str = "application/json",
-         timeout: float = 60.0) -> tuple[int, dict]:
+         timeout: float = 60.0, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     """Return (status, decoded JSON body or {}), for error statuses too."""
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
+    request = urllib.request.Request(url, data=body, method=method,
+                                     headers={"Content-Type": content_type, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             raw = reply.read()
@@ -48,11 +49,12 @@ def submit_multipart(base_url: str, image: bytes, audio: bytes, **fields: object
     return str(reply["id"])
 
 
-def wait_for_job(base_url: str, job_id: str, timeout: float = 300.0, poll: float = 0.2) -> dict:
+def wait_for_job(base_url: str, job_id: str, timeout: float = 300.0, poll: float = 0.2,
+                 headers: dict[str, str] | None = None) -> dict:
     """Poll until the job leaves IN_QUEUE/RUNNING; return its last state."""
     deadline = time.monotonic() + timeout
     while True:
-        status, state = call("GET", f"{base_url}/jobs/{job_id}")
+        status, state = call("GET", f"{base_url}/jobs/{job_id}", headers=headers)
         if status != 200:
             raise RuntimeError(f"GET /jobs/{job_id} answered {status}: {state}")
         if state["status"] not in ("IN_QUEUE", "RUNNING"):

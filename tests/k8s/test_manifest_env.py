@@ -10,6 +10,7 @@ reads from /metrics.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -24,7 +25,8 @@ from itk_common.grpc_server import wait_for_serving
 from scripts import k8s_check
 
 BIN = Path(sys.executable).parent
-MOUNTS = ("/data", "/tmp", "/cache", "/models")
+MOUNTS = ("/data", "/tmp", "/cache", "/models", "/etc/itk")
+API_KEY = "manifest-test-key-0123456789"
 START_TIMEOUT_SEC = 60.0
 
 
@@ -68,7 +70,12 @@ def localise(env: dict[str, str], tmp: Path, services: dict[str, int]) -> dict[s
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[dict[str, int]]:
     objs = k8s_check.render(k8s_check.REPO / k8s_check.TARGETS["cpu-preview"])
-    ports = {name: free_port() for name in ("splitter", "stitcher", "generator", "gateway", "gateway-http")}
+    ports = {name: free_port() for name in ("splitter", "stitcher", "generator", "gateway", "gateway-http",
+                                            "gateway-metrics")}
+    # The Secret itk-api-keys as the gateway's volume would hold it.
+    keys = tmp_path / "etc" / "itk" / "api-keys" / "keys"
+    keys.parent.mkdir(parents=True)
+    keys.write_text(f"ci:{hashlib.sha256(API_KEY.encode()).hexdigest()}\n")
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for name in ("splitter", "stitcher", "generator", "gateway"):
@@ -77,6 +84,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, int]]:
             env["GRPC_PORT"] = str(ports[name])
             if name == "gateway":
                 env["PORT"] = str(ports["gateway-http"])
+                env["METRICS_PORT"] = str(ports["gateway-metrics"])
             log = (tmp_path / f"{name}.log").open("wb")
             processes.append(subprocess.Popen(
                 [str(BIN / command[0]), *command[1:]],
@@ -103,7 +111,12 @@ def stack(tmp_path: Path) -> Iterator[dict[str, int]]:
 def test_services_serve_with_the_manifest_environment(stack: dict[str, int]) -> None:
     base = f"http://127.0.0.1:{stack['gateway-http']}"
     assert httpx.get(f"{base}/health", timeout=10).status_code == 200
-    metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    # Keys are required, and come from the mounted Secret.
+    assert httpx.get(f"{base}/jobs/job-1-00000000", timeout=10).status_code == 401
+    key = {"Authorization": f"Bearer {API_KEY}"}
+    assert httpx.get(f"{base}/jobs/job-1-00000000", headers=key, timeout=10).status_code == 404
+    # Prometheus scrapes the metrics port without a key.
+    metrics = httpx.get(f"http://127.0.0.1:{stack['gateway-metrics']}/metrics", timeout=10).text
     # The ScaledObject's query reads these two gauges.
     assert "\nitk_chunks_pending " in metrics
     assert "\nitk_chunks_running " in metrics

@@ -239,3 +239,28 @@ def test_parallel_devices_check_catches_a_gpu_count_mismatch_and_a_missing_shm()
          and o["metadata"]["name"].startswith("itk-generator"))["data"]["PARALLEL_DEVICES"] = "2"
     assert k8s_check.check_parallel_devices("gpu", objs) == [
         "Deployment/generator: PARALLEL_DEVICES=2 but the pod gets 1 GPU(s)"]
+
+
+@pytest.mark.parametrize("target", list(k8s_check.TARGETS))
+def test_every_target_requires_api_keys_from_the_secret(target: str) -> None:
+    """No overlay publishes an open gateway: keys are required and come from the Secret itk-api-keys."""
+    objs = objects(target)
+    gateway = container(objs, "gateway")
+    env: dict[str, str] = {}
+    for source in gateway["envFrom"]:
+        config = k8s_check.find(objs, "ConfigMap", source["configMapRef"]["name"])
+        assert config is not None
+        env.update(config["data"])
+    assert env["BIND_HOST"] == "0.0.0.0" and env["AUTH"] == "required"
+    keys_dir = env["API_KEYS_FILE"].rsplit("/", 1)[0]
+    mount = next(m for m in gateway["volumeMounts"] if m["mountPath"] == keys_dir)
+    assert mount["readOnly"] is True
+    volume = next(v for v in deployment(objs, "gateway")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "itk-api-keys"
+    # Prometheus scrapes a port of its own, which the Ingress does not publish.
+    assert env["METRICS_PORT"] == "9090"
+    assert {"name": "metrics", "containerPort": 9090} in gateway["ports"]
+    for ingress in (o for o in objs if o["kind"] == "Ingress"):
+        backends = [p["backend"]["service"]["port"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+        assert all(port.get("name") == "http" for port in backends)

@@ -39,10 +39,12 @@ SERVER_OPTIONS = [
 class GrpcService:
     """A running gRPC server with health checking and reflection for the given services."""
 
-    def __init__(self, service_names: Iterable[str], *, max_workers: int = 16) -> None:
+    def __init__(self, service_names: Iterable[str], *, max_workers: int = 16,
+                 interceptors: Iterable[grpc.ServerInterceptor] = ()) -> None:
         self.service_names = list(service_names)
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS
+            futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS,
+            interceptors=list(interceptors),
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -51,6 +51,19 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `WEBHOOK_ALLOW_PRIVATE` | `false` | Allow webhook URLs on loopback, private or link-local addresses. |
 | `IDEMPOTENCY_TTL_SEC` | `86400` | How long an `Idempotency-Key` is remembered. |
 | `SSE_KEEPALIVE_SEC` | `15` | A comment line on idle event streams this often, so proxies keep them open. |
+| `STITCHER_WAIT_SEC` | `600` | A stitch is retried while the stitcher is away this long (0 = job deadline). |
+| `AUTH` | `auto` | `auto`: API keys required unless bound to loopback without keys; `required`; `off`. |
+| `API_KEYS` | — | `name=key,...`: accepted keys and the names their jobs belong to. |
+| `API_KEYS_FILE` | — | One `name:sha256-hex-of-key[:admin]` per line; re-read when it changes. |
+| `API_ADMIN_NAMES` | — | Key names that see and manage every job. |
+| `RATE_LIMIT_PER_SEC` / `RATE_LIMIT_BURST` | `20` / `40` | Requests per second per key (or address); 0 = off. |
+| `MAX_ACTIVE_JOBS_PER_KEY` | `20` | Jobs queued or running per key; 0 = no limit. |
+| `MAX_UPLOADS_IN_FLIGHT_MB` | `2048` | Upload bytes being received over all requests at once; 0 = no limit. |
+| `BODY_READ_TIMEOUT_SEC` | `30` | A request body that sends nothing for this long is dropped (408). |
+| `CORS_ALLOWED_ORIGINS` | — | Origins allowed to call from a browser (`*` for any); unset = CORS off. |
+| `TRUSTED_HOSTS` | `*` | `Host` names served (`api.example.com,*.example.com`); others get 400. |
+| `METRICS_PORT` | — | Serve `/metrics` on this port without a key (else on `PORT`, with a key). |
+| `RESULT_TTL_HOURS` | `72` | Finished jobs (result, files, row) are deleted this long after they end; 0 = kept. |
 """
 
 from __future__ import annotations
@@ -148,6 +161,20 @@ class Settings:
     webhook_allow_private: bool = False
     idempotency_ttl_sec: float = 86400.0
     sse_keepalive_sec: float = 15.0
+    stitcher_wait_sec: float = 600.0
+    auth: str = "auto"
+    api_keys: str = ""
+    api_keys_file: Path | None = None
+    api_admin_names: list[str] = field(default_factory=list)
+    rate_limit_per_sec: float = 20.0
+    rate_limit_burst: float = 40.0
+    max_active_jobs_per_key: int = 20
+    max_uploads_in_flight_mb: int = 2048
+    body_read_timeout_sec: float = 30.0
+    cors_allowed_origins: list[str] = field(default_factory=list)
+    trusted_hosts: list[str] = field(default_factory=lambda: ["*"])
+    metrics_port: int | None = None
+    result_ttl_hours: float = 72.0
 
     @property
     def database(self) -> Path:
@@ -156,6 +183,15 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def auth_required(self) -> bool:
+        """`auto`: on whenever keys are configured or the servers listen beyond loopback."""
+        from itk_gateway.security.guard import is_loopback
+
+        if self.auth != "auto":
+            return self.auth == "required"
+        return bool(self.api_keys) or self.api_keys_file is not None or not is_loopback(self.bind_host)
 
     @property
     def s3_enabled(self) -> bool:
@@ -172,6 +208,11 @@ class Settings:
         data_dir = Path(env_str("DATA_DIR", env_str("TEMP_DIR", "/tmp/infinitetalk")))
         db_path = env_str("DB_PATH", "")
         targets_file = env_str("GENERATOR_TARGETS_FILE", "")
+        keys_file = env_str("API_KEYS_FILE", "")
+        auth = env_str("AUTH", "auto").lower()
+        if auth not in ("auto", "required", "off"):
+            raise ConfigError(f"AUTH must be auto, required or off, got {auth!r}")
+        metrics_port = env_str("METRICS_PORT", "")
         return cls(
             bind_host=env_str("BIND_HOST", "127.0.0.1"),
             port=env_int("PORT", 8080, minimum=0),
@@ -216,4 +257,18 @@ class Settings:
             webhook_allow_private=env_bool("WEBHOOK_ALLOW_PRIVATE", False),
             idempotency_ttl_sec=env_float("IDEMPOTENCY_TTL_SEC", 86400.0, minimum=1.0),
             sse_keepalive_sec=env_float("SSE_KEEPALIVE_SEC", 15.0, minimum=0.1),
+            stitcher_wait_sec=env_float("STITCHER_WAIT_SEC", 600.0, minimum=0.0),
+            auth=auth,
+            api_keys=os.environ.get("API_KEYS", ""),
+            api_keys_file=Path(keys_file) if keys_file else None,
+            api_admin_names=env_list("API_ADMIN_NAMES", []),
+            rate_limit_per_sec=env_float("RATE_LIMIT_PER_SEC", 20.0, minimum=0.0),
+            rate_limit_burst=env_float("RATE_LIMIT_BURST", 40.0, minimum=1.0),
+            max_active_jobs_per_key=env_int("MAX_ACTIVE_JOBS_PER_KEY", 20, minimum=0),
+            max_uploads_in_flight_mb=env_int("MAX_UPLOADS_IN_FLIGHT_MB", 2048, minimum=0),
+            body_read_timeout_sec=env_float("BODY_READ_TIMEOUT_SEC", 30.0, minimum=0.0),
+            cors_allowed_origins=env_list("CORS_ALLOWED_ORIGINS", []),
+            trusted_hosts=env_list("TRUSTED_HOSTS", ["*"]),
+            metrics_port=env_int("METRICS_PORT", 0, minimum=0) if metrics_port else None,
+            result_ttl_hours=env_float("RESULT_TTL_HOURS", 72.0, minimum=0.0),
         )

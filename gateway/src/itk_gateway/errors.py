@@ -75,3 +75,38 @@ class StreamNotReadyError(ApiError):
     http_status = 503
     code = "STREAM_NOT_READY"
     grpc_status = grpc.StatusCode.UNAVAILABLE
+class UnauthorizedError(ApiError):
+    """No API key, or one the gateway does not know."""
+
+    http_status = 401
+    code = "UNAUTHORIZED"
+    grpc_status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class RateLimitedError(ApiError):
+    """A limit was reached (requests per second, jobs in flight, upload bytes); try again later."""
+
+    http_status = 429
+    code = "RATE_LIMITED"
+    grpc_status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_sec: float) -> None:
+        super().__init__(message)
+        self.retry_after_sec = retry_after_sec
+
+    @property
+    def retry_after(self) -> str:
+        """Whole seconds, at least 1, as the Retry-After header wants them."""
+        return str(max(1, int(-(-self.retry_after_sec // 1))))
+
+
+class RequestTimeoutError(ApiError):
+    """The client stopped sending its request body."""
+
+    http_status = 408
+    code = "REQUEST_TIMEOUT"
+    grpc_status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    http_status = 415

@@ -66,6 +66,10 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self.chunks = ChunkGauges()
         self.jobs_total = Counter("itk_jobs_total", "Jobs accepted", registry=self.registry)
+        # unauthorized, rate_limited, jobs_in_flight, upload_budget: a climbing count is an attack,
+        # a misconfigured client, or limits set too low.
+        self.refused = Counter("itk_requests_refused_total", "Requests refused by the gateway's guard and limits",
+                               ["reason"], registry=self.registry)
         self.chunk_seconds = Histogram(
             "itk_chunk_seconds", "Wall time of one successful chunk generation",
             # Up to two hours: a 45 s chunk at the `quality` preset takes over an hour and a half on an H100.

@@ -28,11 +28,16 @@ from itk_gateway.config import Settings
 from itk_gateway.dispatch.clients import SplitterClient, StitcherClient
 from itk_gateway.dispatch.pool import EndpointPool, file_targets, static_targets
 from itk_gateway.jobs.orchestrator import Orchestrator
+from itk_gateway.jobs.retention import Retention, remove_orphans
 from itk_gateway.jobs.runner import Backends, RunSettings
 from itk_gateway.jobs.service import JobService
 from itk_gateway.jobs.webhooks import WebhookNotifier, WebhookSettings
 from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.security.grpc_interceptor import AuthInterceptor
+from itk_gateway.security.guard import Guard, is_loopback
+from itk_gateway.security.keys import KeyRing
+from itk_gateway.security.limits import RateLimiter
 from itk_gateway.storage.files import JobFiles, S3Store
 from itk_gateway.storage.store import JobStore
 
@@ -50,6 +55,30 @@ def build_pools(settings: Settings) -> dict[str, EndpointPool]:
     return pools
 
 
+def build_guard(settings: Settings, metrics: GatewayMetrics) -> Guard:
+    keys = KeyRing(settings.api_keys, settings.api_keys_file, set(settings.api_admin_names))
+    return Guard(keys, settings.auth_required, RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
+                 lambda reason: metrics.refused.labels(reason).inc())
+
+
+def rest_listener(host: str, port: int) -> socket.socket:
+    """The REST bridge's listening socket, made here so its port is known before uvicorn runs.
+    Created with IPPROTO_TCP and TCP_NODELAY: asyncio switches Nagle's algorithm off only on
+    sockets whose protocol says TCP, and with it on every answer on a kept-alive connection
+    waited ~40 ms for the client's delayed ACK. Accepted connections inherit the option."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @dataclass
 class Gateway:
     settings: Settings
@@ -60,16 +89,20 @@ class Gateway:
     service: JobService
     metrics: GatewayMetrics
     webhooks: WebhookNotifier
+    guard: Guard
+    retention: Retention
     grpc: GrpcService = field(init=False)
     rest_port: int = 0
     grpc_port: int = 0
     _uvicorn: uvicorn.Server | None = None
     _rest_thread: threading.Thread | None = None
     _serving: bool = False
+    metrics_port: int = 0
+    _metrics_server: object | None = None
 
     def __post_init__(self) -> None:
-        self.grpc = GrpcService([SERVICE_NAME], max_workers=32)
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.service), self.grpc.server)
+        self.grpc = GrpcService([SERVICE_NAME], max_workers=32, interceptors=[AuthInterceptor(self.guard)])
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.service, self.guard), self.grpc.server)
 
     @property
     def serving(self) -> bool:
@@ -86,6 +119,8 @@ class Gateway:
     def start(self) -> None:
         for pool in self.backends.pools.values():
             pool.start()
+        remove_orphans(self.store, self.files)
+        self.retention.start()
         resumed = self.orchestrator.resume_all()
         if resumed:
             log.info("resumed %d job(s): %s", len(resumed), ", ".join(resumed))
@@ -94,13 +129,29 @@ class Gateway:
         self.grpc_port = self.grpc.bind(self.settings.bind_host, self.settings.grpc_port)
         self.grpc.start()
         self._start_rest()
+        self._start_metrics()
         self._serving = True
         self.grpc.set_serving(True)
         log.info("gateway serving: REST %s, gRPC %s", self.rest_url, self.grpc_target)
+        if self.guard.required:
+            log.info("API keys required (AUTH=%s)", self.settings.auth)
+        elif not is_loopback(self.settings.bind_host):
+            log.warning("AUTH=off while listening on %s: anyone who can reach this gateway can use it",
+                        self.settings.bind_host)
+
+    def _start_metrics(self) -> None:
+        if self.settings.metrics_port is None:
+            return
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(self.settings.metrics_port, self.settings.bind_host,
+                                            registry=self.metrics.registry)
+        self._metrics_server = server
+        self.metrics_port = server.server_port
 
     def _start_rest(self) -> None:
-        app = create_app(self.service, self.metrics, is_serving=lambda: self._serving)
-        sock = socket.create_server((self.settings.bind_host, self.settings.port), reuse_port=False)
+        app = create_app(self.service, self.metrics, self.guard, is_serving=lambda: self._serving)
+        sock = rest_listener(self.settings.bind_host, self.settings.port)
         self.rest_port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
         self._uvicorn = uvicorn.Server(config)
@@ -123,9 +174,13 @@ class Gateway:
             self._uvicorn.should_exit = True
         self.orchestrator.stop()
         self.webhooks.stop()
+        self.retention.stop()
         self.grpc.stop(grace)
         if self._rest_thread is not None:
             self._rest_thread.join(timeout=grace + 5)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()  # type: ignore[attr-defined]
+            self._metrics_server.server_close()  # type: ignore[attr-defined]
         for pool in self.backends.pools.values():
             pool.stop()
         self.backends.splitter.close()
@@ -158,7 +213,7 @@ def build_gateway(settings: Settings) -> Gateway:
     run_settings = RunSettings(
         max_concurrent_chunks=settings.max_concurrent_chunks, max_attempts=settings.generator_max_attempts,
         retry_backoff_sec=settings.retry_backoff_sec, chunk_target_sec=settings.chunk_target_sec,
-        job_timeout_sec=settings.job_timeout_sec,
+        job_timeout_sec=settings.job_timeout_sec, stitcher_wait_sec=settings.stitcher_wait_sec,
     )
     orchestrator = Orchestrator(store, files, backends, run_settings, metrics)
     service = JobService(settings, store, files, orchestrator, metrics, s3, live)
@@ -171,7 +226,9 @@ def build_gateway(settings: Settings) -> Gateway:
         on_delivery=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
     )
     service.webhooks = webhooks
-    return Gateway(settings, store, files, backends, orchestrator, service, metrics, webhooks)
+    retention = Retention(store, files, s3, settings.result_ttl_hours, live)
+    return Gateway(settings, store, files, backends, orchestrator, service, metrics, webhooks,
+                   build_guard(settings, metrics), retention)
 
 
 def main() -> None:
@@ -181,7 +238,11 @@ def main() -> None:
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)
         sys.exit(2)
-    gateway = build_gateway(settings)
+    try:
+        gateway = build_gateway(settings)
+    except ConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        sys.exit(2)
     stopping = threading.Event()
     stop_on_signals(stopping)
     gateway.start()

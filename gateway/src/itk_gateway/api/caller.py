@@ -1,19 +1,30 @@
-"""Who is calling: the owner whose jobs a request may see and create.
+"""Who is calling: the principal whose jobs a request may see and create.
 
-Without API keys every caller is the same anonymous owner (""), so "the key's recent jobs" are
-all jobs. API-key authentication replaces `owner_of` with the key's owner; everything that lists
-or keys by owner (recent jobs, Idempotency-Key, webhook secrets) goes through it. Clients of the
-Modal app's API (api/modal.py) send their key as the `Modal-Key` / `Modal-Secret` header pair,
-which `itk_gateway.api.modal.modal_credentials` reads.
+The security middleware (security/rest.py) authenticates every guarded request and leaves the
+caller in the request's state: an API key's principal, or, with authentication off, the
+anonymous one (owner "", who sees every job). Everything that lists or keys by owner (recent
+jobs, Idempotency-Key, webhook secrets) goes through here.
+Clients of the Modal app's API (api/modal.py) send their key as the `Modal-Key` / `Modal-Secret`
+header pair; the middleware takes `Modal-Secret` as the key.
 """
 
 from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 
+from itk_gateway.errors import UnauthorizedError
+from itk_gateway.security.keys import Principal
+
 ANONYMOUS = ""
 
 
+def principal_of(connection: HTTPConnection) -> Principal:
+    found = getattr(connection.state, "principal", None)
+    if found is None:
+        # Only public routes pass the middleware without a principal; they must not ask for one.
+        raise UnauthorizedError("an API key is required")
+    return found
+
+
 def owner_of(connection: HTTPConnection) -> str:
-    del connection
-    return ANONYMOUS
+    return principal_of(connection).name

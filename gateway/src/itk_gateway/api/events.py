@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
+from itk_gateway.api.caller import principal_of
 from itk_gateway.api.rest_models import job_json
 from itk_gateway.jobs.service import JobService
 
@@ -42,7 +43,7 @@ def add_event_routes(app: FastAPI, service: JobService, keepalive_sec: float) ->
              responses={200: {"content": {"text/event-stream": {}}}})
     def job_events(job_id: str, request: Request) -> StreamingResponse:
         """Server-sent events: `status`, `progress`, then `end`; keep-alive comments while idle."""
-        service.get_job(job_id)  # 404 before the stream starts
+        service.get_job(job_id, principal_of(request))  # 404 (also for others' jobs) before the stream starts
 
         async def stream() -> AsyncIterator[str]:
             yield f"retry: {RECONNECT_MS}\n\n"

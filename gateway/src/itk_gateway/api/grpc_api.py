@@ -11,9 +11,11 @@ from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import MAX_PIECE_BYTES
 from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
-from itk_gateway.errors import ApiError, InvalidInputError
+from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
 from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.security.grpc_interceptor import principal_of
+from itk_gateway.security.guard import Guard
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
@@ -49,11 +51,16 @@ def _with_last(pieces: Iterator[bytes]) -> Iterator[common_pb2.DataPiece]:
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, service: JobService) -> None:
+    """Every method runs behind the AuthInterceptor; the caller's principal goes to the service."""
+
+    def __init__(self, service: JobService, guard: Guard) -> None:
         self.service = service
+        self.guard = guard
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
+        if isinstance(error, RateLimitedError):
+            context.set_trailing_metadata((("retry-after", error.retry_after),))
         context.abort(error.grpc_status, error.message)
 
     @staticmethod
@@ -71,7 +78,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             # Checked now (before the upload), passed on as sent (what an Idempotency-Key compares).
             self.service.check_options(options_from_message(first.options))
             options = options_from_message(first.options)
-            with self.service.open_upload() as upload:
+            with self.service.open_upload(principal_of(self.guard, context)) as upload:
                 for request in request_iterator:
                     kind = request.WhichOneof("payload")
                     if kind == "options":
@@ -89,13 +96,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     def GetJob(self, request, context):  # noqa: N802
         try:
-            return job_message(self.service.get_job(self._require_id(request.id, context)))
+            who = principal_of(self.guard, context)
+            return job_message(self.service.get_job(self._require_id(request.id, context), who))
         except ApiError as error:
             self._abort(context, error)
 
     def WatchJob(self, request, context):  # noqa: N802
         try:
-            for view in self.service.watch_job(self._require_id(request.id, context), context.is_active):
+            who = principal_of(self.guard, context)
+            for view in self.service.watch_job(self._require_id(request.id, context), who, context.is_active):
                 yield job_message(view)
         except ApiError as error:
             self._abort(context, error)
@@ -103,33 +112,35 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def DownloadVideo(self, request, context):  # noqa: N802
         try:
             job_id = self._require_id(request.id, context)
-            path = self.service.local_video(job_id)
+            who = principal_of(self.guard, context)
+            path = self.service.local_video(job_id, who)
             if path is not None:
                 yield from file_data_pieces(path, MAX_PIECE_BYTES)
                 return
             s3 = self.service.s3
             if s3 is None:
                 raise InvalidInputError("the video is on S3, which this gateway is not configured for")
-            yield from _with_last(s3.iter_object(self.service.s3_key(job_id), MAX_PIECE_BYTES))
+            yield from _with_last(s3.iter_object(self.service.s3_key(job_id, who), MAX_PIECE_BYTES))
         except ApiError as error:
             self._abort(context, error)
 
     def StreamSegments(self, request, context):  # noqa: N802
         try:
             yield from stream_segments(self.service, self._require_id(request.id, context), request.from_index,
-                                       context.is_active)
+                                       context.is_active, principal_of(self.guard, context))
         except ApiError as error:
             self._abort(context, error)
 
     def CancelJob(self, request, context):  # noqa: N802
         try:
-            return job_message(self.service.cancel_job(self._require_id(request.id, context)))
+            who = principal_of(self.guard, context)
+            return job_message(self.service.cancel_job(self._require_id(request.id, context), who))
         except ApiError as error:
             self._abort(context, error)
 
     def DeleteVideo(self, request, context):  # noqa: N802
         try:
-            self.service.delete_video(self._require_id(request.id, context))
+            self.service.delete_video(self._require_id(request.id, context), principal_of(self.guard, context))
             return gateway_pb2.DeleteVideoResponse()
         except ApiError as error:
             self._abort(context, error)

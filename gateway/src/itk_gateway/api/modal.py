@@ -31,12 +31,13 @@ from starlette.concurrency import run_in_threadpool
 from itk_common.constants import MAX_PIECE_BYTES
 from itk_common.source_video import probe
 from itk_common.video import even
-from itk_gateway.api.caller import owner_of
+from itk_gateway.api.caller import principal_of
 from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
 from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.security.keys import Principal
 
 # InfiniteTalk's 480p buckets hold about this many pixels.
 DEFAULT_SIDE = 640
@@ -106,8 +107,8 @@ def error_json(status: int, message: str, code: str) -> JSONResponse:
 def create_modal_router(service: JobService) -> APIRouter:
     router = APIRouter(prefix="/modal", tags=["Modal-compatible API"])
 
-    def submit_job(body: SubmitBody, owner: str) -> JobView:
-        with service.open_upload() as upload:
+    def submit_job(body: SubmitBody, who: Principal) -> JobView:
+        with service.open_upload(who) as upload:
             upload.names = {"image": "image", "audio": "audio1"}
             service.fetch_inputs(upload, body.image.strip(), body.audio1.strip(), fields=("image", "audio1"))
             width, height = body.width, body.height
@@ -116,7 +117,7 @@ def create_modal_router(service: JobService) -> APIRouter:
                 width, height = _sized(width, height, upload.path("image"))
             options = JobOptions(width=width, height=height, provider="", prompt=body.prompt or "",
                                  seed=body.seed or 0, video_extend=body.video_extend or "")
-            return service.create_job(upload, options, owner)
+            return service.create_job(upload, options)
 
     @router.post("/submit", responses={400: {}, 404: {}, 413: {}}, openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": SubmitBody.model_json_schema()}}}})
@@ -137,22 +138,22 @@ def create_modal_router(service: JobService) -> APIRouter:
             for name in ("image", "audio1"):
                 if not getattr(body, name).strip():
                     raise InvalidInputError(f"{name}: required (a URL)")
-            view = await run_in_threadpool(submit_job, body, owner_of(request))
+            view = await run_in_threadpool(submit_job, body, principal_of(request))
         except ApiError as error:
             return error_json(error.http_status, error.message, error.code)
         return JSONResponse({"call_id": view.id})
 
-    def result_response(call_id: str, with_body: bool) -> Response:
+    def result_response(call_id: str, with_body: bool, who: Principal) -> Response:
         if not call_id:
             return error_json(400, "call_id is required", "MISSING_JOB_ID")
         try:
-            view = service.get_job(call_id)
+            view = service.get_job(call_id, who)
             if view.status in ACTIVE:
                 return Response(status_code=202, headers={"X-Job-Status": view.status,
                                                           "X-Job-Progress": str(view.progress)})
             if view.status != "COMPLETED":
                 raise WrongJobStateError(f"call {call_id} ended {view.status}: {view.error or 'no reason given'}")
-            path = service.local_video(call_id)
+            path = service.local_video(call_id, who)
         except ApiError as error:
             if not with_body:
                 return Response(status_code=error.http_status)
@@ -164,26 +165,26 @@ def create_modal_router(service: JobService) -> APIRouter:
             return Response(status_code=200, media_type="video/mp4", headers=headers)
         if path is not None:
             return FileResponse(path, media_type="video/mp4", filename=f"{call_id}.mp4")
-        return _from_s3(service, call_id, disposition)
+        return _from_s3(service, call_id, disposition, who)
 
     @router.get("/result", responses={200: {"content": {"video/mp4": {}}}, 202: {}, 404: {}, 409: {}})
-    def result(call_id: str = "") -> Response:
+    def result(request: Request, call_id: str = "") -> Response:
         """202 while the job runs, then the MP4 as an attachment."""
-        return result_response(call_id, with_body=True)
+        return result_response(call_id, True, principal_of(request))
 
     @router.head("/result", include_in_schema=False)
     @router.head("/result-head")
     @router.get("/result-head", include_in_schema=False)
-    def result_head(call_id: str = "") -> Response:
+    def result_head(request: Request, call_id: str = "") -> Response:
         """202 while the job runs, 200 once the video is ready; no body."""
-        return result_response(call_id, with_body=False)
+        return result_response(call_id, False, principal_of(request))
 
     return router
 
 
-def _from_s3(service: JobService, call_id: str, headers: dict[str, Any]) -> Response:
+def _from_s3(service: JobService, call_id: str, headers: dict[str, Any], who: Principal) -> Response:
     s3 = service.s3
     if s3 is None:
         return error_json(409, "the video is on S3, which this gateway is not configured for", "VALIDATION_ERROR")
-    pieces = s3.iter_object(service.s3_key(call_id), MAX_PIECE_BYTES)
+    pieces = s3.iter_object(service.s3_key(call_id, who), MAX_PIECE_BYTES)
     return StreamingResponse(pieces, media_type="video/mp4", headers=headers)

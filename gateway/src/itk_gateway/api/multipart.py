@@ -28,6 +28,7 @@ class _FormSink:
         self._headers: dict[bytes, bytes] = {}
         self._name = ""
         self._value = bytearray()
+        self._seen: set[str] = set()
 
     def callbacks(self) -> dict:
         return {
@@ -58,6 +59,10 @@ class _FormSink:
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
         if not self._name:
             raise InvalidInputError("multipart part without a name")
+        if self._name in self._seen:
+            # A second `audio` part would otherwise be appended to the first one's file.
+            raise InvalidInputError(f"{self._name}: sent more than once")
+        self._seen.add(self._name)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._name in FILE_FIELDS:

@@ -6,8 +6,13 @@ Beyond it: POST /jobs as multipart/form-data (files `image` and `audio`, streame
 GET /jobs/{id}/video (the MP4, with HTTP Range; jobs pushed to S3 redirect to a presigned URL),
 POST /jobs/{id}/cancel, /metrics and /openapi.json.
 
-Job ids that do not look like ours (`job-<digits>-<8 hex>`) are answered like unknown ids:
-404 JOB_NOT_FOUND, as the seed API does for any id it does not know.
+Job ids that do not look like ours (`job-<digits>-<32 hex>`) are answered like unknown ids:
+404 JOB_NOT_FOUND, as the seed API does for any id it does not know; so are other keys' jobs.
+
+Every route but the public ones (health, the OpenAPI document and its page) passes the security
+middleware (security/rest.py) and receives the caller as a `Principal` dependency. Bodies are
+never held whole: JSON media are decoded as they stream in (json_upload.py), multipart files go
+straight to disk, and a finished video is streamed back, as base64 in the JSON or as the MP4.
 """
 
 from __future__ import annotations
@@ -15,19 +20,24 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any, BinaryIO
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from itk_gateway.api.caller import owner_of
 from itk_gateway.api.events import add_event_routes
 from itk_gateway.api.hls import add_hls_routes
+from itk_gateway.api.json_upload import JsonUploadParser
 from itk_gateway.api.modal import create_modal_router
 from itk_gateway.api.multipart import receive_form
 from itk_gateway.api.page import add_page_routes
@@ -35,16 +45,28 @@ from itk_gateway.api.recent import add_recent_routes
 from itk_gateway.api.rest_models import (
     ERROR_RESPONSE,
     CreateJobBody,
+    CreateJobResponse,
+    HealthResponse,
+    JobResponse,
     error_response,
     job_json,
     options_from_form,
     parse_json_body,
 )
-from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, PayloadTooLargeError
-from itk_gateway.jobs.service import JobService, JobView, Upload
-from itk_gateway.jobs.validation import JobOptions, decode_base64
+from itk_gateway.errors import (
+    ApiError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    RequestTimeoutError,
+    UnsupportedMediaTypeError,
+)
+from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.security.guard import Guard
+from itk_gateway.security.keys import Principal
+from itk_gateway.security.rest import DEFAULT_PUBLIC_PATHS, SecurityMiddleware, is_public, mark_public, principal
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +76,22 @@ JSON_OVERHEAD = 64 * 1024
 DISCARD_LIMIT = 256 * 1024 * 1024
 RANGE_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
+# Base64 is written out in blocks of a multiple of 3 bytes, so the pieces concatenate exactly.
+VIDEO_BASE64_BLOCK = 3 * 256 * 1024
+MP4_RESPONSE = {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "string"}}}
+# Answers any guarded route may give, whatever it does (added to every operation's document).
+GUARD_RESPONSES = {
+    "400": {"description": "Bad request (e.g. a Host header that is not served)", **ERROR_RESPONSE},
+    "401": {"description": "Missing or invalid API key", **ERROR_RESPONSE},
+    "429": {"description": "Rate limit reached", "headers": RETRY_AFTER, **ERROR_RESPONSE},
+}
 MULTIPART_SCHEMA = {
     "type": "object", "required": ["width", "height"],
     "properties": {
         "image": {"type": "string", "format": "binary"}, "audio": {"type": "string", "format": "binary"},
-        "width": {"type": "integer"}, "height": {"type": "integer"}, "prompt": {"type": "string"},
+        "width": {"type": "integer", "minimum": 1, "maximum": 4096},
+        "height": {"type": "integer", "minimum": 1, "maximum": 4096}, "prompt": {"type": "string"},
         "provider": {"type": "string"}, "push_to_s3": {"type": "boolean"}, "dry_run": {"type": "boolean"},
         "force_offload": {"type": "boolean"}, "seed": {"type": "integer"},
         "sampling": {"type": "string", "description": "JSON object of SamplingOptions"},
@@ -68,6 +101,11 @@ MULTIPART_SCHEMA = {
         "video_extend": {"type": "string", "enum": ["hold", "pingpong"]},
     },
 }
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 def check_range(header: str, size: int) -> str | None:
@@ -89,14 +127,49 @@ def check_range(header: str, size: int) -> str | None:
     return None
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    chunks, total = [], 0
-    async for data in request.stream():
-        total += len(data)
-        if total > limit:
-            raise PayloadTooLargeError("request body too large")
-        chunks.append(data)
-    return b"".join(chunks)
+def base64_size(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def json_with_video(body: dict[str, Any], video: BinaryIO) -> Iterator[bytes]:
+    """The job's JSON with `video_base64` last, its value encoded block by block from the open file:
+    memory holds one block, whatever the video's size (the seed's field, without the seed's cost)."""
+    try:
+        yield json.dumps(body)[:-1].encode() + b', "video_base64": "'
+        while block := video.read(VIDEO_BASE64_BLOCK):
+            yield base64.b64encode(block)
+        yield b'"}'
+    finally:
+        video.close()
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, corrected to what the server really answers: no 422 (validation
+    problems are 400 with {error, code}), and the guard's 400/401/429 on every guarded route."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            problem = responses.pop("422", None)
+            if problem is not None or operation.get("parameters") or operation.get("requestBody"):
+                responses.setdefault("400", {"description": "Invalid request", **ERROR_RESPONSE})
+            if not is_public(app, path):
+                for status, response in GUARD_RESPONSES.items():
+                    responses.setdefault(status, response)
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            for status, response in responses.items():
+                response.setdefault("description", HTTPStatus(int(status)).phrase)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    document["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    app.openapi_schema = document
+    return document
 
 
 async def _discard_body(request: Request) -> None:
@@ -108,27 +181,36 @@ async def _discard_body(request: Request) -> None:
             discarded += len(data)
             if discarded > DISCARD_LIMIT:
                 return
-    except (ClientDisconnect, RuntimeError):
+    except (ClientDisconnect, RuntimeError, RequestTimeoutError):
         return
 
 
-def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: True) -> FastAPI:
+def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_serving=lambda: True) -> FastAPI:
+    settings = service.settings
     app = FastAPI(
         title="InfiniteTalk gateway",
         version="1.0.0",
         description="Lip-synced talking videos of any length: submit a portrait and a recording, poll, download.",
     )
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-                       allow_headers=["Content-Type", "Authorization", "Range", "Idempotency-Key", "Modal-Key",
-                                      "Modal-Secret"],
-                       expose_headers=["Idempotent-Replayed"])
+    mark_public(app, *DEFAULT_PUBLIC_PATHS)
+    app.add_middleware(SecurityMiddleware, guard=guard, fastapi_app=app, trusted_hosts=settings.trusted_hosts,
+                       body_timeout_sec=settings.body_read_timeout_sec)
+    if settings.cors_allowed_origins:
+        # Outermost, so that browsers' preflight requests (which carry no key) get their answer.
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allowed_origins,
+                           allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+                           allow_headers=["Content-Type", "Authorization", "X-API-Key", "Range",
+                                          "Idempotency-Key", "Modal-Key", "Modal-Secret"],
+                           expose_headers=["Retry-After", "Content-Range", "Idempotent-Replayed"])
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
+    limit = settings.max_upload_bytes
+    limit_mb = settings.max_upload_mb
     app.include_router(create_modal_router(service))
-    limit = service.settings.max_upload_bytes
-    limit_mb = service.settings.max_upload_mb
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.http_status, exc.message, exc.code)
+        headers = {"Retry-After": exc.retry_after} if isinstance(exc, RateLimitedError) else None
+        return error_response(exc.http_status, exc.message, exc.code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -152,45 +234,55 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         log.error("unhandled error: %r", exc, exc_info=exc)
         return error_response(500, "internal server error", "INTERNAL_ERROR")
 
-    @app.get("/health", tags=["Health"])
+    @app.get("/health", tags=["Health"], response_model=HealthResponse,
+             responses={503: {"model": HealthResponse, "description": "Shutting down"}})
     def health() -> JSONResponse:
         if not is_serving():
             return JSONResponse({"status": "shutting_down"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["Health"], include_in_schema=False)
-    def prometheus() -> Response:
-        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+    if settings.metrics_port is None:
+        # With METRICS_PORT set, metrics are served there instead (for a scraper without a key).
+        @app.get("/metrics", tags=["Health"], include_in_schema=False)
+        def prometheus(_who: Principal = Depends(principal)) -> Response:
+            return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post(
-        "/jobs", status_code=202, tags=["Jobs"],
-        responses={400: ERROR_RESPONSE, 413: ERROR_RESPONSE, 503: ERROR_RESPONSE},
+        "/jobs", status_code=202, tags=["Jobs"], response_model=CreateJobResponse,
+        responses={400: ERROR_RESPONSE, 408: ERROR_RESPONSE, 413: ERROR_RESPONSE, 415: ERROR_RESPONSE,
+                   429: {"headers": RETRY_AFTER, **ERROR_RESPONSE}, 503: ERROR_RESPONSE},
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": CreateJobBody.model_json_schema()},
             "multipart/form-data": {"schema": MULTIPART_SCHEMA},
         }}},
     )
-    async def create_job(request: Request) -> JSONResponse:
+    async def create_job(request: Request, who: Principal = Depends(principal)) -> JSONResponse:
         declared = request.headers.get("content-length", "")
         content_type = request.headers.get("content-type", "")
         is_form = content_type.lower().startswith("multipart/form-data")
         ceiling = limit + JSON_OVERHEAD if is_form else limit * 4 // 3 + JSON_OVERHEAD
-        owner = owner_of(request)
         key = request.headers.get("idempotency-key", "")
         try:
+            if not is_form and not is_json_media_type(content_type):
+                # Also what keeps other sites' plain HTML forms (text/plain, urlencoded) from creating jobs.
+                raise UnsupportedMediaTypeError(
+                    "Content-Type must be application/json or multipart/form-data, got "
+                    f"{content_type.split(';')[0].strip() or 'none'}")
             if declared.isdigit() and int(declared) > ceiling:
                 raise PayloadTooLargeError(f"upload exceeds MAX_UPLOAD_MB={limit_mb} MiB")
             if is_form:
-                view, replayed = await _create_from_form(request, content_type, owner, key)
+                view, replayed = await _create_from_form(request, content_type, who, key)
             else:
-                view, replayed = await _create_from_json(request, ceiling, owner, key)
-        except PayloadTooLargeError:
-            await _discard_body(request)
-            raise
+                view, replayed = await _create_from_json(request, ceiling, who, key)
         except ClientDisconnect:
             # The client went away mid-upload; the upload is already removed.
             return error_response(400, "the client disconnected during the upload", "VALIDATION_ERROR")
+        except RequestTimeoutError:
+            raise
         except ApiError:
+            # Refused before the whole body arrived (its size, a malformed document, a limit): read
+            # the rest (bounded) so that the client, still sending, gets to read the answer.
+            await _discard_body(request)
             raise
         except Exception:
             log.exception("job creation failed")
@@ -202,9 +294,9 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         # The seed API always answers IN_QUEUE here; the job's real state is one GET away.
         return JSONResponse({"id": view.id, "status": "IN_QUEUE"}, status_code=202)
 
-    async def _create_from_form(request: Request, content_type: str, owner: str,
+    async def _create_from_form(request: Request, content_type: str, who: Principal,
                                 key: str) -> tuple[JobView, bool]:
-        upload = service.open_upload()
+        upload = service.open_upload(who)
         with upload:
             fields = await receive_form(content_type, request.stream(), upload)
             options = options_from_form(fields)
@@ -213,73 +305,76 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
                     raise InvalidInputError(f"{kind}, {kind}_url: send one of them, not both")
             await run_in_threadpool(service.fetch_inputs, upload, fields.get("image_url", "").strip(),
                                     fields.get("audio_url", "").strip())
-            return await run_in_threadpool(service.create_job_once, upload, options, owner, key)
+            return await run_in_threadpool(service.create_job_once, upload, options, key)
 
-    async def _create_from_json(request: Request, ceiling: int, owner: str, key: str) -> tuple[JobView, bool]:
-        try:
-            raw = await _read_limited(request, ceiling)
-        except PayloadTooLargeError as exc:
-            raise PayloadTooLargeError(f"upload exceeds MAX_UPLOAD_MB={limit_mb} MiB") from exc
-        try:
-            document = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            document = None
-        if not isinstance(document, dict):
-            raise InvalidJsonError("invalid JSON body")
-        body = parse_json_body(document)
-        # Options are checked before the media is decoded (cheap errors first); the job gets
-        # them unchecked, as sent, which is also what an Idempotency-Key compares.
-        service.check_options(body.options())
-        return await run_in_threadpool(_create_from_base64, body, body.options(), owner, key)
-
-    def _create_from_base64(body: CreateJobBody, options: JobOptions, owner: str, key: str) -> tuple[JobView, bool]:
-        inline = {kind: decode_base64(f"{kind}_base64", text) for kind, text in
-                  (("image", body.image_base64), ("audio", body.audio_base64)) if (text or "").strip()}
-        upload: Upload = service.open_upload()
+    async def _create_from_json(request: Request, ceiling: int, who: Principal, key: str) -> tuple[JobView, bool]:
+        upload = service.open_upload(who)
         with upload:
             upload.names = {"image": "image_base64", "audio": "audio_base64"}
-            for kind, data in inline.items():
-                upload.write(kind, data)
-            service.fetch_inputs(upload, (body.image_url or "").strip(), (body.audio_url or "").strip())
-            return service.create_job_once(upload, options, owner, key)
+            parser = JsonUploadParser(upload.write)
+            received = 0
+            async for data in request.stream():
+                received += len(data)
+                if received > ceiling:
+                    raise PayloadTooLargeError(f"upload exceeds MAX_UPLOAD_MB={limit_mb} MiB")
+                if data:
+                    # Decoded media are written to disk as they come: off the event loop.
+                    await run_in_threadpool(parser.feed, data)
+            body: CreateJobBody = parse_json_body(parser.finish())
+            await run_in_threadpool(service.fetch_inputs, upload, (body.image_url or "").strip(),
+                                    (body.audio_url or "").strip())
+            # The job gets the options as sent (checked in create_job), which is also what an
+            # Idempotency-Key compares.
+            return await run_in_threadpool(service.create_job_once, upload, body.options(), key)
 
     add_recent_routes(app, service)
-    add_event_routes(app, service, service.settings.sse_keepalive_sec)
+    add_event_routes(app, service, settings.sse_keepalive_sec)
     add_hls_routes(app, service)
     add_page_routes(app, service)
+    # The page and what it loads before it has a key; every other route needs one.
+    mark_public(app, "/", "/config", prefixes=("/static/",))
 
     @app.get("/jobs/", tags=["Jobs"], include_in_schema=False)
     def missing_id() -> JSONResponse:
         return error_response(400, "job ID is required", "MISSING_JOB_ID")
 
-    @app.get("/jobs/{job_id}", tags=["Jobs"], responses={404: ERROR_RESPONSE})
-    def get_job(job_id: str, include_video: bool = True) -> JSONResponse:
-        """The job's state; `video_base64` when it is COMPLETED with a local video (as the seed API)."""
+    @app.get("/jobs/{job_id}", tags=["Jobs"], response_model=JobResponse, responses={404: ERROR_RESPONSE})
+    def get_job(job_id: str, include_video: bool = True, who: Principal = Depends(principal)) -> Response:
+        """The job's state; `video_base64` when it is COMPLETED with a local video (as the seed API),
+        streamed from the file; `include_video=false` leaves it out."""
         try:
-            view = service.get_job(job_id)
+            view = service.get_job(job_id, who)
         except ApiError:
             raise
         except Exception:
             log.exception("reading job %s failed", job_id)
             return error_response(500, "failed to get job", "JOB_FETCH_FAILED")
-        video = None
+        body = job_json(view)
         if include_video and view.video_available and not view.video_url:
             try:
-                path = service.local_video(job_id)
-            except ApiError:
-                path = None
-            if path is not None:
-                video = base64.b64encode(path.read_bytes()).decode("ascii")
-        return JSONResponse(job_json(view, video))
+                path = service.local_video(job_id, who)
+                video = path.open("rb") if path is not None else None
+            except (ApiError, FileNotFoundError):
+                video = None  # deleted meanwhile: the state without the video
+            if video is not None:
+                # The open handle keeps the bytes readable even if the video is deleted meanwhile.
+                size = base64_size(os.fstat(video.fileno()).st_size)
+                prefix = len(json.dumps(body)[:-1].encode()) + len(b', "video_base64": "') + 2
+                return StreamingResponse(json_with_video(body, video), media_type="application/json",
+                                         headers={"Content-Length": str(prefix + size)})
+        return JSONResponse(body)
 
-    @app.get("/jobs/{job_id}/video", tags=["Jobs"], response_model=None,
-             responses={200: {"content": {"video/mp4": {}}}, 206: {"content": {"video/mp4": {}}},
+    @app.get("/jobs/{job_id}/video", tags=["Jobs"], response_class=Response,
+             responses={200: {"description": "The whole MP4", **MP4_RESPONSE},
+                        206: {"description": "The requested byte range", **MP4_RESPONSE},
+                        307: {"description": "The video is on S3: a presigned URL",
+                              "headers": {"Location": {"schema": {"type": "string"}}}},
                         404: ERROR_RESPONSE, 409: ERROR_RESPONSE, 416: ERROR_RESPONSE})
-    def get_video(job_id: str, request: Request) -> Response:
+    def get_video(job_id: str, request: Request, who: Principal = Depends(principal)) -> Response:
         """The MP4, with Range support (206). Jobs pushed to S3 redirect to a presigned URL."""
-        path = service.local_video(job_id)
+        path = service.local_video(job_id, who)
         if path is None:
-            return RedirectResponse(service.get_job(job_id).video_url, status_code=307)
+            return RedirectResponse(service.get_job(job_id, who).video_url, status_code=307)
         size = path.stat().st_size
         requested = request.headers.get("range")
         if requested is not None:
@@ -290,14 +385,16 @@ def create_app(service: JobService, metrics: GatewayMetrics, is_serving=lambda: 
         return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4",
                             content_disposition_type="inline")
 
-    @app.post("/jobs/{job_id}/cancel", tags=["Jobs"], responses={404: ERROR_RESPONSE, 409: ERROR_RESPONSE})
-    def cancel_job(job_id: str) -> JSONResponse:
-        return JSONResponse(job_json(service.cancel_job(job_id)))
+    @app.post("/jobs/{job_id}/cancel", tags=["Jobs"], response_model=JobResponse,
+              responses={404: ERROR_RESPONSE, 409: ERROR_RESPONSE})
+    def cancel_job(job_id: str, who: Principal = Depends(principal)) -> JSONResponse:
+        return JSONResponse(job_json(service.cancel_job(job_id, who)))
 
-    @app.post("/jobs/{job_id}/video/delete", status_code=204, tags=["Jobs"], responses={404: ERROR_RESPONSE})
-    def delete_video(job_id: str) -> Response:
+    @app.post("/jobs/{job_id}/video/delete", status_code=204, tags=["Jobs"], response_class=Response,
+              responses={404: ERROR_RESPONSE})
+    def delete_video(job_id: str, who: Principal = Depends(principal)) -> Response:
         """Idempotent: 204 even when the video is already gone."""
-        service.delete_video(job_id)
+        service.delete_video(job_id, who)
         return Response(status_code=204)
 
     return app

@@ -8,20 +8,24 @@ Multipart form fields carry the same names as text.
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from itk_gateway.errors import InvalidInputError
 from itk_gateway.jobs.service import JobView
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.jobs.validation import MAX_DIMENSION, JobOptions
+
+Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
 
 ERROR_SCHEMA = {
     "type": "object", "required": ["error", "code"],
     "properties": {"error": {"type": "string"}, "code": {"type": "string", "enum": [
         "INVALID_JSON", "VALIDATION_ERROR", "JOB_CREATION_FAILED", "MISSING_JOB_ID", "JOB_NOT_FOUND",
-        "JOB_FETCH_FAILED", "INTERNAL_ERROR", "IDEMPOTENCY_CONFLICT", "STREAM_NOT_READY"]}},
+        "JOB_FETCH_FAILED", "INTERNAL_ERROR", "IDEMPOTENCY_CONFLICT", "STREAM_NOT_READY", "UNAUTHORIZED",
+        "RATE_LIMITED", "REQUEST_TIMEOUT"]}},
 }
 ERROR_RESPONSE = {"content": {"application/json": {"schema": ERROR_SCHEMA}}}
 BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
@@ -39,8 +43,8 @@ class CreateJobBody(BaseModel):
     audio_base64: str | None = None
     image_url: str | None = None
     audio_url: str | None = None
-    width: int
-    height: int
+    width: Dimension
+    height: Dimension
     prompt: str | None = None
     provider: str | None = None
     push_to_s3: bool | None = None
@@ -63,6 +67,48 @@ class CreateJobBody(BaseModel):
         )
 
 
+JobStatusName = Literal["IN_QUEUE", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
+
+
+class CreateJobResponse(BaseModel):
+    """202 of POST /jobs (the seed API's answer)."""
+
+    id: str
+    status: Literal["IN_QUEUE"]
+
+
+class JobResponse(BaseModel):
+    """GET /jobs/{id}: the seed's JobResponse plus progress detail."""
+
+    id: str
+    provider: str
+    status: JobStatusName
+    progress: int = Field(ge=0, le=100)
+    error: str | None = Field(None, description="Why the job failed; absent otherwise")
+    video_base64: str | None = Field(None, description="The MP4, base64, when COMPLETED with a local video")
+    video_url: str | None = Field(None, description="A presigned URL when the video was pushed to S3")
+    chunk_count: int
+    chunks_done: int
+    frames_total: int
+    frames_done: int
+    duration_sec: float
+    seed: int
+    width: int
+    height: int
+    video_available: bool
+    created_at: str
+    updated_at: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "shutting_down"]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    code: str
+
+
 def describe_validation_error(error: ValidationError) -> str:
     """`field: problem` for the first problem (pydantic's wording, without its URLs)."""
     first = error.errors(include_url=False)[0]
@@ -72,6 +118,7 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def parse_json_body(data: dict[str, Any]) -> CreateJobBody:
+    """Check the small members of the JSON document (the media were checked as they streamed)."""
     try:
         body = CreateJobBody.model_validate(data, strict=True)
     except ValidationError as exc:
@@ -106,13 +153,17 @@ def _bool(fields: dict[str, str], name: str, default: bool) -> bool:
     return BOOL_WORDS[raw]
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def options_from_form(fields: dict[str, str]) -> JobOptions:
     sampling: dict[str, Any] = {}
     if fields.get("sampling", "").strip():
         try:
-            sampling = json.loads(fields["sampling"])
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError("sampling: must be a JSON object") from exc
+            sampling = json.loads(fields["sampling"], parse_constant=_no_constants)
+        except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+            raise InvalidInputError(f"sampling: must be a JSON object ({exc})") from exc
         if not isinstance(sampling, dict):
             raise InvalidInputError("sampling: must be a JSON object")
     target = fields.get("chunk_target_sec", "").strip()
@@ -120,6 +171,8 @@ def options_from_form(fields: dict[str, str]) -> JobOptions:
         chunk_target_sec = float(target) if target else 0.0
     except ValueError as exc:
         raise InvalidInputError(f"chunk_target_sec: must be a number, got {target!r}") from exc
+    if not math.isfinite(chunk_target_sec):
+        raise InvalidInputError("chunk_target_sec: must be a finite number")
     return JobOptions(
         width=_int(fields, "width"), height=_int(fields, "height"), provider=fields.get("provider", ""),
         prompt=fields.get("prompt", ""), push_to_s3=_bool(fields, "push_to_s3", False),

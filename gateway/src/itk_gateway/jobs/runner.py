@@ -12,7 +12,6 @@ proceeds as usual.
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
@@ -61,7 +60,11 @@ log = logging.getLogger(__name__)
 GENERATION_SHARE = 95
 STITCHED_PROGRESS = 99
 SPLIT_ATTEMPTS = 5
+# Stitch failures the stitcher reports itself (INTERNAL, a broken answer) allowed per job; an
+# unreachable stitcher is waited for instead (STITCHER_WAIT_SEC), finished parts being kept.
 STITCH_ATTEMPTS = 3
+STITCH_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.UNKNOWN)
 MAX_BACKOFF_SEC = 30.0
 # A busy generator's refusals allowed per failure allowed (see _generate_with_retries).
 REFUSALS_PER_ATTEMPT = 5
@@ -83,6 +86,34 @@ class RunSettings:
     retry_backoff_sec: float = 1.0
     chunk_target_sec: float = 45.0
     job_timeout_sec: float = 0.0
+    stitcher_wait_sec: float = 600.0
+
+
+class FinishedParts:
+    """Indices of chunks whose part is on disk, in the order they finished.
+
+    Nothing is ever taken out: each stitch attempt reads it from the start with a cursor of its
+    own. (A shared queue lost parts: a failed attempt's reader, still running in grpc's request
+    thread, took the parts put back for the retry, which then waited for ever at 95 %.)
+    """
+
+    def __init__(self) -> None:
+        self._order: list[int] = []
+        self._known: set[int] = set()
+        self._changed = threading.Condition()
+
+    def add(self, index: int) -> None:
+        with self._changed:
+            if index not in self._known:
+                self._known.add(index)
+                self._order.append(index)
+                self._changed.notify_all()
+
+    def after(self, seen: int, timeout: float) -> list[int]:
+        """The indices beyond the first `seen`, waiting up to `timeout` for one when there is none."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._order) > seen, timeout)
+            return self._order[seen:]
 
 
 class JobEndedError(Exception):
@@ -107,7 +138,7 @@ class JobRunner:
         self.end_status: str | None = None  # a final status, or None when stopping for a restart
         self.end_error = ""
         self.stopping = False
-        self.parts: queue.Queue[int] = queue.Queue()
+        self.parts = FinishedParts()
         self.frame_counts: dict[int, int] = {}
         self.first_frames: dict[int, int] = {}
         self.thread = threading.Thread(target=self._run, name=f"job-{job_id}", daemon=True)
@@ -282,7 +313,7 @@ class JobRunner:
         part = self.files.part(self.job_id, span.index)
         if record.status == CHUNK_DONE and part.exists():
             log.info("job %s: chunk %d already generated, reusing it", self.job_id, span.index)
-            self.parts.put(span.index)
+            self.parts.add(span.index)
             self._publish_parts()
             return
         self.store.update_chunk(self.job_id, span.index, status=CHUNK_PENDING, frames_done=0)
@@ -404,7 +435,7 @@ class JobRunner:
         self.store.update_chunk(self.job_id, index, status=CHUNK_DONE, frames_done=frame_count,
                                 part_width=summary.width, part_height=summary.height)
         self._update_progress()
-        self.parts.put(index)
+        self.parts.add(index)
         self._publish_parts()
         return None
 
@@ -448,33 +479,46 @@ class JobRunner:
 
     # -- stitch and deliver --------------------------------------------------------------
 
-    def _next_parts(self, count: int, first: int) -> Iterator[tuple[int, Path]]:
+    def _next_parts(self, count: int, first: int, attempt_over: threading.Event) -> Iterator[tuple[int, Path]]:
         sent = {first}
         yield first, self.files.part(self.job_id, first)
+        seen = 0
         while len(sent) < count:
-            if self.abort.is_set():
-                # Raising here would be swallowed by grpc; the job's calls are cancelled anyway.
+            if self.abort.is_set() or attempt_over.is_set():
+                # Raising here would be swallowed by grpc; the call is cancelled or over anyway.
                 return
-            try:
-                index = self.parts.get(timeout=0.25)
-            except queue.Empty:
-                continue
-            if index not in sent:
-                sent.add(index)
-                yield index, self.files.part(self.job_id, index)
+            fresh = self.parts.after(seen, 0.25)
+            seen += len(fresh)
+            for index in fresh:
+                if index not in sent:
+                    sent.add(index)
+                    yield index, self.files.part(self.job_id, index)
 
     def _wait_first_part(self) -> int:
         while True:
             self._check()
-            try:
-                return self.parts.get(timeout=0.25)
-            except queue.Empty:
-                continue
+            ready = self.parts.after(0, 0.25)
+            if ready:
+                return ready[0]
+
+    def _stitcher_deadline(self, job: JobRecord, away_since: float) -> float | None:
+        """When to stop waiting for an unreachable stitcher (time.time()), None for never."""
+        limits = []
+        if self.settings.stitcher_wait_sec > 0:
+            limits.append(away_since + self.settings.stitcher_wait_sec)
+        if self.settings.job_timeout_sec > 0:
+            limits.append(job.created_at + self.settings.job_timeout_sec)
+        return min(limits) if limits else None
 
     def _stitch(self, job: JobRecord, chunks: list[ChunkRecord]) -> None:
+        """Stitch once every part is there; retry while the stitcher is away, keeping the parts."""
         count = len(chunks)
         result = self.files.result(self.job_id)
-        for attempt in range(1, STITCH_ATTEMPTS + 1):
+        failures = 0  # errors the stitcher itself reported
+        away_since: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
             first = self._wait_first_part()
             dims = {c.idx: (c.part_width, c.part_height) for c in self.store.chunks(self.job_id)}
             width, height = dims[first]
@@ -482,28 +526,44 @@ class JobRunner:
                 job_id=self.job_id, chunk_count=count, fps=FPS, width=width, height=height,
                 frame_counts=[c.frame_count for c in chunks],
             )
+            attempt_over = threading.Event()
             try:
                 self.backends.stitcher.stitch(
-                    header, self.files.audio(self.job_id), self._next_parts(count, first), result, self.calls,
+                    header, self.files.audio(self.job_id), self._next_parts(count, first, attempt_over), result,
+                    self.calls,
                 )
                 break
             except grpc.RpcError as exc:
                 self._check()
                 code, details = exc.code(), exc.details() or ""
-                if code == grpc.StatusCode.INVALID_ARGUMENT or attempt == STITCH_ATTEMPTS:
-                    self.end(FAILED, f"stitching failed: {code.name}: {details}")
+                reason = f"{code.name}: {details}"
+                if code == grpc.StatusCode.INVALID_ARGUMENT:
+                    self.end(FAILED, f"stitching failed: {reason}")
                     raise JobEndedError() from exc
-                log.warning("job %s: stitch attempt %d failed (%s); retrying", self.job_id, attempt, code.name)
+                transient = code in STITCH_TRANSIENT
             except ProtocolError as exc:
                 self._check()
-                if attempt == STITCH_ATTEMPTS:
-                    self.end(FAILED, f"stitching failed: {exc}")
-                    raise JobEndedError() from exc
-            # Retry with every part again: put back all finished parts.
-            for chunk in self.store.chunks(self.job_id):
-                if chunk.status == CHUNK_DONE:
-                    self.parts.put(chunk.idx)
-            self.abort.wait(2.0 * attempt)
+                reason, transient = str(exc), False
+            finally:
+                attempt_over.set()
+            if transient:
+                away_since = away_since or time.time()
+                deadline = self._stitcher_deadline(job, away_since)
+                if deadline is not None and time.time() >= deadline:
+                    self.end(FAILED, f"stitching failed: the stitcher was unreachable for "
+                                     f"{time.time() - away_since:.0f} s ({reason})")
+                    raise JobEndedError()
+            else:
+                away_since = None
+                failures += 1
+                if failures >= STITCH_ATTEMPTS:
+                    self.end(FAILED, f"stitching failed on {failures} attempts: {reason}")
+                    raise JobEndedError()
+            backoff = min(MAX_BACKOFF_SEC, self.settings.retry_backoff_sec * 2.0 ** min(attempt - 1, 5))
+            log.warning("job %s: stitch attempt %d failed (%s); retrying in %.1f s", self.job_id, attempt,
+                        reason, backoff)
+            self.abort.wait(backoff)
+            self._check()
         self.store.raise_progress(self.job_id, STITCHED_PROGRESS)
         self._complete(job, has_video=True)
 

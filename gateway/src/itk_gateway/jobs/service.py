@@ -8,6 +8,10 @@ audio is a validation error, not a job that fails later. The split goes on in th
 If the splitter takes longer than SPLIT_ACCEPT_TIMEOUT_SEC for its first chunk (a very long
 recording), the job is accepted anyway and a later refusal fails it.
 A refused request leaves nothing behind: no row, no files.
+
+Ownership: every call takes the caller's Principal. A job belongs to the key that created it;
+for anyone else (but admin keys) it does not exist: 404 on every endpoint of every API, the
+same answer as for an id never issued, so ids of others cannot even be confirmed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from itk_gateway.errors import (
     InvalidInputError,
     JobNotFoundError,
     PayloadTooLargeError,
+    RateLimitedError,
     StreamNotReadyError,
     WrongJobStateError,
 )
@@ -47,6 +52,8 @@ from itk_gateway.jobs.validation import (
 from itk_gateway.jobs.webhooks import WebhookNotifier, private_address_problem
 from itk_gateway.live.publisher import LivePublisher, Manifest, render_playlist, target_duration
 from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.security.keys import Principal
+from itk_gateway.security.limits import UploadBudget
 from itk_gateway.storage.files import JobFiles, S3Store
 from itk_gateway.storage.store import CANCELLED, CHUNK_DONE, COMPLETED, JobRecord, JobStore
 
@@ -54,6 +61,8 @@ log = logging.getLogger(__name__)
 WATCH_POLL_SEC = 5.0
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 MAX_RECENT_JOBS = 100
+# Jobs take minutes: a caller at its jobs-in-flight limit is told to come back after this long.
+ACTIVE_JOBS_RETRY_AFTER_SEC = 30.0
 
 
 def _iso(timestamp: float) -> str:
@@ -86,13 +95,19 @@ class JobView:
 
 
 class Upload:
-    """An incoming job's files, written as they arrive; over the limit raises PayloadTooLargeError."""
+    """An incoming job's files, written as they arrive; over the limit raises PayloadTooLargeError.
+    Every byte is also counted in the gateway-wide budget of uploads in flight until the upload
+    is accepted or discarded."""
 
-    def __init__(self, files: JobFiles, limit_bytes: int, limit_mb: int) -> None:
+    def __init__(self, files: JobFiles, limit_bytes: int, limit_mb: int, owner: Principal,
+                 budget: UploadBudget | None = None) -> None:
         self.job_id = new_job_id()
         self.files = files
         self.limit_bytes = limit_bytes
         self.limit_mb = limit_mb
+        self.owner = owner
+        self.budget = budget
+        self.reserved = 0
         self.received = 0
         self.sizes = {"image": 0, "audio": 0}
         # What was uploaded, for Idempotency-Key: the same key must come with the same files.
@@ -110,6 +125,9 @@ class Upload:
         self.received += len(data)
         if self.received > self.limit_bytes:
             raise PayloadTooLargeError(f"upload exceeds MAX_UPLOAD_MB={self.limit_mb} MiB")
+        if self.budget is not None:
+            self.budget.reserve(len(data))
+            self.reserved += len(data)
         handle = self._handles.get(kind)
         if handle is None:
             handle = self._handles[kind] = self.path(kind).open("wb")
@@ -122,8 +140,14 @@ class Upload:
             handle.close()
         self._handles.clear()
 
+    def release_budget(self) -> None:
+        if self.budget is not None and self.reserved:
+            self.budget.release(self.reserved)
+            self.reserved = 0
+
     def discard(self) -> None:
         self.close_files()
+        self.release_budget()
         self.files.remove_work_dir(self.job_id)
 
     def __enter__(self) -> Upload:
@@ -131,6 +155,7 @@ class Upload:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         # Anything but a successful create_job removes the upload.
+        self.release_budget()
         if exc_type is not None:
             self.discard()
 
@@ -159,22 +184,36 @@ class JobService:
         ))
         self.video_limits = VideoLimits(max_duration_sec=settings.max_video_sec,
                                         max_pixels=settings.max_video_pixels, max_side=settings.video_max_side)
+        self.upload_budget = UploadBudget(settings.max_uploads_in_flight_mb * 1024 * 1024,
+                                          lambda reason: metrics.refused.labels(reason).inc())
 
     # -- creating ------------------------------------------------------------------------
 
-    def open_upload(self) -> Upload:
-        return Upload(self.files, self.settings.max_upload_bytes, self.settings.max_upload_mb)
+    def open_upload(self, principal: Principal) -> Upload:
+        """Start receiving a job of `principal`; refused at once when it has too many jobs in flight."""
+        self._check_active_jobs(principal)
+        return Upload(self.files, self.settings.max_upload_bytes, self.settings.max_upload_mb, principal,
+                      self.upload_budget)
+
+    def _check_active_jobs(self, principal: Principal) -> None:
+        limit = self.settings.max_active_jobs_per_key
+        if limit > 0 and self.store.count_active(principal.name) >= limit:
+            self.metrics.refused.labels("jobs_in_flight").inc()
+            raise RateLimitedError(
+                f"too many jobs in flight: at most {limit} queued or running per key (MAX_ACTIVE_JOBS_PER_KEY)",
+                ACTIVE_JOBS_RETRY_AFTER_SEC)
 
     def check_options(self, options: JobOptions) -> JobOptions:
         return check_options(options, self.rules)
 
-    def create_job_once(self, upload: Upload, options: JobOptions, owner: str = "",
+    def create_job_once(self, upload: Upload, options: JobOptions,
                         idempotency_key: str = "") -> tuple[JobView, bool]:
         """create_job under an Idempotency-Key: the key's first request creates the job, a repeat
         with the same options and files returns that job (True: a replay), another request with
         the key is a conflict. Without a key, every request creates a job."""
+        owner = upload.owner.name
         if not idempotency_key:
-            return self.create_job(upload, options, owner), False
+            return self.create_job(upload, options), False
         if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             upload.discard()
             raise InvalidInputError("Idempotency-Key: 1 to 255 printable ASCII characters without spaces")
@@ -191,9 +230,9 @@ class JobService:
                 raise IdempotencyConflictError("Idempotency-Key was already used with a different request")
             if not job_id:
                 raise IdempotencyConflictError("a request with this Idempotency-Key is still being processed")
-            return self.get_job(job_id), True
+            return self.get_job(job_id, upload.owner), True
         try:
-            view = self.create_job(upload, options, owner)
+            view = self.create_job(upload, options)
         except BaseException:
             self.store.settle_idempotency_key(owner, idempotency_key, None)
             raise
@@ -211,7 +250,7 @@ class JobService:
                 upload.names[kind] = f"{field_name} from {host}"
                 upload.fetched.add(kind)
 
-    def create_job(self, upload: Upload, options: JobOptions, owner: str = "") -> JobView:
+    def create_job(self, upload: Upload, options: JobOptions) -> JobView:
         """Validate, record and start the job; on any error the upload is removed."""
         try:
             upload.close_files()
@@ -231,7 +270,8 @@ class JobService:
                 raise InvalidInputError(
                     f"{audio_name}: empty or missing (send a recording, an audio URL, or a video with sound)")
             check_audio_present(audio_name, audio.stat().st_size)
-            self.store.create_job(upload.job_id, options, owner=owner)
+            self._check_active_jobs(upload.owner)
+            self.store.create_job(upload.job_id, options, owner=upload.owner.name)
         except BaseException:
             upload.discard()
             raise
@@ -246,18 +286,18 @@ class JobService:
         if self.webhooks is not None:
             self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
-        log.info("job %s accepted (%dx%d, provider %s, %d bytes)", upload.job_id, options.width,
-                 options.height, options.provider, upload.received)
-        return self.get_job(upload.job_id)
+        log.info("job %s accepted (%dx%d, provider %s, %d bytes, key %s)", upload.job_id, options.width,
+                 options.height, options.provider, upload.received, upload.owner.name or "-")
+        return self.get_job(upload.job_id, upload.owner)
 
     # -- reading -------------------------------------------------------------------------
 
-    def _record(self, job_id: str) -> JobRecord:
+    def _record(self, job_id: str, principal: Principal) -> JobRecord:
         if not job_id or not is_job_id(job_id):
             # Malformed ids are simply unknown ids (404), as in the seed API.
             raise JobNotFoundError()
         record = self.store.get_job(job_id)
-        if record is None:
+        if record is None or not principal.can_see(record.owner):
             raise JobNotFoundError()
         return record
 
@@ -275,14 +315,14 @@ class JobService:
             push_to_s3=record.options.push_to_s3, dry_run=record.options.dry_run,
         )
 
-    def get_job(self, job_id: str) -> JobView:
-        return self.view(self._record(job_id))
+    def get_job(self, job_id: str, principal: Principal) -> JobView:
+        return self.view(self._record(job_id, principal))
 
-    def recent_jobs(self, owner: str, limit: int = 20) -> list[JobView]:
-        """The owner's newest jobs first (at most MAX_RECENT_JOBS)."""
+    def recent_jobs(self, principal: Principal, limit: int = 20) -> list[JobView]:
+        """The caller's newest jobs first (at most MAX_RECENT_JOBS)."""
         if not 1 <= limit <= MAX_RECENT_JOBS:
             raise InvalidInputError(f"limit: must be between 1 and {MAX_RECENT_JOBS}")
-        records = (self.store.get_job(job_id) for job_id in self.store.recent_job_ids(owner, limit))
+        records = (self.store.get_job(job_id) for job_id in self.store.recent_job_ids(principal.name, limit))
         return [self.view(record) for record in records if record is not None]
 
     def progress_of(self, record: JobRecord) -> dict:
@@ -296,9 +336,10 @@ class JobService:
         segments = len(self.live.manifest(record.id).segments) if self.live is not None else 0
         return {"pieces": pieces, "segments_ready": segments, "eta_sec": _time_left(record)}
 
-    def watch_job(self, job_id: str, active: Callable[[], bool] = lambda: True) -> Iterator[JobView]:
+    def watch_job(self, job_id: str, principal: Principal,
+                  active: Callable[[], bool] = lambda: True) -> Iterator[JobView]:
         """Yield the job now and after every change, until it ends (or `active()` turns false)."""
-        self._record(job_id)
+        self._record(job_id, principal)
         last: JobView | None = None
         while active():
             version = self.store.version(job_id)
@@ -315,9 +356,9 @@ class JobService:
 
     # -- the video -----------------------------------------------------------------------
 
-    def local_video(self, job_id: str) -> Path | None:
+    def local_video(self, job_id: str, principal: Principal) -> Path | None:
         """The finished video's local path, or None if it lives on S3; errors if there is none."""
-        record = self._record(job_id)
+        record = self._record(job_id, principal)
         if record.status != COMPLETED:
             raise WrongJobStateError(f"job {job_id} has no video: it is {record.status}")
         if not record.has_video:
@@ -330,12 +371,12 @@ class JobService:
             raise WrongJobStateError(f"job {job_id} has no video: the file is gone")
         return path
 
-    def s3_key(self, job_id: str) -> str:
-        return self._record(job_id).s3_key
+    def s3_key(self, job_id: str, principal: Principal) -> str:
+        return self._record(job_id, principal).s3_key
 
-    def delete_video(self, job_id: str) -> None:
+    def delete_video(self, job_id: str, principal: Principal) -> None:
         """Idempotent: deleting a video that is gone (or never was) succeeds."""
-        record = self._record(job_id)
+        record = self._record(job_id, principal)
         if record.finished and self.live is not None:
             self.live.discard(job_id)
         self.files.remove_result(job_id)
@@ -346,9 +387,9 @@ class JobService:
 
     # -- the live stream -----------------------------------------------------------------
 
-    def live_manifest(self, job_id: str) -> tuple[JobRecord, Manifest]:
+    def live_manifest(self, job_id: str, principal: Principal) -> tuple[JobRecord, Manifest]:
         """The job's live segments so far; errors when it has or will have none."""
-        record = self._record(job_id)
+        record = self._record(job_id, principal)
         if self.live is None:
             raise WrongJobStateError("live streams are not enabled on this gateway")
         if record.options.dry_run:
@@ -361,16 +402,16 @@ class JobService:
             raise WrongJobStateError(f"job {job_id} has no stream: {reason}")
         return record, manifest
 
-    def playlist(self, job_id: str) -> str:
+    def playlist(self, job_id: str, principal: Principal) -> str:
         """The HLS playlist; StreamNotReadyError until the recording is cut (its plan gives the
         segments' target duration, which a playlist must not change)."""
-        record, manifest = self.live_manifest(job_id)
+        record, manifest = self.live_manifest(job_id, principal)
         if not record.split_done:
             raise StreamNotReadyError(f"job {job_id} is still being split; try again in a moment")
         return render_playlist(manifest, target_duration([c.frame_count for c in self.store.chunks(job_id)]))
 
-    def live_file(self, job_id: str, name: str) -> Path:
-        self.live_manifest(job_id)
+    def live_file(self, job_id: str, name: str, principal: Principal) -> Path:
+        self.live_manifest(job_id, principal)
         path = self.live.segment_path(job_id, name) if self.live is not None else None
         if path is None:
             raise JobNotFoundError(f"job {job_id} has no segment {name!r}")
@@ -378,13 +419,13 @@ class JobService:
 
     # -- cancelling ----------------------------------------------------------------------
 
-    def cancel_job(self, job_id: str) -> JobView:
-        record = self._record(job_id)
+    def cancel_job(self, job_id: str, principal: Principal) -> JobView:
+        record = self._record(job_id, principal)
         if record.finished or not self.orchestrator.end_job(job_id, CANCELLED, "cancelled by the client"):
             current = self.store.get_job(job_id)
             status = current.status if current else record.status
             raise WrongJobStateError(f"job {job_id} already ended: it is {status}")
-        return self.get_job(job_id)
+        return self.get_job(job_id, principal)
 
 
 def _time_left(record: JobRecord) -> float | None:

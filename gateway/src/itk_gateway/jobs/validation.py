@@ -12,14 +12,14 @@ error before the job is accepted. Videos given as the reference are checked in r
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
+import math
 import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,11 +30,18 @@ from itk_gateway.errors import InvalidInputError
 MAX_DIMENSION = 4096
 MAX_PROMPT_CHARS = 4000
 MAX_URL_CHARS = 2048
-JOB_ID_PATTERN = re.compile(r"^job-[0-9]{1,20}-[0-9a-f]{8}$")
+# 32 hex digits (128 random bits) since ids became unguessable; 8 in ids made before that.
+JOB_ID_PATTERN = re.compile(r"^job-[0-9]{1,20}-(?:[0-9a-f]{32}|[0-9a-f]{8})$")
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"}
 SAMPLING_FIELDS = {
     "preset": str, "steps": int, "shift": float, "text_guidance": float, "audio_guidance": float,
     "motion_frames": int, "teacache": bool, "color_correction": bool, "resolution": str,
+}
+# Inclusive bounds of the numeric settings (0 = the preset's value). Beyond them a value is a
+# mistake (or an attack: 2^40 steps), refused before any work rather than failing the job later.
+SAMPLING_BOUNDS = {
+    "steps": (0, 1000), "shift": (0.0, 100.0), "text_guidance": (0.0, 100.0), "audio_guidance": (0.0, 100.0),
+    "motion_frames": (0, 1000),
 }
 PRESETS = {"", "quality", "fast"}
 RESOLUTIONS = {"", "480p", "720p"}
@@ -42,8 +49,9 @@ VIDEO_EXTEND_MODES = {"", "hold", "pingpong"}
 
 
 def new_job_id() -> str:
-    """`job-<unix seconds>-<8 hex>`, the seed API's shape."""
-    return f"job-{int(time.time())}-{secrets.token_hex(4)}"
+    """`job-<unix seconds>-<32 hex>`: the seed API's shape, with 128 random bits so that an id
+    cannot be guessed (ownership is still checked on every access)."""
+    return f"job-{int(time.time())}-{secrets.token_hex(16)}"
 
 
 def is_job_id(value: str) -> bool:
@@ -131,10 +139,14 @@ def check_sampling(raw: dict[str, Any] | None) -> dict[str, Any]:
             raise InvalidInputError(f"sampling.{key}: must be true or false")
         if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise InvalidInputError(f"sampling.{key}: must be a number")
+        if kind in (int, float) and not math.isfinite(value):
+            raise InvalidInputError(f"sampling.{key}: must be a finite number")
         if kind is int and int(value) != value:
             raise InvalidInputError(f"sampling.{key}: must be an integer")
-        if kind in (int, float) and value < 0:
-            raise InvalidInputError(f"sampling.{key}: must not be negative")
+        if kind in (int, float):
+            low, high = SAMPLING_BOUNDS[key]
+            if not low <= value <= high:
+                raise InvalidInputError(f"sampling.{key}: must be between {low} and {high}, got {value:g}")
         if kind is str and not isinstance(value, str):
             raise InvalidInputError(f"sampling.{key}: must be a string")
         sampling[key] = kind(value)
@@ -158,7 +170,7 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
         raise InvalidInputError("seed: must be between 0 and 2^63-1")
     if options.seed == 0:
         options.seed = new_seed()
-    if options.chunk_target_sec < 0 or options.chunk_target_sec > 3600:
+    if not math.isfinite(options.chunk_target_sec) or not 0 <= options.chunk_target_sec <= 3600:
         raise InvalidInputError("chunk_target_sec: must be between 0 (server default) and 3600")
     options.sampling = check_sampling(options.sampling)
     options.webhook_url = check_webhook_url(options.webhook_url)
@@ -183,31 +195,13 @@ def check_webhook_url(url: str) -> str:
     return url
 
 
-_DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
-_WHITESPACE = re.compile(rb"\s+")
-
-
-def decode_base64(name: str, text: str) -> bytes:
-    """Strict standard base64 (whitespace and a `data:...;base64,` prefix tolerated)."""
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInputError(f"{name}: required")
-    match = _DATA_URL.match(text)
-    raw = text[match.end():] if match else text
-    try:
-        data = base64.b64decode(_WHITESPACE.sub(b"", raw.encode("ascii")), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        raise InvalidInputError(f"{name}: not valid base64 ({exc})") from exc
-    if not data:
-        raise InvalidInputError(f"{name}: decodes to nothing")
-    return data
-
-
-def check_image(name: str, data: bytes, max_pixels: int) -> tuple[int, int]:
-    """Decode the image fully with Pillow; return its size. Rejects non-images and huge images."""
-    if not data:
+def check_image(name: str, data: bytes | Path, max_pixels: int) -> tuple[int, int]:
+    """Decode the image fully with Pillow; return its size. Rejects non-images and huge images.
+    A path is read by Pillow as it decodes, never whole into memory."""
+    if isinstance(data, bytes) and not data:
         raise InvalidInputError(f"{name}: empty")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
             if image.format not in IMAGE_FORMATS:
                 raise InvalidInputError(
                     f"{name}: unsupported image format {image.format}; use one of {', '.join(sorted(IMAGE_FORMATS))}"

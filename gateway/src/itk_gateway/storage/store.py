@@ -66,7 +66,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 """
 
-
 @dataclass
 class ChunkRecord:
     job_id: str
@@ -129,6 +128,8 @@ class JobStore:
             # Who submitted the job ("" without API keys): lists and webhooks are per owner.
             self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at)")
+        # Counting a key's jobs in flight (MAX_ACTIVE_JOBS_PER_KEY) on every submission.
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner_status ON jobs(owner, status)")
 
     def close(self) -> None:
         with self._lock:
@@ -275,6 +276,27 @@ class JobStore:
             else:
                 self._db.execute("UPDATE idempotency_keys SET job_id = ? WHERE owner = ? AND key = ?",
                                  (job_id, owner, key))
+
+    def count_active(self, owner: str) -> int:
+        """Jobs of this owner that are queued or running."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE owner = ? AND status IN (?, ?)", (owner, *ACTIVE_STATUSES)
+            ).fetchone()
+        return int(row[0])
+
+    def finished_before(self, cutoff: float) -> list[tuple[str, str]]:
+        """(id, s3_key) of jobs that ended before `cutoff` (a time.time() value)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, s3_key FROM jobs WHERE status NOT IN (?, ?) AND updated_at < ?",
+                (*ACTIVE_STATUSES, cutoff),
+            ).fetchall()
+        return [(row["id"], row["s3_key"]) for row in rows]
+
+    def known_ids(self) -> set[str]:
+        with self._lock:
+            return {row["id"] for row in self._db.execute("SELECT id FROM jobs")}
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)

@@ -23,6 +23,7 @@ from infinitetalk.v1 import generator_pb2, generator_pb2_grpc
 from itk_common.config import ConfigError, env_int, env_str
 from itk_common.grpc_server import GrpcService
 from itk_common.logs import setup_logging
+from itk_common.scratch import ScratchRoot
 from itk_common.shutdown import stop_on_signals, wait_until_set
 
 from .admission import ChunkSlots
@@ -34,6 +35,7 @@ log = logging.getLogger("itk_generator.server")
 
 SERVICE_NAME = generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name
 DEFAULT_PORT = 50052
+SCRATCH_PREFIX = "itk-generator-"
 
 
 class GeneratorServer(GrpcService):
@@ -43,7 +45,9 @@ class GeneratorServer(GrpcService):
                  on_load_failed: Callable[[BaseException], None] | None = None) -> None:
         super().__init__([SERVICE_NAME], max_workers=max(16, 4 * capacity))
         self.slots = ChunkSlots(capacity)
-        self.generator = GeneratorServicer(backend, self.slots, temp_dir)
+        # Chunks spool under this process's own scratch folder; killed generators' are removed now.
+        self.scratch = ScratchRoot(temp_dir, SCRATCH_PREFIX)
+        self.generator = GeneratorServicer(backend, self.slots, self.scratch.path)
         generator_pb2_grpc.add_GeneratorServicer_to_server(self.generator, self.server)
         self.on_load_failed = on_load_failed
         self.loading_done = threading.Event()
@@ -136,6 +140,7 @@ def main() -> None:
     server.drain()
     log.info("drained; stopping")
     server.stop(grace=5.0)
+    server.scratch.close()
     backend.unload()
 
 

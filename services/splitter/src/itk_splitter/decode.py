@@ -38,6 +38,11 @@ def decode_audio(source: AudioSource, *, threads: int = 1) -> np.ndarray:
         raise AudioDecodeError(f"audio: could not decode the upload: {_reason(exc)}") from exc
     if samples.size == 0:
         raise EmptyAudioError("audio: recording is empty (it decodes to zero samples)")
+    if not np.isfinite(samples).all():
+        # A float WAV can carry them; loudness normalisation and AAC encoding would turn the whole
+        # recording into noise or fail at the stitch, after every chunk was generated.
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        raise AudioDecodeError(f"audio: the recording has {bad} NaN or infinite sample(s)")
     return samples
 
 

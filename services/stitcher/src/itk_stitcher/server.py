@@ -14,6 +14,7 @@ from infinitetalk.v1 import stitcher_pb2, stitcher_pb2_grpc
 from itk_common.config import env_int, env_str
 from itk_common.grpc_server import GrpcService
 from itk_common.logs import setup_logging
+from itk_common.scratch import ScratchRoot
 from itk_common.streaming import file_data_pieces
 
 from .errors import StitchCancelledError, StitchInputError
@@ -37,10 +38,15 @@ def summary_message(report: StitchReport) -> stitcher_pb2.StitchSummary:
     )
 
 
+SCRATCH_PREFIX = "itk-stitcher-"
+
+
 class StitcherServicer(stitcher_pb2_grpc.StitcherServicer):
     def __init__(self, temp_dir: Path | None = None) -> None:
-        # None means the system's temp location.
-        self.temp_dir = temp_dir
+        # None means the system's temp location. Requests spool under this process's own scratch
+        # folder; those of stitchers that were killed are removed here, at start.
+        self.scratch = ScratchRoot(temp_dir or Path(tempfile.gettempdir()), SCRATCH_PREFIX)
+        self.temp_dir = self.scratch.path
 
     def Stitch(self, request_iterator: Iterable[stitcher_pb2.StitchRequest],  # noqa: N802 (gRPC name)
                context: grpc.ServicerContext) -> Iterator[stitcher_pb2.StitchResponse]:
