@@ -143,6 +143,22 @@ def json_with_video(body: dict[str, Any], video: BinaryIO) -> Iterator[bytes]:
         video.close()
 
 
+def _fill_media_schemas(content: dict[str, Any]) -> None:
+    """Routes that answer a Response of their own leave FastAPI guessing: an empty JSON schema
+    beside the real media type. Say what is sent: text, binary media, or a JSON object."""
+    if len(content) > 1 and not content.get("application/json", {}).get("schema"):
+        content.pop("application/json", None)
+    for media_type, entry in content.items():
+        if entry.get("schema"):
+            continue
+        if media_type.startswith("text/") or media_type.endswith("mpegurl"):
+            entry["schema"] = {"type": "string"}
+        elif media_type.endswith("json"):
+            entry["schema"] = {"type": "object"}
+        else:
+            entry["schema"] = {"type": "string", "format": "binary"}
+
+
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, corrected to what the server really answers: no 422 (validation
     problems are 400 with {error, code}), and the guard's 400/401/429 on every guarded route."""
@@ -155,12 +171,16 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             problem = responses.pop("422", None)
             if problem is not None or operation.get("parameters") or operation.get("requestBody"):
                 responses.setdefault("400", {"description": "Invalid request", **ERROR_RESPONSE})
+            if "{job_id}" in path:
+                # Unknown ids, and other keys' jobs, on every route that names a job.
+                responses.setdefault("404", {"description": "No such job", **ERROR_RESPONSE})
             if not is_public(app, path):
                 for status, response in GUARD_RESPONSES.items():
                     responses.setdefault(status, response)
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
             for status, response in responses.items():
                 response.setdefault("description", HTTPStatus(int(status)).phrase)
+                _fill_media_schemas(response.get("content", {}))
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

@@ -100,6 +100,12 @@ class JobResponse(BaseModel):
     updated_at: str
 
 
+class RecentJobsResponse(BaseModel):
+    """GET /jobs: the caller's jobs, newest first (without their videos)."""
+
+    jobs: list[JobResponse]
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "shutting_down"]
 
