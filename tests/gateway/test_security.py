@@ -91,7 +91,8 @@ def test_rest_needs_a_valid_key_except_health_and_the_api_document(keyed: Gatewa
 def test_a_job_is_visible_only_to_its_key_and_admins(keyed: Gateway, finished_job: str) -> None:
     base, job = keyed.rest_url, finished_job
     # Another key: every endpoint answers exactly as for an id that never existed.
-    for method, path in (("GET", ""), ("GET", "/video"), ("POST", "/cancel"), ("POST", "/video/delete")):
+    for method, path in (("GET", ""), ("GET", "/video"), ("POST", "/cancel"), ("POST", "/video/delete"),
+                         ("GET", "/events"), ("GET", "/hls/index.m3u8"), ("GET", "/hls/init-0.mp4")):
         reply = httpx.request(method, f"{base}/jobs/{job}{path}", headers=auth(BOB))
         assert reply.status_code == 404 and reply.json() == {"error": "job not found", "code": "JOB_NOT_FOUND"}
     # Untouched for its owner (X-API-Key works as well as Bearer), visible to the admin key.
@@ -114,6 +115,7 @@ def test_grpc_needs_a_key_and_enforces_ownership(keyed: Gateway, finished_job: s
             lambda md: list(stub.DownloadVideo(gateway_pb2.DownloadVideoRequest(id=finished_job), metadata=md)),
             lambda md: stub.CancelJob(gateway_pb2.CancelJobRequest(id=finished_job), metadata=md),
             lambda md: stub.DeleteVideo(gateway_pb2.DeleteVideoRequest(id=finished_job), metadata=md),
+            lambda md: list(stub.StreamSegments(gateway_pb2.StreamSegmentsRequest(id=finished_job), metadata=md)),
         ]
         for rpc in calls:
             for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED), (bob, grpc.StatusCode.NOT_FOUND)):
@@ -283,13 +285,19 @@ def test_metrics_on_a_port_of_their_own(make_gateway: Callable[..., Gateway]) ->
 
 
 def test_python_client_sends_its_key(keyed: Gateway, portrait: bytes) -> None:
-    from itk_gateway.client import GatewayClient, GatewayError
+    from itk_client import Client, GatewayError
 
-    client = GatewayClient(keyed.rest_url, api_key=ALICE)
-    job_id = client.submit_json(portrait, speech_wav(3.0), SIZE, SIZE, dry_run=True)
-    assert client.get(job_id)["id"] == job_id
-    with pytest.raises(GatewayError) as raised:
-        GatewayClient(keyed.rest_url).get(job_id)
+    with Client(keyed.rest_url, api_key=ALICE) as client:
+        job_id = client.submit_json(portrait, speech_wav(3.0), SIZE, SIZE, dry_run=True)
+        assert client.get(job_id).id == job_id
+        assert [job.id for job in client.list()] == [job_id]  # the key's own jobs only
+    with Client(keyed.rest_url, api_key=BOB) as other:
+        assert other.list() == []
+        with pytest.raises(GatewayError) as raised:
+            other.get(job_id)
+        assert raised.value.status == 404
+    with Client(keyed.rest_url, api_key="") as nobody, pytest.raises(GatewayError) as raised:
+        nobody.get(job_id)
     assert raised.value.status == 401 and raised.value.code == "UNAUTHORIZED"
 
 
