@@ -55,7 +55,7 @@ def test_submit_draws_progress_and_writes_the_video(stack: Stack, speech: Path, 
                "--preset", "fast", "--provider", "runpod", "--prompt", "a talk")
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.strip()
-    assert re.fullmatch(r"job-\d+-[0-9a-f]{8}", job_id)
+    assert re.fullmatch(r"job-\d+-[0-9a-f]{32}", job_id)
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stderr)
     # The bar moved through several frame counts, showed pieces, and ended complete.
     counts = {int(n) for n in re.findall(r"frames (\d+)/200", plain)}

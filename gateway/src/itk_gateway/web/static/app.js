@@ -278,7 +278,7 @@ function main() {
   $("refresh").addEventListener("click", loadRecent);
   loadConfig().then(() => {
     const linked = location.hash.slice(1);
-    if (/^job-\d+-[0-9a-f]{8}$/.test(linked)) openJob(linked);
+    if (/^job-\d+-(?:[0-9a-f]{32}|[0-9a-f]{8})$/.test(linked)) openJob(linked);
   });
   loadRecent();
 }
