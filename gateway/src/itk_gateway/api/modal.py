@@ -173,7 +173,10 @@ def create_modal_router(service: JobService) -> APIRouter:
         return result_response(call_id, True, principal_of(request))
 
     @router.head("/result", include_in_schema=False)
-    @router.head("/result-head")
+    @router.head("/result-head", responses={200: {"description": "The video is ready"},
+                                            202: {"description": "The job is still running"},
+                                            404: {"description": "No such call"},
+                                            409: {"description": "The job ended without a video"}})
     @router.get("/result-head", include_in_schema=False)
     def result_head(request: Request, call_id: str = "") -> Response:
         """202 while the job runs, 200 once the video is ready; no body."""
