@@ -68,7 +68,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(make_gateway
     seconds = time.monotonic() - started
     output = run.stdout + run.stderr
     cases = re.search(r"Test cases:\s*(.+)", output)
-    print(f"schemathesis: {cases.group(1) if cases else '?'} in {seconds:.0f} s")
+    operations = re.search(r"Operations:\s*(\d+) selected", output)
+    print(f"schemathesis: {operations.group(1) if operations else '?'} operations, "
+          f"{cases.group(1) if cases else '?'} in {seconds:.0f} s")
     assert run.returncode == 0, output[-6000:]
     assert cases is not None and "failed" not in cases.group(1), output[-6000:]
 
