@@ -313,3 +313,11 @@ def test_anonymous_callers_are_limited_per_address_but_not_on_loopback() -> None
     with pytest.raises(RateLimitedError):
         guard.admit("", "ipv4:10.0.0.5:41000")
     guard.admit("", "10.0.0.6")
+
+
+def test_modal_credentials_are_keys_and_ownership_holds(keyed: Gateway, finished_job: str) -> None:
+    url = f"{keyed.rest_url}/modal/result?call_id={finished_job}"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Modal-Key": "bob", "Modal-Secret": BOB}).status_code == 404
+    reply = httpx.get(url, headers={"Modal-Key": "alice", "Modal-Secret": ALICE})
+    assert reply.status_code == 200 and reply.content[4:8] == b"ftyp"
