@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 PACKAGES := common services/splitter services/stitcher services/generator gateway client
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install browser proto proto-check lint test test-fast run up bench bench-gpu bench-gpu-parallel k8s-check images download-weights clean
+.PHONY: install install-postgres browser proto proto-check lint test test-fast run up bench bench-gpu bench-gpu-parallel k8s-check images download-weights clean
 
 install: $(STAMP)
 
@@ -32,6 +32,17 @@ $(BROWSER_STAMP): $(STAMP)
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 	touch $(BROWSER_STAMP)
 
+# The PostgreSQL server the replica tests start themselves (Debian's `postgresql` package);
+# apt runs only when its binaries are missing.
+PG_STAMP := $(VENV)/.postgres
+install-postgres: $(PG_STAMP)
+
+$(PG_STAMP): $(STAMP)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql; }
+	touch $(PG_STAMP)
+
 proto: $(STAMP)
 	$(PY) scripts/gen_protos.py
 
@@ -41,10 +52,10 @@ proto-check: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) $(BROWSER_STAMP) proto-check lint k8s-check
+test: $(STAMP) $(BROWSER_STAMP) $(PG_STAMP) proto-check lint k8s-check
 	$(VENV)/bin/pytest tests
 
-test-fast: $(STAMP) $(BROWSER_STAMP)
+test-fast: $(STAMP) $(BROWSER_STAMP) $(PG_STAMP)
 	$(VENV)/bin/pytest tests -m "not e2e and not slow"
 
 run: $(STAMP)
@@ -53,7 +64,7 @@ run: $(STAMP)
 up: $(STAMP)
 	$(PY) scripts/stack.py up
 
-bench: $(STAMP)
+bench: $(STAMP) $(PG_STAMP)
 	$(PY) bench/run_all.py
 
 # Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU (FP8 parts: compute capability 8.9+,

@@ -11,7 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import bench_dubbing, bench_live, bench_orchestration, bench_providers, bench_splitter, bench_stitcher  # noqa: E402
+from bench import (  # noqa: E402
+    bench_dubbing,
+    bench_live,
+    bench_orchestration,
+    bench_providers,
+    bench_replicas,
+    bench_splitter,
+    bench_stitcher,
+)
 from bench.table import print_table  # noqa: E402
 
 
@@ -28,6 +36,10 @@ def main() -> int:
     print_table("Orchestration and scale-out: 10-minute job, 0.5 s of generation per audio second "
                 "(goal: overhead < 5 % at 4 generators)", rows)
     bench_providers.main()
+    accepted, takeover = bench_replicas.run()
+    print_table("Gateway replicas on PostgreSQL + S3: dry-run jobs accepted per second", accepted)
+    print_table("Driving replica stopped mid-job: seconds until another holds the job and renders again",
+                takeover)
     return 0
 
 

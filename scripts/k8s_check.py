@@ -43,6 +43,7 @@ TARGETS: dict[str, str] = {
     "gpu-multi": "k8s/overlays/gpu-multi",
     "example-site": "k8s/examples/site",
     "providers": "k8s/overlays/providers",
+    "replicated": "k8s/examples/replicated-trial",
 }
 # Kustomizations that only the provider components include (one pool's objects each); they are
 # rendered and checked through the targets that use them, never alone.
@@ -60,6 +61,11 @@ MIN_GPU_STARTUP_SEC = 30 * 60
 MIN_GPU_GRACE_SEC = 30 * 60
 # The images scripts/build_images.sh builds; kustomize's images: section sets their tags.
 IMAGE_NAMES = {f"infinitetalk/{n}" for n in ("gateway", "splitter", "stitcher", "generator", "generator-cpu")}
+# Images not built here, allowed by name with a pinned tag: the trial PostgreSQL.
+THIRD_PARTY_IMAGES = {"postgres"}
+# Secrets a pod may require: a replicated gateway must not start without its shared database
+# (it would keep jobs in a SQLite of its own); the trial PostgreSQL needs its password.
+REQUIRED_SECRETS = {"itk-database"}
 PACKAGE_DIRS = ["common", "services/splitter", "services/stitcher", "services/generator", "gateway"]
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
@@ -398,6 +404,8 @@ def check_images(_target: str, objs: list[Obj]) -> list[str]:
         repository, _, tag = image.rpartition(":")
         if not tag or "/" in tag or not repository:
             problems.append(f"{where(obj, container)}: image {image!r} has no tag (set it in images:)")
+        elif repository in THIRD_PARTY_IMAGES:
+            continue
         elif not any(repository == n or repository.endswith("/" + n) for n in IMAGE_NAMES):
             problems.append(f"{where(obj, container)}: image {image!r} is not one of {sorted(IMAGE_NAMES)}")
     return problems
@@ -424,7 +432,7 @@ def check_references(_target: str, objs: list[Obj]) -> list[str]:
                 problems.append(f"{where(obj, container)}: secretRef {source['secretRef']['name']} not optional")
         for env in container.get("env", []):
             ref = env.get("valueFrom", {}).get("secretKeyRef")
-            if ref is not None and ref.get("optional") is not True:
+            if ref is not None and ref.get("optional") is not True and ref["name"] not in REQUIRED_SECRETS:
                 problems.append(f"{where(obj, container)}: secretKeyRef {ref['name']} not optional")
         for volume in spec.get("volumes", []):
             claim = volume.get("persistentVolumeClaim", {}).get("claimName")
@@ -491,22 +499,64 @@ def check_network_isolation(_target: str, objs: list[Obj]) -> list[str]:
     return problems
 
 
+def _env_names(container: Obj) -> set[str]:
+    return {e["name"] for e in container.get("env", [])}
+
+
+def _config_value(objs: list[Obj], container: Obj, key: str) -> str | None:
+    """A value the container gets from its ConfigMaps (envFrom), None when none sets it."""
+    names = {s["configMapRef"]["name"] for s in container.get("envFrom", []) if "configMapRef" in s}
+    for obj in objs:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] in names and key in obj.get("data", {}):
+            return str(obj["data"][key])
+    return None
+
+
 def check_gateway(_target: str, objs: list[Obj]) -> list[str]:
+    """One gateway on SQLite (Recreate, its PVC), or several on PostgreSQL and shared job files."""
     gateway = find(objs, "Deployment", "gateway")
     if gateway is None:
         return ["Deployment/gateway missing"]
     problems = []
-    if gateway["spec"].get("replicas") != 1:
-        problems.append("Deployment/gateway: replicas must be 1 (jobs live in its SQLite)")
-    if gateway["spec"].get("strategy", {}).get("type") != "Recreate":
-        problems.append("Deployment/gateway: strategy must be Recreate (never two gateways at once)")
-    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    spec = gateway["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
     if container.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/health":
         problems.append("Deployment/gateway: livenessProbe is not HTTP /health")
     mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
-    volumes = {v["name"]: v for v in gateway["spec"]["template"]["spec"].get("volumes", [])}
-    if "persistentVolumeClaim" not in volumes.get(mounts.get("/data", ""), {}):
-        problems.append("Deployment/gateway: /data is not on a PersistentVolumeClaim")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    data = volumes.get(mounts.get("/data", ""), {})
+    if "DATABASE_URL" not in _env_names(container):
+        # SQLite: exactly one process may open it, and only it drives the jobs.
+        if spec.get("replicas") != 1:
+            problems.append("Deployment/gateway: replicas must be 1 on SQLite (several need DATABASE_URL)")
+        if spec.get("strategy", {}).get("type") != "Recreate":
+            problems.append("Deployment/gateway: strategy must be Recreate on SQLite (never two at once)")
+        if "persistentVolumeClaim" not in data:
+            problems.append("Deployment/gateway: /data is not on a PersistentVolumeClaim")
+        return problems
+    if spec.get("replicas", 1) < 2:
+        problems.append("Deployment/gateway: a shared database is for 2 or more replicas")
+    strategy = spec.get("strategy", {})
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        problems.append("Deployment/gateway: replicas on PostgreSQL roll (strategy RollingUpdate)")
+    elif str(strategy.get("rollingUpdate", {}).get("maxUnavailable", "25%")) not in ("0", "0%"):
+        problems.append("Deployment/gateway: rollingUpdate.maxUnavailable must be 0 (keep every replica serving)")
+    budgets = [o for o in objs if o["kind"] == "PodDisruptionBudget"
+               and _labels_match(o["spec"].get("selector", {}).get("matchLabels", {}),
+                                 spec["template"]["metadata"].get("labels", {}))]
+    if not budgets:
+        problems.append("Deployment/gateway: no PodDisruptionBudget keeps a replica up during drains")
+    # Job files must be readable by every replica: in S3, or on a volume every pod mounts.
+    shared_volume = "persistentVolumeClaim" in data and any(
+        "ReadWriteMany" in o["spec"].get("accessModes", []) for o in objs
+        if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == data["persistentVolumeClaim"]["claimName"])
+    if _config_value(objs, container, "BLOB_STORE") != "s3" and not shared_volume:
+        problems.append("Deployment/gateway: several replicas need BLOB_STORE=s3 or /data on a ReadWriteMany volume")
+    if "persistentVolumeClaim" in data and not shared_volume:
+        problems.append("Deployment/gateway: /data on a ReadWriteOnce volume cannot be shared by replicas")
+    if _config_value(objs, container, "BLOB_STORE") == "s3" and not _config_value(objs, container, "S3_BUCKET"):
+        problems.append("Deployment/gateway: BLOB_STORE=s3 without S3_BUCKET")
     return problems
 
 
@@ -704,7 +754,7 @@ CHECKS: list[Check] = [
     Check("references, secrets optional", check_references),
     Check("services and selectors", check_services),
     Check("network isolation", check_network_isolation),
-    Check("one gateway, Recreate, PVC", check_gateway),
+    Check("gateway: one on SQLite, or replicas on PostgreSQL", check_gateway),
     Check("GPU resources", check_gpu),
     Check("GPUs per pod = PARALLEL_DEVICES", check_parallel_devices),
     Check("autoscaling", check_autoscale),

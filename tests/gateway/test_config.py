@@ -94,3 +94,34 @@ def test_security_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("API_KEYS_FILE", str(bad_file))
     with pytest.raises(ConfigError, match="line 1"):
         build_guard(Settings.from_env(), metrics)
+
+
+def test_shared_database_and_blob_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "BLOB_STORE", "JOB_LEASE_SEC", "JOB_POLL_SEC"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env()
+    assert not settings.shared_database and settings.blob_store == "local"
+    assert settings.job_lease_sec == 20.0 and settings.job_poll_sec == 1.0
+    monkeypatch.setenv("DATABASE_URL", "postgresql://itk:secret@db:5432/itk")
+    monkeypatch.setenv("BLOB_STORE", "s3")
+    monkeypatch.setenv("S3_BUCKET", "jobs")
+    monkeypatch.setenv("JOB_LEASE_SEC", "9")
+    monkeypatch.setenv("JOB_POLL_SEC", "3")
+    settings = Settings.from_env()
+    assert settings.shared_database and settings.blob_store == "s3" and settings.job_lease_sec == 9.0
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"DATABASE_URL": "mysql://db/itk"}, "DATABASE_URL must be a postgresql:// URL"),
+    ({"BLOB_STORE": "nfs"}, "BLOB_STORE must be local or s3"),
+    ({"BLOB_STORE": "s3"}, "BLOB_STORE=s3 needs S3_BUCKET"),
+    ({"JOB_LEASE_SEC": "3", "JOB_POLL_SEC": "2"}, "JOB_POLL_SEC=2 must be at most a third of JOB_LEASE_SEC=3"),
+])
+def test_shared_state_settings_are_checked(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
+                                           message: str) -> None:
+    for name in ("DATABASE_URL", "BLOB_STORE", "JOB_LEASE_SEC", "JOB_POLL_SEC"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env()

@@ -37,6 +37,8 @@ class CountingBackend(Backend):
         self.devices = devices  # what GetInfo reports, as a multi-GPU generator would
         self.rendered: Counter[tuple[str, int]] = Counter()
         self.started: Counter[tuple[str, int]] = Counter()
+        # Renders under way now: (job, chunk) -> time.monotonic() when it began.
+        self.running: dict[tuple[str, int], float] = {}
         self.failure: Exception | None = None
         self._lock = threading.Lock()
 
@@ -49,14 +51,20 @@ class CountingBackend(Backend):
 
     def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
                cancelled: threading.Event) -> RenderedChunk:
+        key = (job.job_id, job.chunk_index)
         with self._lock:
-            self.started[(job.job_id, job.chunk_index)] += 1
-        if self.failure is not None:
-            raise self.failure
-        result = self.inner.render(job, output, progress, cancelled)
-        with self._lock:
-            self.rendered[(job.job_id, job.chunk_index)] += 1
-        return result
+            self.started[key] += 1
+            self.running[key] = time.monotonic()
+        try:
+            if self.failure is not None:
+                raise self.failure
+            result = self.inner.render(job, output, progress, cancelled)
+            with self._lock:
+                self.rendered[key] += 1
+            return result
+        finally:
+            with self._lock:
+                self.running.pop(key, None)
 
 
 @dataclass
@@ -119,6 +127,20 @@ class BackendServices:
                 if job == job_id:
                     counts[index] += times
         return counts
+
+    def started(self, job_id: str) -> Counter[int]:
+        """Chunk index -> renders begun for `job_id`, over every generator."""
+        counts: Counter[int] = Counter()
+        for generator in self.generators:
+            for (job, index), times in generator.backend.started.items():
+                if job == job_id:
+                    counts[index] += times
+        return counts
+
+    def running_since(self, job_id: str) -> list[float]:
+        """When each render of `job_id` under way now began (time.monotonic())."""
+        return [since for generator in self.generators
+                for (job, _), since in list(generator.backend.running.items()) if job == job_id]
 
     def stop(self) -> None:
         for generator in self.generators:

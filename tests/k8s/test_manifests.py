@@ -147,6 +147,20 @@ def test_gateway_check_catches_rolling_update_and_replicas() -> None:
     assert len(k8s_check.check_gateway("base", objs)) == 2
 
 
+def test_gateway_check_on_postgresql_needs_replicas_rollout_budget_and_shared_files() -> None:
+    objs = objects("replicated")
+    assert deployment(objs, "gateway")["spec"]["replicas"] == 3
+    spec = deployment(objs, "gateway")["spec"]
+    spec["replicas"] = 1
+    spec["strategy"] = {"type": "Recreate"}
+    objs = [o for o in objs if o["kind"] != "PodDisruptionBudget"]
+    config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("itk-gateway"))
+    config["data"]["BLOB_STORE"] = "local"
+    problems = k8s_check.check_gateway("replicated", objs)
+    assert len(problems) == 4, problems
+    assert any("BLOB_STORE=s3 or /data on a ReadWriteMany volume" in p for p in problems)
+
+
 def test_references_check_catches_required_secret_and_shipped_secret() -> None:
     objs = objects("base")
     env = container(objs, "gateway")["env"]

@@ -11,7 +11,14 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `LOG_LEVEL` | `INFO` | Python log level. |
 | `TEMP_DIR` | `/tmp/infinitetalk` | The seed API's data folder; used as `DATA_DIR` when that is unset. |
 | `DATA_DIR` | `TEMP_DIR` | Inputs, chunk WAVs, generated parts and results live under it. |
-| `DB_PATH` | `<DATA_DIR>/jobs.sqlite3` | SQLite database of jobs and chunks (WAL mode). |
+| `DB_PATH` | `<DATA_DIR>/jobs.sqlite3` | SQLite database of jobs and chunks (WAL mode), when `DATABASE_URL` is unset. |
+| `DATABASE_URL` | — | `postgresql://user:password@host:5432/db`: jobs in PostgreSQL, shared by several replicas. |
+| `DATABASE_WAIT_SEC` | `120` | At start, wait this long for the database to answer before exiting. |
+| `DATABASE_POOL_SIZE` | `20` | Most PostgreSQL connections one replica opens (its job and API threads share them). |
+| `JOB_LEASE_SEC` | `20` | A replica's hold on a job it drives; renewed every third of it, taken over after it. |
+| `JOB_POLL_SEC` | `1` | How often a replica checks its jobs for cancels and looks for jobs to take over. |
+| `BLOB_STORE` | `local` | `local`: job files in `DATA_DIR` (one replica, or a ReadWriteMany volume); `s3`: in S3. |
+| `S3_BLOB_PREFIX` | `work/` | Key prefix of job files with `BLOB_STORE=s3`. |
 | `SPLITTER_TARGET` | `127.0.0.1:50051` | Splitter gRPC address. |
 | `STITCHER_TARGET` | `127.0.0.1:50053` | Stitcher gRPC address. |
 | `GENERATOR_TARGETS` | `127.0.0.1:50052` | Default pool `host:port,...`; each host resolves to all its addresses. |
@@ -124,6 +131,13 @@ class Settings:
     grpc_port: int = 50050
     data_dir: Path = Path("/tmp/infinitetalk")
     db_path: Path | None = None
+    database_url: str = ""
+    database_wait_sec: float = 120.0
+    database_pool_size: int = 20
+    job_lease_sec: float = 20.0
+    job_poll_sec: float = 1.0
+    blob_store: str = "local"
+    s3_blob_prefix: str = "work/"
     splitter_target: str = "127.0.0.1:50051"
     stitcher_target: str = "127.0.0.1:50053"
     generator_targets: list[str] = field(default_factory=lambda: ["127.0.0.1:50052"])
@@ -181,6 +195,10 @@ class Settings:
         return self.db_path or self.data_dir / "jobs.sqlite3"
 
     @property
+    def shared_database(self) -> bool:
+        return bool(self.database_url)
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 
@@ -213,12 +231,31 @@ class Settings:
         if auth not in ("auto", "required", "off"):
             raise ConfigError(f"AUTH must be auto, required or off, got {auth!r}")
         metrics_port = env_str("METRICS_PORT", "")
+        database_url = env_str("DATABASE_URL", "")
+        if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("DATABASE_URL must be a postgresql:// URL (leave it unset for SQLite)")
+        blob_store = env_str("BLOB_STORE", "local").lower()
+        if blob_store not in ("local", "s3"):
+            raise ConfigError(f"BLOB_STORE must be local or s3, not {blob_store!r}")
+        if blob_store == "s3" and not env_str("S3_BUCKET", ""):
+            raise ConfigError("BLOB_STORE=s3 needs S3_BUCKET")
+        lease = env_float("JOB_LEASE_SEC", 20.0, minimum=1.0)
+        poll = env_float("JOB_POLL_SEC", 1.0, minimum=0.05)
+        if poll * 3 > lease:
+            raise ConfigError(f"JOB_POLL_SEC={poll:g} must be at most a third of JOB_LEASE_SEC={lease:g}")
         return cls(
             bind_host=env_str("BIND_HOST", "127.0.0.1"),
             port=env_int("PORT", 8080, minimum=0),
             grpc_port=env_int("GRPC_PORT", 50050, minimum=0),
             data_dir=data_dir,
             db_path=Path(db_path) if db_path else None,
+            database_url=database_url,
+            database_wait_sec=env_float("DATABASE_WAIT_SEC", 120.0, minimum=0.0),
+            database_pool_size=env_int("DATABASE_POOL_SIZE", 20, minimum=2),
+            job_lease_sec=lease,
+            job_poll_sec=poll,
+            blob_store=blob_store,
+            s3_blob_prefix=env_str("S3_BLOB_PREFIX", "work/"),
             splitter_target=env_str("SPLITTER_TARGET", "127.0.0.1:50051"),
             stitcher_target=env_str("STITCHER_TARGET", "127.0.0.1:50053"),
             generator_targets=env_list("GENERATOR_TARGETS", ["127.0.0.1:50052"]),

@@ -53,6 +53,14 @@ class WrongJobStateError(ApiError):
     grpc_status = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class StateUnavailableError(ApiError):
+    """The job database or the shared job files cannot be reached just now; retrying may work."""
+
+    http_status = 503
+    code = "JOB_FETCH_FAILED"
+    grpc_status = grpc.StatusCode.UNAVAILABLE
+
+
 class CreationFailedError(ApiError):
     """A backend the gateway needs to accept the job is unreachable."""
 

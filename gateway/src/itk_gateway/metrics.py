@@ -40,12 +40,17 @@ class _StateCollector(Collector):
         self.chunks = chunks
         self.job_counts = job_counts
         self.endpoint_counts = endpoint_counts
+        # Set once the orchestrator exists (it is built after the metrics).
+        self.jobs_driven: Callable[[], int] = lambda: 0
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily("itk_chunks_pending", "Chunks waiting for a generator slot",
                                 value=self.chunks.pending)
         yield GaugeMetricFamily("itk_chunks_running", "Chunks being generated now", value=self.chunks.running)
-        jobs = GaugeMetricFamily("itk_jobs", "Jobs by status", labels=["status"])
+        yield GaugeMetricFamily("itk_jobs_driven", "Active jobs this replica drives (holds the lease of)",
+                                value=self.jobs_driven())
+        jobs = GaugeMetricFamily("itk_jobs", "Jobs by status (all replicas: read from the database)",
+                                 labels=["status"])
         for status, count in self.job_counts().items():
             jobs.add_metric([status], count)
         yield jobs
@@ -70,6 +75,8 @@ class GatewayMetrics:
         # a misconfigured client, or limits set too low.
         self.refused = Counter("itk_requests_refused_total", "Requests refused by the gateway's guard and limits",
                                ["reason"], registry=self.registry)
+        self.takeovers = Counter("itk_job_takeovers_total",
+                                 "Jobs this replica resumed after their driver stopped or died", registry=self.registry)
         self.chunk_seconds = Histogram(
             "itk_chunk_seconds", "Wall time of one successful chunk generation",
             # Up to two hours: a 45 s chunk at the `quality` preset takes over an hour and a half on an H100.
@@ -81,7 +88,11 @@ class GatewayMetrics:
                                      registry=self.registry)
         self.webhook_deliveries = Counter("itk_webhook_deliveries", "Webhook delivery attempts by outcome",
                                           ["outcome"], registry=self.registry)
-        self.registry.register(_StateCollector(self.chunks, job_counts, endpoint_counts))
+        self._state = _StateCollector(self.chunks, job_counts, endpoint_counts)
+        self.registry.register(self._state)
+
+    def follow_driven_jobs(self, count: Callable[[], int]) -> None:
+        self._state.jobs_driven = count
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,9 @@
 """The gateway process: REST bridge (uvicorn) and public gRPC API in one process.
 
 `python -m itk_gateway.server` reads the environment (see config.py) and serves until SIGTERM.
-On SIGTERM it stops accepting requests and stops its job runners without ending their jobs:
-finished chunks are on disk and in the store, so the next start resumes every active job.
+On SIGTERM it stops accepting requests and stops its job runners without ending their jobs, and
+releases their leases: finished chunks are in the store and the job files, so another replica
+(or the next start of this one) resumes every active job.
 Tests build the same thing in-process with `build_gateway(settings)`, then `start()`/`stop()`.
 """
 
@@ -27,7 +28,7 @@ from itk_gateway.api.rest_models import job_json
 from itk_gateway.config import Settings
 from itk_gateway.dispatch.clients import SplitterClient, StitcherClient
 from itk_gateway.dispatch.pool import EndpointPool, file_targets, static_targets
-from itk_gateway.jobs.orchestrator import Orchestrator
+from itk_gateway.jobs.orchestrator import LeaseSettings, Orchestrator
 from itk_gateway.jobs.retention import Retention, remove_orphans
 from itk_gateway.jobs.runner import Backends, RunSettings
 from itk_gateway.jobs.service import JobService
@@ -38,6 +39,14 @@ from itk_gateway.security.grpc_interceptor import AuthInterceptor
 from itk_gateway.security.guard import Guard, is_loopback
 from itk_gateway.security.keys import KeyRing
 from itk_gateway.security.limits import RateLimiter
+from itk_gateway.storage.blobs import S3Blobs, s3_client
+from itk_gateway.storage.database import (
+    DatabaseInUseError,
+    DatabaseUnavailableError,
+    Transaction,
+    open_database,
+    wait_until_reachable,
+)
 from itk_gateway.storage.files import JobFiles, S3Store
 from itk_gateway.storage.store import JobStore
 
@@ -121,7 +130,7 @@ class Gateway:
             pool.start()
         remove_orphans(self.store, self.files)
         self.retention.start()
-        resumed = self.orchestrator.resume_all()
+        resumed = self.orchestrator.start()
         if resumed:
             log.info("resumed %d job(s): %s", len(resumed), ", ".join(resumed))
         for job_id in resumed:
@@ -188,15 +197,33 @@ class Gateway:
         self.store.close()
 
 
+def open_store(settings: Settings) -> JobStore:
+    """The job store on PostgreSQL (DATABASE_URL) or SQLite, waiting up to DATABASE_WAIT_SEC for
+    the database to answer, so a replica started during a database restart comes up after it."""
+    database = open_database(settings.database_url, settings.database, settings.database_pool_size)
+
+    def ping(tx: Transaction) -> None:
+        tx.execute("SELECT 1")
+
+    try:
+        wait_until_reachable(database, settings.database_wait_sec, ping)
+    except Exception:
+        database.close()
+        raise
+    log.info("job database: %s", database.name)
+    return JobStore(database, watch_poll_sec=settings.job_poll_sec)
+
+
 def build_gateway(settings: Settings) -> Gateway:
     """Everything wired but not started (no port bound, no thread running)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore(settings.database)
-    files = JobFiles(settings.data_dir)
+    store = open_store(settings)
+    client = s3_client(settings.s3_region, settings.s3_endpoint_url) if settings.s3_enabled else None
+    shared = S3Blobs(client, settings.s3_bucket, settings.s3_blob_prefix) if settings.blob_store == "s3" else None
+    files = JobFiles(settings.data_dir, shared)
     s3 = None
-    if settings.s3_enabled:
-        s3 = S3Store(settings.s3_bucket, settings.s3_region, settings.s3_endpoint_url, settings.s3_prefix,
-                     settings.s3_url_expiry_sec)
+    if client is not None:
+        s3 = S3Store(client, settings.s3_bucket, settings.s3_prefix, settings.s3_url_expiry_sec)
     pools = build_pools(settings)
     live = LivePublisher(settings.data_dir, store, files)
     backends = Backends(SplitterClient(settings.splitter_target), StitcherClient(settings.stitcher_target),
@@ -215,7 +242,9 @@ def build_gateway(settings: Settings) -> Gateway:
         retry_backoff_sec=settings.retry_backoff_sec, chunk_target_sec=settings.chunk_target_sec,
         job_timeout_sec=settings.job_timeout_sec, stitcher_wait_sec=settings.stitcher_wait_sec,
     )
-    orchestrator = Orchestrator(store, files, backends, run_settings, metrics)
+    leases = LeaseSettings(lease_sec=settings.job_lease_sec, poll_sec=settings.job_poll_sec)
+    orchestrator = Orchestrator(store, files, backends, run_settings, metrics, leases)
+    metrics.follow_driven_jobs(lambda: len(orchestrator.driving()))
     service = JobService(settings, store, files, orchestrator, metrics, s3, live)
     webhooks = WebhookNotifier(
         store,
@@ -243,6 +272,9 @@ def main() -> None:
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)
         sys.exit(2)
+    except (DatabaseUnavailableError, DatabaseInUseError) as exc:
+        log.error("%s", exc)
+        sys.exit(1)
     stopping = threading.Event()
     stop_on_signals(stopping)
     gateway.start()

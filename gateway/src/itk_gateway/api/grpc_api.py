@@ -16,6 +16,7 @@ from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.jobs.validation import JobOptions
 from itk_gateway.security.grpc_interceptor import principal_of
 from itk_gateway.security.guard import Guard
+from itk_gateway.storage.blobs import StoredVideo
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
@@ -113,9 +114,12 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         try:
             job_id = self._require_id(request.id, context)
             who = principal_of(self.guard, context)
-            path = self.service.local_video(job_id, who)
-            if path is not None:
-                yield from file_data_pieces(path, MAX_PIECE_BYTES)
+            video = self.service.video(job_id, who)
+            if isinstance(video, StoredVideo):
+                yield from _with_last(video.iter_range(0, video.size - 1, MAX_PIECE_BYTES) if video.size else iter(()))
+                return
+            if video is not None:
+                yield from file_data_pieces(video, MAX_PIECE_BYTES)
                 return
             s3 = self.service.s3
             if s3 is None:

@@ -153,7 +153,7 @@ def create_modal_router(service: JobService) -> APIRouter:
                                                           "X-Job-Progress": str(view.progress)})
             if view.status != "COMPLETED":
                 raise WrongJobStateError(f"call {call_id} ended {view.status}: {view.error or 'no reason given'}")
-            path = service.local_video(call_id, who)
+            path = service.video(call_id, who)
         except ApiError as error:
             if not with_body:
                 return Response(status_code=error.http_status)

@@ -67,6 +67,7 @@ from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.guard import Guard
 from itk_gateway.security.keys import Principal
 from itk_gateway.security.rest import DEFAULT_PUBLIC_PATHS, SecurityMiddleware, is_public, mark_public, principal
+from itk_gateway.storage.blobs import StoredVideo
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ log = logging.getLogger(__name__)
 JSON_OVERHEAD = 64 * 1024
 # Bodies refused for their size are read (and dropped) up to this much before answering.
 DISCARD_LIMIT = 256 * 1024 * 1024
+# Pieces a video from the shared store is streamed in.
+STREAM_PIECE = 1 << 20
 RANGE_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 # Base64 is written out in blocks of a multiple of 3 bytes, so the pieces concatenate exactly.
@@ -190,6 +193,32 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     }
     app.openapi_schema = document
     return document
+
+
+def single_range(header: str, size: int) -> tuple[int, int] | None:
+    """The one byte range a valid (see check_range) header asks for, clamped to the size; None
+    for several ranges, which are answered with the whole video (as RFC 9110 allows)."""
+    specs = header.partition("=")[2].split(",")
+    if len(specs) != 1:
+        return None
+    match = RANGE_SPEC.match(specs[0])
+    assert match is not None
+    start, end = match.groups()
+    if not start:
+        return max(0, size - int(end)), size - 1
+    return int(start), min(int(end), size - 1) if end else size - 1
+
+
+def stored_video_response(video: StoredVideo, requested: str | None, filename: str) -> Response:
+    """A video in the shared store, streamed through this replica, whole or one range (206)."""
+    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'inline; filename="{filename}"'}
+    span = single_range(requested, video.size) if requested else None
+    start, end, status = (0, video.size - 1, 200) if span is None else (*span, 206)
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{end}/{video.size}"
+    headers["Content-Length"] = str(end - start + 1 if video.size else 0)
+    body = video.iter_range(start, end, STREAM_PIECE) if video.size else iter(())
+    return StreamingResponse(body, status_code=status, media_type="video/mp4", headers=headers)
 
 
 async def _discard_body(request: Request) -> None:
@@ -372,8 +401,9 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
         body = job_json(view)
         if include_video and view.video_available and not view.video_url:
             try:
-                path = service.local_video(job_id, who)
-                video = path.open("rb") if path is not None else None
+                source = service.video(job_id, who)
+                video = source.open_copy() if isinstance(source, StoredVideo) else \
+                    source.open("rb") if source is not None else None
             except (ApiError, FileNotFoundError):
                 video = None  # deleted meanwhile: the state without the video
             if video is not None:
@@ -392,17 +422,19 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
                         404: ERROR_RESPONSE, 409: ERROR_RESPONSE, 416: ERROR_RESPONSE})
     def get_video(job_id: str, request: Request, who: Principal = Depends(principal)) -> Response:
         """The MP4, with Range support (206). Jobs pushed to S3 redirect to a presigned URL."""
-        path = service.local_video(job_id, who)
-        if path is None:
+        source = service.video(job_id, who)
+        if source is None:
             return RedirectResponse(service.get_job(job_id, who).video_url, status_code=307)
-        size = path.stat().st_size
+        size = source.size if isinstance(source, StoredVideo) else source.stat().st_size
         requested = request.headers.get("range")
         if requested is not None:
             problem = check_range(requested, size)
             if problem is not None:
                 return error_response(416, problem, "VALIDATION_ERROR",
                                       headers={"Content-Range": f"bytes */{size}"})
-        return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4",
+        if isinstance(source, StoredVideo):
+            return stored_video_response(source, requested, f"{job_id}.mp4")
+        return FileResponse(source, media_type="video/mp4", filename=f"{job_id}.mp4",
                             content_disposition_type="inline")
 
     @app.post("/jobs/{job_id}/cancel", tags=["Jobs"], response_model=JobResponse,

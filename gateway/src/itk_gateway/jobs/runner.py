@@ -4,9 +4,10 @@ One JobRunner thread per active job. It streams the saved upload to the splitter
 handed to a per-job worker pool (MAX_CONCURRENT_CHUNKS wide) the moment its WAV is on disk, and a
 worker takes a slot on the provider's EndpointPool and streams the chunk to that generator.
 Finished parts go to the stitcher as they finish, in whatever order. Everything needed to resume
-is in the store and on disk: after a restart the saved upload is split again (the split is
-deterministic), chunks whose part is already on disk are not generated again, and the rest
-proceeds as usual.
+is in the store and in the job's files (published to the shared blob store when there is one):
+after a restart, or on another replica that took the job over, the saved upload is split again
+(the split is deterministic), chunks whose part was finished are not generated again, and the
+rest proceeds as usual. The runner's final writes are fenced by its replica's lease.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.reference import cut_chunk_source
 from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.storage.database import DatabaseUnavailableError
 from itk_gateway.storage.files import JobFiles, S3Store
 from itk_gateway.storage.store import (
     CHUNK_DONE,
@@ -123,8 +125,9 @@ class JobEndedError(Exception):
 class JobRunner:
     def __init__(self, job_id: str, store: JobStore, files: JobFiles, backends: Backends,
                  settings: RunSettings, metrics: GatewayMetrics, gate: AcceptGate | None,
-                 on_exit: Callable[[str], None]) -> None:
+                 on_exit: Callable[[str], None], driver: str | None = None) -> None:
         self.job_id = job_id
+        self.driver = driver
         self.store = store
         self.files = files
         self.backends = backends
@@ -164,6 +167,12 @@ class JobRunner:
                 self.stopping = True
         self.calls.cancel_all()
 
+    def _lost_database(self, exc: DatabaseUnavailableError) -> None:
+        """The database stayed unreachable: nothing about the job is wrong, so leave it resumable
+        (its lease is no longer renewed, and whichever replica claims it next goes on with it)."""
+        log.warning("job %s: stopping, %s", self.job_id, exc)
+        self.stop_for_restart()
+
     def _check(self) -> None:
         if self.abort.is_set():
             raise JobEndedError()
@@ -182,6 +191,8 @@ class JobRunner:
             self._execute(job)
         except JobEndedError:
             pass
+        except DatabaseUnavailableError as exc:
+            self._lost_database(exc)
         except Exception as exc:
             log.exception("job %s: unexpected error", self.job_id)
             self.end(FAILED, f"internal error: {exc}")
@@ -203,9 +214,12 @@ class JobRunner:
     def _finish(self) -> None:
         live = self.backends.live
         if self.stopping and self.end_status is None:
-            log.info("job %s: left resumable (gateway stopping)", self.job_id)
+            log.info("job %s: left resumable", self.job_id)
             if live is not None:
                 live.stop(self.job_id)
+            if self.files.shared is not None:
+                # Whoever resumes it reads the shared copies; this replica's are no longer needed.
+                self.files.remove_local_work_dir(self.job_id)
             return
         if live is not None and self.end_status != COMPLETED:
             live.discard(self.job_id)
@@ -214,7 +228,7 @@ class JobRunner:
         # Files go first, so whoever sees the final status also sees them gone.
         self.files.remove_work_dir(self.job_id)
         if self.end_status not in (None, COMPLETED) and self.store.finish_job(
-            self.job_id, self.end_status, self.end_error
+            self.job_id, self.end_status, self.end_error, driver=self.driver
         ):
             log.info("job %s: %s %s", self.job_id, self.end_status, self.end_error)
         if self.gate is not None:
@@ -222,6 +236,9 @@ class JobRunner:
         job = self.store.get_job(self.job_id)
         if job is not None and job.status != COMPLETED:
             self.files.remove_result(self.job_id)
+        if self.driver is not None:
+            # Cleaned up: nothing is left for another replica to do (see Orchestrator._sweep).
+            self.store.release_lease(self.job_id, self.driver)
 
     def _execute(self, job: JobRecord) -> None:
         chunks = self._split_and_dispatch(job)
@@ -311,7 +328,7 @@ class JobRunner:
             return
         submitted.add(span.index)
         part = self.files.part(self.job_id, span.index)
-        if record.status == CHUNK_DONE and part.exists():
+        if record.status == CHUNK_DONE and self.files.fetch(part):
             log.info("job %s: chunk %d already generated, reusing it", self.job_id, span.index)
             self.parts.add(span.index)
             self._publish_parts()
@@ -339,6 +356,8 @@ class JobRunner:
             self._generate_with_retries(job, index, frame_count, wav)
         except JobEndedError:
             pass
+        except DatabaseUnavailableError as exc:
+            self._lost_database(exc)
         except Exception as exc:
             log.exception("job %s: chunk %d crashed", self.job_id, index)
             self.end(FAILED, f"chunk {index}: internal error: {exc}")
@@ -432,6 +451,8 @@ class JobRunner:
             return f"generator {endpoint.address} made {summary.frame_count} frames, planned {frame_count}", False
         self.metrics.chunk_seconds.observe(time.monotonic() - started)
         self.metrics.video_seconds.inc(frame_count / FPS)
+        # Shared before it is marked done: a replica taking the job over must find every done part.
+        self.files.publish(self.files.part(self.job_id, index))
         self.store.update_chunk(self.job_id, index, status=CHUNK_DONE, frames_done=frame_count,
                                 part_width=summary.width, part_height=summary.height)
         self._update_progress()
@@ -580,6 +601,14 @@ class JobRunner:
             except Exception as exc:
                 self.end(FAILED, f"upload to S3 failed: {exc}")
                 raise JobEndedError() from exc
+        elif has_video:
+            self.files.publish(self.files.result(self.job_id))
+        if self.driver is not None:
+            state = self.store.lease_states([self.job_id]).get(self.job_id)
+            if state is not None and state.driver != self.driver:
+                # Taken over meanwhile (this replica missed its renewals): the new driver finishes it.
+                self.stop_for_restart()
+                raise JobEndedError()
         with self._end_lock:
             if self.end_status is not None or self.stopping:
                 raise JobEndedError()
@@ -587,10 +616,13 @@ class JobRunner:
         if has_video and self.backends.live is not None:
             # The last segments come from the parts, which go with the work folder.
             self.backends.live.complete(self.job_id)
-        # The inputs go before the status says COMPLETED; a crash in between is caught by
-        # Orchestrator.resume_all, which completes a job whose result is there.
+        # The inputs go before the status says COMPLETED; a crash in between is caught when the
+        # job is resumed (Orchestrator._resume), which completes a job whose result is there.
         self.files.remove_work_dir(self.job_id)
-        if self.store.finish_job(self.job_id, COMPLETED, progress=100, has_video=int(has_video), s3_key=s3_key):
+        if self.store.finish_job(self.job_id, COMPLETED, driver=self.driver, progress=100,
+                                 has_video=int(has_video), s3_key=s3_key):
             log.info("job %s: COMPLETED", self.job_id)
         if s3_key:
             self.files.remove_result(self.job_id)
+        elif self.files.shared is not None:
+            self.files.remove_local_result(self.job_id)  # served from the shared store

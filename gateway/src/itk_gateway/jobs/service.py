@@ -22,6 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +30,13 @@ from typing import BinaryIO
 
 from itk_gateway.config import Settings
 from itk_gateway.errors import (
+    CreationFailedError,
     IdempotencyConflictError,
     InvalidInputError,
     JobNotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
+    StateUnavailableError,
     StreamNotReadyError,
     WrongJobStateError,
 )
@@ -54,6 +57,8 @@ from itk_gateway.live.publisher import LivePublisher, Manifest, render_playlist,
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.keys import Principal
 from itk_gateway.security.limits import UploadBudget
+from itk_gateway.storage.blobs import BlobStoreError, StoredVideo
+from itk_gateway.storage.database import DatabaseUnavailableError
 from itk_gateway.storage.files import JobFiles, S3Store
 from itk_gateway.storage.store import CANCELLED, CHUNK_DONE, COMPLETED, JobRecord, JobStore
 
@@ -63,6 +68,18 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 MAX_RECENT_JOBS = 100
 # Jobs take minutes: a caller at its jobs-in-flight limit is told to come back after this long.
 ACTIVE_JOBS_RETRY_AFTER_SEC = 30.0
+
+# The shared state being out of reach (database, bucket): a 503 / UNAVAILABLE, never a 500.
+STATE_ERRORS = (DatabaseUnavailableError, BlobStoreError)
+
+
+@contextmanager
+def state_unavailable_as(error: type[CreationFailedError] | type[StateUnavailableError]) -> Iterator[None]:
+    try:
+        yield
+    except STATE_ERRORS as exc:
+        log.warning("%s", exc)
+        raise error(f"job state unavailable, retry later: {exc}") from exc
 
 
 def _iso(timestamp: float) -> str:
@@ -271,7 +288,14 @@ class JobService:
                     f"{audio_name}: empty or missing (send a recording, an audio URL, or a video with sound)")
             check_audio_present(audio_name, audio.stat().st_size)
             self._check_active_jobs(upload.owner)
-            self.store.create_job(upload.job_id, options, owner=upload.owner.name)
+            with state_unavailable_as(CreationFailedError):
+                # Readable by every replica before the job exists, so any of them can take it over.
+                self.files.publish(upload.path("image"))
+                self.files.publish(audio)
+                if self.files.source_video(upload.job_id).exists():
+                    self.files.publish(self.files.source_video(upload.job_id))
+                self.store.create_job(upload.job_id, options, owner=upload.owner.name,
+                                      driver=self.orchestrator.replica_id, lease_sec=self.orchestrator.leases.lease_sec)
         except BaseException:
             upload.discard()
             raise
@@ -296,7 +320,8 @@ class JobService:
         if not job_id or not is_job_id(job_id):
             # Malformed ids are simply unknown ids (404), as in the seed API.
             raise JobNotFoundError()
-        record = self.store.get_job(job_id)
+        with state_unavailable_as(StateUnavailableError):
+            record = self.store.get_job(job_id)
         if record is None or not principal.can_see(record.owner):
             raise JobNotFoundError()
         return record
@@ -343,7 +368,8 @@ class JobService:
         last: JobView | None = None
         while active():
             version = self.store.version(job_id)
-            record = self.store.get_job(job_id)
+            with state_unavailable_as(StateUnavailableError):
+                record = self.store.get_job(job_id)
             if record is None:
                 return
             view = self.view(record)
@@ -356,8 +382,9 @@ class JobService:
 
     # -- the video -----------------------------------------------------------------------
 
-    def local_video(self, job_id: str, principal: Principal) -> Path | None:
-        """The finished video's local path, or None if it lives on S3; errors if there is none."""
+    def video(self, job_id: str, principal: Principal) -> Path | StoredVideo | None:
+        """The finished video: a local file or one in the shared store, or None when it was
+        pushed to S3 (`push_to_s3`, served by presigned URL); errors if there is none."""
         record = self._record(job_id, principal)
         if record.status != COMPLETED:
             raise WrongJobStateError(f"job {job_id} has no video: it is {record.status}")
@@ -366,10 +393,11 @@ class JobService:
             raise WrongJobStateError(f"job {job_id} has no video: {reason}")
         if record.s3_key:
             return None
-        path = self.files.result(job_id)
-        if not path.exists():
+        with state_unavailable_as(StateUnavailableError):
+            video = self.files.video(job_id)
+        if video is None:
             raise WrongJobStateError(f"job {job_id} has no video: the file is gone")
-        return path
+        return video
 
     def s3_key(self, job_id: str, principal: Principal) -> str:
         return self._record(job_id, principal).s3_key
@@ -379,11 +407,12 @@ class JobService:
         record = self._record(job_id, principal)
         if record.finished and self.live is not None:
             self.live.discard(job_id)
-        self.files.remove_result(job_id)
-        if record.s3_key and self.s3 is not None:
-            self.s3.delete(record.s3_key)
-        if record.has_video:
-            self.store.update_job(job_id, has_video=0)
+        with state_unavailable_as(StateUnavailableError):
+            self.files.remove_result(job_id)
+            if record.s3_key and self.s3 is not None:
+                self.s3.delete(record.s3_key)
+            if record.has_video:
+                self.store.update_job(job_id, has_video=0)
 
     # -- the live stream -----------------------------------------------------------------
 
@@ -421,7 +450,9 @@ class JobService:
 
     def cancel_job(self, job_id: str, principal: Principal) -> JobView:
         record = self._record(job_id, principal)
-        if record.finished or not self.orchestrator.end_job(job_id, CANCELLED, "cancelled by the client"):
+        with state_unavailable_as(StateUnavailableError):
+            ended = not record.finished and self.orchestrator.end_job(job_id, CANCELLED, "cancelled by the client")
+        if not ended:
             current = self.store.get_job(job_id)
             status = current.status if current else record.status
             raise WrongJobStateError(f"job {job_id} already ended: it is {status}")

@@ -1,6 +1,13 @@
 """Where a job's files live: a work folder per job on local disk, results locally or on S3.
 
-Layout under DATA_DIR:
+Files are made and used on local disk under DATA_DIR. With several gateway replicas every one of
+them must be able to read what another wrote (to take a job over, or to serve its video), so
+the files that outlive a step (the upload, finished parts, the result) are also published to a
+shared blob store, `S3Blobs` (BLOB_STORE=s3), under the same relative names, and fetched back
+by whichever replica needs them. Without it (the default) DATA_DIR itself is the store: one
+replica's local disk, or a ReadWriteMany volume that every replica mounts.
+
+Layout under DATA_DIR (and in the blob store):
     jobs/<id>/image, jobs/<id>/audio     the upload, kept until the job ends (resume re-splits it)
     jobs/<id>/source.mp4                 a video reference normalised to 25 fps (dubbing)
     jobs/<id>/sources/<i>.mp4, <i>.png   chunk i's span of it and its first frame
@@ -13,15 +20,21 @@ under a final name.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from itk_gateway.storage.blobs import S3Blobs, StoredVideo
+
+log = logging.getLogger(__name__)
+
 
 class JobFiles:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, shared: S3Blobs | None = None) -> None:
         self.data_dir = data_dir
+        self.shared = shared
         (data_dir / "jobs").mkdir(parents=True, exist_ok=True)
         (data_dir / "results").mkdir(parents=True, exist_ok=True)
 
@@ -60,9 +73,58 @@ class JobFiles:
 
     def remove_work_dir(self, job_id: str) -> None:
         shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
+        if self.shared is not None:
+            self.shared.delete_prefix(self._key(self.work_dir(job_id)) + "/")
+
+    def remove_local_work_dir(self, job_id: str) -> None:
+        """This replica's copies only (it stopped driving the job; another one goes on with it)."""
+        shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
 
     def remove_result(self, job_id: str) -> None:
         self.result(job_id).unlink(missing_ok=True)
+        if self.shared is not None:
+            self.shared.delete(self._key(self.result(job_id)))
+
+    def remove_local_result(self, job_id: str) -> None:
+        self.result(job_id).unlink(missing_ok=True)
+
+    # -- sharing with the other replicas -------------------------------------------------
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.data_dir).as_posix()
+
+    def publish(self, path: Path) -> None:
+        """Make a finished local file readable by every replica (nothing to do without a store)."""
+        if self.shared is not None:
+            self.shared.put(self._key(path), path)
+
+    def fetch(self, path: Path) -> bool:
+        """Have the file locally, from the shared store if need be; False when it exists nowhere."""
+        if path.exists():
+            return True
+        if self.shared is None:
+            return False
+        found = self.shared.get(self._key(path), path)
+        if found:
+            log.info("fetched %s from the shared store", self._key(path))
+        return found
+
+    def has_result(self, job_id: str) -> bool:
+        path = self.result(job_id)
+        if path.exists():
+            return True
+        return self.shared is not None and self.shared.size(self._key(path)) is not None
+
+    def video(self, job_id: str) -> Path | StoredVideo | None:
+        """The finished video: a local file, or one in the shared store; None when it is nowhere."""
+        path = self.result(job_id)
+        if path.exists():
+            return path
+        if self.shared is None:
+            return None
+        key = self._key(path)
+        size = self.shared.size(key)
+        return None if size is None else StoredVideo(self.shared, key, size)
 
 
 def tmp_path(final: Path) -> Path:
@@ -72,16 +134,11 @@ def tmp_path(final: Path) -> Path:
 class S3Store:
     """Results on S3 (or anything speaking its API, via S3_ENDPOINT_URL)."""
 
-    def __init__(self, bucket: str, region: str = "", endpoint_url: str = "", prefix: str = "videos/",
-                 url_expiry_sec: int = 3600) -> None:
-        import boto3  # only deployments that push to S3 pay for the import
-
+    def __init__(self, client: Any, bucket: str, prefix: str = "videos/", url_expiry_sec: int = 3600) -> None:
         self.bucket = bucket
         self.prefix = prefix
         self.url_expiry_sec = url_expiry_sec
-        self.client: Any = boto3.client(
-            "s3", region_name=region or None, endpoint_url=endpoint_url or None
-        )
+        self.client = client
 
     def key_for(self, job_id: str) -> str:
         return f"{self.prefix}{job_id}.mp4"

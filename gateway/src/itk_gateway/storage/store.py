@@ -1,21 +1,33 @@
-"""Jobs and their chunks in SQLite, the gateway's only state besides files.
+"""Jobs, their chunks and who drives them, in the job database (SQLite or PostgreSQL).
 
-One connection in WAL mode, serialised by a lock: writes are small and few (a row per progress
-event at most), and readers never block writers in WAL. Every change to a job bumps its version
-and wakes watchers, which is what WatchJob streams on.
+The SQL is written once for both backends (see database.py). Every change made through this
+store wakes local watchers at once; changes made by other gateway replicas are seen by polling
+(`watch_poll_sec`), which is what WatchJob streams on when the database is shared.
+
+Leases: each active job is driven by one replica, named in `lease_owner` until `lease_until`
+(the database's clock). The driver renews its leases; a replica that dies stops renewing, and
+after the lease runs out another replica claims the job and resumes it. Writes that only the
+driver may make (its job's end) are fenced by the driver's id, so a replica that lost its lease
+cannot overwrite the new driver's work.
+
+SQL that runs on both backends: `?` placeholders; `CASE WHEN ... THEN 1 ELSE 0 END` rather than
+summing booleans; `INSERT ... ON CONFLICT (...) DO UPDATE SET col = excluded.col` rather than
+`INSERT OR REPLACE`; times from Python (`time.time()`) or the backend's `now_sql`; new columns
+and tables only through a new migration in migrations.py.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.storage.database import Database, Transaction, iter_batches
+from itk_gateway.storage.migrations import migrate
 
 IN_QUEUE, RUNNING, COMPLETED, FAILED, CANCELLED, TIMED_OUT = (
     "IN_QUEUE", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT",
@@ -23,48 +35,11 @@ IN_QUEUE, RUNNING, COMPLETED, FAILED, CANCELLED, TIMED_OUT = (
 STATUSES = (IN_QUEUE, RUNNING, COMPLETED, FAILED, CANCELLED, TIMED_OUT)
 ACTIVE_STATUSES = (IN_QUEUE, RUNNING)
 CHUNK_PENDING, CHUNK_RUNNING, CHUNK_DONE = "pending", "running", "done"
+# Constants, so they are spelled into the SQL rather than passed as parameters everywhere.
+ACTIVE_SQL = "status IN ('IN_QUEUE', 'RUNNING')"
+# Rows per `IN (...)` list, well under both backends' parameter limits.
+IN_BATCH = 500
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    provider TEXT NOT NULL,
-    status TEXT NOT NULL,
-    progress INTEGER NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT '',
-    options TEXT NOT NULL,
-    chunk_count INTEGER NOT NULL DEFAULT 0,
-    frames_total INTEGER NOT NULL DEFAULT 0,
-    duration_sec REAL NOT NULL DEFAULT 0,
-    split_done INTEGER NOT NULL DEFAULT 0,
-    has_video INTEGER NOT NULL DEFAULT 0,
-    s3_key TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    owner TEXT NOT NULL,
-    key TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    job_id TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    PRIMARY KEY (owner, key)
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    start_sample INTEGER NOT NULL,
-    end_sample INTEGER NOT NULL,
-    frame_count INTEGER NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    frames_done INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    endpoint TEXT NOT NULL DEFAULT '',
-    part_width INTEGER NOT NULL DEFAULT 0,
-    part_height INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (job_id, idx)
-);
-"""
 
 @dataclass
 class ChunkRecord:
@@ -100,89 +75,109 @@ class JobRecord:
     chunks_done: int = 0
     frames_done: int = 0
     owner: str = ""
+    lease_owner: str = ""
 
     @property
     def finished(self) -> bool:
         return self.status not in ACTIVE_STATUSES
 
 
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """Who drives a job now, as a replica checks it for the jobs it runs."""
+
+    status: str
+    driver: str
+
+
 class JobStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
+    def __init__(self, database: Database, watch_poll_sec: float = 0.5) -> None:
+        self.db = database
+        migrate(database)
+        self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._versions: dict[str, int] = {}
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            self._migrate()
+        # Alone on its database (SQLite) every change goes through this store, so a watcher can
+        # sleep until woken; on a shared one, other replicas change jobs too: look every so often.
+        self._poll_sec = None if database.single_replica else watch_poll_sec
+        self._sql_now = database.now_sql
 
-    def _migrate(self) -> None:
-        """Columns added after the first release, for databases made before them."""
-        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        if "owner" not in columns:
-            # Who submitted the job ("" without API keys): lists and webhooks are per owner.
-            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
-        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at)")
-        # Counting a key's jobs in flight (MAX_ACTIVE_JOBS_PER_KEY) on every submission.
-        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner_status ON jobs(owner, status)")
+    @property
+    def single_replica(self) -> bool:
+        return self.db.single_replica
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self.db.run(lambda tx: tx.execute(sql, params))
+
+    def _count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        def work(tx: Transaction) -> int:
+            tx.execute(sql, params)
+            return tx.rowcount
+
+        return self.db.run(work)
 
     # -- change notification -------------------------------------------------------------
 
     def _touch(self, job_id: str) -> None:
-        self._versions[job_id] = self._versions.get(job_id, 0) + 1
-        self._changed.notify_all()
+        with self._changed:
+            self._versions[job_id] = self._versions.get(job_id, 0) + 1
+            self._changed.notify_all()
 
     def notify(self, job_id: str) -> None:
         """Wake the job's watchers for a change kept outside the database (a new live segment)."""
-        with self._lock:
-            self._touch(job_id)
+        self._touch(job_id)
 
     def version(self, job_id: str) -> int:
         with self._lock:
             return self._versions.get(job_id, 0)
 
     def wait_for_change(self, job_id: str, seen: int, timeout: float) -> int:
-        """Block until the job's version differs from `seen` (or timeout); return the version."""
+        """Block until the job's local version differs from `seen`, or `timeout` (on a shared
+        database at most the poll interval, after which the caller reads the job again)."""
+        if self._poll_sec is not None:
+            timeout = min(timeout, self._poll_sec)
         with self._changed:
             self._changed.wait_for(lambda: self._versions.get(job_id, 0) != seen, timeout=timeout)
             return self._versions.get(job_id, 0)
 
     # -- jobs ----------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, options: JobOptions, status: str = IN_QUEUE, owner: str = "") -> None:
+    def create_job(self, job_id: str, options: JobOptions, status: str = IN_QUEUE, owner: str = "",
+                   driver: str = "", lease_sec: float = 0.0) -> None:
+        """Record a new job of `owner` (who submitted it), leased to `driver` (the replica that will
+        drive it) for `lease_sec`."""
         now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, options.provider, status, json.dumps(asdict(options)), now, now, owner),
-            )
-            self._touch(job_id)
+        self._run(
+            "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner, lease_owner,"
+            f" lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self._sql_now} + ?)",
+            (job_id, options.provider, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
+        )
+        self._touch(job_id)
 
     def delete_job(self, job_id: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-            self._touch(job_id)
+        self._run("DELETE FROM jobs WHERE id = ?", (job_id,))
+        self._touch(job_id)
 
     def get_job(self, job_id: str) -> JobRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                return None
-            totals = self._db.execute(
-                "SELECT COALESCE(SUM(status = 'done'), 0) AS done, COALESCE(SUM(frames_done), 0) AS frames"
-                " FROM chunks WHERE job_id = ?",
+        def read(tx: Transaction) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+            rows = tx.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            if not rows:
+                return None, None
+            totals = tx.execute(
+                "SELECT COALESCE(SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END), 0) AS done,"
+                " COALESCE(SUM(frames_done), 0) AS frames FROM chunks WHERE job_id = ?",
                 (job_id,),
-            ).fetchone()
+            )
+            return rows[0], totals[0]
+
+        row, totals = self.db.run(read)
+        if row is None or totals is None:
+            return None
         return JobRecord(
             id=row["id"], provider=row["provider"], status=row["status"], progress=row["progress"],
             error=row["error"], options=JobOptions(**json.loads(row["options"])),
@@ -190,7 +185,7 @@ class JobStore:
             duration_sec=row["duration_sec"], split_done=bool(row["split_done"]),
             has_video=bool(row["has_video"]), s3_key=row["s3_key"], created_at=row["created_at"],
             updated_at=row["updated_at"], chunks_done=int(totals["done"]), frames_done=int(totals["frames"]),
-            owner=row["owner"],
+            owner=row["owner"], lease_owner=row["lease_owner"],
         )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -198,54 +193,42 @@ class JobStore:
             return
         fields["updated_at"] = time.time()
         columns = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
-            self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
-            self._touch(job_id)
+        self._run(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
+        self._touch(job_id)
 
     def promote(self, job_id: str, from_status: str, to_status: str) -> None:
-        with self._lock:
-            cursor = self._db.execute(
-                "UPDATE jobs SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
-                (to_status, time.time(), job_id, from_status),
-            )
-            if cursor.rowcount:
-                self._touch(job_id)
+        if self._count("UPDATE jobs SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
+                       (to_status, time.time(), job_id, from_status)):
+            self._touch(job_id)
 
     def raise_progress(self, job_id: str, progress: int) -> None:
         """Progress only ever goes up, whatever order updates arrive in."""
-        with self._lock:
-            cursor = self._db.execute(
-                "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND progress < ?",
-                (progress, time.time(), job_id, progress),
-            )
-            if cursor.rowcount:
-                self._touch(job_id)
+        if self._count("UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND progress < ?",
+                       (progress, time.time(), job_id, progress)):
+            self._touch(job_id)
 
-    def finish_job(self, job_id: str, status: str, error: str = "", **fields: Any) -> bool:
-        """Move an active job to a final status; False if it had already ended (first end wins)."""
+    def finish_job(self, job_id: str, status: str, error: str = "", driver: str | None = None,
+                   **fields: Any) -> bool:
+        """Move an active job to a final status; False if it had already ended (first end wins)
+        or, when `driver` is given, if that replica no longer holds the job's lease."""
         fields.update(status=status, error=error, updated_at=time.time())
         columns = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
-            cursor = self._db.execute(
-                f"UPDATE jobs SET {columns} WHERE id = ? AND status IN (?, ?)",
-                (*fields.values(), job_id, *ACTIVE_STATUSES),
-            )
-            self._touch(job_id)
-            return cursor.rowcount > 0
+        params: list[Any] = [*fields.values(), job_id]
+        fence = ""
+        if driver is not None:
+            fence, params = " AND lease_owner = ?", [*params, driver]
+        changed = self._count(f"UPDATE jobs SET {columns} WHERE id = ? AND {ACTIVE_SQL}{fence}", params)
+        self._touch(job_id)
+        return changed > 0
 
     def active_job_ids(self) -> list[str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id FROM jobs WHERE status IN (?, ?) ORDER BY created_at", ACTIVE_STATUSES
-            ).fetchall()
+        rows = self._run(f"SELECT id FROM jobs WHERE {ACTIVE_SQL} ORDER BY created_at")
         return [row["id"] for row in rows]
 
     def recent_job_ids(self, owner: str, limit: int) -> list[str]:
         """The owner's jobs, newest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id FROM jobs WHERE owner = ? ORDER BY created_at DESC, id DESC LIMIT ?", (owner, limit)
-            ).fetchall()
+        rows = self._run("SELECT id FROM jobs WHERE owner = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+                         (owner, limit))
         return [row["id"] for row in rows]
 
     # -- idempotency keys ----------------------------------------------------------------
@@ -253,96 +236,161 @@ class JobStore:
     def claim_idempotency_key(self, owner: str, key: str, fingerprint: str,
                               max_age_sec: float) -> tuple[str, str] | None:
         """Reserve `key` for a new request, or return what holds it: (fingerprint, job id; "" while
-        the first request is still being created). Keys older than `max_age_sec` are forgotten."""
+        the first request is still being created). Keys older than `max_age_sec` are forgotten.
+        Replicas reserving the same key at once: the insert of one wins, the others read it."""
         now = time.time()
-        with self._lock:
-            self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - max_age_sec,))
-            row = self._db.execute(
-                "SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = ? AND key = ?", (owner, key)
-            ).fetchone()
-            if row is not None:
-                return row["fingerprint"], row["job_id"]
-            self._db.execute(
-                "INSERT INTO idempotency_keys (owner, key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
-                (owner, key, fingerprint, now),
-            )
-            return None
+
+        def claim(tx: Transaction) -> tuple[str, str] | None:
+            tx.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now - max_age_sec,))
+            tx.execute("INSERT INTO idempotency_keys (owner, key, fingerprint, created_at) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (owner, key) DO NOTHING", (owner, key, fingerprint, now))
+            if tx.rowcount == 1:
+                return None
+            rows = tx.execute("SELECT fingerprint, job_id FROM idempotency_keys WHERE owner = ? AND key = ?",
+                              (owner, key))
+            return rows[0]["fingerprint"], rows[0]["job_id"]
+
+        return self.db.run(claim)
 
     def settle_idempotency_key(self, owner: str, key: str, job_id: str | None) -> None:
         """Record the job a reserved key created, or release the key (None) when creation failed."""
-        with self._lock:
-            if job_id is None:
-                self._db.execute("DELETE FROM idempotency_keys WHERE owner = ? AND key = ?", (owner, key))
-            else:
-                self._db.execute("UPDATE idempotency_keys SET job_id = ? WHERE owner = ? AND key = ?",
-                                 (job_id, owner, key))
+        if job_id is None:
+            self._run("DELETE FROM idempotency_keys WHERE owner = ? AND key = ?", (owner, key))
+        else:
+            self._run("UPDATE idempotency_keys SET job_id = ? WHERE owner = ? AND key = ?", (job_id, owner, key))
 
     def count_active(self, owner: str) -> int:
         """Jobs of this owner that are queued or running."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE owner = ? AND status IN (?, ?)", (owner, *ACTIVE_STATUSES)
-            ).fetchone()
-        return int(row[0])
+        rows = self._run(f"SELECT COUNT(*) AS n FROM jobs WHERE owner = ? AND {ACTIVE_SQL}", (owner,))
+        return int(rows[0]["n"])
 
     def finished_before(self, cutoff: float) -> list[tuple[str, str]]:
         """(id, s3_key) of jobs that ended before `cutoff` (a time.time() value)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, s3_key FROM jobs WHERE status NOT IN (?, ?) AND updated_at < ?",
-                (*ACTIVE_STATUSES, cutoff),
-            ).fetchall()
+        rows = self._run(f"SELECT id, s3_key FROM jobs WHERE NOT {ACTIVE_SQL} AND updated_at < ?", (cutoff,))
         return [(row["id"], row["s3_key"]) for row in rows]
 
     def known_ids(self) -> set[str]:
-        with self._lock:
-            return {row["id"] for row in self._db.execute("SELECT id FROM jobs")}
+        return {row["id"] for row in self._run("SELECT id FROM jobs")}
 
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
-        with self._lock:
-            for row in self._db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status"):
-                counts[row["status"]] = row["n"]
+        for row in self._run("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status"):
+            counts[row["status"]] = int(row["n"])
         return counts
+
+    # -- leases --------------------------------------------------------------------------
+
+    def claim_expired(self, driver: str, lease_sec: float, limit: int) -> list[str]:
+        """Take over up to `limit` active jobs whose lease ran out (or that nobody holds), oldest
+        first; concurrent claimers on PostgreSQL skip each other's rows instead of waiting."""
+        now = self._sql_now
+
+        def claim(tx: Transaction) -> list[str]:
+            rows = tx.execute(
+                f"SELECT id FROM jobs WHERE {ACTIVE_SQL} AND lease_until < {now}"
+                f" ORDER BY created_at LIMIT ?{self.db.skip_locked}",
+                (limit,),
+            )
+            ids = [row["id"] for row in rows]
+            for job_id in ids:
+                tx.execute(f"UPDATE jobs SET lease_owner = ?, lease_until = {now} + ? WHERE id = ?",
+                           (driver, lease_sec, job_id))
+            return ids
+
+        return self.db.run(claim)
+
+    def renew_leases(self, driver: str, job_ids: Sequence[str], lease_sec: float) -> int:
+        """Extend `driver`'s leases on those of `job_ids` that are active and still its own (the
+        jobs it runs now: a job it holds but stopped running is left to expire and be claimed);
+        how many were extended."""
+        renewed = 0
+        for batch in iter_batches(list(job_ids), IN_BATCH):
+            marks = ", ".join("?" for _ in batch)
+            renewed += self._count(
+                f"UPDATE jobs SET lease_until = {self._sql_now} + ?"
+                f" WHERE lease_owner = ? AND {ACTIVE_SQL} AND id IN ({marks})",
+                (lease_sec, driver, *batch),
+            )
+        return renewed
+
+    def lease_states(self, job_ids: Sequence[str]) -> dict[str, LeaseState]:
+        """Status and lease holder of each job that still exists."""
+        states: dict[str, LeaseState] = {}
+        for batch in iter_batches(list(job_ids), IN_BATCH):
+            marks = ", ".join("?" for _ in batch)
+            for row in self._run(f"SELECT id, status, lease_owner FROM jobs WHERE id IN ({marks})", batch):
+                states[row["id"]] = LeaseState(row["status"], row["lease_owner"])
+        return states
+
+    def has_live_lease(self, job_id: str) -> bool:
+        """Whether some replica holds the job's lease now."""
+        rows = self._run("SELECT 1 AS held FROM jobs WHERE id = ? AND lease_owner <> ''"
+                         f" AND lease_until >= {self._sql_now}", (job_id,))
+        return bool(rows)
+
+    def claim_abandoned(self, driver: str, limit: int) -> list[tuple[str, str]]:
+        """Ended jobs whose driver died before cleaning up (its lease ran out while still named):
+        take them, clearing the lease, so their files are removed once; (id, status) of each."""
+        now = self._sql_now
+
+        def claim(tx: Transaction) -> list[tuple[str, str]]:
+            rows = tx.execute(
+                f"SELECT id, status FROM jobs WHERE NOT {ACTIVE_SQL} AND lease_owner <> '' AND lease_until < {now}"
+                f" ORDER BY updated_at LIMIT ?{self.db.skip_locked}",
+                (limit,),
+            )
+            for row in rows:
+                tx.execute("UPDATE jobs SET lease_owner = '', lease_until = 0 WHERE id = ?", (row["id"],))
+            return [(row["id"], row["status"]) for row in rows]
+
+        return self.db.run(claim)
+
+    def release_lease(self, job_id: str, driver: str) -> None:
+        """Give the job up at once (a graceful stop), so another replica need not wait out the lease."""
+        self._run("UPDATE jobs SET lease_owner = '', lease_until = 0 WHERE id = ? AND lease_owner = ?",
+                  (job_id, driver))
+
+    def release_all_leases(self) -> None:
+        """Free every lease: on SQLite, where one gateway is alone, a lease at start is a dead process's."""
+        self._run(f"UPDATE jobs SET lease_owner = '', lease_until = 0 WHERE {ACTIVE_SQL}")
 
     # -- chunks --------------------------------------------------------------------------
 
     def record_chunk(self, chunk: ChunkRecord) -> ChunkRecord:
         """Remember a chunk of the plan. A chunk already known with the same span keeps its state
         (that is how a resumed job skips finished chunks); a different span starts over."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM chunks WHERE job_id = ? AND idx = ?", (chunk.job_id, chunk.idx)
-            ).fetchone()
-            if row is not None and (row["start_sample"], row["end_sample"], row["frame_count"]) == (
+
+        def record(tx: Transaction) -> ChunkRecord | None:
+            rows = tx.execute("SELECT * FROM chunks WHERE job_id = ? AND idx = ?", (chunk.job_id, chunk.idx))
+            if rows and (rows[0]["start_sample"], rows[0]["end_sample"], rows[0]["frame_count"]) == (
                 chunk.start_sample, chunk.end_sample, chunk.frame_count,
             ):
-                return ChunkRecord(**dict(row))
-            self._db.execute(
-                "INSERT OR REPLACE INTO chunks (job_id, idx, start_sample, end_sample, frame_count)"
-                " VALUES (?, ?, ?, ?, ?)",
+                return ChunkRecord(**rows[0])
+            tx.execute(
+                "INSERT INTO chunks (job_id, idx, start_sample, end_sample, frame_count) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (job_id, idx) DO UPDATE SET start_sample = excluded.start_sample,"
+                " end_sample = excluded.end_sample, frame_count = excluded.frame_count, status = 'pending',"
+                " frames_done = 0, attempts = 0, endpoint = '', part_width = 0, part_height = 0",
                 (chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count),
             )
-            self._touch(chunk.job_id)
-            return ChunkRecord(chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count)
+            return None
+
+        existing = self.db.run(record)
+        if existing is not None:
+            return existing
+        self._touch(chunk.job_id)
+        return ChunkRecord(chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count)
 
     def chunks(self, job_id: str) -> list[ChunkRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM chunks WHERE job_id = ? ORDER BY idx", (job_id,)
-            ).fetchall()
-        return [ChunkRecord(**dict(row)) for row in rows]
+        rows = self._run("SELECT * FROM chunks WHERE job_id = ? ORDER BY idx", (job_id,))
+        return [ChunkRecord(**row) for row in rows]
 
     def update_chunk(self, job_id: str, idx: int, **fields: Any) -> None:
         columns = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
-            self._db.execute(
-                f"UPDATE chunks SET {columns} WHERE job_id = ? AND idx = ?", (*fields.values(), job_id, idx)
-            )
-            self._touch(job_id)
+        self._run(f"UPDATE chunks SET {columns} WHERE job_id = ? AND idx = ?", (*fields.values(), job_id, idx))
+        self._touch(job_id)
 
     def drop_chunks_from(self, job_id: str, first_idx: int) -> None:
         """Forget chunks a new plan no longer has."""
-        with self._lock:
-            self._db.execute("DELETE FROM chunks WHERE job_id = ? AND idx >= ?", (job_id, first_idx))
-            self._touch(job_id)
+        self._run("DELETE FROM chunks WHERE job_id = ? AND idx >= ?", (job_id, first_idx))
+        self._touch(job_id)
