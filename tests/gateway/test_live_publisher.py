@@ -12,6 +12,7 @@ from itk_common.constants import SAMPLES_PER_FRAME
 from itk_common.video import write_mp4
 from itk_gateway.jobs.validation import JobOptions
 from itk_gateway.live.publisher import LivePublisher, Manifest, SegmentEntry, render_playlist
+from itk_gateway.storage.database import SqliteDatabase
 from itk_gateway.storage.files import JobFiles
 from itk_gateway.storage.store import CHUNK_DONE, ChunkRecord, JobStore
 from tests.helpers.audio import encode_audio, speech_like
@@ -22,7 +23,7 @@ FRAMES = (25, 30, 20)
 
 @pytest.fixture
 def publisher(tmp_path: Path) -> LivePublisher:
-    store = JobStore(tmp_path / "jobs.sqlite3")
+    store = JobStore(SqliteDatabase(tmp_path / "jobs.sqlite3"))
     files = JobFiles(tmp_path)
     store.create_job(JOB, JobOptions(width=64, height=64, provider="infinitetalk"))
     files.create_work_dir(JOB)
