@@ -65,7 +65,21 @@ def speech(seconds: float, seed: int) -> bytes:
 
 
 def job_keys(endpoint: str, job_id: str) -> list[str]:
-    return s3_keys(endpoint, f"work/jobs/{job_id}/") + s3_keys(endpoint, f"work/results/{job_id}")
+    return (s3_keys(endpoint, f"work/jobs/{job_id}/") + s3_keys(endpoint, f"work/results/{job_id}")
+            + s3_keys(endpoint, f"work/live/{job_id}/"))
+
+
+def live_segments(replica: Replica, job_id: str) -> list[str]:
+    """The media segments the replica's HLS playlist of the job lists, each fetched from it."""
+    status, body, _ = fetch(f"{replica.rest_url}/jobs/{job_id}/hls/index.m3u8")
+    assert status == 200, body
+    playlist = body.decode()
+    assert playlist.rstrip().endswith("#EXT-X-ENDLIST")
+    names = [line for line in playlist.splitlines() if line.startswith("seg-")]
+    for name in names:
+        status, segment, _ = fetch(f"{replica.rest_url}/jobs/{job_id}/hls/{name}")
+        assert status == 200 and segment
+    return names
 
 
 def test_every_replica_answers_for_any_job(cluster: GatewayReplicas, backends: BackendServices,
@@ -106,8 +120,13 @@ def test_every_replica_answers_for_any_job(cluster: GatewayReplicas, backends: B
         pieces = list(stub.DownloadVideo(gateway_pb2.DownloadVideoRequest(id=job_id)))
         assert b"".join(p.data for p in pieces) == video and pieces[-1].last
 
-    # Only the result is left in the bucket; deleting it on any replica removes it for all.
-    assert job_keys(s3_endpoint, job_id) == [f"work/results/{job_id}.mp4"]
+    # The live stream the driver made is served by the others too.
+    assert len(live_segments(second, job_id)) == final["chunk_count"]
+
+    # Only the result and the live stream are left in the bucket; deleting the video on any
+    # replica removes them for all.
+    assert not s3_keys(s3_endpoint, f"work/jobs/{job_id}/")
+    assert f"work/results/{job_id}.mp4" in job_keys(s3_endpoint, job_id)
     assert call("POST", f"{third.rest_url}/jobs/{job_id}/video/delete")[0] == 204
     assert job_keys(s3_endpoint, job_id) == []
     status, body = call("GET", f"{first.rest_url}/jobs/{job_id}/video")
@@ -202,6 +221,8 @@ def test_driver_gone_mid_job_another_finishes_it(how: str, cluster: GatewayRepli
     taken = [r for r in (cluster[1], cluster[2]) if f"job {job_id}: resuming" in r.log()]
     assert len(taken) == 1, "exactly one replica takes the job over"
     assert sum(map(takeovers, (cluster[1], cluster[2]))) == takeovers_before + 1
+    # The live stream goes on where the previous driver left it, whole at the end.
+    assert len(live_segments(cluster[2], job_id)) == final["chunk_count"]
     assert b"itk_jobs_driven 0.0" in fetch(f"{taken[0].rest_url}/metrics")[1]
     path = tmp_path / "video.mp4"
     status, video, _ = fetch(f"{cluster[2].rest_url}/jobs/{job_id}/video")

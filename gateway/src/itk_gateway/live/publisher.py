@@ -6,7 +6,10 @@ Layout under DATA_DIR/live/<job id>/:
     seg-<index>.m4s          one media segment per part, written only after every earlier one
     manifest.json            what the playlist lists: segments (init, start, frames), ended
 Files are written under a temporary name and renamed, and the manifest is replaced last, so a
-reader never sees a segment that is not complete. A job that does not complete loses its
+reader never sees a segment that is not complete. With a shared blob store (several gateway
+replicas) each file is published as it is written, the manifest last, and a replica that does
+not make the job's stream reads the manifest from the store on every request and fetches the
+segments it lists. A job that does not complete loses its
 folder; a completed job keeps it until its video is deleted.
 """
 
@@ -16,7 +19,6 @@ import json
 import logging
 import math
 import re
-import shutil
 import threading
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -123,14 +125,27 @@ class LivePublisher:
         return self.root / job_id
 
     def manifest(self, job_id: str) -> Manifest:
-        return Manifest.load(self.folder(job_id) / "manifest.json")
+        path = self.folder(job_id) / "manifest.json"
+        with self._lock:
+            making = job_id in self._streams
+        if not making:
+            self.files.refresh(path)  # another replica may be making it
+        return Manifest.load(path)
 
     def segment_path(self, job_id: str, name: str) -> Path | None:
         """A segment or initialization file of the job, if `name` is one and it exists."""
         if not SEGMENT_NAME.fullmatch(name):
             return None
         path = self.folder(job_id) / name
-        return path if path.exists() else None
+        return path if self.files.fetch(path) else None
+
+    def _write(self, path: Path, data: bytes) -> None:
+        _write(path, data)
+        self.files.publish(path)
+
+    def _save(self, manifest: Manifest, path: Path) -> None:
+        manifest.save(path)
+        self.files.publish(path)
 
     # -- called by the job runner ------------------------------------------------------------
 
@@ -153,8 +168,11 @@ class LivePublisher:
     def _encode_audio(self, job_id: str, stream: _JobStream) -> None:
         target = stream.folder / "audio.m4a"
         try:
-            if not target.exists():
+            # A replica taking the job over goes on with the stream the previous driver made.
+            self.files.fetch(stream.folder / "manifest.json")
+            if not self.files.fetch(target):
                 encode_recording(self.files.audio(job_id), target)
+                self.files.publish(target)
         except (SegmentError, OSError) as exc:
             stream.audio_error = str(exc)
             log.warning("job %s: no live stream: %s", job_id, exc)
@@ -186,6 +204,8 @@ class LivePublisher:
         chunks = self.store.chunks(job_id)
         start_frame = sum(c.frame_count for c in chunks[:len(manifest.segments)])
         last_init = stream.folder / f"init-{manifest.inits - 1}.mp4"
+        if manifest.inits:
+            self.files.fetch(last_init)
         added = False
         for chunk in chunks[len(manifest.segments):]:
             part = self.files.part(job_id, chunk.idx)
@@ -196,15 +216,15 @@ class LivePublisher:
                                   stream.folder / f"seg-{chunk.idx:05d}.mux")
             if manifest.inits == 0 or _comparable_init(segment.init) != _comparable_init(last_init.read_bytes()):
                 last_init = stream.folder / f"init-{manifest.inits}.mp4"
-                _write(last_init, segment.init)
+                self._write(last_init, segment.init)
                 manifest.inits += 1
             entry = SegmentEntry(chunk.idx, manifest.inits - 1, start_frame, chunk.frame_count)
-            _write(stream.folder / entry.name, segment.media)
+            self._write(stream.folder / entry.name, segment.media)
             manifest.segments.append(entry)
             start_frame += chunk.frame_count
             added = True
         if added:
-            manifest.save(manifest_path)
+            self._save(manifest, manifest_path)
             self.store.notify(job_id)
 
     def complete(self, job_id: str) -> None:
@@ -219,7 +239,7 @@ class LivePublisher:
             complete = job is not None and len(manifest.segments) == job.chunk_count
             if complete:
                 manifest.ended = True
-                manifest.save(manifest_path)
+                self._save(manifest, manifest_path)
         if not complete:
             log.warning("job %s: live stream incomplete (%d segments); removed, the MP4 is unaffected", job_id,
                         len(manifest.segments))
@@ -234,8 +254,8 @@ class LivePublisher:
             stream = self._streams.pop(job_id, None)
         if stream is not None:
             with stream.lock:
-                shutil.rmtree(stream.folder, ignore_errors=True)
-        shutil.rmtree(self.folder(job_id), ignore_errors=True)
+                self.files.remove_tree(stream.folder)
+        self.files.remove_tree(self.folder(job_id))
         self.store.notify(job_id)
 
     def stop(self, job_id: str) -> None:

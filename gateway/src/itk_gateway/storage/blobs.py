@@ -9,6 +9,7 @@ as the store being unavailable rather than as an internal error.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class S3Blobs:
     def get(self, key: str, path: Path) -> bool:
         """Download to `path` (whole or not at all); False when there is no such blob."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".tmp")
+        # A name of its own: two threads may fetch the same file at once.
+        partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         with _s3_errors("download", key):
             try:
                 self.client.download_file(self.bucket, self.prefix + key, str(partial))

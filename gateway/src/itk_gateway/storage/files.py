@@ -109,6 +109,22 @@ class JobFiles:
             log.info("fetched %s from the shared store", self._key(path))
         return found
 
+    def refresh(self, path: Path) -> bool:
+        """Read again a file another replica may be changing (a live stream's manifest): the
+        shared store's current copy, or none when it is gone there; without a store, the file."""
+        if self.shared is None:
+            return path.exists()
+        if self.shared.get(self._key(path), path):
+            return True
+        path.unlink(missing_ok=True)
+        return False
+
+    def remove_tree(self, folder: Path) -> None:
+        """A folder under DATA_DIR, here and in the shared store."""
+        shutil.rmtree(folder, ignore_errors=True)
+        if self.shared is not None:
+            self.shared.delete_prefix(self._key(folder) + "/")
+
     def has_result(self, job_id: str) -> bool:
         path = self.result(job_id)
         if path.exists():
