@@ -86,6 +86,10 @@ def test_every_replica_answers_for_any_job(cluster: GatewayReplicas, backends: B
                                            s3_endpoint: str, portrait: bytes, tmp_path: Path) -> None:
     first, second, third = cluster[0], cluster[1], cluster[2]
     job_id = submit_multipart(first.rest_url, portrait, speech(9.0, seed=1), width=SIZE, height=SIZE)
+    # Server-sent events from a third replica, read while the job runs.
+    events: list[str] = []
+    reader = threading.Thread(target=lambda: events.extend(sse_events(third, job_id)), daemon=True)
+    reader.start()
 
     # Watched on another replica: progress moves, never backwards, to the end.
     with insecure_channel(second.grpc_target) as channel:
@@ -96,6 +100,8 @@ def test_every_replica_answers_for_any_job(cluster: GatewayReplicas, backends: B
         assert updates[-1].status == gateway_pb2.COMPLETED, updates[-1].error
         assert gateway_pb2.RUNNING in {update.status for update in updates}
 
+    reader.join(timeout=30)
+    assert events[0] == "status" and events[-1] == "end" and events.count("progress") >= 2, events
     final = call("GET", f"{third.rest_url}/jobs/{job_id}")[1]
     assert final["status"] == "COMPLETED" and final["chunk_count"] >= 3
     video = base64.b64decode(final["video_base64"])
@@ -258,6 +264,21 @@ def test_replica_restarted_while_the_database_is_down(cluster: GatewayReplicas, 
         with pytest.raises(grpc.RpcError) as missing:
             stub.GetJob(gateway_pb2.GetJobRequest(id="job-1-00000000"))
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def sse_events(replica: Replica, job_id: str) -> list[str]:
+    """The kinds of the server-sent events of the job, read until its `end`."""
+    import urllib.request
+
+    kinds = []
+    with urllib.request.urlopen(f"{replica.rest_url}/jobs/{job_id}/events", timeout=60) as reply:
+        for raw in reply:
+            line = raw.decode().strip()
+            if line.startswith("event:"):
+                kinds.append(line.partition(":")[2].strip())
+                if kinds[-1] == "end":
+                    break
+    return kinds
 
 
 def takeovers(replica: Replica) -> float:

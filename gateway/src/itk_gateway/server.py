@@ -133,8 +133,6 @@ class Gateway:
         resumed = self.orchestrator.start()
         if resumed:
             log.info("resumed %d job(s): %s", len(resumed), ", ".join(resumed))
-        for job_id in resumed:
-            self.webhooks.watch(job_id, resumed=True)
         self.grpc_port = self.grpc.bind(self.settings.bind_host, self.settings.grpc_port)
         self.grpc.start()
         self._start_rest()
@@ -256,6 +254,8 @@ def build_gateway(settings: Settings) -> Gateway:
     )
     service.webhooks = webhooks
     retention = Retention(store, files, s3, settings.result_ttl_hours, live)
+    # Jobs resumed at start and jobs taken over from another replica alike.
+    orchestrator.on_resume = lambda job_id: webhooks.watch(job_id, resumed=True)
     return Gateway(settings, store, files, backends, orchestrator, service, metrics, webhooks,
                    build_guard(settings, metrics), retention)
 

@@ -64,7 +64,9 @@ def add_event_routes(app: FastAPI, service: JobService, keepalive_sec: float) ->
                     return
                 await asyncio.sleep(PROGRESS_MIN_INTERVAL_SEC)
                 idle = PROGRESS_MIN_INTERVAL_SEC
-                while store.version(job_id) == version:
+                # Other gateway replicas change the job without bumping this one's version.
+                reread = store.remote_poll_sec
+                while store.version(job_id) == version and (reread is None or idle < reread):
                     if await request.is_disconnected():
                         return
                     if idle >= keepalive_sec:

@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from itk_gateway.errors import CreationFailedError
@@ -71,6 +72,8 @@ class Orchestrator:
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
         self._renewed_at = time.monotonic()
+        # Told of every job this replica resumes or takes over (the webhook notifier follows it).
+        self.on_resume: Callable[[str], None] = lambda _job_id: None
 
     # -- starting jobs -------------------------------------------------------------------
 
@@ -131,6 +134,7 @@ class Orchestrator:
         log.info("job %s: resuming (driven by %s)", job_id, self.replica_id)
         self.start_job(job_id)
         self.metrics.takeovers.inc()
+        self.on_resume(job_id)
         return True
 
     # -- the lease keeper ----------------------------------------------------------------

@@ -108,6 +108,11 @@ class JobStore:
     def single_replica(self) -> bool:
         return self.db.single_replica
 
+    @property
+    def remote_poll_sec(self) -> float | None:
+        """How often to re-read a job that other replicas may change; None alone on the database."""
+        return self._poll_sec
+
     def close(self) -> None:
         self.db.close()
 
