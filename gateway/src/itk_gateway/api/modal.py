@@ -38,6 +38,7 @@ from itk_gateway.jobs.reference import is_video_file
 from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.jobs.validation import JobOptions
 from itk_gateway.security.keys import Principal
+from itk_gateway.storage.blobs import StoredVideo
 
 # InfiniteTalk's 480p buckets hold about this many pixels.
 DEFAULT_SIDE = 640
@@ -160,9 +161,14 @@ def create_modal_router(service: JobService) -> APIRouter:
             return error_json(error.http_status, error.message, error.code)
         disposition = {"Content-Disposition": f'attachment; filename="{call_id}.mp4"'}
         if not with_body:
-            size = path.stat().st_size if path is not None else None
+            size = path.size if isinstance(path, StoredVideo) else path.stat().st_size if path is not None else None
             headers = disposition | ({"Content-Length": str(size)} if size is not None else {})
             return Response(status_code=200, media_type="video/mp4", headers=headers)
+        if isinstance(path, StoredVideo):
+            # In the shared blob store (several gateway replicas): streamed through this one.
+            body = path.iter_range(0, path.size - 1, 1 << 20) if path.size else iter(())
+            return StreamingResponse(body, media_type="video/mp4",
+                                     headers=disposition | {"Content-Length": str(path.size)})
         if path is not None:
             return FileResponse(path, media_type="video/mp4", filename=f"{call_id}.mp4")
         return _from_s3(service, call_id, disposition, who)
