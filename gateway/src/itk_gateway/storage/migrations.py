@@ -95,6 +95,7 @@ ADD_COLUMN = re.compile(r"^\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE
 
 
 def _columns(tx: Transaction, database: Database, table: str) -> set[str]:
+    """The table's column names (SQLite, the single-replica backend, answers PRAGMA table_info)."""
     if database.single_replica:
         return {row["name"] for row in tx.execute(f"PRAGMA table_info({table})")}
     rows = tx.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?"
