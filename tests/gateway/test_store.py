@@ -49,6 +49,8 @@ def test_a_database_from_before_migrations_is_adopted(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
     old.executescript(MIGRATIONS[0].statements[0].format(float="REAL"))
+    # A column an unversioned release had already added: its migration skips it.
+    old.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
     old.execute("INSERT INTO jobs (id, provider, status, options, created_at, updated_at)"
                 " VALUES ('job-1-00000000', 'infinitetalk', 'RUNNING', ?, 1, 1)",
                 ('{"width": 64, "height": 64, "provider": "infinitetalk"}',))
