@@ -77,10 +77,15 @@ class Reply:
     progress: list[generator_pb2.Progress] = field(default_factory=list)
     pieces: list[generator_pb2.DataPiece] = field(default_factory=list)
     summaries: list[generator_pb2.GenerateSummary] = field(default_factory=list)
+    motion_pieces: list[generator_pb2.DataPiece] = field(default_factory=list)
 
     @property
     def video(self) -> bytes:
         return b"".join(piece.data for piece in self.pieces)
+
+    @property
+    def motion(self) -> bytes:
+        return b"".join(piece.data for piece in self.motion_pieces)
 
 
 def collect(responses: Iterable[generator_pb2.GenerateResponse],
@@ -94,6 +99,8 @@ def collect(responses: Iterable[generator_pb2.GenerateResponse],
                 on_progress.set()
         elif kind == "video":
             reply.pieces.append(response.video)
+        elif kind == "motion":
+            reply.motion_pieces.append(response.motion)
         else:
             reply.summaries.append(response.summary)
     return reply

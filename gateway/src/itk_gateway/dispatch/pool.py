@@ -326,6 +326,17 @@ class EndpointPool:
 
     # -- observation ---------------------------------------------------------------------
 
+    def free_slots(self) -> int:
+        """Slots a new job could use now: free capacity of the ready endpoints less those already
+        waited for; with no endpoint ready yet (still loading), the endpoints known."""
+        with self._cond:
+            present = [e for e in self._endpoints.values() if e.present and not e.draining]
+            ready = [e for e in present if e.ready]
+            if not ready:
+                return len(present)
+            free = sum(max(0, e.capacity - e.load) for e in ready)
+            return max(0, free - len(self._queue))
+
     def endpoints(self) -> list[Endpoint]:
         with self._cond:
             return sorted(self._endpoints.values(), key=lambda e: e.address)

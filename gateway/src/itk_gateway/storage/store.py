@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,25 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 """
 
+# Schema changes after the first version, applied in order to any database whose user_version is
+# lower (PRAGMA user_version counts the steps applied). New columns only, with defaults, so a row
+# written before a step reads as it did.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: lanes. A job keeps the lane count its plan was made with (a resumed job must re-plan the
+    # same lanes to reuse its pieces) and the plan's lanes and seams as JSON; a chunk knows its
+    # lane, its place in it, the audio context around it and how many motion frames it returned.
+    (
+        "ALTER TABLE jobs ADD COLUMN lane_count INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN plan TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE chunks ADD COLUMN lane INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chunks ADD COLUMN lane_first_frame INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chunks ADD COLUMN context_before INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chunks ADD COLUMN context_after INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chunks ADD COLUMN motion_frames INTEGER NOT NULL DEFAULT 0",
+    ),
+)
+
+
 @dataclass
 class ChunkRecord:
     job_id: str
@@ -79,6 +98,49 @@ class ChunkRecord:
     endpoint: str = ""
     part_width: int = 0
     part_height: int = 0
+    lane: int = 0
+    lane_first_frame: int = 0
+    # Samples of neighbouring audio before and after the chunk's own in its WAV.
+    context_before: int = 0
+    context_after: int = 0
+    # Motion frames the generator returned with the part (saved beside it; 0 = none).
+    motion_frames: int = 0
+
+
+@dataclass
+class LaneInfo:
+    index: int
+    start_sec: float
+    end_sec: float
+    first_chunk: int
+    chunk_count: int
+
+
+@dataclass
+class SeamInfo:
+    chunk_index: int
+    time_sec: float
+    pause_start_sec: float
+    pause_end_sec: float
+    fade_frames: int
+
+
+@dataclass
+class JobPlan:
+    """The lanes a job was planned as and the seams between them."""
+
+    lanes: list[LaneInfo]
+    seams: list[SeamInfo]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> JobPlan:
+        if not text:
+            return cls([], [])
+        raw = json.loads(text)
+        return cls([LaneInfo(**lane) for lane in raw["lanes"]], [SeamInfo(**seam) for seam in raw["seams"]])
 
 
 @dataclass
@@ -100,6 +162,10 @@ class JobRecord:
     chunks_done: int = 0
     frames_done: int = 0
     owner: str = ""
+    lane_count: int = 0
+    plan: JobPlan = field(default_factory=lambda: JobPlan([], []))
+    # Finished chunks per lane.
+    lane_chunks_done: dict[int, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -122,7 +188,8 @@ class JobStore:
             self._migrate()
 
     def _migrate(self) -> None:
-        """Columns added after the first release, for databases made before them."""
+        """Columns added after the first release, for databases made before them: the owner column,
+        then the numbered MIGRATIONS steps not yet applied (PRAGMA user_version counts them)."""
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "owner" not in columns:
             # Who submitted the job ("" without API keys): lists and webhooks are per owner.
@@ -130,6 +197,17 @@ class JobStore:
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, created_at)")
         # Counting a key's jobs in flight (MAX_ACTIVE_JOBS_PER_KEY) on every submission.
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_owner_status ON jobs(owner, status)")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.execute("BEGIN")
+            try:
+                for statement in statements:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -183,6 +261,10 @@ class JobStore:
                 " FROM chunks WHERE job_id = ?",
                 (job_id,),
             ).fetchone()
+            lanes_done = self._db.execute(
+                "SELECT lane, COUNT(*) AS n FROM chunks WHERE job_id = ? AND status = 'done' GROUP BY lane",
+                (job_id,),
+            ).fetchall()
         return JobRecord(
             id=row["id"], provider=row["provider"], status=row["status"], progress=row["progress"],
             error=row["error"], options=JobOptions(**json.loads(row["options"])),
@@ -191,6 +273,8 @@ class JobStore:
             has_video=bool(row["has_video"]), s3_key=row["s3_key"], created_at=row["created_at"],
             updated_at=row["updated_at"], chunks_done=int(totals["done"]), frames_done=int(totals["frames"]),
             owner=row["owner"],
+            lane_count=row["lane_count"], plan=JobPlan.from_json(row["plan"]),
+            lane_chunks_done={int(lane["lane"]): int(lane["n"]) for lane in lanes_done},
         )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -314,17 +398,19 @@ class JobStore:
             row = self._db.execute(
                 "SELECT * FROM chunks WHERE job_id = ? AND idx = ?", (chunk.job_id, chunk.idx)
             ).fetchone()
-            if row is not None and (row["start_sample"], row["end_sample"], row["frame_count"]) == (
-                chunk.start_sample, chunk.end_sample, chunk.frame_count,
-            ):
+            placement = ("start_sample", "end_sample", "frame_count", "lane", "lane_first_frame",
+                         "context_before", "context_after")
+            if row is not None and all(row[name] == getattr(chunk, name) for name in placement):
                 return ChunkRecord(**dict(row))
             self._db.execute(
-                "INSERT OR REPLACE INTO chunks (job_id, idx, start_sample, end_sample, frame_count)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count),
+                "INSERT OR REPLACE INTO chunks (job_id, idx, start_sample, end_sample, frame_count, lane,"
+                " lane_first_frame, context_before, context_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (chunk.job_id, chunk.idx, *(getattr(chunk, name) for name in placement)),
             )
             self._touch(chunk.job_id)
-            return ChunkRecord(chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count)
+            return ChunkRecord(chunk.job_id, chunk.idx, *(getattr(chunk, name) for name in placement[:3]),
+                               lane=chunk.lane, lane_first_frame=chunk.lane_first_frame,
+                               context_before=chunk.context_before, context_after=chunk.context_after)
 
     def chunks(self, job_id: str) -> list[ChunkRecord]:
         with self._lock:
