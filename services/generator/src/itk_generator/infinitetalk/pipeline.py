@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import cv2
 import numpy as np
 import torch
 
@@ -161,30 +160,61 @@ def video_to_frames(video: torch.Tensor) -> np.ndarray:
     return scaled.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def match_colors(frames: np.ndarray, reference: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """Per frame, move each Lab channel's mean and std to the reference image's; blend by `strength`.
+# sRGB (D65) <-> CIE Lab, the standard formulae with the constants scikit-image uses, which the
+# reference's colour correction calls; computed in float64 so the statistics are exact.
+_XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
+_D65_WHITE = (0.95047, 1.0, 1.08883)
 
-    The reference implementation's colour correction (skimage Lab; here OpenCV's sRGB Lab).
-    uint8 frames give uint8 frames; float frames in [0, 1] give float frames (what the loop
-    uses, so motion frames are not rounded to grey levels first, as in the reference).
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """[..., 3] sRGB in [0, 1] -> [..., 3] Lab."""
+    matrix = torch.tensor(_XYZ_FROM_RGB, dtype=rgb.dtype, device=rgb.device)
+    white = torch.tensor(_D65_WHITE, dtype=rgb.dtype, device=rgb.device)
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = linear @ matrix.T / white
+    f = torch.where(xyz > 0.008856, xyz.clamp(min=0) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    return torch.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], dim=-1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """[..., 3] Lab -> [..., 3] sRGB clipped to [0, 1] (negative z clipped to 0 first, as scikit-image does)."""
+    matrix = torch.linalg.inv(torch.tensor(_XYZ_FROM_RGB, dtype=lab.dtype, device=lab.device))
+    white = torch.tensor(_D65_WHITE, dtype=lab.dtype, device=lab.device)
+    fy = (lab[..., 0] + 16) / 116
+    f = torch.stack([lab[..., 1] / 500 + fy, fy, (fy - lab[..., 2] / 200).clamp(min=0)], dim=-1)
+    xyz = torch.where(f > 0.2068966, f**3, (f - 16 / 116) / 7.787) * white
+    linear = xyz @ matrix.T
+    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp(min=0) ** (1 / 2.4) - 0.055, 12.92 * linear)
+    return rgb.clamp(0, 1)
+
+
+def match_colors_video(video: torch.Tensor, reference: np.ndarray, strength: float = 1.0) -> torch.Tensor:
+    """The reference's colour correction of a decoded clip [3, T, H, W] in [-1, 1] toward the image.
+
+    Per frame, each Lab channel's mean and standard deviation are moved to the reference image's
+    (a flat channel takes the image's mean), and the result is blended with the frame by
+    `strength`. Returns [3, T, H, W] float32 in [-1, 1], on the video's device.
     """
     if strength <= 0:
+        return video
+    source = ((video.double() + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # [T, H, W, 3]
+    reference_lab = rgb_to_lab(torch.from_numpy(reference).to(source.device, torch.float64) / 255).reshape(-1, 3)
+    ref_mean, ref_std = reference_lab.mean(dim=0), reference_lab.std(dim=0, unbiased=False)
+    lab = rgb_to_lab(source)
+    flat = lab.reshape(lab.shape[0], -1, 3)
+    mean, std = flat.mean(dim=1, keepdim=True), flat.std(dim=1, unbiased=False, keepdim=True)
+    moved = torch.where(std == 0, ref_mean, (flat - mean) * (ref_std / torch.where(std == 0, 1.0, std)) + ref_mean)
+    corrected = lab_to_rgb(moved.reshape(lab.shape))
+    blended = (1 - strength) * source + strength * corrected
+    return (blended * 2 - 1).permute(3, 0, 1, 2).float()
+
+
+def match_colors(frames: np.ndarray, reference: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """`match_colors_video` for uint8 frames [T, H, W, 3]; uint8 frames back."""
+    if strength <= 0:
         return frames
-    reference_lab = cv2.cvtColor(reference.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    ref_mean = reference_lab.reshape(-1, 3).mean(axis=0, dtype=np.float64)
-    ref_std = reference_lab.reshape(-1, 3).std(axis=0, dtype=np.float64)
-    as_uint8 = frames.dtype == np.uint8
-    corrected = np.empty(frames.shape, dtype=np.uint8 if as_uint8 else np.float32)
-    for index, frame in enumerate(frames):
-        source = frame.astype(np.float32) / 255.0 if as_uint8 else np.clip(frame.astype(np.float32), 0.0, 1.0)
-        lab = cv2.cvtColor(source, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float64)
-        mean, std = lab.mean(axis=0), lab.std(axis=0)
-        safe_std = np.where(std == 0, 1.0, std)
-        moved = np.where(std == 0, ref_mean, (lab - mean) * (ref_std / safe_std) + ref_mean)
-        rgb = np.clip(cv2.cvtColor(moved.reshape(frame.shape).astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
-        blended = (1 - strength) * source + strength * rgb
-        corrected[index] = np.clip(np.round(blended * 255.0), 0, 255) if as_uint8 else blended
-    return corrected
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1
+    return video_to_frames(match_colors_video(video, reference, strength))
 
 
 @dataclass(frozen=True)
@@ -347,10 +377,7 @@ class InfiniteTalkPipeline:
             latent = self.denoiser(ClipDenoising(conditioning, noise.to(self.device), motion_latent, request.plan,
                                                  request.teacache_coefficients, self.batch_guidance), report)
             video = self.vae.decode(latent[None])[0].float().clamp(-1, 1)  # [3, clip_frames, H, W]
-            if request.color_correction > 0:
-                unit = ((video.permute(1, 2, 3, 0).cpu().numpy() + 1.0) / 2.0)
-                corrected = match_colors(unit, request.image, request.color_correction)
-                video = torch.from_numpy(corrected * 2.0 - 1.0).permute(3, 0, 1, 2).to(self.device)
+            video = match_colors_video(video, request.image, request.color_correction)
             frames = video_to_frames(video)
             # The next clip starts from these frames exactly as the next piece would receive them.
             motion = to_motion(video[:, -request.motion_frames:].permute(1, 2, 3, 0).cpu().numpy())
