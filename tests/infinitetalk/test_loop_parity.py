@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import inspect
+import itertools
 import math
 import os
 import sys
@@ -274,7 +275,7 @@ def run_ours(inputs: Inputs, plan: SamplingPlan, cuts: tuple[int, ...] = (), col
     frames: list[np.ndarray] = []
     motion: list[np.ndarray] = []
     bounds = [0, *cuts, FRAMES]
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in itertools.pairwise(bounds):
         given = motion[-1] if motion else None
         request = our_request(inputs, plan, start, stop, given, color_correction)
         frames.extend(pipeline.generate(request, on_motion=motion.append))

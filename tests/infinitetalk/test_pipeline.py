@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+from itk_common.constants import SAMPLES_PER_FRAME
 from itk_generator.infinitetalk.backend import InfiniteTalkSettings, build_pipeline
 from itk_generator.infinitetalk.pipeline import (
     ChunkRequest,
     InfiniteTalkPipeline,
     StepReport,
     audio_windows,
-    extend_audio_embedding,
     clip_noise,
+    extend_audio_embedding,
     match_colors,
     plan_clips,
 )
-from itk_common.constants import SAMPLES_PER_FRAME
 from itk_generator.infinitetalk.sampling import SamplingPlan
 from tests.helpers.audio import speech_like
 

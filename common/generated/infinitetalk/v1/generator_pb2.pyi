@@ -103,7 +103,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GeneratorInfo(_message.Message):
-    __slots__ = ("backend", "capacity", "active", "ready", "draining", "device", "devices")
+    __slots__ = ("backend", "capacity", "active", "ready", "draining", "device", "devices", "ignores_motion")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class GeneratorInfo(_message.Message):
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    IGNORES_MOTION_FIELD_NUMBER: _ClassVar[int]
     backend: str
     capacity: int
     active: int
@@ -118,4 +119,5 @@ class GeneratorInfo(_message.Message):
     draining: bool
     device: str
     devices: int
-    def __init__(self, backend: _Optional[str] = ..., capacity: _Optional[int] = ..., active: _Optional[int] = ..., ready: _Optional[bool] = ..., draining: _Optional[bool] = ..., device: _Optional[str] = ..., devices: _Optional[int] = ...) -> None: ...
+    ignores_motion: bool
+    def __init__(self, backend: _Optional[str] = ..., capacity: _Optional[int] = ..., active: _Optional[int] = ..., ready: _Optional[bool] = ..., draining: _Optional[bool] = ..., device: _Optional[str] = ..., devices: _Optional[int] = ..., ignores_motion: _Optional[bool] = ...) -> None: ...

@@ -76,6 +76,8 @@ STITCH_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEED
 MAX_BACKOFF_SEC = 30.0
 # A busy generator's refusals allowed per failure allowed (see _generate_with_retries).
 REFUSALS_PER_ATTEMPT = 5
+# The stored lane count of a job planned as independent chunks (0 in the store means "not planned yet").
+INDEPENDENT_CHUNKS = -1
 
 
 @dataclass
@@ -282,16 +284,21 @@ class JobRunner:
 
     def _lane_count(self, job: JobRecord) -> int:
         """The lanes to plan: what the job asked for, else one per generator slot it can use now
-        (free pool capacity, less what other jobs wait for), within MAX_CONCURRENT_CHUNKS. A
-        resumed job keeps the count it was first planned with, so its finished pieces still fit."""
-        if job.lane_count > 0:
-            return job.lane_count
+        (free pool capacity, less what other jobs wait for), within MAX_CONCURRENT_CHUNKS. On a
+        pool whose generators cannot continue motion (remote providers) 0: independent chunks cut
+        at pauses, all in parallel. A resumed job keeps the choice it was first planned with (the
+        store says INDEPENDENT_CHUNKS for 0), so its finished pieces still fit."""
+        if job.lane_count:
+            return max(0, job.lane_count)
+        pool = self.backends.pools[job.provider]
         if job.options.lanes > 0:
             count = job.options.lanes
+        elif not pool.continues_motion():
+            count = 0
         else:
-            count = max(1, min(self.backends.pools[job.provider].free_slots(), self.settings.max_concurrent_chunks))
-        self.store.update_job(self.job_id, lane_count=count)
-        job.lane_count = count
+            count = max(1, min(pool.free_slots(), self.settings.max_concurrent_chunks))
+        self.store.update_job(self.job_id, lane_count=count or INDEPENDENT_CHUNKS)
+        job.lane_count = count or INDEPENDENT_CHUNKS
         return count
 
     def _split_options(self, job: JobRecord) -> splitter_pb2.SplitOptions:

@@ -108,6 +108,9 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 class Backend(ABC):
     name: str = "abstract"
+    # Whether render() continues from ChunkJob.motion. A backend that cannot (it starts every
+    # piece from the portrait) sets False, and the gateway then plans no lanes for its pool.
+    continues_motion: bool = True
     # Chunks rendered at once when GENERATOR_CAPACITY is unset: one per device for local models.
     default_capacity: int = 1
 

@@ -44,6 +44,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             draining=self.slots.draining,
             device=self.backend.device if self.ready.is_set() else "",
             devices=self.backend.parallel_devices,
+            ignores_motion=not self.backend.continues_motion,
         )
 
     def Generate(self, request_iterator: Iterator[generator_pb2.GenerateRequest],  # noqa: N802

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from itk_common.constants import FPS, SAMPLES_PER_FRAME
 
@@ -98,6 +98,24 @@ def plan_lanes(silences: Sequence[tuple[int, int]], total_samples: int, options:
             ))
         lanes.append(LaneSpan(lane, start, end, first_chunk, len(chunks) - first_chunk))
     return LanePlan(chunks, lanes, seams)
+
+
+def independent_lanes(chunks: list[ChunkSpan], silences: Sequence[tuple[int, int]], options: SplitOptions
+                      ) -> tuple[list[ChunkSpan], list[LaneSpan], list[SeamSpan]]:
+    """Chunks cut at pauses (plan.plan_chunks) as lanes of one chunk each: every chunk starts from the
+    portrait (for generators that cannot continue motion), every cut is a seam, cross-faded in its pause."""
+    total = chunks[-1].end_sample if chunks else 0
+    context = round(options.audio_context_sec * FPS) * SAMPLES_PER_FRAME
+    placed = [replace(chunk, lane=chunk.index, wav_start_sample=max(0, chunk.start_sample - context),
+                      wav_end_sample=min(total, chunk.end_sample + context)) for chunk in chunks]
+    lanes = [LaneSpan(chunk.index, chunk.start_sample // SAMPLES_PER_FRAME, -(-chunk.end_sample // SAMPLES_PER_FRAME),
+                      chunk.index, 1) for chunk in chunks]
+    seams = []
+    for chunk in chunks[1:]:
+        frame = chunk.start_sample // SAMPLES_PER_FRAME
+        pause = next(((s, e) for s, e in silences if s < frame < e), None)
+        seams.append(SeamSpan(chunk.index, frame, pause, fade_frames(frame, pause, options.seam_fade_sec)))
+    return placed, lanes, seams
 
 
 def choose_seams(silences: Sequence[tuple[int, int]], total_frames: int, count: int,

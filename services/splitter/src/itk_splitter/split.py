@@ -12,7 +12,7 @@ from itk_common.constants import SAMPLE_RATE, frames_for_samples
 
 from .chunk_wav import encode_chunk
 from .decode import AudioSource, decode_audio
-from .lanes import LaneSpan, SeamSpan, plan_lanes
+from .lanes import LaneSpan, SeamSpan, independent_lanes, plan_lanes
 from .loudness import LoudnessReport, measure_only, normalize_loudness
 from .options import SplitOptions
 from .plan import ChunkSpan, plan_chunks
@@ -88,6 +88,6 @@ def split_audio(source: AudioSource, options: SplitOptions | None = None, *, thr
         lane_plan = plan_lanes(silences, len(samples), options)
         chunks, lanes, seams = lane_plan.chunks, lane_plan.lanes, lane_plan.seams
     else:
-        chunks = plan_chunks(silences, len(samples), options)
+        chunks, lanes, seams = independent_lanes(plan_chunks(silences, len(samples), options), silences, options)
     timings["plan"] = time.perf_counter() - started
     return SplitResult(samples, chunks, loudness, silences, timings, lanes, seams)
