@@ -5,7 +5,8 @@ piece's last motion frames, so a cut inside a lane is invisible and is placed wh
 stream's clip grid (the first clip of a stream has `clip_frames` frames, every later clip adds
 `clip_frames - motion_frames`), not in a pause. Lanes are rendered in parallel, so between two
 lanes there is a seam: the next lane starts from the portrait again. Seams go in the longest
-pause near the points that balance the lanes' lengths (a lane's pieces run one after the other,
+pause near the points that balance the lanes' lengths (within 2 % of a lane, or 5 % when that
+holds no pause) (a lane's pieces run one after the other,
 so the longest lane sets the job's duration), and each seam is cross-faded over the frames of
 its pause on both sides.
 
@@ -29,6 +30,10 @@ from .plan import ChunkSpan
 # ideal, and a minute-long lane still gets a window of a few seconds with several pauses in it.
 SEAM_WINDOW_SHARE = 0.02
 SEAM_WINDOW_MIN_SEC = 1.0
+# When that window holds no pause, the seam looks this far instead (a seam in speech shows more
+# than a lane a few percent longer costs), and only then falls on the balanced point itself.
+SEAM_FALLBACK_SHARE = 0.05
+SEAM_FALLBACK_MIN_SEC = 4.0
 
 
 @dataclass(frozen=True)
@@ -127,20 +132,32 @@ def choose_seams(silences: Sequence[tuple[int, int]], total_frames: int, count: 
         remaining = count - placed + 1
         lane = (total_frames - previous) / remaining
         target = round(previous + lane)
-        window = max(round(SEAM_WINDOW_MIN_SEC * FPS), round(SEAM_WINDOW_SHARE * lane))
         # Every lane, this one and the ones after it, must keep its minimum length.
-        low = max(target - window, previous + min_lane)
-        high = min(target + window, total_frames - min_lane * (remaining - 1))
-        candidates = [
-            ((end - start, -abs((start + end) // 2 - target)), (start + end) // 2, (start, end))
-            for start, end in silences
-            if low <= (start + end) // 2 <= high and start < (start + end) // 2 < end
-        ]
-        best = max(candidates, key=lambda candidate: candidate[0], default=None)
-        seam = (min(max(target, low), high), None) if best is None else (best[1], best[2])
+        floor, ceiling = previous + min_lane, total_frames - min_lane * (remaining - 1)
+        best = None
+        for share, least in ((SEAM_WINDOW_SHARE, SEAM_WINDOW_MIN_SEC), (SEAM_FALLBACK_SHARE, SEAM_FALLBACK_MIN_SEC)):
+            window = max(round(least * FPS), round(share * lane))
+            low, high = max(target - window, floor), min(target + window, ceiling)
+            best = longest_pause(silences, target, low, high)
+            if best is not None:
+                break
+        seam = (min(max(target, floor), ceiling), None) if best is None else best
         seams.append(seam)
         previous = seam[0]
     return seams
+
+
+def longest_pause(silences: Sequence[tuple[int, int]], target: int, low: int,
+                  high: int) -> tuple[int, tuple[int, int]] | None:
+    """(cut, pause): the middle of the longest pause whose middle lies in [low, high] (the one nearer
+    `target` on a tie), or None."""
+    candidates = [
+        ((end - start, -abs((start + end) // 2 - target)), (start + end) // 2, (start, end))
+        for start, end in silences
+        if low <= (start + end) // 2 <= high and start < (start + end) // 2 < end
+    ]
+    best = max(candidates, key=lambda candidate: candidate[0], default=None)
+    return None if best is None else (best[1], best[2])
 
 
 def piece_cuts(lane_frames: int, options: SplitOptions) -> list[int]:
