@@ -33,7 +33,7 @@ SEAM_WINDOW_MIN_SEC = 1.0
 # When that window holds no pause, the seam looks this far instead (a seam in speech shows more
 # than a lane a few percent longer costs), and only then falls on the balanced point itself.
 SEAM_FALLBACK_SHARE = 0.05
-SEAM_FALLBACK_MIN_SEC = 4.0
+SEAM_FALLBACK_MIN_SEC = 1.0
 
 
 @dataclass(frozen=True)
