@@ -80,6 +80,26 @@ class CreateJobResponse(BaseModel):
     status: Literal["IN_QUEUE"]
 
 
+class LaneResponse(BaseModel):
+    """One continuous stream of the job: its pieces continue each other's motion."""
+
+    index: int
+    start_sec: float
+    end_sec: float
+    chunk_count: int
+    chunks_done: int
+
+
+class SeamResponse(BaseModel):
+    """Where one lane ends and the next starts, cross-faded inside the pause it lies in."""
+
+    time_sec: float
+    chunk_index: int = Field(description="The first chunk of the lane after the seam")
+    pause_start_sec: float
+    pause_end_sec: float
+    fade_frames: int = Field(description="Frames cross-faded on each side of the seam")
+
+
 class JobResponse(BaseModel):
     """GET /jobs/{id}: the seed's JobResponse plus progress detail."""
 
@@ -101,6 +121,9 @@ class JobResponse(BaseModel):
     video_available: bool
     created_at: str
     updated_at: str
+    lane_count: int = Field(0, description="Continuous streams the job was planned as (0 until split)")
+    lanes: list[LaneResponse] = Field(default_factory=list)
+    seams: list[SeamResponse] = Field(default_factory=list)
 
 
 class RecentJobsResponse(BaseModel):
