@@ -17,6 +17,7 @@ from bench import (  # noqa: E402
     bench_orchestration,
     bench_providers,
     bench_replicas,
+    bench_seams,
     bench_splitter,
     bench_stitcher,
 )
@@ -29,12 +30,14 @@ def main() -> int:
     print_table("Live HLS: 14 parts of 45 s at 480x832 (goal: a part is watchable within 1 s of finishing)",
                 bench_live.run())
     print_table("Dubbing: a 60 s 1080p phone video on the gateway", bench_dubbing.run())
+    print_table("Seam between two lanes (preview, 256x256): largest change between consecutive frames, grey levels",
+                bench_seams.run())
     rows = bench_orchestration.run(generators=(1, 2, 4, 8))
     single = float(rows[0]["wall_s"])  # type: ignore[arg-type]
     for row in rows:
         row["speedup"] = single / float(row["wall_s"])  # type: ignore[arg-type]
-    print_table("Orchestration and scale-out: 10-minute job, 0.5 s of generation per audio second "
-                "(goal: overhead < 5 % at 4 generators)", rows)
+    print_table("Lanes and scale-out: 10-minute job, 0.5 s of generation per audio second, one lane per "
+                "generator (goal: overhead < 5 % at 4 generators)", rows)
     bench_providers.main()
     accepted, takeover = bench_replicas.run()
     print_table("Gateway replicas on PostgreSQL + S3: dry-run jobs accepted per second", accepted)

@@ -192,11 +192,12 @@ def metric(gateway: Gateway, name: str) -> float:
 
 
 def test_chunk_gauges_follow_the_work(make_gateway, slow_generator: GeneratorHandle, portrait: bytes) -> None:
-    gateway = make_gateway(generator_targets=[slow_generator.target])
-    _, created = post_json(gateway, json_job(portrait, speech_wav(SECONDS)))
+    gateway = make_gateway(generator_targets=[slow_generator.target], min_lane_sec=2.0)
+    # Two lanes asked for on one generator of capacity 1: one lane's piece runs, the other lane's
+    # first piece waits for the generator (what the autoscaler sees).
+    _, created = post_json(gateway, json_job(portrait, speech_wav(SECONDS), lanes=2))
     job_id = created["id"]
     wait_until(lambda: slow_generator.backend.started[(job_id, 0)] == 1, timeout=30, message="chunk 0 started")
-    # One generator of capacity 1: one chunk runs, the others wait for it (what the autoscaler sees).
     wait_until(lambda: metric(gateway, "itk_chunks_pending") >= 1, timeout=10, message="chunks pending")
     assert metric(gateway, "itk_chunks_running") == 1
     call("POST", f"{gateway.rest_url}/jobs/{job_id}/cancel")

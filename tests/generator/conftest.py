@@ -53,11 +53,18 @@ class Chunk:
     chunk_index: int = 0
     sampling: common_pb2.SamplingOptions | None = None
     source_video: bytes | None = None  # dubbing: the chunk's span of source video, sent first
+    # Lanes: the piece's place in its lane, and the previous piece's motion frames (.npy bytes).
+    lane: int = 0
+    lane_first_frame: int = 0
+    motion: bytes | None = None
+    seed: int = 0
 
     def spec(self) -> generator_pb2.ChunkSpec:
         frames = self.frame_count if self.frame_count is not None else frames_for_samples(len(self.samples))
         return generator_pb2.ChunkSpec(job_id=self.job_id, chunk_index=self.chunk_index, width=self.width,
-                                       height=self.height, frame_count=frames, sampling=self.sampling)
+                                       height=self.height, frame_count=frames, sampling=self.sampling,
+                                       lane=self.lane, lane_first_frame=self.lane_first_frame,
+                                       has_motion=self.motion is not None, seed=self.seed)
 
     def requests(self, audio_first: bool = False, piece_size: int = 64 * 1024
                  ) -> Iterator[generator_pb2.GenerateRequest]:
@@ -68,6 +75,8 @@ class Chunk:
         image = [generator_pb2.GenerateRequest(image=p) for p in data_pieces(self.image, piece_size)]
         audio = [generator_pb2.GenerateRequest(audio=p) for p in data_pieces(encode_wav(self.samples), piece_size)]
         yield from (audio + image) if audio_first else (image + audio)
+        if self.motion is not None:
+            yield from (generator_pb2.GenerateRequest(motion=p) for p in data_pieces(self.motion, piece_size))
 
 
 @dataclass
@@ -77,10 +86,15 @@ class Reply:
     progress: list[generator_pb2.Progress] = field(default_factory=list)
     pieces: list[generator_pb2.DataPiece] = field(default_factory=list)
     summaries: list[generator_pb2.GenerateSummary] = field(default_factory=list)
+    motion_pieces: list[generator_pb2.DataPiece] = field(default_factory=list)
 
     @property
     def video(self) -> bytes:
         return b"".join(piece.data for piece in self.pieces)
+
+    @property
+    def motion(self) -> bytes:
+        return b"".join(piece.data for piece in self.motion_pieces)
 
 
 def collect(responses: Iterable[generator_pb2.GenerateResponse],
@@ -94,6 +108,8 @@ def collect(responses: Iterable[generator_pb2.GenerateResponse],
                 on_progress.set()
         elif kind == "video":
             reply.pieces.append(response.video)
+        elif kind == "motion":
+            reply.motion_pieces.append(response.motion)
         else:
             reply.summaries.append(response.summary)
     return reply

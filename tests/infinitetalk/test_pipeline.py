@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from itk_common.constants import SAMPLES_PER_FRAME
 from itk_generator.infinitetalk.backend import InfiniteTalkSettings, build_pipeline
 from itk_generator.infinitetalk.pipeline import (
     ChunkRequest,
     InfiniteTalkPipeline,
     StepReport,
     audio_windows,
+    clip_noise,
     extend_audio_embedding,
     match_colors,
     plan_clips,
@@ -115,7 +118,10 @@ def test_two_clips_exact_frames_and_motion_conditioning(pipeline: InfiniteTalkPi
     assert conditioning.shape[2] == CLIP_FRAMES and conditioning[:, :, 1:].abs().max() == 0
     assert first_motion.shape[2] == 1
     assert second_motion.shape[2] == MOTION_FRAMES
-    assert torch.equal(second_motion, recording.decoded[0][:, :, -MOTION_FRAMES:])
+    # the motion frames are the first clip's last frames in the motion format (float16), as a
+    # next piece would receive them
+    decoded_tail = recording.decoded[0][:, :, -MOTION_FRAMES:].clamp(-1, 1)
+    assert torch.equal(second_motion, decoded_tail.half().float())
     # clip 2 adds only its new frames: the chunk is clip 1 then clip 2 minus its motion frames
     clip_two = recording.decoded[1][0]
     expected_tail = ((clip_two[:, MOTION_FRAMES:].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -139,3 +145,69 @@ def test_same_seed_same_video_and_audio_matters(pipeline: InfiniteTalkPipeline) 
 def test_short_chunk_is_one_trimmed_clip(pipeline: InfiniteTalkPipeline) -> None:
     frames = generate(pipeline, request(7))
     assert frames.shape[0] == 7
+
+
+def test_continued_clip_layout() -> None:
+    spans = plan_clips(144, clip_frames=81, motion_frames=9, continued=True)
+    assert [(s.first_frame, s.keep_from) for s in spans] == [(-9, 9), (63, 9)]
+    assert len(plan_clips(145, continued=True)) == 3
+
+
+def test_clip_noise_depends_on_seed_lane_and_position() -> None:
+    shape = (2, 3, 4)
+    base = clip_noise(7, 0, 72, shape)
+    assert torch.equal(base, clip_noise(7, 0, 72, shape))
+    for other in (clip_noise(8, 0, 72, shape), clip_noise(7, 1, 72, shape), clip_noise(7, 0, 144, shape)):
+        assert not torch.equal(base, other)
+
+
+def lane_request(audio: np.ndarray, start: int, stop: int, total: int, **changes) -> ChunkRequest:
+    """Frames [start, stop) of a lane of `total` frames, with all of the lane's audio as context."""
+    return ChunkRequest(image=portrait(), audio=audio[start * SAMPLES_PER_FRAME: stop * SAMPLES_PER_FRAME],
+                        frame_count=stop - start, prompt="a person talking", seed=5, plan=PLAN,
+                        motion_frames=MOTION_FRAMES, color_correction=1.0, lane=2, lane_first_frame=start,
+                        context_audio=audio, context_before=start * SAMPLES_PER_FRAME, **changes)
+
+
+def test_lane_cut_on_the_clip_grid_renders_like_one_stream(pipeline: InfiniteTalkPipeline) -> None:
+    """A lane as one piece and as two pieces (cut where a clip ends) gives the same frames, colour
+    correction on; the second piece starts from the first one's motion frames."""
+    stride = CLIP_FRAMES - MOTION_FRAMES
+    total = CLIP_FRAMES + stride + 5  # three clips
+    audio = speech_like(total / 25, pause_every_sec=10.0, seed=3).astype(np.float32)
+    whole_motion: list[np.ndarray] = []
+    whole = np.concatenate(list(pipeline.generate(lane_request(audio, 0, total, total), on_motion=whole_motion.append)))
+
+    cut = CLIP_FRAMES  # where the first clip ends
+    first_motion: list[np.ndarray] = []
+    first = np.concatenate(list(pipeline.generate(lane_request(audio, 0, cut, total),
+                                                  on_motion=first_motion.append)))
+    second_motion: list[np.ndarray] = []
+    second = np.concatenate(list(pipeline.generate(lane_request(audio, cut, total, total, motion=first_motion[0]),
+                                                   on_motion=second_motion.append)))
+    assert first_motion[0].shape == (MOTION_FRAMES, SIZE, SIZE, 3) and first_motion[0].dtype == np.float16
+    assert np.array_equal(np.concatenate([first, second]), whole)
+    assert np.array_equal(second_motion[0], whole_motion[0])
+
+    # Without the motion frames the second piece starts over from the portrait: a different video.
+    restarted = np.concatenate(list(pipeline.generate(lane_request(audio, cut, total, total))))
+    assert not np.array_equal(restarted, second)
+
+
+def test_image_and_prompt_encodings_are_computed_once(pipeline: InfiniteTalkPipeline) -> None:
+    recording = RecordingVAE(pipeline.vae)
+    pipeline.vae = recording
+    encoded_prompts: list[list[str]] = []
+    text_encoder = pipeline.text_encoder
+    original_encode = text_encoder.encode
+    text_encoder.encode = lambda prompts: encoded_prompts.append(prompts) or original_encode(prompts)
+    try:
+        image = portrait(seed=9)
+        for seed in (1, 2):
+            generate(pipeline, replace(request(7, seed=seed), image=image, prompt="cache me"))
+    finally:
+        pipeline.vae = recording.vae
+        del text_encoder.encode
+    conditioning = [video for video in recording.encoded if video.shape[2] == CLIP_FRAMES]
+    assert len(conditioning) == 1
+    assert encoded_prompts.count(["cache me"]) == 1

@@ -239,6 +239,9 @@ def build_gateway(settings: Settings) -> Gateway:
         max_concurrent_chunks=settings.max_concurrent_chunks, max_attempts=settings.generator_max_attempts,
         retry_backoff_sec=settings.retry_backoff_sec, chunk_target_sec=settings.chunk_target_sec,
         job_timeout_sec=settings.job_timeout_sec, stitcher_wait_sec=settings.stitcher_wait_sec,
+        min_lane_sec=settings.min_lane_sec,
+        clip_frames=settings.clip_frames, audio_context_sec=settings.audio_context_sec,
+        seam_fade_sec=settings.seam_fade_sec,
     )
     leases = LeaseSettings(lease_sec=settings.job_lease_sec, poll_sec=settings.job_poll_sec)
     orchestrator = Orchestrator(store, files, backends, run_settings, metrics, leases)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cinfinitetalk/v1/common.proto\x12\x0finfinitetalk.v1\"\xc5\x01\n\x0fSamplingOptions\x12\x0e\n\x06preset\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x01(\x05\x12\r\n\x05shift\x18\x03 \x01(\x02\x12\x15\n\rtext_guidance\x18\x04 \x01(\x02\x12\x16\n\x0e\x61udio_guidance\x18\x05 \x01(\x02\x12\x15\n\rmotion_frames\x18\x06 \x01(\x05\x12\x10\n\x08teacache\x18\x07 \x01(\x08\x12\x18\n\x10\x63olor_correction\x18\x08 \x01(\x08\x12\x12\n\nresolution\x18\t \x01(\t\"\'\n\tDataPiece\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cinfinitetalk/v1/common.proto\x12\x0finfinitetalk.v1\"\xdf\x01\n\x0fSamplingOptions\x12\x0e\n\x06preset\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x01(\x05\x12\r\n\x05shift\x18\x03 \x01(\x02\x12\x15\n\rtext_guidance\x18\x04 \x01(\x02\x12\x16\n\x0e\x61udio_guidance\x18\x05 \x01(\x02\x12\x15\n\rmotion_frames\x18\x06 \x01(\x05\x12\x10\n\x08teacache\x18\x07 \x01(\x08\x12\x1d\n\x10\x63olor_correction\x18\x08 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nresolution\x18\t \x01(\tB\x13\n\x11_color_correction\"\'\n\tDataPiece\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'infinitetalk.v1.common_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SAMPLINGOPTIONS']._serialized_start=50
-  _globals['_SAMPLINGOPTIONS']._serialized_end=247
-  _globals['_DATAPIECE']._serialized_start=249
-  _globals['_DATAPIECE']._serialized_end=288
+  _globals['_SAMPLINGOPTIONS']._serialized_end=273
+  _globals['_DATAPIECE']._serialized_start=275
+  _globals['_DATAPIECE']._serialized_end=314
 # @@protoc_insertion_point(module_scope)

@@ -1,8 +1,9 @@
 from infinitetalk.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -25,7 +26,7 @@ CANCELLED: JobStatus
 TIMED_OUT: JobStatus
 
 class JobOptions(_message.Message):
-    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec", "webhook_url", "image_url", "audio_url", "video_extend")
+    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec", "webhook_url", "image_url", "audio_url", "video_extend", "lanes")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +41,7 @@ class JobOptions(_message.Message):
     IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
     AUDIO_URL_FIELD_NUMBER: _ClassVar[int]
     VIDEO_EXTEND_FIELD_NUMBER: _ClassVar[int]
+    LANES_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     prompt: str
@@ -54,7 +56,8 @@ class JobOptions(_message.Message):
     image_url: str
     audio_url: str
     video_extend: str
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ..., webhook_url: _Optional[str] = ..., image_url: _Optional[str] = ..., audio_url: _Optional[str] = ..., video_extend: _Optional[str] = ...) -> None: ...
+    lanes: int
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ..., webhook_url: _Optional[str] = ..., image_url: _Optional[str] = ..., audio_url: _Optional[str] = ..., video_extend: _Optional[str] = ..., lanes: _Optional[int] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("options", "image", "audio")
@@ -67,7 +70,7 @@ class CreateJobRequest(_message.Message):
     def __init__(self, options: _Optional[_Union[JobOptions, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "provider", "status", "progress", "error", "video_url", "chunk_count", "chunks_done", "frames_total", "frames_done", "duration_sec", "seed", "width", "height", "created_at", "updated_at", "video_available")
+    __slots__ = ("id", "provider", "status", "progress", "error", "video_url", "chunk_count", "chunks_done", "frames_total", "frames_done", "duration_sec", "seed", "width", "height", "created_at", "updated_at", "video_available", "lanes", "seams")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +88,8 @@ class Job(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     VIDEO_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    LANES_FIELD_NUMBER: _ClassVar[int]
+    SEAMS_FIELD_NUMBER: _ClassVar[int]
     id: str
     provider: str
     status: JobStatus
@@ -102,7 +107,37 @@ class Job(_message.Message):
     created_at: str
     updated_at: str
     video_available: bool
-    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., video_url: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., frames_done: _Optional[int] = ..., duration_sec: _Optional[float] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., video_available: _Optional[bool] = ...) -> None: ...
+    lanes: _containers.RepeatedCompositeFieldContainer[JobLane]
+    seams: _containers.RepeatedCompositeFieldContainer[JobSeam]
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., video_url: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., frames_done: _Optional[int] = ..., duration_sec: _Optional[float] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., video_available: _Optional[bool] = ..., lanes: _Optional[_Iterable[_Union[JobLane, _Mapping]]] = ..., seams: _Optional[_Iterable[_Union[JobSeam, _Mapping]]] = ...) -> None: ...
+
+class JobLane(_message.Message):
+    __slots__ = ("index", "start_sec", "end_sec", "chunk_count", "chunks_done")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_SEC_FIELD_NUMBER: _ClassVar[int]
+    END_SEC_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DONE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    start_sec: float
+    end_sec: float
+    chunk_count: int
+    chunks_done: int
+    def __init__(self, index: _Optional[int] = ..., start_sec: _Optional[float] = ..., end_sec: _Optional[float] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ...) -> None: ...
+
+class JobSeam(_message.Message):
+    __slots__ = ("time_sec", "chunk_index", "pause_start_sec", "pause_end_sec", "fade_frames")
+    TIME_SEC_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_START_SEC_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_END_SEC_FIELD_NUMBER: _ClassVar[int]
+    FADE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    time_sec: float
+    chunk_index: int
+    pause_start_sec: float
+    pause_end_sec: float
+    fade_frames: int
+    def __init__(self, time_sec: _Optional[float] = ..., chunk_index: _Optional[int] = ..., pause_start_sec: _Optional[float] = ..., pause_end_sec: _Optional[float] = ..., fade_frames: _Optional[int] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("id",)

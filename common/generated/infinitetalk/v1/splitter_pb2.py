@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from infinitetalk.v1 import common_pb2 as infinitetalk_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einfinitetalk/v1/splitter.proto\x12\x0finfinitetalk.v1\x1a\x1cinfinitetalk/v1/common.proto\"\xbe\x01\n\x0cSplitOptions\x12\x18\n\x10\x63hunk_target_sec\x18\x01 \x01(\x01\x12\x15\n\rtolerance_sec\x18\x02 \x01(\x01\x12\x1c\n\x14silence_threshold_db\x18\x03 \x01(\x01\x12\x17\n\x0fmin_silence_sec\x18\x04 \x01(\x01\x12\x15\n\rmin_chunk_sec\x18\x05 \x01(\x01\x12\x13\n\x0btarget_lufs\x18\x06 \x01(\x01\x12\x1a\n\x12skip_normalization\x18\x07 \x01(\x08\"x\n\x0cSplitRequest\x12\x30\n\x07options\x18\x01 \x01(\x0b\x32\x1d.infinitetalk.v1.SplitOptionsH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\t\n\x07payload\"q\n\tChunkSpan\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x03\x12\x12\n\nend_sample\x18\x03 \x01(\x03\x12\x13\n\x0b\x66rame_count\x18\x04 \x01(\x05\x12\x16\n\x0e\x63ut_in_silence\x18\x05 \x01(\x08\"I\n\x0b\x43hunkHeader\x12(\n\x04span\x18\x01 \x01(\x0b\x32\x1a.infinitetalk.v1.ChunkSpan\x12\x10\n\x08wav_size\x18\x02 \x01(\x03\"\xa3\x01\n\tSplitPlan\x12\x13\n\x0bsample_rate\x18\x01 \x01(\x05\x12\x15\n\rtotal_samples\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_frames\x18\x03 \x01(\x05\x12\x14\n\x0c\x64uration_sec\x18\x04 \x01(\x01\x12\x12\n\ninput_lufs\x18\x05 \x01(\x01\x12*\n\x06\x63hunks\x18\x06 \x03(\x0b\x32\x1a.infinitetalk.v1.ChunkSpan\"\xa4\x01\n\rSplitResponse\x12-\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x1c.infinitetalk.v1.ChunkHeaderH\x00\x12/\n\tchunk_wav\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12*\n\x04plan\x18\x03 \x01(\x0b\x32\x1a.infinitetalk.v1.SplitPlanH\x00\x42\x07\n\x05\x65vent2V\n\x08Splitter\x12J\n\x05Split\x12\x1d.infinitetalk.v1.SplitRequest\x1a\x1e.infinitetalk.v1.SplitResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einfinitetalk/v1/splitter.proto\x12\x0finfinitetalk.v1\x1a\x1cinfinitetalk/v1/common.proto\"\xc6\x02\n\x0cSplitOptions\x12\x18\n\x10\x63hunk_target_sec\x18\x01 \x01(\x01\x12\x15\n\rtolerance_sec\x18\x02 \x01(\x01\x12\x1c\n\x14silence_threshold_db\x18\x03 \x01(\x01\x12\x17\n\x0fmin_silence_sec\x18\x04 \x01(\x01\x12\x15\n\rmin_chunk_sec\x18\x05 \x01(\x01\x12\x13\n\x0btarget_lufs\x18\x06 \x01(\x01\x12\x1a\n\x12skip_normalization\x18\x07 \x01(\x08\x12\x12\n\nlane_count\x18\x08 \x01(\x05\x12\x14\n\x0cmin_lane_sec\x18\t \x01(\x01\x12\x13\n\x0b\x63lip_frames\x18\n \x01(\x05\x12\x15\n\rmotion_frames\x18\x0b \x01(\x05\x12\x19\n\x11\x61udio_context_sec\x18\x0c \x01(\x01\x12\x15\n\rseam_fade_sec\x18\r \x01(\x01\"x\n\x0cSplitRequest\x12\x30\n\x07options\x18\x01 \x01(\x0b\x32\x1d.infinitetalk.v1.SplitOptionsH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\t\n\x07payload\"\xcb\x01\n\tChunkSpan\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x03\x12\x12\n\nend_sample\x18\x03 \x01(\x03\x12\x13\n\x0b\x66rame_count\x18\x04 \x01(\x05\x12\x16\n\x0e\x63ut_in_silence\x18\x05 \x01(\x08\x12\x0c\n\x04lane\x18\x06 \x01(\x05\x12\x18\n\x10lane_first_frame\x18\x07 \x01(\x05\x12\x18\n\x10wav_start_sample\x18\x08 \x01(\x03\x12\x16\n\x0ewav_end_sample\x18\t \x01(\x03\"~\n\x04Lane\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x03\x12\x12\n\nend_sample\x18\x03 \x01(\x03\x12\x13\n\x0b\x66irst_chunk\x18\x04 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x05 \x01(\x05\x12\x13\n\x0b\x66rame_count\x18\x06 \x01(\x05\"\x82\x01\n\x04Seam\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\x05\x12\x0e\n\x06sample\x18\x02 \x01(\x03\x12\x10\n\x08time_sec\x18\x03 \x01(\x01\x12\x17\n\x0fpause_start_sec\x18\x04 \x01(\x01\x12\x15\n\rpause_end_sec\x18\x05 \x01(\x01\x12\x13\n\x0b\x66\x61\x64\x65_frames\x18\x06 \x01(\x05\"I\n\x0b\x43hunkHeader\x12(\n\x04span\x18\x01 \x01(\x0b\x32\x1a.infinitetalk.v1.ChunkSpan\x12\x10\n\x08wav_size\x18\x02 \x01(\x03\"\xef\x01\n\tSplitPlan\x12\x13\n\x0bsample_rate\x18\x01 \x01(\x05\x12\x15\n\rtotal_samples\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_frames\x18\x03 \x01(\x05\x12\x14\n\x0c\x64uration_sec\x18\x04 \x01(\x01\x12\x12\n\ninput_lufs\x18\x05 \x01(\x01\x12*\n\x06\x63hunks\x18\x06 \x03(\x0b\x32\x1a.infinitetalk.v1.ChunkSpan\x12$\n\x05lanes\x18\x07 \x03(\x0b\x32\x15.infinitetalk.v1.Lane\x12$\n\x05seams\x18\x08 \x03(\x0b\x32\x15.infinitetalk.v1.Seam\"\xa4\x01\n\rSplitResponse\x12-\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x1c.infinitetalk.v1.ChunkHeaderH\x00\x12/\n\tchunk_wav\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12*\n\x04plan\x18\x03 \x01(\x0b\x32\x1a.infinitetalk.v1.SplitPlanH\x00\x42\x07\n\x05\x65vent2V\n\x08Splitter\x12J\n\x05Split\x12\x1d.infinitetalk.v1.SplitRequest\x1a\x1e.infinitetalk.v1.SplitResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'infinitetalk.v1.splitter_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SPLITOPTIONS']._serialized_start=82
-  _globals['_SPLITOPTIONS']._serialized_end=272
-  _globals['_SPLITREQUEST']._serialized_start=274
-  _globals['_SPLITREQUEST']._serialized_end=394
-  _globals['_CHUNKSPAN']._serialized_start=396
-  _globals['_CHUNKSPAN']._serialized_end=509
-  _globals['_CHUNKHEADER']._serialized_start=511
-  _globals['_CHUNKHEADER']._serialized_end=584
-  _globals['_SPLITPLAN']._serialized_start=587
-  _globals['_SPLITPLAN']._serialized_end=750
-  _globals['_SPLITRESPONSE']._serialized_start=753
-  _globals['_SPLITRESPONSE']._serialized_end=917
-  _globals['_SPLITTER']._serialized_start=919
-  _globals['_SPLITTER']._serialized_end=1005
+  _globals['_SPLITOPTIONS']._serialized_end=408
+  _globals['_SPLITREQUEST']._serialized_start=410
+  _globals['_SPLITREQUEST']._serialized_end=530
+  _globals['_CHUNKSPAN']._serialized_start=533
+  _globals['_CHUNKSPAN']._serialized_end=736
+  _globals['_LANE']._serialized_start=738
+  _globals['_LANE']._serialized_end=864
+  _globals['_SEAM']._serialized_start=867
+  _globals['_SEAM']._serialized_end=997
+  _globals['_CHUNKHEADER']._serialized_start=999
+  _globals['_CHUNKHEADER']._serialized_end=1072
+  _globals['_SPLITPLAN']._serialized_start=1075
+  _globals['_SPLITPLAN']._serialized_end=1314
+  _globals['_SPLITRESPONSE']._serialized_start=1317
+  _globals['_SPLITRESPONSE']._serialized_end=1481
+  _globals['_SPLITTER']._serialized_start=1483
+  _globals['_SPLITTER']._serialized_end=1569
 # @@protoc_insertion_point(module_scope)

@@ -8,20 +8,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StitchHeader(_message.Message):
-    __slots__ = ("job_id", "chunk_count", "fps", "width", "height", "frame_counts")
+    __slots__ = ("job_id", "chunk_count", "fps", "width", "height", "frame_counts", "seams")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FRAME_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    SEAMS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     chunk_count: int
     fps: int
     width: int
     height: int
     frame_counts: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, job_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., fps: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_counts: _Optional[_Iterable[int]] = ...) -> None: ...
+    seams: _containers.RepeatedCompositeFieldContainer[SeamFade]
+    def __init__(self, job_id: _Optional[str] = ..., chunk_count: _Optional[int] = ..., fps: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_counts: _Optional[_Iterable[int]] = ..., seams: _Optional[_Iterable[_Union[SeamFade, _Mapping]]] = ...) -> None: ...
+
+class SeamFade(_message.Message):
+    __slots__ = ("chunk_index", "fade_frames")
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FADE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    chunk_index: int
+    fade_frames: int
+    def __init__(self, chunk_index: _Optional[int] = ..., fade_frames: _Optional[int] = ...) -> None: ...
 
 class PartData(_message.Message):
     __slots__ = ("index", "data", "last")
@@ -44,20 +54,22 @@ class StitchRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[StitchHeader, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., part: _Optional[_Union[PartData, _Mapping]] = ...) -> None: ...
 
 class StitchSummary(_message.Message):
-    __slots__ = ("frame_count", "video_duration_sec", "audio_duration_sec", "copied_parts", "reencoded_parts", "video_size")
+    __slots__ = ("frame_count", "video_duration_sec", "audio_duration_sec", "copied_parts", "reencoded_parts", "video_size", "softened_seams")
     FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
     VIDEO_DURATION_SEC_FIELD_NUMBER: _ClassVar[int]
     AUDIO_DURATION_SEC_FIELD_NUMBER: _ClassVar[int]
     COPIED_PARTS_FIELD_NUMBER: _ClassVar[int]
     REENCODED_PARTS_FIELD_NUMBER: _ClassVar[int]
     VIDEO_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SOFTENED_SEAMS_FIELD_NUMBER: _ClassVar[int]
     frame_count: int
     video_duration_sec: float
     audio_duration_sec: float
     copied_parts: int
     reencoded_parts: int
     video_size: int
-    def __init__(self, frame_count: _Optional[int] = ..., video_duration_sec: _Optional[float] = ..., audio_duration_sec: _Optional[float] = ..., copied_parts: _Optional[int] = ..., reencoded_parts: _Optional[int] = ..., video_size: _Optional[int] = ...) -> None: ...
+    softened_seams: int
+    def __init__(self, frame_count: _Optional[int] = ..., video_duration_sec: _Optional[float] = ..., audio_duration_sec: _Optional[float] = ..., copied_parts: _Optional[int] = ..., reencoded_parts: _Optional[int] = ..., video_size: _Optional[int] = ..., softened_seams: _Optional[int] = ...) -> None: ...
 
 class StitchResponse(_message.Message):
     __slots__ = ("video", "summary")

@@ -29,6 +29,11 @@ def job_message(view: JobView) -> gateway_pb2.Job:
         chunks_done=view.chunks_done, frames_total=view.frames_total, frames_done=view.frames_done,
         duration_sec=view.duration_sec, seed=view.seed, width=view.width, height=view.height,
         created_at=view.created_at, updated_at=view.updated_at, video_available=view.video_available,
+        lanes=[gateway_pb2.JobLane(index=lane.index, start_sec=lane.start_sec, end_sec=lane.end_sec,
+                                   chunk_count=lane.chunk_count, chunks_done=lane.chunks_done) for lane in view.lanes],
+        seams=[gateway_pb2.JobSeam(time_sec=seam.time_sec, chunk_index=seam.chunk_index,
+                                   pause_start_sec=seam.pause_start_sec, pause_end_sec=seam.pause_end_sec,
+                                   fade_frames=seam.fade_frames) for seam in view.seams],
     )
 
 
@@ -38,7 +43,7 @@ def options_from_message(message: gateway_pb2.JobOptions) -> JobOptions:
         push_to_s3=message.push_to_s3, dry_run=message.dry_run, force_offload=message.force_offload,
         seed=message.seed, sampling={field.name: value for field, value in message.sampling.ListFields()},
         chunk_target_sec=message.chunk_target_sec, webhook_url=message.webhook_url,
-        video_extend=message.video_extend,
+        video_extend=message.video_extend, lanes=message.lanes,
     )
 
 

@@ -102,6 +102,7 @@ MULTIPART_SCHEMA = {
         "image_url": {"type": "string", "description": "fetch the image or video from this URL instead"},
         "audio_url": {"type": "string", "description": "fetch the audio from this URL instead"},
         "video_extend": {"type": "string", "enum": ["hold", "pingpong"]},
+        "lanes": {"type": "integer", "description": "continuous streams; 0 = one per generator, 1 = one stream"},
     },
 }
 

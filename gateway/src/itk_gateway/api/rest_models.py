@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
@@ -55,6 +56,7 @@ class CreateJobBody(BaseModel):
     chunk_target_sec: float | None = None
     webhook_url: str | None = None
     video_extend: str | None = None
+    lanes: int | None = None
 
     def options(self) -> JobOptions:
         return JobOptions(
@@ -64,6 +66,7 @@ class CreateJobBody(BaseModel):
             seed=self.seed or 0, sampling=self.sampling or {}, chunk_target_sec=self.chunk_target_sec or 0.0,
             webhook_url=self.webhook_url or "",
             video_extend=self.video_extend or "",
+            lanes=self.lanes or 0,
         )
 
 
@@ -75,6 +78,26 @@ class CreateJobResponse(BaseModel):
 
     id: str
     status: Literal["IN_QUEUE"]
+
+
+class LaneResponse(BaseModel):
+    """One continuous stream of the job: its pieces continue each other's motion."""
+
+    index: int
+    start_sec: float
+    end_sec: float
+    chunk_count: int
+    chunks_done: int
+
+
+class SeamResponse(BaseModel):
+    """Where one lane ends and the next starts, cross-faded inside the pause it lies in."""
+
+    time_sec: float
+    chunk_index: int = Field(description="The first chunk of the lane after the seam")
+    pause_start_sec: float
+    pause_end_sec: float
+    fade_frames: int = Field(description="Frames cross-faded on each side of the seam")
 
 
 class JobResponse(BaseModel):
@@ -98,6 +121,9 @@ class JobResponse(BaseModel):
     video_available: bool
     created_at: str
     updated_at: str
+    lane_count: int = Field(0, description="Continuous streams the job was planned as (0 until split)")
+    lanes: list[LaneResponse] = Field(default_factory=list)
+    seams: list[SeamResponse] = Field(default_factory=list)
 
 
 class RecentJobsResponse(BaseModel):
@@ -186,6 +212,7 @@ def options_from_form(fields: dict[str, str]) -> JobOptions:
         seed=_int(fields, "seed", 0), sampling=sampling, chunk_target_sec=chunk_target_sec,
         webhook_url=fields.get("webhook_url", ""),
         video_extend=fields.get("video_extend", "").strip(),
+        lanes=_int(fields, "lanes", 0),
     )
 
 
@@ -203,7 +230,8 @@ def job_json(view: JobView, video_base64: str | None = None) -> dict[str, Any]:
         chunk_count=view.chunk_count, chunks_done=view.chunks_done, frames_total=view.frames_total,
         frames_done=view.frames_done, duration_sec=view.duration_sec, seed=view.seed, width=view.width,
         height=view.height, video_available=view.video_available, created_at=view.created_at,
-        updated_at=view.updated_at,
+        updated_at=view.updated_at, lane_count=len(view.lanes),
+        lanes=[asdict(lane) for lane in view.lanes], seams=[asdict(seam) for seam in view.seams],
     )
     return body
 

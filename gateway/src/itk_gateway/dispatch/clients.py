@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,10 +132,16 @@ ProgressHandler = Callable[[generator_pb2.Progress], None]
 
 
 def generate_chunk(stub, spec: generator_pb2.ChunkSpec, image: Path, wav: Path, output: Path,
-                   on_progress: ProgressHandler, calls: CallSet,
-                   source_video: Path | None = None) -> generator_pb2.GenerateSummary:
+                   on_progress: ProgressHandler, calls: CallSet, source_video: Path | None = None,
+                   motion_in: Path | None = None, motion_out: Path | None = None) -> generator_pb2.GenerateSummary:
     """Run one Generate call; the chunk's MP4 lands at `output` only when the summary arrived.
-    `source_video`: the chunk's span of a dubbing job's source video, sent first."""
+
+    `source_video`: the chunk's span of a dubbing job's source video, sent first. `motion_in` (the
+    previous piece's motion frames) is sent when given, and sets spec.has_motion; the motion frames
+    the generator returns land at `motion_out`, also only with the summary.
+    """
+    if motion_in is not None:
+        spec.has_motion = True
 
     def requests() -> Iterator[generator_pb2.GenerateRequest]:
         yield generator_pb2.GenerateRequest(spec=spec)
@@ -145,13 +152,19 @@ def generate_chunk(stub, spec: generator_pb2.ChunkSpec, image: Path, wav: Path, 
             yield generator_pb2.GenerateRequest(image=piece)
         for piece in file_data_pieces(wav):
             yield generator_pb2.GenerateRequest(audio=piece)
+        if motion_in is not None:
+            for piece in file_data_pieces(motion_in):
+                yield generator_pb2.GenerateRequest(motion=piece)
 
     call = stub.Generate(requests())
     calls.add(call)
     partial = tmp_path(output)
+    motion_partial = tmp_path(motion_out) if motion_out is not None else None
     summary: generator_pb2.GenerateSummary | None = None
+    motion_size = 0
     try:
-        with partial.open("wb") as handle:
+        with partial.open("wb") as handle, ExitStack() as stack:
+            motion_handle = stack.enter_context(motion_partial.open("wb")) if motion_partial else None
             # Read to the end of the call, not just the summary: the server frees its slot as
             # the call ends, and the next chunk sent there would otherwise find it still busy.
             for event in call:
@@ -160,16 +173,30 @@ def generate_chunk(stub, spec: generator_pb2.ChunkSpec, image: Path, wav: Path, 
                     on_progress(event.progress)
                 elif kind == "video" and summary is None:
                     handle.write(event.video.data)
+                elif kind == "motion" and summary is None:
+                    if motion_handle is not None:
+                        motion_handle.write(event.motion.data)
+                    motion_size += len(event.motion.data)
                 elif kind == "summary":
                     summary = event.summary
         if summary is None:
             raise ProtocolError("generator stream ended without a summary")
+        if motion_size != summary.motion_size:
+            raise ProtocolError(
+                f"generator sent {motion_size} bytes of motion frames, its summary said {summary.motion_size}")
         partial.replace(output)
+        if motion_partial is not None and motion_out is not None:
+            if motion_size:
+                motion_partial.replace(motion_out)
+            else:
+                motion_out.unlink(missing_ok=True)
         return summary
     finally:
         calls.discard(call)
         call.cancel()
         partial.unlink(missing_ok=True)
+        if motion_partial is not None:
+            motion_partial.unlink(missing_ok=True)
 
 
 # -- stitcher ------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class Endpoint:
     present: bool = True  # still in the latest resolution
     backend: str = ""
     devices: int = 1  # devices one chunk is rendered across there
+    continues_motion: bool = True
     last_error: str = ""
     generator: generator_pb2_grpc.GeneratorStub = field(init=False)
 
@@ -117,6 +118,7 @@ class ProbeResult:
     backend: str
     error: str
     devices: int = 1
+    continues_motion: bool = True
 
 
 class EndpointPool:
@@ -215,6 +217,7 @@ class EndpointPool:
                 ready=serving and reply.ready, draining=reply.draining or not serving,
                 capacity=reply.capacity, active=reply.active, backend=reply.backend, error="",
                 devices=max(1, reply.devices),  # 0 from a generator that predates the field
+                continues_motion=not reply.ignores_motion,
             )
         return results
 
@@ -247,6 +250,7 @@ class EndpointPool:
                     endpoint.foreign = max(0, result.active - endpoint.active)
                     endpoint.backend = result.backend
                     endpoint.devices = result.devices
+                    endpoint.continues_motion = result.continues_motion
                     endpoint.last_error = result.error
                 self._cond.notify_all()
 
@@ -325,6 +329,23 @@ class EndpointPool:
         self._kick.set()
 
     # -- observation ---------------------------------------------------------------------
+
+    def continues_motion(self) -> bool:
+        """Whether the pool's generators continue lanes from motion frames (all the ready ones do)."""
+        with self._cond:
+            ready = [e for e in self._endpoints.values() if e.present and e.ready]
+            return all(e.continues_motion for e in ready)
+
+    def free_slots(self) -> int:
+        """Slots a new job could use now: free capacity of the ready endpoints less those already
+        waited for; with no endpoint ready yet (still loading), the endpoints known."""
+        with self._cond:
+            present = [e for e in self._endpoints.values() if e.present and not e.draining]
+            ready = [e for e in present if e.ready]
+            if not ready:
+                return len(present)
+            free = sum(max(0, e.capacity - e.load) for e in ready)
+            return max(0, free - len(self._queue))
 
     def endpoints(self) -> list[Endpoint]:
         with self._cond:

@@ -1,18 +1,24 @@
-"""Running one job: split, generate every chunk on the pool as soon as it is cut, stitch.
+"""Running one job: split into lanes, generate each lane's pieces in turn on the pool, stitch.
 
-One JobRunner thread per active job. It streams the saved upload to the splitter; each chunk is
-handed to a per-job worker pool (MAX_CONCURRENT_CHUNKS wide) the moment its WAV is on disk, and a
-worker takes a slot on the provider's EndpointPool and streams the chunk to that generator.
-Finished parts go to the stitcher as they finish, in whatever order. Everything needed to resume
-is in the store and in the job's files (published to the shared blob store when there is one):
-after a restart, or on another replica that took the job over, the saved upload is split again
-(the split is deterministic), chunks whose part was finished are not generated again, and the
-rest proceeds as usual. The runner's final writes are fenced by its replica's lease.
+One JobRunner thread per active job. It decides how many lanes (continuous streams) the job gets,
+about one per generator it can use, and streams the saved upload to the splitter, which plans
+the lanes and cuts each into pieces (the chunks). Each lane runs on a per-job worker pool
+(MAX_CONCURRENT_CHUNKS wide): its first piece starts the moment its WAV is on disk, and every
+later piece is sent with the motion frames its predecessor returned, so the lane renders as one
+stream. A worker takes a slot on the provider's EndpointPool for each piece. Finished parts go to
+the stitcher as they finish, in whatever order, with the seams between lanes to cross-fade.
+Everything needed to resume is in the store and in the job's files (published to the shared blob
+store when there is one): after a restart, or on another replica that took the job over, the
+saved upload is split again with the lane count recorded the first time (the split is
+deterministic), pieces whose part and motion frames exist are not generated again, and a lane
+goes on from its first unfinished piece. The runner's final writes are fenced by its replica's
+lease.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -52,8 +58,11 @@ from itk_gateway.storage.store import (
     RUNNING,
     TIMED_OUT,
     ChunkRecord,
+    JobPlan,
     JobRecord,
     JobStore,
+    LaneInfo,
+    SeamInfo,
 )
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,8 @@ STITCH_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEED
 MAX_BACKOFF_SEC = 30.0
 # A busy generator's refusals allowed per failure allowed (see _generate_with_retries).
 REFUSALS_PER_ATTEMPT = 5
+# The stored lane count of a job planned as independent chunks (0 in the store means "not planned yet").
+INDEPENDENT_CHUNKS = -1
 
 
 @dataclass
@@ -89,6 +100,10 @@ class RunSettings:
     chunk_target_sec: float = 45.0
     job_timeout_sec: float = 0.0
     stitcher_wait_sec: float = 600.0
+    min_lane_sec: float = 30.0
+    clip_frames: int = 81
+    audio_context_sec: float = 2.0
+    seam_fade_sec: float = 0.4
 
 
 class FinishedParts:
@@ -118,6 +133,31 @@ class FinishedParts:
             return self._order[seen:]
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One chunk of a lane, ready to generate once the piece before it is done."""
+
+    index: int
+    frame_count: int
+    wav: Path
+
+
+class LaneQueue:
+    """The pieces of one lane in order, as the splitter cuts them; None once the lane is complete."""
+
+    def __init__(self) -> None:
+        self.items: queue.Queue[Piece | None] = queue.Queue()
+        self.closed = False
+
+    def put(self, piece: Piece) -> None:
+        self.items.put(piece)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.items.put(None)
+
+
 class JobEndedError(Exception):
     """Raised inside a runner once the job was failed, cancelled, timed out or the gateway stops."""
 
@@ -144,6 +184,7 @@ class JobRunner:
         self.parts = FinishedParts()
         self.frame_counts: dict[int, int] = {}
         self.first_frames: dict[int, int] = {}
+        self.lanes: dict[int, LaneQueue] = {}
         self.thread = threading.Thread(target=self._run, name=f"job-{job_id}", daemon=True)
         self._timer: threading.Timer | None = None
 
@@ -259,9 +300,32 @@ class JobRunner:
 
     # -- split and dispatch --------------------------------------------------------------
 
+    def _lane_count(self, job: JobRecord) -> int:
+        """The lanes to plan: what the job asked for, else one per generator slot it can use now
+        (free pool capacity, less what other jobs wait for), within MAX_CONCURRENT_CHUNKS. On a
+        pool whose generators cannot continue motion (remote providers) 0: independent chunks cut
+        at pauses, all in parallel. A resumed job keeps the choice it was first planned with (the
+        store says INDEPENDENT_CHUNKS for 0), so its finished pieces still fit."""
+        if job.lane_count:
+            return max(0, job.lane_count)
+        pool = self.backends.pools[job.provider]
+        if job.options.lanes > 0:
+            count = job.options.lanes
+        elif not pool.continues_motion():
+            count = 0
+        else:
+            count = max(1, min(pool.free_slots(), self.settings.max_concurrent_chunks))
+        self.store.update_job(self.job_id, lane_count=count or INDEPENDENT_CHUNKS)
+        job.lane_count = count or INDEPENDENT_CHUNKS
+        return count
+
     def _split_options(self, job: JobRecord) -> splitter_pb2.SplitOptions:
         target = job.options.chunk_target_sec or self.settings.chunk_target_sec
-        return splitter_pb2.SplitOptions(chunk_target_sec=target)
+        return splitter_pb2.SplitOptions(
+            chunk_target_sec=target, lane_count=self._lane_count(job), min_lane_sec=self.settings.min_lane_sec,
+            clip_frames=self.settings.clip_frames, motion_frames=int(job.options.sampling.get("motion_frames", 0)),
+            audio_context_sec=self.settings.audio_context_sec, seam_fade_sec=self.settings.seam_fade_sec,
+        )
 
     def _split_and_dispatch(self, job: JobRecord) -> list[ChunkRecord]:
         workers = ThreadPoolExecutor(self.settings.max_concurrent_chunks, thread_name_prefix=f"{self.job_id}-c")
@@ -294,6 +358,9 @@ class JobRunner:
                 self.gate.accept()
             return chunks
         finally:
+            # Every lane is complete once the plan is in (or the split gave up).
+            for lane in self.lanes.values():
+                lane.close()
             # Workers keep running while we stitch; shutdown(wait=False) only stops new submissions.
             workers.shutdown(wait=False)
 
@@ -317,8 +384,11 @@ class JobRunner:
     def _on_chunk(self, job: JobRecord, event: SplitChunk, workers: ThreadPoolExecutor,
                   submitted: set[int]) -> None:
         span = event.span
-        record = self.store.record_chunk(ChunkRecord(
+        self.store.record_chunk(ChunkRecord(
             self.job_id, span.index, span.start_sample, span.end_sample, span.frame_count,
+            lane=span.lane, lane_first_frame=span.lane_first_frame,
+            context_before=span.start_sample - span.wav_start_sample,
+            context_after=span.wav_end_sample - span.end_sample,
         ))
         self.frame_counts[span.index] = span.frame_count
         self.first_frames[span.index] = span.start_sample // SAMPLES_PER_FRAME
@@ -327,44 +397,84 @@ class JobRunner:
         if job.options.dry_run or span.index in submitted:
             return
         submitted.add(span.index)
-        part = self.files.part(self.job_id, span.index)
-        if record.status == CHUNK_DONE and self.files.fetch(part):
-            log.info("job %s: chunk %d already generated, reusing it", self.job_id, span.index)
-            self.parts.add(span.index)
-            self._publish_parts()
-            return
-        self.store.update_chunk(self.job_id, span.index, status=CHUNK_PENDING, frames_done=0)
-        self.metrics.chunks.add_pending(1)
-        workers.submit(self._chunk_worker, job, span.index, span.frame_count, event.wav_path)
+        # Chunks arrive in order, lane after lane: a new lane completes the ones before it.
+        for number, lane in self.lanes.items():
+            if number < span.lane:
+                lane.close()
+        lane = self.lanes.get(span.lane)
+        if lane is None:
+            lane = self.lanes[span.lane] = LaneQueue()
+            workers.submit(self._lane_worker, job, span.lane, lane)
+        lane.put(Piece(span.index, span.frame_count, event.wav_path))
 
     def _record_plan(self, plan: splitter_pb2.SplitPlan) -> list[ChunkRecord]:
         if len(plan.chunks) != len(self.frame_counts) or not plan.chunks:
             self.end(FAILED, f"splitter plan lists {len(plan.chunks)} chunks but sent {len(self.frame_counts)}")
             raise JobEndedError()
         self.store.drop_chunks_from(self.job_id, len(plan.chunks))
+        rate = plan.sample_rate or 16000
+        lanes = JobPlan(
+            lanes=[LaneInfo(lane.index, lane.start_sample / rate, lane.end_sample / rate, lane.first_chunk,
+                            lane.chunk_count) for lane in plan.lanes],
+            seams=[SeamInfo(seam.chunk_index, seam.time_sec, seam.pause_start_sec, seam.pause_end_sec,
+                            seam.fade_frames) for seam in plan.seams],
+        )
         self.store.update_job(
             self.job_id, chunk_count=len(plan.chunks), frames_total=plan.total_frames,
-            duration_sec=plan.duration_sec, split_done=1,
+            duration_sec=plan.duration_sec, split_done=1, plan=lanes.to_json(),
         )
         self._update_progress()
         return self.store.chunks(self.job_id)
 
-    # -- one chunk on the pool -----------------------------------------------------------
+    # -- one lane, piece after piece -----------------------------------------------------
 
-    def _chunk_worker(self, job: JobRecord, index: int, frame_count: int, wav: Path) -> None:
+    def _next_piece(self, lane: LaneQueue) -> Piece | None:
+        while True:
+            self._check()
+            try:
+                return lane.items.get(timeout=0.25)
+            except queue.Empty:
+                continue
+
+    def _reusable(self, index: int) -> bool:
+        """A piece finished earlier (before a restart or a split retry): its part is on disk, and
+        so are its motion frames when it returned any."""
+        record = next((c for c in self.store.chunks(self.job_id) if c.idx == index), None)
+        if record is None or record.status != CHUNK_DONE:
+            return False
+        return self.files.fetch(self.files.part(self.job_id, index)) and (
+            record.motion_frames == 0 or self.files.fetch(self.files.motion(self.job_id, index)))
+
+    def _lane_worker(self, job: JobRecord, lane_index: int, lane: LaneQueue) -> None:
+        """Generate a lane's pieces in order, each from the motion frames of the one before."""
+        motion: Path | None = None
         try:
-            self._generate_with_retries(job, index, frame_count, wav)
+            while (piece := self._next_piece(lane)) is not None:
+                if self._reusable(piece.index):
+                    log.info("job %s: chunk %d already generated, reusing it", self.job_id, piece.index)
+                else:
+                    self.store.update_chunk(self.job_id, piece.index, status=CHUNK_PENDING, frames_done=0)
+                    self.metrics.chunks.add_pending(1)
+                    try:
+                        self._generate_with_retries(job, piece.index, piece.frame_count, piece.wav, motion)
+                    finally:
+                        self.metrics.chunks.add_pending(-1)
+                self.parts.add(piece.index)
+                self._publish_parts()
+                saved = self.files.motion(self.job_id, piece.index)
+                motion = saved if saved.exists() else None
         except JobEndedError:
             pass
         except DatabaseUnavailableError as exc:
             self._lost_database(exc)
         except Exception as exc:
-            log.exception("job %s: chunk %d crashed", self.job_id, index)
-            self.end(FAILED, f"chunk {index}: internal error: {exc}")
-        finally:
-            self.metrics.chunks.add_pending(-1)
+            log.exception("job %s: lane %d crashed", self.job_id, lane_index)
+            self.end(FAILED, f"lane {lane_index}: internal error: {exc}")
 
-    def _generate_with_retries(self, job: JobRecord, index: int, frame_count: int, wav: Path) -> None:
+    # -- one chunk on the pool -----------------------------------------------------------
+
+    def _generate_with_retries(self, job: JobRecord, index: int, frame_count: int, wav: Path,
+                               motion: Path | None = None) -> None:
         """Run the chunk on the pool until it succeeds or its attempts run out.
 
         A broken stream or an unavailable endpoint costs one of GENERATOR_MAX_ATTEMPTS; a busy
@@ -382,13 +492,13 @@ class JobRunner:
                 # Older jobs first; within a job the longest chunk first, so the last chunks to
                 # start are the short ones and the generators finish together.
                 endpoint = pool.acquire(avoid=tried, cancelled=self.abort,
-                                        priority=(job.created_at, -frame_count, index))
+                                        priority=(job.created_at, index))
             except AcquireCancelledError as exc:
                 raise JobEndedError() from exc
             except NoEndpointError as exc:
                 self.end(FAILED, f"chunk {index}: {exc}")
                 raise JobEndedError() from exc
-            outcome = self._try_endpoint(job, index, frame_count, wav, reference, pool, endpoint,
+            outcome = self._try_endpoint(job, index, frame_count, wav, reference, motion, pool, endpoint,
                                          failures + refusals + 1)
             if outcome is None:
                 return
@@ -408,8 +518,8 @@ class JobRunner:
             self.abort.wait(backoff * random.uniform(0.8, 1.2))
 
     def _try_endpoint(self, job: JobRecord, index: int, frame_count: int, wav: Path,
-                      reference: tuple[Path, Path | None], pool: EndpointPool, endpoint: Endpoint,
-                      attempt: int) -> tuple[str, bool] | None:
+                      reference: tuple[Path, Path | None], motion: Path | None, pool: EndpointPool,
+                      endpoint: Endpoint, attempt: int) -> tuple[str, bool] | None:
         """One attempt; None on success, else (why it failed, whether it was a busy refusal)."""
         self.store.update_chunk(self.job_id, index, status=CHUNK_RUNNING, endpoint=endpoint.address,
                                 attempts=attempt, frames_done=0)
@@ -423,6 +533,7 @@ class JobRunner:
                 endpoint.generator, self._chunk_spec(job, index, frame_count),
                 image, wav, self.files.part(self.job_id, index),
                 lambda progress: self._on_progress(index, frame_count, progress), self.calls, source,
+                motion_in=motion, motion_out=self.files.motion(self.job_id, index),
             )
         except grpc.RpcError as exc:
             self._check()
@@ -451,13 +562,15 @@ class JobRunner:
             return f"generator {endpoint.address} made {summary.frame_count} frames, planned {frame_count}", False
         self.metrics.chunk_seconds.observe(time.monotonic() - started)
         self.metrics.video_seconds.inc(frame_count / FPS)
-        # Shared before it is marked done: a replica taking the job over must find every done part.
+        # Shared before it is marked done: a replica taking the job over must find every done part
+        # and the motion frames the lane continues from.
         self.files.publish(self.files.part(self.job_id, index))
+        if summary.motion_frames:
+            self.files.publish(self.files.motion(self.job_id, index))
         self.store.update_chunk(self.job_id, index, status=CHUNK_DONE, frames_done=frame_count,
-                                part_width=summary.width, part_height=summary.height)
+                                part_width=summary.width, part_height=summary.height,
+                                motion_frames=summary.motion_frames)
         self._update_progress()
-        self.parts.add(index)
-        self._publish_parts()
         return None
 
     def _publish_parts(self) -> None:
@@ -481,10 +594,13 @@ class JobRunner:
 
     def _chunk_spec(self, job: JobRecord, index: int, frame_count: int) -> generator_pb2.ChunkSpec:
         options = job.options
+        chunk = next(c for c in self.store.chunks(self.job_id) if c.idx == index)
         return generator_pb2.ChunkSpec(
             job_id=self.job_id, chunk_index=index, width=options.width, height=options.height,
             prompt=options.prompt, seed=options.seed, frame_count=frame_count,
             force_offload=options.force_offload, sampling=common_pb2.SamplingOptions(**options.sampling),
+            lane=chunk.lane, lane_first_frame=chunk.lane_first_frame,
+            audio_context_before=chunk.context_before, audio_context_after=chunk.context_after,
         )
 
     def _on_progress(self, index: int, frame_count: int, progress: generator_pb2.Progress) -> None:
@@ -543,9 +659,13 @@ class JobRunner:
             first = self._wait_first_part()
             dims = {c.idx: (c.part_width, c.part_height) for c in self.store.chunks(self.job_id)}
             width, height = dims[first]
+            plan = self.store.get_job(self.job_id)
+            seams = plan.plan.seams if plan is not None else []
             header = stitcher_pb2.StitchHeader(
                 job_id=self.job_id, chunk_count=count, fps=FPS, width=width, height=height,
                 frame_counts=[c.frame_count for c in chunks],
+                seams=[stitcher_pb2.SeamFade(chunk_index=seam.chunk_index, fade_frames=seam.fade_frames)
+                       for seam in seams if seam.fade_frames > 0],
             )
             attempt_over = threading.Event()
             try:

@@ -109,6 +109,27 @@ class JobView:
     video_available: bool
     push_to_s3: bool
     dry_run: bool
+    # The plan, once the split is done: continuous streams and the seams between them.
+    lanes: tuple[LaneView, ...] = ()
+    seams: tuple[SeamView, ...] = ()
+
+
+@dataclass(frozen=True)
+class LaneView:
+    index: int
+    start_sec: float
+    end_sec: float
+    chunk_count: int
+    chunks_done: int
+
+
+@dataclass(frozen=True)
+class SeamView:
+    time_sec: float
+    chunk_index: int  # the first chunk of the lane after the seam
+    pause_start_sec: float
+    pause_end_sec: float
+    fade_frames: int
 
 
 class Upload:
@@ -338,6 +359,10 @@ class JobService:
             height=record.options.height, created_at=_iso(record.created_at), updated_at=_iso(record.updated_at),
             video_available=record.status == COMPLETED and record.has_video,
             push_to_s3=record.options.push_to_s3, dry_run=record.options.dry_run,
+            lanes=tuple(LaneView(lane.index, round(lane.start_sec, 3), round(lane.end_sec, 3), lane.chunk_count,
+                                 record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
+            seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
+                                 round(seam.pause_end_sec, 3), seam.fade_frames) for seam in record.plan.seams),
         )
 
     def get_job(self, job_id: str, principal: Principal) -> JobView:

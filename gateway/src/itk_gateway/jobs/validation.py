@@ -30,6 +30,8 @@ from itk_gateway.errors import InvalidInputError
 MAX_DIMENSION = 4096
 MAX_PROMPT_CHARS = 4000
 MAX_URL_CHARS = 2048
+# Lanes a job may ask for (the splitter's limit).
+MAX_LANES = 64
 # 32 hex digits (128 random bits) since ids became unguessable; 8 in ids made before that.
 JOB_ID_PATTERN = re.compile(r"^job-[0-9]{1,20}-(?:[0-9a-f]{32}|[0-9a-f]{8})$")
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"}
@@ -80,6 +82,8 @@ class JobOptions:
     webhook_url: str = ""
     # Dubbing, when the audio outlasts the video: "hold" ("" too) or "pingpong".
     video_extend: str = ""
+    # 0: one lane per usable generator; n: n continuous streams (1 = the whole recording as one).
+    lanes: int = 0
 
 
 # Remote GPU providers a deployment may add as pools (GENERATOR_POOLS); named in the error when absent.
@@ -172,6 +176,9 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
         options.seed = new_seed()
     if not math.isfinite(options.chunk_target_sec) or not 0 <= options.chunk_target_sec <= 3600:
         raise InvalidInputError("chunk_target_sec: must be between 0 (server default) and 3600")
+    if isinstance(options.lanes, bool) or not isinstance(options.lanes, int) or not 0 <= options.lanes <= MAX_LANES:
+        raise InvalidInputError(
+            f"lanes: must be an integer between 0 (one per generator) and {MAX_LANES}, got {options.lanes!r}")
     options.sampling = check_sampling(options.sampling)
     options.webhook_url = check_webhook_url(options.webhook_url)
     if options.webhook_url and not rules.webhooks_enabled:

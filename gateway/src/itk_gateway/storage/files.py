@@ -13,6 +13,7 @@ Layout under DATA_DIR (and in the blob store):
     jobs/<id>/sources/<i>.mp4, <i>.png   chunk i's span of it and its first frame
     jobs/<id>/chunks/<i>.wav             chunk audio from the splitter
     jobs/<id>/parts/<i>.mp4              finished generator output, kept until the job ends
+    jobs/<id>/parts/<i>.motion.npy       the part's last motion frames, which the next piece of its lane continues
     results/<id>.mp4                     the stitched video until it is deleted (or pushed to S3)
 Files are written as `*.tmp` and renamed when complete, so a crash never leaves a half file
 under a final name.
@@ -61,6 +62,9 @@ class JobFiles:
 
     def source_poster(self, job_id: str, index: int) -> Path:
         return self.work_dir(job_id) / "sources" / f"{index:05d}.png"
+
+    def motion(self, job_id: str, index: int) -> Path:
+        return self.work_dir(job_id) / "parts" / f"{index:05d}.motion.npy"
 
     def result(self, job_id: str) -> Path:
         return self.data_dir / "results" / f"{job_id}.mp4"

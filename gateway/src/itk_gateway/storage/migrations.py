@@ -90,6 +90,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Counting a key's jobs in flight (MAX_ACTIVE_JOBS_PER_KEY) on every submission.
         "CREATE INDEX IF NOT EXISTS jobs_owner_status ON jobs(owner, status)",
     )),
+    Migration(5, "lanes", (
+        # A job keeps the lane count its plan was made with (a resumed job must re-plan the same
+        # lanes to reuse its pieces) and the plan's lanes and seams as JSON; a chunk knows its
+        # lane, its place in it, the audio context around it and how many motion frames it returned.
+        "ALTER TABLE jobs ADD COLUMN lane_count INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN plan TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE chunks ADD COLUMN lane INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chunks ADD COLUMN lane_first_frame INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chunks ADD COLUMN context_before INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chunks ADD COLUMN context_after INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chunks ADD COLUMN motion_frames INTEGER NOT NULL DEFAULT 0",
+    )),
 )
 ADD_COLUMN = re.compile(r"^\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE)
 

@@ -22,7 +22,7 @@ import json
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from itk_gateway.jobs.validation import JobOptions
@@ -54,6 +54,49 @@ class ChunkRecord:
     endpoint: str = ""
     part_width: int = 0
     part_height: int = 0
+    lane: int = 0
+    lane_first_frame: int = 0
+    # Samples of neighbouring audio before and after the chunk's own in its WAV.
+    context_before: int = 0
+    context_after: int = 0
+    # Motion frames the generator returned with the part (saved beside it; 0 = none).
+    motion_frames: int = 0
+
+
+@dataclass
+class LaneInfo:
+    index: int
+    start_sec: float
+    end_sec: float
+    first_chunk: int
+    chunk_count: int
+
+
+@dataclass
+class SeamInfo:
+    chunk_index: int
+    time_sec: float
+    pause_start_sec: float
+    pause_end_sec: float
+    fade_frames: int
+
+
+@dataclass
+class JobPlan:
+    """The lanes a job was planned as and the seams between them."""
+
+    lanes: list[LaneInfo]
+    seams: list[SeamInfo]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> JobPlan:
+        if not text:
+            return cls([], [])
+        raw = json.loads(text)
+        return cls([LaneInfo(**lane) for lane in raw["lanes"]], [SeamInfo(**seam) for seam in raw["seams"]])
 
 
 @dataclass
@@ -76,6 +119,10 @@ class JobRecord:
     frames_done: int = 0
     owner: str = ""
     lease_owner: str = ""
+    lane_count: int = 0
+    plan: JobPlan = field(default_factory=lambda: JobPlan([], []))
+    # Finished chunks per lane.
+    lane_chunks_done: dict[int, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -169,18 +216,22 @@ class JobStore:
         self._touch(job_id)
 
     def get_job(self, job_id: str) -> JobRecord | None:
-        def read(tx: Transaction) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        def read(tx: Transaction) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
             rows = tx.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
             if not rows:
-                return None, None
+                return None, None, []
             totals = tx.execute(
                 "SELECT COALESCE(SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END), 0) AS done,"
                 " COALESCE(SUM(frames_done), 0) AS frames FROM chunks WHERE job_id = ?",
                 (job_id,),
             )
-            return rows[0], totals[0]
+            lanes_done = tx.execute(
+                "SELECT lane, COUNT(*) AS n FROM chunks WHERE job_id = ? AND status = 'done' GROUP BY lane",
+                (job_id,),
+            )
+            return rows[0], totals[0], lanes_done
 
-        row, totals = self.db.run(read)
+        row, totals, lanes_done = self.db.run(read)
         if row is None or totals is None:
             return None
         return JobRecord(
@@ -191,6 +242,8 @@ class JobStore:
             has_video=bool(row["has_video"]), s3_key=row["s3_key"], created_at=row["created_at"],
             updated_at=row["updated_at"], chunks_done=int(totals["done"]), frames_done=int(totals["frames"]),
             owner=row["owner"], lease_owner=row["lease_owner"],
+            lane_count=row["lane_count"], plan=JobPlan.from_json(row["plan"]),
+            lane_chunks_done={int(lane["lane"]): int(lane["n"]) for lane in lanes_done},
         )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -364,19 +417,22 @@ class JobStore:
     def record_chunk(self, chunk: ChunkRecord) -> ChunkRecord:
         """Remember a chunk of the plan. A chunk already known with the same span keeps its state
         (that is how a resumed job skips finished chunks); a different span starts over."""
+        placement = ("start_sample", "end_sample", "frame_count", "lane", "lane_first_frame",
+                     "context_before", "context_after")
 
         def record(tx: Transaction) -> ChunkRecord | None:
             rows = tx.execute("SELECT * FROM chunks WHERE job_id = ? AND idx = ?", (chunk.job_id, chunk.idx))
-            if rows and (rows[0]["start_sample"], rows[0]["end_sample"], rows[0]["frame_count"]) == (
-                chunk.start_sample, chunk.end_sample, chunk.frame_count,
-            ):
+            if rows and all(rows[0][name] == getattr(chunk, name) for name in placement):
                 return ChunkRecord(**rows[0])
             tx.execute(
-                "INSERT INTO chunks (job_id, idx, start_sample, end_sample, frame_count) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO chunks (job_id, idx, start_sample, end_sample, frame_count, lane, lane_first_frame,"
+                " context_before, context_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (job_id, idx) DO UPDATE SET start_sample = excluded.start_sample,"
-                " end_sample = excluded.end_sample, frame_count = excluded.frame_count, status = 'pending',"
-                " frames_done = 0, attempts = 0, endpoint = '', part_width = 0, part_height = 0",
-                (chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count),
+                " end_sample = excluded.end_sample, frame_count = excluded.frame_count, lane = excluded.lane,"
+                " lane_first_frame = excluded.lane_first_frame, context_before = excluded.context_before,"
+                " context_after = excluded.context_after, status = 'pending', frames_done = 0, attempts = 0,"
+                " endpoint = '', part_width = 0, part_height = 0, motion_frames = 0",
+                (chunk.job_id, chunk.idx, *(getattr(chunk, name) for name in placement)),
             )
             return None
 
@@ -384,7 +440,9 @@ class JobStore:
         if existing is not None:
             return existing
         self._touch(chunk.job_id)
-        return ChunkRecord(chunk.job_id, chunk.idx, chunk.start_sample, chunk.end_sample, chunk.frame_count)
+        return ChunkRecord(chunk.job_id, chunk.idx, *(getattr(chunk, name) for name in placement[:3]),
+                           lane=chunk.lane, lane_first_frame=chunk.lane_first_frame,
+                           context_before=chunk.context_before, context_after=chunk.context_after)
 
     def chunks(self, job_id: str) -> list[ChunkRecord]:
         rows = self._run("SELECT * FROM chunks WHERE job_id = ? ORDER BY idx", (job_id,))

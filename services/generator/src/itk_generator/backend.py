@@ -28,18 +28,27 @@ class SamplingSettings:
     audio_guidance: float = 0.0
     motion_frames: int = 0
     teacache: bool = False
-    color_correction: bool = False
+    # On unless a job turns it off: it keeps a long lane's colours on the reference image's.
+    color_correction: bool = True
     resolution: str = ""
 
 
 @dataclass(frozen=True)
 class ChunkJob:
-    """Everything a backend needs to render one chunk."""
+    """Everything a backend needs to render one chunk (a piece of a lane's stream).
+
+    Lanes: a piece continues its lane's stream. When `motion` is set, the piece starts from
+    those frames (the previous piece's last decoded frames) instead of the portrait alone, as a
+    clip of the reference follows the clip before; a backend returns its own last frames in
+    `RenderedChunk.motion` for the piece after it. Randomness must come from (seed, lane,
+    frame offset in the lane), never from the piece alone, so no two pieces share a starting
+    noise and a lane renders the same however it is cut.
+    """
 
     job_id: str
     chunk_index: int
     image: bytes  # the reference image file as uploaded (PNG, JPEG, ...)
-    audio: np.ndarray  # float32 mono samples in [-1, 1) at 16 kHz, as the chunk's WAV holds them
+    audio: np.ndarray  # float32 mono samples in [-1, 1) at 16 kHz: the piece's own samples
     frame_count: int  # exact number of 25 fps frames to produce
     width: int
     height: int
@@ -50,6 +59,21 @@ class ChunkJob:
     # Dubbing: the source video over this chunk's span (25 fps MP4, frame i at the chunk's frame i,
     # see itk_common.source_video); `image` is then its first frame. None: a still portrait.
     source_video: bytes | None = None
+    lane: int = 0
+    lane_first_frame: int = 0  # offset of the piece's first frame from its lane's start
+    # The piece's audio with its neighbours' on both sides (for audio features that look across
+    # the cut); `audio` is context_audio[context_before : context_before + len(audio)].
+    context_audio: np.ndarray | None = None
+    context_before: int = 0
+    # float16 [T, H, W, 3] in [-1, 1]: the previous piece's last frames (itk_common.motion), or None.
+    motion: np.ndarray | None = None
+
+    @property
+    def audio_with_context(self) -> tuple[np.ndarray, int]:
+        """(samples, where the piece's own samples start in them)."""
+        if self.context_audio is None:
+            return self.audio, 0
+        return self.context_audio, self.context_before
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,9 @@ class RenderedChunk:
     frame_count: int
     width: int
     height: int
+    # The piece's last frames for the next piece of the lane (float16 [T, H, W, 3] in [-1, 1]);
+    # None when the backend keeps no motion state.
+    motion: np.ndarray | None = None
 
 
 class BackendError(Exception):
@@ -81,6 +108,9 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 class Backend(ABC):
     name: str = "abstract"
+    # Whether render() continues from ChunkJob.motion. A backend that cannot (it starts every
+    # piece from the portrait) sets False, and the gateway then plans no lanes for its pool.
+    continues_motion: bool = True
     # Chunks rendered at once when GENERATOR_CAPACITY is unset: one per device for local models.
     default_capacity: int = 1
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+
 from infinitetalk.v1 import generator_pb2
 from itk_common.constants import SAMPLES_PER_FRAME, frames_for_samples
+from itk_common.motion import MotionFormatError, decode_motion
 from itk_common.video import count_video_frames
 from itk_common.wav import WavFormatError, decode_wav
 
@@ -22,6 +25,9 @@ MAX_IMAGE_BYTES = 32 * 1024 * 1024
 MAX_AUDIO_BYTES = 64 * 1024 * 1024
 # A chunk's span of source video, at 25 fps and the gateway's size cap.
 MAX_SOURCE_VIDEO_BYTES = 512 * 1024 * 1024
+# Nine float16 frames at 4096x4096 would be 864 MiB; at 720p (1280x720) they are 48 MiB.
+MAX_MOTION_BYTES = 256 * 1024 * 1024
+MAX_MOTION_FRAMES = 64
 
 
 class InvalidChunkError(ValueError):
@@ -42,6 +48,9 @@ def check_spec(spec: generator_pb2.ChunkSpec) -> None:
     for field in ("steps", "shift", "text_guidance", "audio_guidance", "motion_frames"):
         if getattr(sampling, field) < 0:
             raise InvalidChunkError(f"spec.sampling.{field} must not be negative")
+    for field in ("lane", "lane_first_frame", "audio_context_before", "audio_context_after"):
+        if getattr(spec, field) < 0:
+            raise InvalidChunkError(f"spec.{field} must not be negative, got {getattr(spec, field)}")
 
 
 class _Blob:
@@ -76,22 +85,27 @@ def read_spec(requests: Iterator[generator_pb2.GenerateRequest]) -> generator_pb
     return first.spec
 
 
-def read_payload(requests: Iterator[generator_pb2.GenerateRequest]) -> tuple[bytes, bytes, bytes | None]:
-    """Collect the image and the audio, in any order, until both are complete; a source video,
-    when there is one, comes before them."""
+def read_payload(requests: Iterator[generator_pb2.GenerateRequest],
+                 with_motion: bool = False) -> tuple[bytes, bytes, bytes | None, bytes | None]:
+    """Collect the image, the audio and (when the spec announced them) the motion frames, in any
+    order, until all are complete; a source video, when there is one, comes before them."""
     blobs = {"image": _Blob("image", MAX_IMAGE_BYTES), "audio": _Blob("audio", MAX_AUDIO_BYTES),
              "source_video": _Blob("source_video", MAX_SOURCE_VIDEO_BYTES)}
-    while not (blobs["image"].complete and blobs["audio"].complete):
+    if with_motion:
+        blobs["motion"] = _Blob("motion", MAX_MOTION_BYTES)
+    while not all(blob.complete for name, blob in blobs.items() if name != "source_video"):
         request = next(requests, None)
         if request is None:
             break
         kind = request.WhichOneof("payload")
         if kind not in blobs:
-            raise InvalidChunkError(f"unexpected {kind or 'empty'} message after the spec")
+            hint = " (motion pieces need spec.has_motion)" if kind == "motion" else ""
+            raise InvalidChunkError(f"unexpected {kind or 'empty'} message after the spec{hint}")
         piece = getattr(request, kind)
         blobs[kind].add(piece.data, piece.last)
     source = blobs["source_video"]
-    return blobs["image"].data(), blobs["audio"].data(), source.data() if source.parts else None
+    motion = blobs["motion"].data() if with_motion else None
+    return blobs["image"].data(), blobs["audio"].data(), source.data() if source.parts else None, motion
 
 
 def check_source_video(data: bytes, frame_count: int) -> None:
@@ -104,8 +118,20 @@ def check_source_video(data: bytes, frame_count: int) -> None:
         raise InvalidChunkError(f"source_video has {frames} frames but spec.frame_count is {frame_count}")
 
 
+def read_motion(data: bytes | None) -> np.ndarray | None:
+    if data is None:
+        return None
+    try:
+        frames = decode_motion(data)
+    except MotionFormatError as exc:
+        raise InvalidChunkError(f"motion: {exc}") from exc
+    if len(frames) > MAX_MOTION_FRAMES:
+        raise InvalidChunkError(f"motion: {len(frames)} frames, at most {MAX_MOTION_FRAMES}")
+    return frames
+
+
 def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes,
-              source_video: bytes | None = None) -> ChunkJob:
+              source_video: bytes | None = None, motion: bytes | None = None) -> ChunkJob:
     try:
         decode_image(image)
     except ImageDecodeError as exc:
@@ -114,12 +140,16 @@ def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes,
         samples = decode_wav(audio_wav)
     except WavFormatError as exc:
         raise InvalidChunkError(f"audio: {exc} (need 16 kHz mono pcm_s16le WAV)") from exc
-    if len(samples) == 0:
-        raise InvalidChunkError("audio has no samples")
-    needed = frames_for_samples(len(samples))
+    before, after = spec.audio_context_before, spec.audio_context_after
+    own = len(samples) - before - after
+    if own <= 0:
+        raise InvalidChunkError(
+            f"audio has {len(samples)} samples, no more than its context "
+            f"(spec.audio_context_before {before} + spec.audio_context_after {after})")
+    needed = frames_for_samples(own)
     if spec.frame_count != needed:
         raise InvalidChunkError(
-            f"spec.frame_count is {spec.frame_count} but the audio's {len(samples)} samples make "
+            f"spec.frame_count is {spec.frame_count} but the audio's {own} samples (without context) make "
             f"{needed} frames (ceil(samples / {SAMPLES_PER_FRAME}))"
         )
     if source_video is not None:
@@ -129,7 +159,7 @@ def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes,
         job_id=spec.job_id,
         chunk_index=spec.chunk_index,
         image=image,
-        audio=samples,
+        audio=samples[before : before + own],
         frame_count=spec.frame_count,
         width=spec.width,
         height=spec.height,
@@ -143,15 +173,20 @@ def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes,
             audio_guidance=options.audio_guidance,
             motion_frames=options.motion_frames,
             teacache=options.teacache,
-            color_correction=options.color_correction,
+            color_correction=options.color_correction if options.HasField("color_correction") else True,
             resolution=options.resolution,
         ),
         force_offload=spec.force_offload,
         source_video=source_video,
+        lane=spec.lane,
+        lane_first_frame=spec.lane_first_frame,
+        context_audio=samples if before or after else None,
+        context_before=before,
+        motion=read_motion(motion),
     )
 
 
 def read_chunk(requests: Iterator[generator_pb2.GenerateRequest]) -> ChunkJob:
     spec = read_spec(requests)
-    image, audio, source_video = read_payload(requests)
-    return build_job(spec, image, audio, source_video)
+    image, audio, source_video, motion = read_payload(requests, with_motion=spec.has_motion)
+    return build_job(spec, image, audio, source_video, motion)

@@ -14,7 +14,8 @@ import grpc
 
 from infinitetalk.v1 import generator_pb2, generator_pb2_grpc
 from itk_common.constants import FPS
-from itk_common.streaming import file_data_pieces
+from itk_common.motion import encode_motion
+from itk_common.streaming import data_pieces, file_data_pieces
 
 from .admission import ChunkSlots, Refusal
 from .backend import Backend, BackendError, Cancelled, ChunkJob, ProgressEvent
@@ -43,6 +44,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             draining=self.slots.draining,
             device=self.backend.device if self.ready.is_set() else "",
             devices=self.backend.parallel_devices,
+            ignores_motion=not self.backend.continues_motion,
         )
 
     def Generate(self, request_iterator: Iterator[generator_pb2.GenerateRequest],  # noqa: N802
@@ -105,6 +107,10 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         video_size = rendered.path.stat().st_size
         for piece in file_data_pieces(rendered.path):
             yield generator_pb2.GenerateResponse(video=piece)
+        motion = b"" if rendered.motion is None else encode_motion(rendered.motion)
+        if motion:
+            for piece in data_pieces(motion):
+                yield generator_pb2.GenerateResponse(motion=piece)
         yield generator_pb2.GenerateResponse(summary=generator_pb2.GenerateSummary(
             frame_count=rendered.frame_count,
             duration_sec=rendered.frame_count / FPS,
@@ -113,6 +119,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             width=rendered.width,
             height=rendered.height,
             video_size=video_size,
+            motion_frames=0 if rendered.motion is None else len(rendered.motion),
+            motion_size=len(motion),
         ))
 
 

@@ -15,9 +15,9 @@ class ChunkEncodingError(RuntimeError):
 
 
 def encode_chunk(samples: np.ndarray, span: ChunkSpan) -> bytes:
-    """The WAV bytes of `span` within `samples`, verified to parse back as the chunk it should be."""
-    wav = encode_wav(samples[span.start_sample : span.end_sample], SAMPLE_RATE)
-    check_chunk_wav(wav, span.num_samples)
+    """The WAV bytes of `span` within `samples` (its audio context included), verified to parse back."""
+    wav = encode_wav(samples[span.wav_start : span.wav_end], SAMPLE_RATE)
+    check_chunk_wav(wav, span.wav_end - span.wav_start)
     return wav
 
 

@@ -10,6 +10,10 @@ import math
 from dataclasses import dataclass, replace
 
 MIN_CHUNK_TARGET_SEC = 1.0
+MAX_LANES = 64
+# InfiniteTalk's stream: 81-frame clips, each after the first starting from the last 9 frames before it.
+DEFAULT_CLIP_FRAMES = 81
+DEFAULT_MOTION_FRAMES = 9
 
 
 class OptionsError(ValueError):
@@ -30,6 +34,22 @@ class SplitOptions:
     min_chunk_sec: float = 2.0
     target_lufs: float = -23.0
     skip_normalization: bool = False
+    # 0: independent chunks cut at pauses; n >= 1: at most n lanes (continuous streams).
+    lane_count: int = 0
+    min_lane_sec: float = 30.0
+    # The lanes' clip grid; 0 = InfiniteTalk's 81 / 9.
+    clip_frames: int = 0
+    motion_frames: int = 0
+    audio_context_sec: float = 0.0
+    seam_fade_sec: float = 0.4
+
+    @property
+    def lane_clip_frames(self) -> int:
+        return self.clip_frames or DEFAULT_CLIP_FRAMES
+
+    @property
+    def lane_motion_frames(self) -> int:
+        return self.motion_frames or DEFAULT_MOTION_FRAMES
 
     @property
     def effective_tolerance_sec(self) -> float:
@@ -61,7 +81,23 @@ class SplitOptions:
             )
         if not -70.0 <= self.target_lufs < 0:
             raise OptionsError("target_lufs", f"must be in [-70, 0) LUFS, got {self.target_lufs}")
+        self._validate_lanes()
         return self
+
+    def _validate_lanes(self) -> None:
+        if not 0 <= self.lane_count <= MAX_LANES:
+            raise OptionsError("lane_count", f"must be between 0 and {MAX_LANES}, got {self.lane_count}")
+        if self.min_lane_sec < 0:
+            raise OptionsError("min_lane_sec", f"must not be negative, got {self.min_lane_sec}")
+        clip, motion = self.lane_clip_frames, self.lane_motion_frames
+        if clip < 5 or (clip - 1) % 4:
+            raise OptionsError("clip_frames", f"must be 4n+1 and at least 5, got {clip}")
+        if motion < 1 or (motion - 1) % 4 or motion >= clip:
+            raise OptionsError("motion_frames", f"must be 4n+1 and below clip_frames ({clip}), got {motion}")
+        if not 0 <= self.audio_context_sec <= 30:
+            raise OptionsError("audio_context_sec", f"must be between 0 and 30 s, got {self.audio_context_sec}")
+        if not 0 <= self.seam_fade_sec <= 5:
+            raise OptionsError("seam_fade_sec", f"must be between 0 and 5 s, got {self.seam_fade_sec}")
 
     def overridden_by(self, request: object) -> SplitOptions:
         """These defaults with every non-zero field of a SplitOptions message applied, validated."""
@@ -73,17 +109,25 @@ class SplitOptions:
             "min_silence_sec",
             "min_chunk_sec",
             "target_lufs",
+            "min_lane_sec",
+            "audio_context_sec",
+            "seam_fade_sec",
         ):
-            value = float(getattr(request, name))
+            value = float(getattr(request, name, 0.0))
             if value != 0.0:
                 changes[name] = value
+        for name in ("lane_count", "clip_frames", "motion_frames"):
+            number = int(getattr(request, name, 0))
+            if number != 0:
+                changes[name] = number
         if getattr(request, "skip_normalization", False):
             changes["skip_normalization"] = True
         return replace(self, **changes).validated()
 
 
 def _require_finite(options: SplitOptions) -> None:
-    for name in ("chunk_target_sec", "silence_threshold_db", "min_silence_sec", "min_chunk_sec", "target_lufs"):
+    for name in ("chunk_target_sec", "silence_threshold_db", "min_silence_sec", "min_chunk_sec", "target_lufs",
+                 "min_lane_sec", "audio_context_sec", "seam_fade_sec"):
         if not math.isfinite(getattr(options, name)):
             raise OptionsError(name, "must be a finite number")
     if options.tolerance_sec is not None and not math.isfinite(options.tolerance_sec):

@@ -27,6 +27,20 @@ class ChunkSpan:
     end_sample: int
     # Whether the cut ending this chunk lies inside a pause (always False for the last chunk: no cut).
     cut_in_silence: bool
+    # The lane (continuous stream) the chunk is a piece of, and its first frame's offset in that lane.
+    lane: int = 0
+    lane_first_frame: int = 0
+    # The samples its WAV holds: its own plus audio context on both sides, [wav_start, wav_end).
+    wav_start_sample: int = -1
+    wav_end_sample: int = -1
+
+    @property
+    def wav_start(self) -> int:
+        return self.start_sample if self.wav_start_sample < 0 else self.wav_start_sample
+
+    @property
+    def wav_end(self) -> int:
+        return self.end_sample if self.wav_end_sample < 0 else self.wav_end_sample
 
     @property
     def num_samples(self) -> int:

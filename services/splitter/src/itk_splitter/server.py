@@ -10,12 +10,13 @@ from typing import BinaryIO
 import grpc
 
 from infinitetalk.v1 import splitter_pb2, splitter_pb2_grpc
-from itk_common.constants import SAMPLE_RATE
+from itk_common.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from itk_common.grpc_server import GrpcService
 from itk_common.logs import setup_logging
 from itk_common.streaming import data_pieces
 
 from .errors import AudioInputError
+from .lanes import LaneSpan, SeamSpan
 from .options import OptionsError, SplitOptions
 from .plan import ChunkSpan
 from .settings import SplitterSettings, bind_address_from_env, settings_from_env
@@ -108,6 +109,8 @@ def _responses(result: SplitResult) -> Iterator[splitter_pb2.SplitResponse]:
             duration_sec=result.duration_sec,
             input_lufs=result.loudness.input_lufs,
             chunks=spans,
+            lanes=[_lane_message(lane, result.total_samples) for lane in result.lanes],
+            seams=[_seam_message(seam) for seam in result.seams],
         )
     )
 
@@ -119,6 +122,33 @@ def _span_message(span: ChunkSpan) -> splitter_pb2.ChunkSpan:
         end_sample=span.end_sample,
         frame_count=span.frame_count,
         cut_in_silence=span.cut_in_silence,
+        lane=span.lane,
+        lane_first_frame=span.lane_first_frame,
+        wav_start_sample=span.wav_start,
+        wav_end_sample=span.wav_end,
+    )
+
+
+def _lane_message(lane: LaneSpan, total_samples: int) -> splitter_pb2.Lane:
+    return splitter_pb2.Lane(
+        index=lane.index,
+        start_sample=lane.start_frame * SAMPLES_PER_FRAME,
+        end_sample=min(lane.end_frame * SAMPLES_PER_FRAME, total_samples),
+        first_chunk=lane.first_chunk,
+        chunk_count=lane.chunk_count,
+        frame_count=lane.end_frame - lane.start_frame,
+    )
+
+
+def _seam_message(seam: SeamSpan) -> splitter_pb2.Seam:
+    pause = seam.pause or (seam.frame, seam.frame)
+    return splitter_pb2.Seam(
+        chunk_index=seam.chunk_index,
+        sample=seam.sample,
+        time_sec=seam.sample / SAMPLE_RATE,
+        pause_start_sec=pause[0] / FPS,
+        pause_end_sec=pause[1] / FPS,
+        fade_frames=seam.fade_frames,
     )
 
 

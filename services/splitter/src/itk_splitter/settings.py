@@ -14,6 +14,8 @@ _ENV_OF_OPTION = {
     "min_silence_sec": "MIN_SILENCE_MS",
     "min_chunk_sec": "MIN_CHUNK_SEC",
     "target_lufs": "TARGET_LUFS",
+    "min_lane_sec": "MIN_LANE_SEC",
+    "seam_fade_sec": "SEAM_FADE_SEC",
 }
 
 
@@ -30,13 +32,16 @@ class SplitterSettings:
 
 
 def settings_from_env() -> SplitterSettings:
-    """Read CHUNK_TARGET_SEC, SILENCE_THRESHOLD_DB, MIN_SILENCE_MS, MIN_CHUNK_SEC, TARGET_LUFS, MAX_UPLOAD_MB."""
+    """Read CHUNK_TARGET_SEC, SILENCE_THRESHOLD_DB, MIN_SILENCE_MS, MIN_CHUNK_SEC, TARGET_LUFS, MIN_LANE_SEC,
+    SEAM_FADE_SEC, MAX_UPLOAD_MB."""
     defaults = SplitOptions(
         chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0),
         silence_threshold_db=env_float("SILENCE_THRESHOLD_DB", -40.0),
         min_silence_sec=env_int("MIN_SILENCE_MS", 500, minimum=0) / 1000.0,
         min_chunk_sec=env_float("MIN_CHUNK_SEC", 2.0, minimum=0.0),
         target_lufs=env_float("TARGET_LUFS", -23.0),
+        min_lane_sec=env_float("MIN_LANE_SEC", 30.0, minimum=0.0),
+        seam_fade_sec=env_float("SEAM_FADE_SEC", 0.4, minimum=0.0),
     )
     try:
         defaults.validated()

@@ -12,6 +12,7 @@ from itk_common.constants import SAMPLE_RATE, frames_for_samples
 
 from .chunk_wav import encode_chunk
 from .decode import AudioSource, decode_audio
+from .lanes import LaneSpan, SeamSpan, independent_lanes, plan_lanes
 from .loudness import LoudnessReport, measure_only, normalize_loudness
 from .options import SplitOptions
 from .plan import ChunkSpan, plan_chunks
@@ -34,6 +35,9 @@ class SplitResult:
     silences: list[tuple[int, int]]
     # Seconds spent per stage ("decode", "normalize", "plan"; "encode" grows as chunks are encoded).
     timings: dict[str, float] = field(default_factory=dict)
+    # Lanes and the seams between them (empty when the options asked for independent chunks).
+    lanes: list[LaneSpan] = field(default_factory=list)
+    seams: list[SeamSpan] = field(default_factory=list)
 
     @property
     def total_samples(self) -> int:
@@ -78,6 +82,12 @@ def split_audio(source: AudioSource, options: SplitOptions | None = None, *, thr
     started = time.perf_counter()
     levels = frame_levels_db(samples)
     silences = silent_runs(levels, options.silence_threshold_db, min_silence_frames(options.min_silence_sec))
-    chunks = plan_chunks(silences, len(samples), options)
+    lanes: list[LaneSpan] = []
+    seams: list[SeamSpan] = []
+    if options.lane_count >= 1:
+        lane_plan = plan_lanes(silences, len(samples), options)
+        chunks, lanes, seams = lane_plan.chunks, lane_plan.lanes, lane_plan.seams
+    else:
+        chunks, lanes, seams = independent_lanes(plan_chunks(silences, len(samples), options), silences, options)
     timings["plan"] = time.perf_counter() - started
-    return SplitResult(samples, chunks, loudness, silences, timings)
+    return SplitResult(samples, chunks, loudness, silences, timings, lanes, seams)

@@ -35,6 +35,7 @@ def summary_message(report: StitchReport) -> stitcher_pb2.StitchSummary:
         copied_parts=report.copied_parts,
         reencoded_parts=report.reencoded_parts,
         video_size=report.video_size,
+        softened_seams=report.softened_seams,
     )
 
 

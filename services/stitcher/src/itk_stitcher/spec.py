@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import StitchInputError
 
@@ -15,6 +15,8 @@ class StitchSpec:
     width: int
     height: int
     frame_counts: tuple[int, ...]
+    # Seams between lanes: the first part after each seam -> frames cross-faded on each side.
+    seams: dict[int, int] = field(default_factory=dict)
 
     @property
     def chunk_count(self) -> int:
@@ -34,3 +36,8 @@ class StitchSpec:
         for index, count in enumerate(self.frame_counts):
             if count <= 0:
                 raise StitchInputError(f"chunk {index}: planned frame count must be positive, got {count}")
+        for index, frames in self.seams.items():
+            if not 1 <= index < self.chunk_count:
+                raise StitchInputError(f"seam at chunk {index}: must be between 1 and {self.chunk_count - 1}")
+            if frames < 0:
+                raise StitchInputError(f"seam at chunk {index}: fade_frames must not be negative, got {frames}")

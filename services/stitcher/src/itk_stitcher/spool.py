@@ -20,7 +20,8 @@ def spec_from_header(header: stitcher_pb2.StitchHeader) -> StitchSpec:
             f"chunk_count is {header.chunk_count} but {len(header.frame_counts)} frame counts were given"
         )
     spec = StitchSpec(fps=header.fps, width=header.width, height=header.height,
-                      frame_counts=tuple(header.frame_counts))
+                      frame_counts=tuple(header.frame_counts),
+                      seams={seam.chunk_index: seam.fade_frames for seam in header.seams})
     spec.validate()
     return spec
 

@@ -11,6 +11,7 @@ from .errors import StitchInputError
 from .join import prepare_parts
 from .mux import write_output
 from .parts import PartAnalysis, analyse_part
+from .seams import soften_seams
 from .spec import StitchSpec
 
 # The splitter plans ceil(samples / 640) frames per chunk, so the video may run up to one frame past
@@ -27,6 +28,7 @@ class StitchReport:
     reencoded_parts: int
     video_size: int
     reencoded_indices: tuple[int, ...]
+    softened_seams: int = 0
 
 
 def stitch(parts: dict[int, Path], audio: Path | EncodedAudio, spec: StitchSpec, out: Path, *, workdir: Path,
@@ -58,7 +60,11 @@ def stitch(parts: dict[int, Path], audio: Path | EncodedAudio, spec: StitchSpec,
             f"the parts make {video_duration:.3f} s of video but the audio lasts "
             f"{audio_info.duration_sec:.3f} s; they must agree within one frame"
         )
-    prepared = prepare_parts(parts, spec, workdir, cancelled, analyses)
+    softened = soften_seams(parts, spec, workdir, cancelled)
+    for index, path in softened.items():
+        if path != parts[index]:
+            analyses[index] = analyse_part(index, path, spec.fps, spec.frame_counts[index])
+    prepared = prepare_parts(softened, spec, workdir, cancelled, analyses)
     try:
         written = write_output(out, prepared, audio, spec.fps, cancelled)
         if written != spec.total_frames:
@@ -75,4 +81,5 @@ def stitch(parts: dict[int, Path], audio: Path | EncodedAudio, spec: StitchSpec,
         reencoded_parts=len(reencoded),
         video_size=out.stat().st_size,
         reencoded_indices=reencoded,
+        softened_seams=sum(1 for frames in spec.seams.values() if frames > 0),
     )

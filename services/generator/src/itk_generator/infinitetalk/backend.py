@@ -22,7 +22,8 @@ Settings (environment, read by `InfiniteTalkBackend.from_env`):
   elementwise on a GPU, off on the CPU. The first forward then takes ~10 s longer.
 - INFINITETALK_CLIP_FRAMES: frames per clip (default 81; 4n+1). INFINITETALK_SIZE: "WxH" forces
   the generated size instead of the resolution buckets (both for small test models).
-- COLOR_CORRECTION_STRENGTH: strength used when a job asks for colour correction (default 1.0).
+- COLOR_CORRECTION_STRENGTH: strength of the colour correction toward the reference image, on
+  for every job that does not turn it off (default 1.0, the reference CLI's value).
 - TEXT_ENCODER_DEVICE: where umT5 runs (default: cpu with BLOCK_OFFLOAD, else DEVICE); prompt
   embeddings are cached per prompt, so a job's later chunks skip it.
 - PARALLEL_DEVICES: devices one chunk is rendered across (default 1). With N > 1 this process
@@ -55,6 +56,7 @@ import numpy as np
 import torch
 
 from itk_common.config import ConfigError, env_bool, env_float, env_int, env_str
+from itk_common.motion import uint8_to_motion
 from itk_common.source_video import SourceFrames, VideoError
 from itk_common.video import Mp4Writer
 
@@ -298,13 +300,15 @@ class InfiniteTalkBackend(Backend):
                 raise Cancelled(f"chunk {job.chunk_index} of {job.job_id} cancelled")
             progress(ProgressEvent(report.step, report.total_steps, report.frames_done, "denoise"))
 
-        total_steps = request.plan.steps * len(plan_clips(job.frame_count, pipeline.clip_frames, request.motion_frames))
+        clips = plan_clips(job.frame_count, pipeline.clip_frames, request.motion_frames, request.motion is not None)
+        total_steps = request.plan.steps * len(clips)
         progress(ProgressEvent(0, total_steps, 0, "encode"))
         height, width = delivered
+        motion: list[np.ndarray] = []
         partial = Path(tempfile.mkstemp(suffix=".mp4", dir=output.parent)[1])
         try:
             with Mp4Writer(partial, width, height) as writer:
-                for frames in pipeline.generate(request, on_step):
+                for frames in pipeline.generate(request, on_step, motion.append):
                     for frame in frames:
                         writer.write(frame if frame.shape[:2] == delivered else resize_to_cover(frame, height, width))
                     progress(ProgressEvent(total_steps if writer.frames_written == job.frame_count else 0,
@@ -320,7 +324,8 @@ class InfiniteTalkBackend(Backend):
                 source.close()
         if job.force_offload:
             self.unload()
-        return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height)
+        return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height,
+                             motion=motion[0] if motion else None)
 
     def _prepare(self, job: ChunkJob, image: np.ndarray) -> tuple[ChunkRequest, tuple[int, int]]:
         sampling = job.sampling
@@ -342,6 +347,7 @@ class InfiniteTalkBackend(Backend):
             validate_clip_layout(self.settings.clip_frames, motion_frames)
         except ValueError as err:
             raise BackendError(str(err)) from err
+        context_audio, context_before = job.audio_with_context
         request = ChunkRequest(
             image=resize_to_cover(image, *bucket),
             audio=np.asarray(job.audio, dtype=np.float32),
@@ -352,8 +358,31 @@ class InfiniteTalkBackend(Backend):
             motion_frames=motion_frames,
             color_correction=self.settings.color_correction_strength if sampling.color_correction else 0.0,
             teacache_coefficients=tuple(TEACACHE_COEFFICIENTS[resolution]),
+            lane=job.lane,
+            lane_first_frame=job.lane_first_frame,
+            motion=fit_motion(job.motion, motion_frames, bucket),
+            context_audio=np.asarray(context_audio, dtype=np.float32) if job.context_audio is not None else None,
+            context_before=context_before,
         )
         return request, delivered_size(job.height, job.width, bucket)
+
+
+def fit_motion(motion: np.ndarray | None, motion_frames: int, bucket: tuple[int, int]) -> np.ndarray | None:
+    """The previous piece's motion frames at the generated size (height, width) of this piece.
+
+    They normally come at that size already; a piece retried on a generator with another size
+    (INFINITETALK_SIZE) gets them resized to cover it, so the lane goes on rather than failing.
+    """
+    if motion is None:
+        return None
+    if len(motion) < motion_frames:
+        raise BackendError(f"motion: {len(motion)} frames given, this piece continues from {motion_frames}")
+    motion = motion[-motion_frames:]
+    if motion.shape[1:3] == bucket:
+        return motion
+    frames = [resize_to_cover(((frame.astype(np.float32) + 1) * 127.5).round().clip(0, 255).astype(np.uint8),
+                              *bucket) for frame in motion]
+    return uint8_to_motion(np.stack(frames))
 
 
 def open_source(job: ChunkJob) -> SourceFrames | None:

@@ -1,29 +1,43 @@
-"""One chunk of talking video, generated the way InfiniteTalk's streaming mode does it.
+"""One piece of talking video, generated the way InfiniteTalk's streaming mode does it.
 
-The chunk is a run of clips of `clip_frames` frames (81). The first clip is conditioned on the
-reference image alone and contributes all its frames; every later clip starts `motion_frames`
-(9) frames before the first frame it adds: those frames, decoded from the previous clip, are
-VAE-encoded into the clip's first latent frames and kept clean during sampling, and the clip's
-audio window covers them too. Each clip adds `clip_frames - motion_frames` new frames; the
-last clip is cut so the chunk has exactly the requested number of frames.
+A piece is a run of clips of `clip_frames` frames (81). A lane's first piece starts from the
+reference image alone, and its first clip contributes all its frames; every later clip starts
+`motion_frames` (9) frames before the first frame it adds: those frames, decoded (and colour
+corrected) from the previous clip, are VAE-encoded into the clip's first latent frames and kept
+clean during sampling, and the clip's audio window covers them too. Each clip adds
+`clip_frames - motion_frames` new frames; the last clip is cut so the piece has exactly the
+requested number of frames. A later piece of a lane is given the previous piece's last motion
+frames and starts with such a continuing clip, so a lane cut into pieces on the clip grid renders
+the same frames as the unbroken stream:
+- motion frames are rounded to float16 (`itk_common.motion`) at every clip boundary, inside a
+  piece as between pieces, so both paths see identical values;
+- each clip's noise comes from (seed, lane, the clip's first frame in the lane), not from a
+  generator running through the piece;
+- the audio features are computed with the neighbouring audio on both sides of the piece
+  (`context_audio`), so the 5-frame audio windows at a cut see real audio, not a clamped edge.
 
 Every clip sees the same text embeddings, CLIP image tokens and conditioning latent `y` (the
-reference image followed by black frames, with a mask marking the first latent frame), so
-those are computed once per chunk. Video mode (dubbing), as the reference does it: each clip's
-reference image is the source video's frame at the clip's first frame, so its CLIP tokens and
-`y` are computed per clip, while the motion frames still come from the previous clip.
+reference image followed by black frames, with a mask marking the first latent frame); those
+are computed once per image and prompt and kept for the job's other pieces. Video mode (dubbing),
+as the reference does it: each clip's reference image is the source video's frame at the clip's
+first frame, so its CLIP tokens and `y` are computed per clip, while the motion frames still come
+from the previous clip.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import cv2
 import numpy as np
 import torch
+
+from itk_common.constants import SAMPLES_PER_FRAME
+from itk_common.motion import to_motion
 
 from .denoiser import ClipConditioning, ClipDenoising, Denoiser, LocalDenoiser
 from .dit import InfiniteTalkDiT
@@ -62,14 +76,33 @@ class ClipSpan:
     keep_from: int  # frames of the decoded clip before this one repeat the previous clip
 
 
-def plan_clips(frame_count: int, clip_frames: int = 81, motion_frames: int = 9) -> list[ClipSpan]:
-    """The clips covering `frame_count` frames: 81, then 72 new frames per clip (defaults)."""
+def plan_clips(frame_count: int, clip_frames: int = 81, motion_frames: int = 9,
+               continued: bool = False) -> list[ClipSpan]:
+    """The clips covering `frame_count` frames: 81, then 72 new frames per clip (defaults).
+
+    A `continued` piece (one given the previous piece's motion frames) starts with a continuing
+    clip: its first clip begins `motion_frames` before the piece, and every clip adds 72 frames.
+    """
     if frame_count < 1:
         raise ValueError(f"frame_count must be positive, got {frame_count}")
     validate_clip_layout(clip_frames, motion_frames)
     stride = clip_frames - motion_frames
+    if continued:
+        count = math.ceil(frame_count / stride)
+        return [ClipSpan(index=k, first_frame=k * stride - motion_frames, keep_from=motion_frames)
+                for k in range(count)]
     count = 1 + math.ceil(max(0, frame_count - clip_frames) / stride)
     return [ClipSpan(index=k, first_frame=k * stride, keep_from=0 if k == 0 else motion_frames) for k in range(count)]
+
+
+def clip_noise(seed: int, lane: int, lane_frame: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The starting noise of the clip that begins at `lane_frame` of lane `lane`: float32 on the CPU.
+
+    Derived from the three numbers alone (numpy's SeedSequence mixes them into a torch seed), so
+    no two clips of a job share their noise and a lane renders the same however it is cut.
+    """
+    state = np.random.SeedSequence([seed, lane, lane_frame]).generate_state(1, dtype=np.uint64)[0]
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(state)), dtype=torch.float32)
 
 
 def validate_clip_layout(clip_frames: int, motion_frames: int) -> None:
@@ -84,7 +117,9 @@ def extend_audio_embedding(embedding: torch.Tensor, needed_frames: int) -> torch
     """Cover `needed_frames` frames: like the reference, append the last (missing + 3) frames
     mirrored; windows past even that end are clamped to the last frame."""
     missing = needed_frames - embedding.shape[0]
-    if missing <= 0:
+    if missing < 0:
+        # Real audio past the last window (a piece's context, or a short last clip): nothing to add.
+        # Like the reference, a last clip ending exactly at the audio's end still gets 3 mirrored frames.
         return embedding
     return torch.cat([embedding, torch.flip(embedding[-(missing + 3):], dims=[0])])
 
@@ -125,27 +160,61 @@ def video_to_frames(video: torch.Tensor) -> np.ndarray:
     return scaled.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def match_colors(frames: np.ndarray, reference: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """Per frame, move each Lab channel's mean and std to the reference image's; blend by `strength`.
+# sRGB (D65) <-> CIE Lab, the standard formulae with the constants scikit-image uses, which the
+# reference's colour correction calls; computed in float64 so the statistics are exact.
+_XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
+_D65_WHITE = (0.95047, 1.0, 1.08883)
 
-    The reference implementation's colour correction (skimage Lab; here OpenCV's sRGB Lab).
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """[..., 3] sRGB in [0, 1] -> [..., 3] Lab."""
+    matrix = torch.tensor(_XYZ_FROM_RGB, dtype=rgb.dtype, device=rgb.device)
+    white = torch.tensor(_D65_WHITE, dtype=rgb.dtype, device=rgb.device)
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = linear @ matrix.T / white
+    f = torch.where(xyz > 0.008856, xyz.clamp(min=0) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    return torch.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], dim=-1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """[..., 3] Lab -> [..., 3] sRGB clipped to [0, 1] (negative z clipped to 0 first, as scikit-image does)."""
+    matrix = torch.linalg.inv(torch.tensor(_XYZ_FROM_RGB, dtype=lab.dtype, device=lab.device))
+    white = torch.tensor(_D65_WHITE, dtype=lab.dtype, device=lab.device)
+    fy = (lab[..., 0] + 16) / 116
+    f = torch.stack([lab[..., 1] / 500 + fy, fy, (fy - lab[..., 2] / 200).clamp(min=0)], dim=-1)
+    xyz = torch.where(f > 0.2068966, f**3, (f - 16 / 116) / 7.787) * white
+    linear = xyz @ matrix.T
+    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp(min=0) ** (1 / 2.4) - 0.055, 12.92 * linear)
+    return rgb.clamp(0, 1)
+
+
+def match_colors_video(video: torch.Tensor, reference: np.ndarray, strength: float = 1.0) -> torch.Tensor:
+    """The reference's colour correction of a decoded clip [3, T, H, W] in [-1, 1] toward the image.
+
+    Per frame, each Lab channel's mean and standard deviation are moved to the reference image's
+    (a flat channel takes the image's mean), and the result is blended with the frame by
+    `strength`. Returns [3, T, H, W] float32 in [-1, 1], on the video's device.
     """
     if strength <= 0:
+        return video
+    source = ((video.double() + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # [T, H, W, 3]
+    reference_lab = rgb_to_lab(torch.from_numpy(reference).to(source.device, torch.float64) / 255).reshape(-1, 3)
+    ref_mean, ref_std = reference_lab.mean(dim=0), reference_lab.std(dim=0, unbiased=False)
+    lab = rgb_to_lab(source)
+    flat = lab.reshape(lab.shape[0], -1, 3)
+    mean, std = flat.mean(dim=1, keepdim=True), flat.std(dim=1, unbiased=False, keepdim=True)
+    moved = torch.where(std == 0, ref_mean, (flat - mean) * (ref_std / torch.where(std == 0, 1.0, std)) + ref_mean)
+    corrected = lab_to_rgb(moved.reshape(lab.shape))
+    blended = (1 - strength) * source + strength * corrected
+    return (blended * 2 - 1).permute(3, 0, 1, 2).float()
+
+
+def match_colors(frames: np.ndarray, reference: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """`match_colors_video` for uint8 frames [T, H, W, 3]; uint8 frames back."""
+    if strength <= 0:
         return frames
-    reference_lab = cv2.cvtColor(reference.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    ref_mean = reference_lab.reshape(-1, 3).mean(axis=0)
-    ref_std = reference_lab.reshape(-1, 3).std(axis=0)
-    corrected = np.empty_like(frames)
-    for index, frame in enumerate(frames):
-        source = frame.astype(np.float32) / 255.0
-        lab = cv2.cvtColor(source, cv2.COLOR_RGB2Lab).reshape(-1, 3)
-        mean, std = lab.mean(axis=0), lab.std(axis=0)
-        safe_std = np.where(std == 0, 1.0, std)
-        moved = np.where(std == 0, ref_mean, (lab - mean) * (ref_std / safe_std) + ref_mean)
-        rgb = np.clip(cv2.cvtColor(moved.reshape(frame.shape).astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
-        blended = (1 - strength) * source + strength * rgb
-        corrected[index] = np.clip(np.round(blended * 255.0), 0, 255).astype(np.uint8)
-    return corrected
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1
+    return video_to_frames(match_colors_video(video, reference, strength))
 
 
 @dataclass(frozen=True)
@@ -163,6 +232,16 @@ class ChunkRequest:
     # Video mode: the source frame ([H, W, 3] uint8 at the generated size) shown at a chunk frame
     # index; called with increasing indices, once per clip. None: `image` for every clip.
     reference_frame: Callable[[int], np.ndarray] | None = None
+    # Lanes: which stream this piece belongs to and where it starts in it (frames).
+    lane: int = 0
+    lane_first_frame: int = 0
+    # The previous piece's last frames (float16 [>= motion_frames, H, W, 3] in [-1, 1] at the
+    # generated size), or None for a lane's first piece.
+    motion: np.ndarray | None = None
+    # The piece's audio with neighbouring audio around it; `audio` starts `context_before`
+    # samples into it (a multiple of 640). None: no context.
+    context_audio: np.ndarray | None = None
+    context_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,6 +265,7 @@ class InfiniteTalkPipeline:
         clip_frames: int = 81,
         text_cache_size: int = 8,
         batch_guidance: bool = False,
+        image_cache_size: int = 4,
     ) -> None:
         self.dit = dit
         self.vae = vae
@@ -200,6 +280,8 @@ class InfiniteTalkPipeline:
         self._text_cache: dict[str, torch.Tensor] = {}
         # Runs each clip's sampling schedule; parallel.ParallelGroup.attach spreads it over devices.
         self.denoiser: Denoiser = LocalDenoiser(dit)
+        self.image_cache_size = image_cache_size
+        self._image_cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """[1, text_len, text_dim] in the DiT's dtype; cached, since every chunk of a job repeats it."""
@@ -212,11 +294,53 @@ class InfiniteTalkPipeline:
             self._text_cache[prompt] = cached
         return cached.to(self.device, self.dit.patch_embedding.weight.dtype)
 
+    def encode_image(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(CLIP tokens, conditioning latent y) of a fitted image; cached, since every piece of a job
+        shares its image (the CLIP forward and the VAE encode of a whole clip are skipped)."""
+        key = hashlib.sha256(np.ascontiguousarray(image).tobytes() + repr((image.shape, self.clip_frames)).encode())
+        cached = self._image_cache.get(key.hexdigest())
+        if cached is None:
+            height, width = image.shape[:2]
+            latent_frames = (self.clip_frames - 1) // 4 + 1
+            tensor = image_to_tensor(image).to(self.device)
+            clip_features = self.clip.encode(tensor).float().cpu()
+            padded = torch.cat([tensor[:, :, None], tensor.new_zeros(1, 3, self.clip_frames - 1, height, width)], dim=2)
+            condition_latent = self.vae.encode(padded)[0].float().cpu()
+            condition = torch.cat([first_frame_mask(latent_frames, height // 8, width // 8), condition_latent])[None]
+            cached = (clip_features, condition)
+            if len(self._image_cache) >= self.image_cache_size:
+                self._image_cache.popitem(last=False)
+            self._image_cache[key.hexdigest()] = cached
+        dtype = self.dit.patch_embedding.weight.dtype
+        return cached[0].to(self.device, dtype), cached[1].to(self.device, dtype)
+
+    def audio_features(self, request: ChunkRequest, clips: list[ClipSpan]) -> tuple[torch.Tensor, int]:
+        """Per-frame features [F, layers, C] around the piece and the index of the piece's first frame.
+
+        With context, the features are those of the context audio (the piece's frames start
+        `context_before / 640` rows in); windows before the recording's start are clamped and
+        past its end mirrored, as the reference does at a stream's ends.
+        """
+        if request.context_audio is None:
+            samples, offset = request.audio, 0
+            frames = request.frame_count
+        else:
+            samples, offset = request.context_audio, request.context_before // SAMPLES_PER_FRAME
+            frames = -(-len(samples) // SAMPLES_PER_FRAME)
+        features = self.audio_encoder.embed(samples, frames).float().cpu()
+        needed = offset + clips[-1].first_frame + self.clip_frames
+        return extend_audio_embedding(features, needed), offset
+
     @torch.no_grad()
-    def generate(self, request: ChunkRequest, on_step: Callable[[StepReport], None] = lambda _r: None
-                 ) -> Iterator[np.ndarray]:
-        """Yield uint8 frames [n, H, W, 3] per clip; exactly `frame_count` frames in all."""
-        clips = plan_clips(request.frame_count, self.clip_frames, request.motion_frames)
+    def generate(self, request: ChunkRequest, on_step: Callable[[StepReport], None] = lambda _r: None,
+                 on_motion: Callable[[np.ndarray], None] = lambda _m: None) -> Iterator[np.ndarray]:
+        """Yield uint8 frames [n, H, W, 3] per clip; exactly `frame_count` frames in all.
+
+        At the end `on_motion` receives the piece's last `motion_frames` frames (float16, the
+        motion format) for the next piece of the lane.
+        """
+        continued = request.motion is not None
+        clips = plan_clips(request.frame_count, self.clip_frames, request.motion_frames, continued)
         config = self.dit.config
         height, width = request.image.shape[:2]
         latent_frames = (self.clip_frames - 1) // 4 + 1
@@ -225,35 +349,26 @@ class InfiniteTalkPipeline:
 
         text = self.encode_prompt(request.prompt)
         negative = self.encode_prompt(request.negative_prompt)
+        clip_features, condition = self.encode_image(request.image)
+        features, audio_offset = self.audio_features(request, clips)
 
-        mask = first_frame_mask(latent_frames, latent_h, latent_w).to(self.device)
-
-        def reference_conditioning(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            """The reference image's tensor, CLIP tokens and conditioning latent `y`."""
-            image = image_to_tensor(rgb).to(self.device)
-            clip_features = self.clip.encode(image).to(self.device, dtype)
-            padded = torch.cat([image[:, :, None], image.new_zeros(1, 3, self.clip_frames - 1, height, width)], dim=2)
-            condition = torch.cat([mask, self.vae.encode(padded)[0].to(self.device)])[None].to(dtype)
-            return image, clip_features, condition
-
-        image, clip_features, condition = reference_conditioning(request.image)
-
-        total_frames = clips[-1].first_frame + self.clip_frames
-        features = self.audio_encoder.embed(request.audio, request.frame_count).float().cpu()
-        features = extend_audio_embedding(features, total_frames)
-
-        generator = torch.Generator().manual_seed(request.seed)
         total_steps = request.plan.steps * len(clips)
         frames_done = 0
-        motion_source = image[:, :, None]
+        if request.motion is not None:
+            motion_source = motion_to_tensor(request.motion[-request.motion_frames:]).to(self.device)
+        else:
+            motion_source = image_to_tensor(request.image).to(self.device)[:, :, None]
+        tail: np.ndarray | None = None  # the last motion frames kept so far, float16
         for span in clips:
-            if request.reference_frame is not None and span.index > 0:
-                _, clip_features, condition = reference_conditioning(request.reference_frame(span.first_frame))
-            audio = audio_windows(features, span.first_frame, self.clip_frames, config.audio_window)
+            if request.reference_frame is not None and (span.index > 0 or continued):
+                # A continued piece's first clip starts before the piece: its nearest own frame.
+                clip_features, condition = self.encode_image(request.reference_frame(max(0, span.first_frame)))
+            audio = audio_windows(features, audio_offset + span.first_frame, self.clip_frames, config.audio_window)
             audio = audio[None].to(self.device, dtype)
             conditioning = ClipConditioning(text, negative, clip_features, condition, audio)
             motion_latent = self.vae.encode(motion_source)[0].to(self.device, torch.float32)
-            noise = torch.randn(config.out_dim, latent_frames, latent_h, latent_w, generator=generator)
+            noise = clip_noise(request.seed, request.lane, request.lane_first_frame + span.first_frame,
+                               (config.out_dim, latent_frames, latent_h, latent_w))
             steps_before = span.index * request.plan.steps
 
             def report(step: int, steps_before: int = steps_before, frames_done: int = frames_done) -> None:
@@ -261,12 +376,23 @@ class InfiniteTalkPipeline:
 
             latent = self.denoiser(ClipDenoising(conditioning, noise.to(self.device), motion_latent, request.plan,
                                                  request.teacache_coefficients, self.batch_guidance), report)
-            video = self.vae.decode(latent[None])  # [1, 3, clip_frames, H, W]
-            frames = video_to_frames(video[0])
-            if request.color_correction > 0:
-                frames = match_colors(frames, request.image, request.color_correction)
-                video = image_to_tensor_video(frames).to(self.device)
-            motion_source = video[:, :, -request.motion_frames:]
-            new_frames = frames[span.keep_from:][: request.frame_count - frames_done]
+            video = self.vae.decode(latent[None])[0].float().clamp(-1, 1)  # [3, clip_frames, H, W]
+            video = match_colors_video(video, request.image, request.color_correction)
+            frames = video_to_frames(video)
+            # The next clip starts from these frames exactly as the next piece would receive them.
+            motion = to_motion(video[:, -request.motion_frames:].permute(1, 2, 3, 0).cpu().numpy())
+            motion_source = motion_to_tensor(motion).to(self.device)
+            keep = slice(span.keep_from, span.keep_from + request.frame_count - frames_done)
+            new_frames = frames[keep]
+            kept_motion = to_motion(video[:, keep].permute(1, 2, 3, 0).cpu().numpy())
+            tail = kept_motion if tail is None else np.concatenate([tail, kept_motion])
+            tail = tail[-request.motion_frames:]
             frames_done += len(new_frames)
             yield new_frames
+        assert tail is not None
+        on_motion(tail)
+
+
+def motion_to_tensor(motion: np.ndarray) -> torch.Tensor:
+    """Motion frames [T, H, W, 3] (float16 in [-1, 1]) -> [1, 3, T, H, W] float32."""
+    return torch.from_numpy(motion.astype(np.float32)).permute(3, 0, 1, 2)[None]

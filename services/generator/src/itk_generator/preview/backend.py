@@ -4,6 +4,9 @@ When the chunk comes with a source video (dubbing), each frame is the source vid
 that time, fitted to the output size like the portrait, with the mouth drawn where the chunk's
 first frame has it.
 
+It honours lanes: the portrait sways slowly (see motion.py), and a piece continues the sway of
+the motion frames it is given and returns its own last frames for the next piece.
+
 It needs no weights and no GPU, so the whole pipeline (split, parallel generation, stitch) can
 run and be tested anywhere; `PREVIEW_COST_PER_AUDIO_SEC` adds artificial render time so
 benchmarks can model a slow model.
@@ -19,15 +22,18 @@ import numpy as np
 
 from itk_common.config import env_float, env_str
 from itk_common.constants import FPS
+from itk_common.motion import uint8_to_motion
 from itk_common.source_video import SourceFrames, VideoError
 from itk_common.video import Mp4Writer
 
 from ..backend import Backend, BackendError, Cancelled, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
 from ..images import ImageDecodeError, decode_image
 from .layout import DEFAULT_FACE_CASCADE, Box, FaceFinder, fit_image, locate_mouth, output_size
+from .motion import random_steps, shifted, state_from_motion, sway_offsets
 from .mouth import draw_mouth, mouth_openness
 
 FRAMES_PER_STEP = FPS
+DEFAULT_MOTION_FRAMES = 9
 # Artificial cost is slept in slices this long so cancellation is noticed promptly.
 SLEEP_SLICE_SEC = 0.05
 
@@ -72,6 +78,10 @@ class PreviewBackend(Backend):
         background = fit_image(portrait, width, height)
         box = self.mouth_box(portrait, width, height)
         openness = mouth_openness(job.audio, job.frame_count)
+        sway = sway_offsets(state_from_motion(background, job.motion),
+                            random_steps(job.seed, job.lane, job.lane_first_frame, job.frame_count))
+        keep = job.sampling.motion_frames or DEFAULT_MOTION_FRAMES
+        last_frames: list[np.ndarray] = []
         total_steps = -(-job.frame_count // FRAMES_PER_STEP)
         source = self._open_source(job)
         try:
@@ -81,9 +91,13 @@ class PreviewBackend(Backend):
                         raise Cancelled()
                     stop = min(start + FRAMES_PER_STEP, job.frame_count)
                     for index in range(start, stop):
-                        frame = background.copy() if source is None else fit_image(source.frame(index), width, height)
+                        # A dubbed video brings its own motion; a portrait sways.
+                        frame = (shifted(background, sway[index]) if source is None
+                                 else fit_image(source.frame(index), width, height))
                         draw_mouth(frame, box, float(openness[index]))
                         writer.write(frame)
+                        if index >= job.frame_count - keep:
+                            last_frames.append(frame)
                     self._pace(started, stop / FPS, cancelled)
                     progress(ProgressEvent(step=step, total_steps=total_steps, frames_done=stop, stage="render"))
         except VideoError as exc:
@@ -91,7 +105,8 @@ class PreviewBackend(Backend):
         finally:
             if source is not None:
                 source.close()
-        return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height)
+        return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height,
+                             motion=uint8_to_motion(np.stack(last_frames)))
 
     @staticmethod
     def _open_source(job: ChunkJob) -> SourceFrames | None:

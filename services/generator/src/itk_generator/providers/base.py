@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from itk_common.motion import uint8_to_motion
 from itk_common.wav import encode_wav
 
 from ..backend import Backend, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # InfiniteTalk workers want a prompt; the seed API's Beam client sends this one when the job has none.
 DEFAULT_PROMPT = "A person talking naturally"
+# Motion frames handed on to a lane's next piece when the job does not set sampling.motion_frames.
+DEFAULT_MOTION_FRAMES = 9
 # Provider jobs in flight per generator unless GENERATOR_CAPACITY says otherwise.
 DEFAULT_PROVIDER_CAPACITY = 4
 
@@ -80,6 +83,8 @@ class ChunkInputs:
 
 
 class ProviderBackend(Backend):
+    # Provider APIs take an image and audio only: every piece starts from the portrait.
+    continues_motion = False
     """Subclasses implement `submit`, `poll` and `cancel` for one provider's API."""
 
     default_capacity = DEFAULT_PROVIDER_CAPACITY
@@ -144,6 +149,7 @@ class ProviderBackend(Backend):
         try:
             result = retime(source, output, job.frame_count, job.width, job.height,
                             max_pad_sec=self.policy.max_pad_sec, cancelled=cancelled,
+                            tail_frames=job.sampling.motion_frames or DEFAULT_MOTION_FRAMES,
                             progress=lambda frames: progress(ProgressEvent(
                                 step=1, total_steps=1, frames_done=frames, stage=f"{self.name}: converting")))
         except ProviderError as exc:
@@ -153,7 +159,9 @@ class ProviderBackend(Backend):
         log.info("chunk %s/%d: %s job %s gave %d frames at %.2f fps (%dx%d) -> %d frames at 25 fps (%dx%d)",
                  job.job_id, job.chunk_index, self.name, provider_id, result.source.frames, result.source.fps,
                  result.source.width, result.source.height, result.frame_count, result.width, result.height)
-        return RenderedChunk(path=output, frame_count=result.frame_count, width=result.width, height=result.height)
+        motion = None if result.tail is None else uint8_to_motion(result.tail)
+        return RenderedChunk(path=output, frame_count=result.frame_count, width=result.width, height=result.height,
+                             motion=motion)
 
     def _wait_for_video(self, provider_id: str, scope: CallScope, progress: ProgressCallback) -> bytes:
         polls = 0
