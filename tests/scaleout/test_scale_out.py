@@ -42,9 +42,11 @@ def test_generators_added_and_evicted_during_a_job(tmp_path: Path) -> None:
     stack = Stack(workdir, generators=1, targets_file=tmp_path / "targets.txt",
                   generator_env={"PREVIEW_COST_PER_AUDIO_SEC": "0.15"},
                   gateway_env={"CHUNK_TARGET_SEC": "6", "GENERATOR_RESOLVE_INTERVAL_SEC": "0.5",
-                               "MAX_CONCURRENT_CHUNKS": "8"})
+                               "MAX_CONCURRENT_CHUNKS": "8", "MIN_LANE_SEC": "10"})
     with stack:
-        job_id = submit_multipart(stack.rest_url, image, audio, width=SIZE, height=SIZE)
+        # Lanes are planned from the generators ready at the start (one here): the job asks for six
+        # so that there is parallel work for the generators that join.
+        job_id = submit_multipart(stack.rest_url, image, audio, width=SIZE, height=SIZE, lanes=6)
         # Scale-up: two pods join while the first chunks are being rendered.
         first = stack.generator_services[0]
         added = [stack.scale_up(), stack.scale_up()]
