@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import grpc
 import httpx
@@ -76,8 +77,9 @@ def test_events_stream_status_progress_keepalives_and_end(make_gateway: Callable
             assert lane["chunks_done"] <= sum(p["status"] == "done" for p in mine)
         assert state["seams"][0]["time_sec"] == state["lanes"][1]["start_sec"]
     done_per_lane = [[lane["chunks_done"] for lane in s["lanes"]] for s in planned]
-    assert all(a <= b for earlier, later in zip(done_per_lane, done_per_lane[1:]) for a, b in zip(earlier, later))
-    assert [lane["chunks_done"] for lane in states[-1]["lanes"]] == [lane["chunk_count"] for lane in states[-1]["lanes"]]
+    assert all(a <= b for earlier, later in pairwise(done_per_lane) for a, b in zip(earlier, later, strict=True))
+    final_lanes = states[-1]["lanes"]
+    assert [lane["chunks_done"] for lane in final_lanes] == [lane["chunk_count"] for lane in final_lanes]
     # A finished job's stream is its final state and the end, at once.
     assert [kind for kind, _ in read_events(f"{gateway.rest_url}/jobs/{job_id}/events")] == ["status", "end"]
     status, body = call("GET", f"{gateway.rest_url}/jobs/job-1-00000000/events")

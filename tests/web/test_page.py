@@ -98,7 +98,7 @@ def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callab
     seam_at = seam["head"].split()[2].rstrip(",")
     assert f"– {seam_at}" in first["head"] and f"{seam_at} –" in second["head"]  # where one lane ends, the next starts
     assert first["pieces"] and second["pieces"] and first["pieces"][0].startswith("Piece 1:")
-    assert second["pieces"][0] == f"Piece {len(first['pieces']) + 1}:" + second["pieces"][0].split(":", 1)[1]
+    assert second["pieces"][0].startswith(f"Piece {len(first['pieces']) + 1}:")  # numbered across the job
     assert page.locator("#timeline .segment").count() == 2
     assert page.get_attribute("#timeline", "aria-label") == f"The clip in 2 lane(s), seams at {seam_at}"
     playing = wait_for(page, lambda s: s["time"] > 0.3 or s["status"] == "COMPLETED", 30, "playback")
