@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import grpc
 import httpx
@@ -48,8 +49,8 @@ def read_events(url: str, timeout: float = 60.0) -> list[tuple[str, str]]:
 def test_events_stream_status_progress_keepalives_and_end(make_gateway: Callable[..., Gateway],
                                                           slow_generator: GeneratorHandle,
                                                           portrait: bytes) -> None:
-    gateway = make_gateway(generator_targets=[slow_generator.target], sse_keepalive_sec=0.3)
-    job_id = submit_multipart(gateway.rest_url, portrait, speech_wav(4.0), width=64, height=64)
+    gateway = make_gateway(generator_targets=[slow_generator.target], sse_keepalive_sec=0.3, min_lane_sec=1.5)
+    job_id = submit_multipart(gateway.rest_url, portrait, speech_wav(4.0), width=64, height=64, lanes=2)
     events = read_events(f"{gateway.rest_url}/jobs/{job_id}/events")
     kinds = [kind for kind, _ in events]
     assert kinds[0] == "status" and kinds[-1] == "end"
@@ -64,6 +65,21 @@ def test_events_stream_status_progress_keepalives_and_end(make_gateway: Callable
     assert any(s["eta_sec"] is not None and s["eta_sec"] > 0 for s in running)
     assert states[-1]["segments_ready"] == states[-1]["chunk_count"]
     assert json.loads(events[-1][1]) == {"id": job_id, "status": "COMPLETED"}
+    # Progress per lane: the events carry the plan (lanes and the seam between them) and each
+    # piece's lane, and a lane's pieces done only grow, up to its piece count.
+    planned = [s for s in running if s["lanes"]]
+    assert planned and all(s["lane_count"] == 2 and len(s["lanes"]) == 2 and len(s["seams"]) == 1 for s in planned)
+    for state in planned:
+        for lane in state["lanes"]:
+            mine = [p for p in state["pieces"] if p["lane"] == lane["index"]]
+            assert len(mine) == lane["chunk_count"]
+            # (<=: the pieces are read just after the job, so one may have finished in between)
+            assert lane["chunks_done"] <= sum(p["status"] == "done" for p in mine)
+        assert state["seams"][0]["time_sec"] == state["lanes"][1]["start_sec"]
+    done_per_lane = [[lane["chunks_done"] for lane in s["lanes"]] for s in planned]
+    assert all(a <= b for earlier, later in pairwise(done_per_lane) for a, b in zip(earlier, later, strict=True))
+    final_lanes = states[-1]["lanes"]
+    assert [lane["chunks_done"] for lane in final_lanes] == [lane["chunk_count"] for lane in final_lanes]
     # A finished job's stream is its final state and the end, at once.
     assert [kind for kind, _ in read_events(f"{gateway.rest_url}/jobs/{job_id}/events")] == ["status", "end"]
     status, body = call("GET", f"{gateway.rest_url}/jobs/job-1-00000000/events")

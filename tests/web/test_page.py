@@ -1,4 +1,4 @@
-"""The page at `/`: upload, live progress, playback of the HLS stream before the job ends,
+"""The page at `/`: upload, live progress per lane and piece, playback of the HLS stream before the job ends,
 cancel, download, recent jobs, the API key field, errors, a phone-sized screen."""
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def page_state(page) -> dict:
         status: document.getElementById('job-status').dataset.status || '',
         time: document.getElementById('player').currentTime,
         paused: document.getElementById('player').paused,
-        pieces: document.querySelectorAll('#pieces li').length,
+        pieces: document.querySelectorAll('#lanes li.piece').length,
+        lanes: document.querySelectorAll('#lanes li.lane').length,
     })""")
 
 
@@ -68,7 +69,7 @@ def wait_for(page, predicate: Callable[[dict], bool], timeout: float, what: str)
 def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callable[..., Gateway],
                                                    paced: GeneratorHandle, audio_file: Path,
                                                    screenshots: Path, tmp_path: Path) -> None:
-    gateway = make_gateway(generator_targets=[paced.target])
+    gateway = make_gateway(generator_targets=[paced.target], min_lane_sec=2.0)
     page = browser.new_page(viewport={"width": 1200, "height": 1100})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -76,21 +77,45 @@ def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callab
     assert page.title() == "InfiniteTalk"
     assert page.locator("#provider option").first.text_content() == "infinitetalk"
     fill_form(page, audio_file)
+    page.select_option("#lane-count", "2")
     page.screenshot(path=str(screenshots / "page-form.png"), full_page=True)
     page.click("#submit")
 
-    # Progress per piece appears, then the video plays while the job is still rendering.
-    wait_for(page, lambda s: s["status"] == "RUNNING" and s["pieces"] >= 2, 30, "pieces shown")
+    # Progress per lane appears, each lane with its span, a labelled bar and its pieces under it,
+    # the seam between them noted and marked on the timeline; then the video plays while the job
+    # is still rendering.
+    wait_for(page, lambda s: s["status"] == "RUNNING" and s["lanes"] == 2 and s["pieces"] >= 4, 30, "lanes shown")
+    lanes = page.evaluate("""() => [...document.querySelectorAll('#lanes > li')].map((li) => ({
+        kind: li.className, head: li.querySelector('.lane-head')?.textContent || li.textContent,
+        bar: li.querySelector(':scope > progress')?.getAttribute('aria-label') || '',
+        pieces: [...li.querySelectorAll('li.piece')].map((piece) => piece.textContent)}))""")
+    assert [lane["kind"] for lane in lanes] == ["lane", "seam", "lane"], lanes
+    first, seam, second = lanes
+    assert first["head"].startswith("Lane 1") and "0:00.0 –" in first["head"] and "pieces" in first["head"]
+    assert second["head"].startswith("Lane 2") and second["head"].endswith(" pieces")
+    assert first["bar"].startswith("Lane 1, 0:00.0 – ") and " pieces done" in first["bar"]
+    assert seam["head"].startswith("Seam at 0:0") and "frames" in seam["head"]
+    seam_at = seam["head"].split()[2].rstrip(",")
+    assert f"– {seam_at}" in first["head"] and f"{seam_at} –" in second["head"]  # where one lane ends, the next starts
+    assert first["pieces"] and second["pieces"] and first["pieces"][0].startswith("Piece 1:")
+    assert second["pieces"][0].startswith(f"Piece {len(first['pieces']) + 1}:")  # numbered across the job
+    assert page.locator("#timeline .segment").count() == 2
+    assert page.get_attribute("#timeline", "aria-label") == f"The clip in 2 lane(s), seams at {seam_at}"
     playing = wait_for(page, lambda s: s["time"] > 0.3 or s["status"] == "COMPLETED", 30, "playback")
     assert playing["status"] == "RUNNING", "the video should play before the job ends"
     assert not playing["paused"]
     page.screenshot(path=str(screenshots / "page-rendering.png"), full_page=True)
     detail = page.text_content("#job-detail")
-    assert "frames" in detail and "pieces" in detail
+    assert "frames" in detail and "2 lanes" in detail and "pieces" in detail
 
     wait_for(page, lambda s: s["status"] == "COMPLETED", 60, "completion")
     assert page.text_content("#job-status").startswith("Done")
     page.screenshot(path=str(screenshots / "page-done.png"), full_page=True)
+    # Every lane finished: all its pieces done, its bar full.
+    bars = page.evaluate("""() => [...document.querySelectorAll('#lanes li.lane')].map((li) => ({
+        state: li.dataset.state, count: li.querySelector('.lane-count').textContent}))""")
+    assert len(bars) == 2 and all(bar["state"] == "done" for bar in bars), bars
+    assert all(bar["count"].split(" / ")[0] == bar["count"].split(" / ")[1].split()[0] for bar in bars), bars
     with page.expect_download() as download:
         page.click("#download")
     saved = tmp_path / "download.mp4"
@@ -133,7 +158,7 @@ def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callab
 def test_cancel_errors_api_key_and_phone(browser, make_gateway: Callable[..., Gateway],
                                          slow_generator: GeneratorHandle, audio_file: Path,
                                          screenshots: Path) -> None:
-    gateway = make_gateway(generator_targets=[slow_generator.target])
+    gateway = make_gateway(generator_targets=[slow_generator.target], min_lane_sec=1.0)  # 2.5 s recorded: 2 lanes
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     sent_keys: list[str] = []
 
@@ -189,12 +214,15 @@ def test_cancel_errors_api_key_and_phone(browser, make_gateway: Callable[..., Ga
     assert page.get_attribute("#record", "aria-pressed") == "false"
     assert "recording.webm" in page.text_content("#audio-text")
     fill_form(page, None)
+    page.select_option("#lane-count", "2")
     page.click("#submit")
-    wait_for(page, lambda s: s["status"] == "RUNNING", 30, "running")
+    wait_for(page, lambda s: s["status"] == "RUNNING" and s["lanes"] == 2, 30, "running in two lanes")
     page.click("#cancel")
     wait_for(page, lambda s: s["status"] == "CANCELLED", 30, "cancelled")
     assert page.is_hidden("#cancel") and page.is_hidden("#download")
-    assert page.locator("#pieces li.running").count() == 0 and page.locator("#pieces li.stopped").count() >= 1
+    assert page.locator("#lanes li.piece.running").count() == 0
+    assert page.locator("#lanes li.piece.stopped").count() >= 1
+    assert page.locator("#lanes li.lane[data-state=stopped]").count() >= 1
     assert sent_keys and all(key == "Bearer itk_test_key" for key in sent_keys)
     # Usable on a phone: nothing wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -1,7 +1,8 @@
 """`GET /jobs/{id}/events`: the job's state and progress as server-sent events.
 
-Events, each `data:` a JSON object (the job as `GET /jobs/{id}` shows it, without the video, plus
-`pieces`, `segments_ready` and `eta_sec`):
+Events, each `data:` a JSON object (the job as `GET /jobs/{id}` shows it, without the video, with
+its `lane_count`, `lanes` (span, pieces done of total) and `seams`, plus `pieces` (each with its
+`lane`), `segments_ready` and `eta_sec`):
     status     the status changed (the first event is always one)
     progress   anything else changed: frames, pieces, a new live segment
     end        the job ended; the stream closes after it

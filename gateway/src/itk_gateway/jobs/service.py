@@ -376,11 +376,13 @@ class JobService:
         return [self.view(record) for record in records if record is not None]
 
     def progress_of(self, record: JobRecord) -> dict:
-        """The job's pieces (chunks), live segments ready and an estimate of the time left."""
+        """The job's pieces (chunks, each with the lane it belongs to), live segments ready and an
+        estimate of the time left."""
         chunks = self.store.chunks(record.id)
         # Pieces left unfinished by a job that ended (failed, cancelled) are "stopped", not still running.
         stopped = record.finished and record.status != COMPLETED
-        pieces = [{"index": c.idx, "status": "stopped" if stopped and c.status != CHUNK_DONE else c.status,
+        pieces = [{"index": c.idx, "lane": c.lane,
+                   "status": "stopped" if stopped and c.status != CHUNK_DONE else c.status,
                    "frames_done": c.frames_done, "frames": c.frame_count, "endpoint": c.endpoint,
                    "attempts": c.attempts} for c in chunks]
         segments = len(self.live.manifest(record.id).segments) if self.live is not None else 0

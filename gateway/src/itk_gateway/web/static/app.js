@@ -1,6 +1,7 @@
 // The page: the job form, the live view of one job, and the key's recent jobs.
 
 import { ApiError, apiKey, followEvents, getJson, request, setApiKey, submitJob } from "./api.js";
+import { renderLanes } from "./lanes-view.js";
 import { LivePlayer } from "./live-player.js";
 import { MicRecorder } from "./recorder.js";
 
@@ -100,6 +101,7 @@ async function onSubmit(event) {
   form.append("height", height);
   form.append("prompt", $("prompt").value);
   form.append("provider", $("provider").value);
+  if ($("lane-count").value) form.append("lanes", $("lane-count").value);
   if ($("preset").value) form.append("sampling", JSON.stringify({ preset: $("preset").value }));
   const submit = $("submit");
   const bar = $("upload-progress");
@@ -133,23 +135,12 @@ function renderJob(job) {
   $("job-progress").value = job.progress;
   const parts = [];
   if (job.frames_total) parts.push(`frames ${job.frames_done} / ${job.frames_total}`);
+  if (job.lanes?.length) parts.push(`${job.lanes.length} lane${job.lanes.length > 1 ? "s" : ""}`);
   if (job.chunk_count) parts.push(`pieces ${job.chunks_done} / ${job.chunk_count}`);
   if (job.eta_sec) parts.push(`about ${duration(job.eta_sec)} left`);
   if (job.error) parts.push(job.error);
   $("job-detail").textContent = parts.join(" · ");
-  const list = $("pieces");
-  list.replaceChildren(...(job.pieces || []).map((piece) => {
-    const item = document.createElement("li");
-    item.className = piece.status;
-    const lane = piece.endpoint ? ` on ${piece.endpoint}` : "";
-    item.textContent = `Piece ${piece.index + 1}: ${piece.status}${lane}`;
-    const bar = document.createElement("progress");
-    bar.max = piece.frames || 1;
-    bar.value = piece.frames_done;
-    bar.setAttribute("aria-label", `Piece ${piece.index + 1}: ${piece.frames_done} of ${piece.frames} frames`);
-    item.append(bar);
-    return item;
-  }));
+  renderLanes($("lanes"), $("timeline"), job);
   $("cancel").hidden = !ACTIVE.has(job.status);
   const download = $("download");
   download.hidden = !job.video_available;
@@ -198,6 +189,8 @@ function openJob(jobId) {
   $("player").hidden = true;
   $("player-note").textContent = "";
   $("download").removeAttribute("data-ready");
+  $("lanes").replaceChildren();
+  $("timeline").hidden = true;
   $("job-status").textContent = "Connecting…";
   const mine = current;
   followEvents(jobId, (kind, data) => {
