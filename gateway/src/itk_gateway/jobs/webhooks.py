@@ -23,12 +23,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import queue
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from itk_gateway.jobs.fetch import refused_reason, resolve
 from itk_gateway.storage.store import CANCELLED, COMPLETED, FAILED, RUNNING, TIMED_OUT, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -57,13 +56,13 @@ def private_address_problem(url: str) -> str | None:
     """
     host = urlsplit(url).hostname or ""
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        addresses = resolve(host, 0)
     except OSError as exc:
         return f"its host {host!r} does not resolve ({exc.strerror or exc})"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            return f"its host {host!r} resolves to the non-public address {address}"
+    for address in addresses:
+        reason = refused_reason(address)
+        if reason is not None:
+            return f"its host {host!r} resolves to the non-public address {address} ({reason})"
     return None
 
 
