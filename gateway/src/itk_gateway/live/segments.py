@@ -24,14 +24,9 @@ from pathlib import Path
 
 import av
 
+from itk_common.aac import FALLBACK_SAMPLE_RATE, aac_packets, add_aac_stream
 from itk_common.constants import FPS
 
-AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates or ())
-FALLBACK_RATE = 48_000
-# 3 bits per sample (48 kb/s for 16 kHz mono) keeps speech clean, at most 64 kb/s per channel; FFmpeg's
-# AAC encoder gets slower the more bits it is given.
-BITS_PER_SAMPLE = 3
-MAX_BIT_RATE_PER_CHANNEL = 64_000
 # Room for up to 10 frames of B-frame reordering delay before the first frame (x264 uses 2).
 TIMELINE_START = Fraction(10, FPS)
 FRAGMENT_OPTIONS = {
@@ -80,37 +75,12 @@ def encode_recording(source: Path, destination: Path) -> None:
         with av.open(str(source)) as container:
             if not container.streams.audio:
                 raise SegmentError("the recording has no audio stream")
-            stream = container.streams.audio[0]
-            channels = min(2, max(1, stream.codec_context.channels or 1))
-            rate = stream.codec_context.sample_rate or FALLBACK_RATE
-            rate = rate if rate in AAC_RATES else FALLBACK_RATE
-            layout = "mono" if channels == 1 else "stereo"
-            with av.open(str(tmp), "w", format="mp4") as output:
-                encoder = output.add_stream("aac", rate=rate)
-                encoder.layout = layout
-                encoder.bit_rate = min(MAX_BIT_RATE_PER_CHANNEL, BITS_PER_SAMPLE * rate) * channels
-                resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-                position = 0
-
-                def encode(frame: av.AudioFrame | None) -> list[av.Packet]:
-                    # Frames carry their sample position, so packets carry the encoder's times.
-                    nonlocal position
-                    if frame is not None:
-                        frame.pts, frame.time_base = position, Fraction(1, rate)
-                        position += frame.samples
-                    return encoder.encode(frame)
-
-                def mux(packets: list[av.Packet]) -> None:
-                    for packet in packets:
-                        output.mux(packet)
-
-                for frame in container.decode(stream):
-                    frame.pts = None
-                    for converted in resampler.resample(frame):
-                        mux(encode(converted))
-                for converted in resampler.resample(None):
-                    mux(encode(converted))
-                mux(encode(None))
+            codec = container.streams.audio[0].codec_context
+            rate, channels = codec.sample_rate or FALLBACK_SAMPLE_RATE, codec.channels or 1
+        with av.open(str(tmp), "w", format="mp4") as output:
+            stream = add_aac_stream(output, rate, channels)
+            for packet in aac_packets(source, stream):
+                output.mux(packet)
     except av.FFmpegError as exc:
         tmp.unlink(missing_ok=True)
         raise SegmentError(f"the recording cannot be decoded: {exc}") from exc
