@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,16 @@ SIZE = 96
 # Each generator sleeps this long per second of audio, so the job lasts long enough to break it.
 COST = "0.12"
 RENDERED = re.compile(r"chunk (\S+)/(\d+): \d+ frames in")
+
+
+def recorded_chunks(stack: Stack, job_id: str) -> set[int]:
+    """The chunks of the job the gateway has recorded as done (their parts are in its hands)."""
+    database = stack.workdir / "gateway-data" / "jobs.sqlite3"
+    if not database.exists():
+        return set()
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+        rows = db.execute("SELECT idx FROM chunks WHERE job_id = ? AND status = 'done'", (job_id,)).fetchall()
+    return {int(row[0]) for row in rows}
 
 
 def rendered_chunks(stack: Stack, job_id: str) -> Counter[int]:
@@ -66,11 +78,12 @@ def test_gateway_restarted_mid_job(tmp_path: Path, portrait: bytes, speech_wav: 
     with Stack(tmp_path / "stack", generators=2, generator_env={"PREVIEW_COST_PER_AUDIO_SEC": COST},
                gateway_env={"CHUNK_TARGET_SEC": "20"}) as stack:
         job_id = submit_multipart(stack.rest_url, portrait, speech_wav, width=SIZE, height=SIZE)
-        wait_until(lambda: len(rendered_chunks(stack, job_id)) >= 2, what="two finished chunks")
+        # A chunk is finished once the gateway has recorded its part (a generator's render ending is
+        # not enough: the part may still be streaming back when the gateway dies).
+        wait_until(lambda: len(recorded_chunks(stack, job_id)) >= 2, what="two finished chunks")
+        finished_before = recorded_chunks(stack, job_id)
         stack.restart_gateway()
-        # Whatever had been rendered to the end when the old gateway died: the resumed job must
-        # use those parts and never send those chunks out again.
-        finished_before = set(rendered_chunks(stack, job_id))
+        # The resumed job must use those parts and never send those chunks out again.
         state = wait_for_job(stack.rest_url, job_id, timeout=300)
         assert state["status"] == "COMPLETED", state.get("error")
         counts = rendered_chunks(stack, job_id)
