@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from itk_common.constants import SAMPLES_PER_FRAME
-from itk_generator.infinitetalk.backend import InfiniteTalkSettings, build_pipeline
+from itk_generator.infinitetalk.model_factory import build_pipeline
 from itk_generator.infinitetalk.pipeline import (
     ChunkRequest,
     InfiniteTalkPipeline,
@@ -22,6 +22,7 @@ from itk_generator.infinitetalk.pipeline import (
     plan_clips,
 )
 from itk_generator.infinitetalk.sampling import SamplingPlan
+from itk_generator.infinitetalk.settings import InfiniteTalkSettings
 from tests.helpers.audio import speech_like
 
 CLIP_FRAMES = 21  # 6 latent frames a clip: InfiniteTalk's layout at a size a 2-core CPU runs quickly

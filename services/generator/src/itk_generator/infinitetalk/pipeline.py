@@ -149,11 +149,6 @@ def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1.0
 
 
-def image_to_tensor_video(frames: np.ndarray) -> torch.Tensor:
-    """[T, H, W, 3] uint8 -> [1, 3, T, H, W] in [-1, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
-
-
 def video_to_frames(video: torch.Tensor) -> np.ndarray:
     """[3, T, H, W] in [-1, 1] -> [T, H, W, 3] uint8."""
     scaled = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
