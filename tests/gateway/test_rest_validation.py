@@ -66,7 +66,8 @@ def test_body_that_is_not_json(gateway: Gateway) -> None:
         ({"height": 4097}, "height"),
         ({"width": -5}, "width"),
         ({"sampling": {"steps": "many"}}, "sampling.steps"),
-        ({"sampling": {"preset": "turbo"}}, "sampling.preset"),
+        ({"sampling": {"preset": "ultra"}}, "sampling.preset"),
+        ({"preset": "turbo", "sampling": {"preset": "fast"}}, "preset"),
     ],
 )
 def test_fields_are_checked_and_named(gateway: Gateway, portrait: bytes, audio: bytes, change: dict,

@@ -87,6 +87,7 @@ class Reply:
     pieces: list[generator_pb2.DataPiece] = field(default_factory=list)
     summaries: list[generator_pb2.GenerateSummary] = field(default_factory=list)
     motion_pieces: list[generator_pb2.DataPiece] = field(default_factory=list)
+    clips: list[generator_pb2.ClipVideo] = field(default_factory=list)
 
     @property
     def video(self) -> bytes:
@@ -110,6 +111,8 @@ def collect(responses: Iterable[generator_pb2.GenerateResponse],
             reply.pieces.append(response.video)
         elif kind == "motion":
             reply.motion_pieces.append(response.motion)
+        elif kind == "clip":
+            reply.clips.append(response.clip)
         else:
             reply.summaries.append(response.summary)
     return reply

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from infinitetalk.v1 import common_pb2, generator_pb2
-from itk_common.video import probe_video
+from itk_common.video import probe_video, read_frames
 from itk_generator.backend import BackendError, Cancelled, ChunkJob, SamplingSettings
 from itk_generator.backends import create_backend
 from itk_generator.infinitetalk.backend import InfiniteTalkBackend
@@ -39,6 +39,10 @@ def test_service_streams_progress_and_an_exact_mp4(serve, loaded_backend: Infini
     running = serve(backend=loaded_backend)
     info = running.stub.GetInfo(generator_pb2.GetInfoRequest())
     assert info.backend == "infinitetalk" and info.ready
+    # What it serves: the catalogue's presets and its own clip grid, for the gateway to check.
+    assert list(info.presets) == ["quality", "fast", "turbo"]
+    assert (info.clip_frames, info.motion_frames) == (CLIP_FRAMES, 9)
+    assert list(info.resolutions) == ["480p", "720p"]
 
     samples = speech_like(FRAMES / 25, pause_every_sec=10.0, seed=2).astype(np.float32)
     chunk = Chunk(image=face_like_portrait(96, 120), samples=samples, width=48, height=64, frame_count=FRAMES,
@@ -58,6 +62,19 @@ def test_service_streams_progress_and_an_exact_mp4(serve, loaded_backend: Infini
     video.write_bytes(reply.video)
     probed = probe_video(video)
     assert (probed.frame_count, probed.width, probed.height, probed.codec) == (FRAMES, 48, 64, "h264")
+
+    # Each clip's frames came as they were decoded, as small MP4s that show the chunk's frames.
+    clips: dict[int, bytearray] = {}
+    for clip in reply.clips:
+        clips.setdefault(clip.first_frame, bytearray()).extend(clip.data.data)
+    assert sorted(clips) == [0, CLIP_FRAMES]
+    whole = np.stack(list(read_frames(video))).astype(np.int16)
+    for first, data in clips.items():
+        path = tmp_path / f"clip-{first}.mp4"
+        path.write_bytes(bytes(data))
+        frames = np.stack(list(read_frames(path))).astype(np.int16)
+        assert len(frames) == (CLIP_FRAMES if first == 0 else FRAMES - CLIP_FRAMES)
+        assert np.abs(frames - whole[first:first + len(frames)]).mean() < 4  # two encodes of one picture
 
 
 def test_service_rejects_an_unreadable_image(serve, loaded_backend: InfiniteTalkBackend) -> None:  # noqa: F811

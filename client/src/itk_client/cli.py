@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("audio", type=Path, help="speech recording (WAV, MP3, FLAC, OGG, M4A)")
     submit.add_argument("-o", "--output", type=Path, help="where the MP4 goes (default: <job id>.mp4)")
     submit.add_argument("--size", type=parse_size, default=(512, 512), help="WIDTHxHEIGHT (default 512x512)")
-    submit.add_argument("--preset", choices=("quality", "fast"))
+    submit.add_argument("--preset", help="sampling preset, e.g. turbo (GET /config lists what the deployment serves)")
     submit.add_argument("--provider", help="generator pool (see GET /config)")
     submit.add_argument("--prompt")
     submit.add_argument("--seed", type=int)

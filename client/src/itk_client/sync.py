@@ -51,8 +51,9 @@ class Client:
                idempotency_key: str | None = None, **options: Any) -> Job:
         """Upload a portrait and a recording (streamed from disk, multipart); returns the new job.
 
-        Options: prompt, provider, preset ("quality" or "fast"), seed, webhook_url, push_to_s3,
-        dry_run; anything else is sent as a form field of that name.
+        Options: prompt, provider, preset ("quality", "fast" or "turbo": what the deployment serves,
+        GET /config), seed, webhook_url, push_to_s3, dry_run; anything else is sent as a form field
+        of that name.
         """
         request = job_request(width, height, options)
         files = open_media(image, audio)

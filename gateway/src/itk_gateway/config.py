@@ -34,7 +34,7 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `MAX_CONCURRENT_CHUNKS` | `8` | Chunks of one job in flight at once (seed name; pool capacity is the global limit). |
 | `CHUNK_TARGET_SEC` | `45` | Target chunk length passed to the splitter (0 = the splitter's default). |
 | `MIN_LANE_SEC` | `30` | No lane (continuous stream) is shorter; shorter recordings get fewer lanes. |
-| `CLIP_FRAMES` | `81` | The generators' clip length (4n+1); pieces inside a lane are cut on its grid. |
+| `CLIP_FRAMES` | `81` | The generators' clip length (4n+1); lanes are cut on it; other grids are refused. |
 | `AUDIO_CONTEXT_SEC` | `2` | Neighbouring audio sent with each piece on both sides, for its audio features. |
 | `SEAM_FADE_SEC` | `0.4` | Longest cross-fade on each side of a seam between lanes (inside its pause). |
 | `MAX_UPLOAD_MB` | `200` | Largest image + audio upload in MiB (decoded); larger requests get 413. |
@@ -83,6 +83,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from itk_common.catalogue import CLIP_FRAMES, MOTION_FRAMES, ClipGrid
 from itk_common.config import ConfigError, env_bool, env_float, env_int, env_list, env_str
 
 
@@ -171,7 +172,7 @@ class Settings:
     max_concurrent_chunks: int = 8
     chunk_target_sec: float = 45.0
     min_lane_sec: float = 30.0
-    clip_frames: int = 81
+    clip_frames: int = CLIP_FRAMES
     audio_context_sec: float = 2.0
     seam_fade_sec: float = 0.4
     max_upload_mb: int = 200
@@ -212,6 +213,11 @@ class Settings:
     trusted_hosts: list[str] = field(default_factory=lambda: ["*"])
     metrics_port: int | None = None
     result_ttl_hours: float = 72.0
+
+    @property
+    def clip_grid(self) -> ClipGrid:
+        """The plan's clip grid, which every generator of a pool must share (checked at registration)."""
+        return ClipGrid(self.clip_frames, MOTION_FRAMES)
 
     @property
     def database(self) -> Path:
@@ -294,7 +300,7 @@ class Settings:
             max_concurrent_chunks=env_int("MAX_CONCURRENT_CHUNKS", 8, minimum=1),
             chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0, minimum=0.0),
             min_lane_sec=env_float("MIN_LANE_SEC", 30.0, minimum=0.0),
-            clip_frames=env_clip_frames("CLIP_FRAMES", 81),
+            clip_frames=env_clip_frames("CLIP_FRAMES", CLIP_FRAMES),
             audio_context_sec=env_bounded("AUDIO_CONTEXT_SEC", 2.0, 0.0, 30.0),
             seam_fade_sec=env_bounded("SEAM_FADE_SEC", 0.4, 0.0, 5.0),
             max_upload_mb=env_int("MAX_UPLOAD_MB", 200, minimum=1),

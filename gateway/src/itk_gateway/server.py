@@ -60,7 +60,7 @@ def build_pools(settings: Settings) -> dict[str, EndpointPool]:
         if name == settings.default_provider and settings.generator_targets_file is not None:
             source = file_targets(settings.generator_targets_file)
         pools[name] = EndpointPool(name, source, resolve_interval_sec=settings.resolve_interval_sec,
-                                   wait_sec=settings.generator_wait_sec)
+                                   wait_sec=settings.generator_wait_sec, grid=settings.clip_grid)
     return pools
 
 
@@ -247,6 +247,8 @@ def build_gateway(settings: Settings) -> Gateway:
     orchestrator = Orchestrator(store, files, backends, run_settings, metrics, leases)
     metrics.follow_driven_jobs(lambda: len(orchestrator.driving()))
     service = JobService(settings, store, files, orchestrator, metrics, s3, live)
+    # Jobs ask only for presets their pool's generators serve.
+    service.rules.served_presets = lambda pool: pools[pool].served_presets() if pool in pools else None
     webhooks = WebhookNotifier(
         store,
         WebhookSettings(settings.webhook_secret, settings.webhook_max_attempts, settings.webhook_retry_backoff_sec,

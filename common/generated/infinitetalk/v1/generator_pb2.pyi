@@ -1,7 +1,8 @@
 from infinitetalk.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -87,23 +88,35 @@ class GenerateSummary(_message.Message):
     def __init__(self, frame_count: _Optional[int] = ..., duration_sec: _Optional[float] = ..., backend: _Optional[str] = ..., seconds_spent: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., video_size: _Optional[int] = ..., motion_frames: _Optional[int] = ..., motion_size: _Optional[int] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("progress", "video", "summary", "motion")
+    __slots__ = ("progress", "video", "summary", "motion", "clip")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     MOTION_FIELD_NUMBER: _ClassVar[int]
+    CLIP_FIELD_NUMBER: _ClassVar[int]
     progress: Progress
     video: _common_pb2.DataPiece
     summary: GenerateSummary
     motion: _common_pb2.DataPiece
-    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., video: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., summary: _Optional[_Union[GenerateSummary, _Mapping]] = ..., motion: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
+    clip: ClipVideo
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., video: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., summary: _Optional[_Union[GenerateSummary, _Mapping]] = ..., motion: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., clip: _Optional[_Union[ClipVideo, _Mapping]] = ...) -> None: ...
+
+class ClipVideo(_message.Message):
+    __slots__ = ("first_frame", "frame_count", "data")
+    FIRST_FRAME_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    first_frame: int
+    frame_count: int
+    data: _common_pb2.DataPiece
+    def __init__(self, first_frame: _Optional[int] = ..., frame_count: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GeneratorInfo(_message.Message):
-    __slots__ = ("backend", "capacity", "active", "ready", "draining", "device", "devices", "ignores_motion")
+    __slots__ = ("backend", "capacity", "active", "ready", "draining", "device", "devices", "ignores_motion", "presets", "clip_frames", "motion_frames", "resolutions", "buckets")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +125,11 @@ class GeneratorInfo(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     IGNORES_MOTION_FIELD_NUMBER: _ClassVar[int]
+    PRESETS_FIELD_NUMBER: _ClassVar[int]
+    CLIP_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MOTION_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTIONS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     backend: str
     capacity: int
     active: int
@@ -120,4 +138,9 @@ class GeneratorInfo(_message.Message):
     device: str
     devices: int
     ignores_motion: bool
-    def __init__(self, backend: _Optional[str] = ..., capacity: _Optional[int] = ..., active: _Optional[int] = ..., ready: _Optional[bool] = ..., draining: _Optional[bool] = ..., device: _Optional[str] = ..., devices: _Optional[int] = ..., ignores_motion: _Optional[bool] = ...) -> None: ...
+    presets: _containers.RepeatedScalarFieldContainer[str]
+    clip_frames: int
+    motion_frames: int
+    resolutions: _containers.RepeatedScalarFieldContainer[str]
+    buckets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, backend: _Optional[str] = ..., capacity: _Optional[int] = ..., active: _Optional[int] = ..., ready: _Optional[bool] = ..., draining: _Optional[bool] = ..., device: _Optional[str] = ..., devices: _Optional[int] = ..., ignores_motion: _Optional[bool] = ..., presets: _Optional[_Iterable[str]] = ..., clip_frames: _Optional[int] = ..., motion_frames: _Optional[int] = ..., resolutions: _Optional[_Iterable[str]] = ..., buckets: _Optional[_Iterable[str]] = ...) -> None: ...

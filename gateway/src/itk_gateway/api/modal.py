@@ -8,7 +8,7 @@ apart from the base URLs.
 
 The Modal app serves each method on its own host (`<user>--infinitetalk-api-model-submit.modal.run`
 and so on); a client points those three URLs at the paths above. Beyond the Modal app: optional
-`width`, `height`, `seed`, `video_extend` in the body; without a size the video has the
+`width`, `height`, `seed`, `video_extend`, `preset` (quality, fast, turbo) in the body; without a size the video has the
 reference's aspect ratio at about 640x640 pixels (InfiniteTalk's 480p bucket area). Errors are
 4xx with a message in `detail` (FastAPI's shape, which the Modal app answers with) and the
 gateway's `{error, code}` beside it. Credentials come as the `Modal-Key` / `Modal-Secret` header
@@ -36,7 +36,7 @@ from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
 from itk_gateway.jobs.service import JobService, JobView
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.jobs.validation import JobOptions, with_preset
 from itk_gateway.security.keys import Principal
 from itk_gateway.storage.blobs import StoredVideo
 
@@ -70,6 +70,7 @@ class SubmitBody(BaseModel):
     height: int | None = None
     seed: int | None = None
     video_extend: str | None = None
+    preset: str | None = None
 
 
 def default_size(width: int, height: int) -> tuple[int, int]:
@@ -117,7 +118,8 @@ def create_modal_router(service: JobService) -> APIRouter:
                 upload.close_files()
                 width, height = _sized(width, height, upload.path("image"))
             options = JobOptions(width=width, height=height, provider="", prompt=body.prompt or "",
-                                 seed=body.seed or 0, video_extend=body.video_extend or "")
+                                 seed=body.seed or 0, video_extend=body.video_extend or "",
+                                 sampling=with_preset({}, body.preset))
             return service.create_job(upload, options)
 
     @router.post("/submit", responses={400: {}, 404: {}, 413: {}}, openapi_extra={"requestBody": {

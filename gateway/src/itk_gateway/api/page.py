@@ -8,8 +8,9 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from itk_common.catalogue import PRESET_NAMES, PRESETS
 from itk_gateway.jobs.service import JobService
-from itk_gateway.jobs.validation import MAX_DIMENSION, PRESETS
+from itk_gateway.jobs.validation import MAX_DIMENSION
 from itk_gateway.live.publisher import timeline_start_sec
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -27,11 +28,19 @@ def add_page_routes(app: FastAPI, service: JobService) -> None:
     def config() -> JSONResponse:
         """What this deployment offers: providers (and their aliases), presets, limits, features."""
         rules = service.rules
+        served: dict[str, list[str]] = {name: [] for name in PRESET_NAMES}
+        for pool in rules.providers:
+            for name in rules.served_presets(pool) or PRESET_NAMES:
+                served[name].append(pool)
         return JSONResponse({
             "providers": rules.providers,
             "default_provider": rules.default_provider,
             "provider_aliases": rules.aliases,
-            "presets": sorted(p for p in PRESETS if p),
+            # The catalogue's presets that some pool serves, in the catalogue's order, with the
+            # label the page shows and the pools that serve each.
+            "presets": [name for name in PRESET_NAMES if served.get(name)],
+            "preset_labels": {name: PRESETS[name].label for name in PRESET_NAMES},
+            "preset_providers": served,
             "max_dimension": MAX_DIMENSION,
             "max_upload_mb": service.settings.max_upload_mb,
             "s3": rules.s3_enabled,

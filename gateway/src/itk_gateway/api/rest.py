@@ -98,6 +98,7 @@ MULTIPART_SCHEMA = {
         "provider": {"type": "string"}, "push_to_s3": {"type": "boolean"}, "dry_run": {"type": "boolean"},
         "force_offload": {"type": "boolean"}, "seed": {"type": "integer"},
         "sampling": {"type": "string", "description": "JSON object of SamplingOptions"},
+        "preset": {"type": "string", "description": "shorthand for sampling.preset (quality, fast, turbo)"},
         "chunk_target_sec": {"type": "number"}, "webhook_url": {"type": "string"},
         "image_url": {"type": "string", "description": "fetch the image or video from this URL instead"},
         "audio_url": {"type": "string", "description": "fetch the audio from this URL instead"},

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from itk_gateway.errors import InvalidInputError
 from itk_gateway.jobs.service import JobView
-from itk_gateway.jobs.validation import MAX_DIMENSION, JobOptions
+from itk_gateway.jobs.validation import MAX_DIMENSION, JobOptions, with_preset
 
 Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
 
@@ -53,6 +53,8 @@ class CreateJobBody(BaseModel):
     force_offload: bool | None = None
     seed: int | None = None
     sampling: dict[str, Any] | None = None
+    # Shorthand for sampling.preset.
+    preset: str | None = None
     chunk_target_sec: float | None = None
     webhook_url: str | None = None
     video_extend: str | None = None
@@ -63,7 +65,8 @@ class CreateJobBody(BaseModel):
             width=self.width, height=self.height, provider=self.provider or "", prompt=self.prompt or "",
             push_to_s3=bool(self.push_to_s3), dry_run=bool(self.dry_run),
             force_offload=True if self.force_offload is None else self.force_offload,
-            seed=self.seed or 0, sampling=self.sampling or {}, chunk_target_sec=self.chunk_target_sec or 0.0,
+            seed=self.seed or 0, sampling=with_preset(self.sampling or {}, self.preset),
+            chunk_target_sec=self.chunk_target_sec or 0.0,
             webhook_url=self.webhook_url or "",
             video_extend=self.video_extend or "",
             lanes=self.lanes or 0,
@@ -209,7 +212,8 @@ def options_from_form(fields: dict[str, str]) -> JobOptions:
         width=_int(fields, "width"), height=_int(fields, "height"), provider=fields.get("provider", ""),
         prompt=fields.get("prompt", ""), push_to_s3=_bool(fields, "push_to_s3", False),
         dry_run=_bool(fields, "dry_run", False), force_offload=_bool(fields, "force_offload", True),
-        seed=_int(fields, "seed", 0), sampling=sampling, chunk_target_sec=chunk_target_sec,
+        seed=_int(fields, "seed", 0), sampling=with_preset(sampling, fields.get("preset")),
+        chunk_target_sec=chunk_target_sec,
         webhook_url=fields.get("webhook_url", ""),
         video_extend=fields.get("video_extend", "").strip(),
         lanes=_int(fields, "lanes", 0),

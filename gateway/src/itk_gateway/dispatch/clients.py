@@ -129,16 +129,21 @@ class SplitterClient:
 
 
 ProgressHandler = Callable[[generator_pb2.Progress], None]
+# (first frame in the chunk, frame count, the clip's MP4): called as each clip arrives; the file
+# is removed once the handler returns.
+ClipHandler = Callable[[int, int, Path], None]
 
 
 def generate_chunk(stub, spec: generator_pb2.ChunkSpec, image: Path, wav: Path, output: Path,
                    on_progress: ProgressHandler, calls: CallSet, source_video: Path | None = None,
-                   motion_in: Path | None = None, motion_out: Path | None = None) -> generator_pb2.GenerateSummary:
+                   motion_in: Path | None = None, motion_out: Path | None = None,
+                   on_clip: ClipHandler | None = None) -> generator_pb2.GenerateSummary:
     """Run one Generate call; the chunk's MP4 lands at `output` only when the summary arrived.
 
     `source_video`: the chunk's span of a dubbing job's source video, sent first. `motion_in` (the
     previous piece's motion frames) is sent when given, and sets spec.has_motion; the motion frames
-    the generator returns land at `motion_out`, also only with the summary.
+    the generator returns land at `motion_out`, also only with the summary. `on_clip` gets each
+    clip's frames as the generator decodes them (for live playback), long before the chunk ends.
     """
     if motion_in is not None:
         spec.has_motion = True
@@ -162,6 +167,8 @@ def generate_chunk(stub, spec: generator_pb2.ChunkSpec, image: Path, wav: Path, 
     motion_partial = tmp_path(motion_out) if motion_out is not None else None
     summary: generator_pb2.GenerateSummary | None = None
     motion_size = 0
+    clip_path = output.with_name(output.name + ".clip.mp4")
+    clip_handle = None
     try:
         with partial.open("wb") as handle, ExitStack() as stack:
             motion_handle = stack.enter_context(motion_partial.open("wb")) if motion_partial else None
@@ -177,6 +184,17 @@ def generate_chunk(stub, spec: generator_pb2.ChunkSpec, image: Path, wav: Path, 
                     if motion_handle is not None:
                         motion_handle.write(event.motion.data)
                     motion_size += len(event.motion.data)
+                elif kind == "clip" and summary is None:
+                    clip = event.clip
+                    if clip_handle is None:
+                        clip_handle = clip_path.open("wb")
+                    clip_handle.write(clip.data.data)
+                    if clip.data.last:
+                        clip_handle.close()
+                        clip_handle = None
+                        if on_clip is not None:
+                            on_clip(clip.first_frame, clip.frame_count, clip_path)
+                        clip_path.unlink(missing_ok=True)
                 elif kind == "summary":
                     summary = event.summary
         if summary is None:
@@ -195,6 +213,9 @@ def generate_chunk(stub, spec: generator_pb2.ChunkSpec, image: Path, wav: Path, 
         calls.discard(call)
         call.cancel()
         partial.unlink(missing_ok=True)
+        if clip_handle is not None:
+            clip_handle.close()
+        clip_path.unlink(missing_ok=True)
         if motion_partial is not None:
             motion_partial.unlink(missing_ok=True)
 

@@ -8,6 +8,12 @@ endpoints with capacity get chunks, never more at once than their capacity, leas
 A generator that renders each chunk across several GPUs (GetInfo.devices > 1) is one endpoint of
 its capacity, only faster: among equally loaded endpoints the one with more devices goes first.
 
+Each generator reports what it serves (GetInfo: presets, clip grid, resolutions). The pool
+refuses an endpoint whose clip grid differs from the gateway's plan (CLIP_FRAMES and the
+catalogue's motion frames): pieces inside a lane are cut on that grid, so such a generator would
+render them wrong. It gets no chunks, and the reason is logged and kept in `last_error`. Jobs are
+checked against the presets the pool's generators serve (`served_presets`).
+
 An endpoint that leaves the resolution keeps the chunks it is already rendering (a draining pod
 finishes its work; a dead one breaks the stream, and the chunk is retried elsewhere) but gets no
 new ones; its channel closes once its last chunk is released.
@@ -28,6 +34,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from infinitetalk.v1 import generator_pb2, generator_pb2_grpc
+from itk_common.catalogue import INFINITETALK_GRID, PRESET_NAMES, ClipGrid
 from itk_common.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)
@@ -95,6 +102,10 @@ class Endpoint:
     devices: int = 1  # devices one chunk is rendered across there
     continues_motion: bool = True
     last_error: str = ""
+    # What it serves, from GetInfo (None until it answered once).
+    presets: tuple[str, ...] | None = None
+    # Why the pool gives it no chunks although it is up ("" = it is not refused).
+    refused: str = ""
     generator: generator_pb2_grpc.GeneratorStub = field(init=False)
 
     def __post_init__(self) -> None:
@@ -119,13 +130,17 @@ class ProbeResult:
     error: str
     devices: int = 1
     continues_motion: bool = True
+    presets: tuple[str, ...] | None = None
+    clip_frames: int = 0
+    motion_frames: int = 0
 
 
 class EndpointPool:
     def __init__(self, name: str, targets: TargetSource, *, resolve_interval_sec: float = 10.0,
                  wait_sec: float = 600.0, probe_timeout_sec: float = 3.0,
-                 resolver: Resolver = resolve_target) -> None:
+                 resolver: Resolver = resolve_target, grid: ClipGrid = INFINITETALK_GRID) -> None:
         self.name = name
+        self.grid = grid  # the gateway's plan: pieces inside a lane are cut on it
         self._targets = targets
         self._resolver = resolver
         self.resolve_interval_sec = resolve_interval_sec
@@ -218,6 +233,9 @@ class EndpointPool:
                 capacity=reply.capacity, active=reply.active, backend=reply.backend, error="",
                 devices=max(1, reply.devices),  # 0 from a generator that predates the field
                 continues_motion=not reply.ignores_motion,
+                # None of these from a generator that predates the fields: the catalogue's.
+                presets=tuple(reply.presets) or PRESET_NAMES,
+                clip_frames=reply.clip_frames, motion_frames=reply.motion_frames,
             )
         return results
 
@@ -244,15 +262,31 @@ class EndpointPool:
             with self._cond:
                 for endpoint in present:
                     result = results[endpoint.address]
-                    endpoint.ready = result.ready
+                    refused = self._refusal(endpoint, result) if not result.error else endpoint.refused
+                    if refused and refused != endpoint.refused:
+                        log.error("pool %s: %s", self.name, refused)
+                    endpoint.refused = refused
+                    endpoint.ready = result.ready and not refused
+                    if result.presets is not None:
+                        endpoint.presets = result.presets
                     endpoint.draining = result.draining
                     endpoint.capacity = result.capacity
                     endpoint.foreign = max(0, result.active - endpoint.active)
                     endpoint.backend = result.backend
                     endpoint.devices = result.devices
                     endpoint.continues_motion = result.continues_motion
-                    endpoint.last_error = result.error
+                    endpoint.last_error = refused or result.error
                 self._cond.notify_all()
+
+    def _refusal(self, endpoint: Endpoint, result: ProbeResult) -> str:
+        """Why `endpoint` must get no chunks, or "": a clip grid other than the gateway's plan."""
+        if not result.clip_frames or (result.clip_frames, result.motion_frames) == (
+                self.grid.clip_frames, self.grid.motion_frames):
+            return ""
+        return (f"generator {endpoint.address} ({endpoint.target}) refused: it renders "
+                f"{result.clip_frames}-frame clips continuing from {result.motion_frames} motion frames, "
+                f"this gateway plans {self.grid}; set the generator's INFINITETALK_CLIP_FRAMES or the "
+                f"gateway's CLIP_FRAMES so that they agree")
 
     def _close_if_gone(self, endpoint: Endpoint) -> None:
         if not endpoint.present and endpoint.active == 0 and self._endpoints.get(endpoint.address) is endpoint:
@@ -294,8 +328,10 @@ class EndpointPool:
                         now = time.monotonic()
                         no_ready_since = no_ready_since or now
                         if self.wait_sec and now - no_ready_since > self.wait_sec:
+                            refused = [e.refused for e in self._endpoints.values() if e.present and e.refused]
                             raise NoEndpointError(
                                 f"no ready generator endpoint in pool {self.name!r} for {self.wait_sec:.0f}s"
+                                + "".join(f"; {reason}" for reason in refused)
                             )
                     self._cond.wait(0.25)
             finally:
@@ -329,6 +365,23 @@ class EndpointPool:
         self._kick.set()
 
     # -- observation ---------------------------------------------------------------------
+
+    def served_presets(self) -> tuple[str, ...] | None:
+        """The presets this pool's generators serve: those of the ready ones (of the ones that
+        answered, while none is ready yet); None while no generator has answered."""
+        with self._cond:
+            known = [e for e in self._endpoints.values()
+                     if e.present and not e.refused and e.presets is not None]
+            ready = [e for e in known if e.ready and not e.draining] or known
+            if not ready:
+                return None
+            served = {p for e in ready for p in e.presets or ()}
+            return tuple(p for p in PRESET_NAMES if p in served)
+
+    def refusals(self) -> list[str]:
+        """Why generators that are up get no chunks (a clip grid other than the gateway's)."""
+        with self._cond:
+            return [e.refused for e in self._endpoints.values() if e.present and e.refused]
 
     def continues_motion(self) -> bool:
         """Whether the pool's generators continue lanes from motion frames (all the ready ones do)."""

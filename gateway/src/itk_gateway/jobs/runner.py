@@ -30,6 +30,7 @@ from pathlib import Path
 import grpc
 
 from infinitetalk.v1 import common_pb2, generator_pb2, splitter_pb2, stitcher_pb2
+from itk_common.catalogue import CLIP_FRAMES
 from itk_common.constants import FPS, SAMPLES_PER_FRAME
 from itk_common.source_video import VideoError
 from itk_gateway.dispatch.clients import (
@@ -101,7 +102,7 @@ class RunSettings:
     job_timeout_sec: float = 0.0
     stitcher_wait_sec: float = 600.0
     min_lane_sec: float = 30.0
-    clip_frames: int = 81
+    clip_frames: int = CLIP_FRAMES
     audio_context_sec: float = 2.0
     seam_fade_sec: float = 0.4
 
@@ -534,6 +535,7 @@ class JobRunner:
                 image, wav, self.files.part(self.job_id, index),
                 lambda progress: self._on_progress(index, frame_count, progress), self.calls, source,
                 motion_in=motion, motion_out=self.files.motion(self.job_id, index),
+                on_clip=self._clip_handler(index),
             )
         except grpc.RpcError as exc:
             self._check()
@@ -602,6 +604,13 @@ class JobRunner:
             lane=chunk.lane, lane_first_frame=chunk.lane_first_frame,
             audio_context_before=chunk.context_before, audio_context_after=chunk.context_after,
         )
+
+    def _clip_handler(self, index: int) -> Callable[[int, int, Path], None] | None:
+        """Each clip of chunk `index` to the live stream as it arrives (None: no live stream)."""
+        live = self.backends.live
+        if live is None:
+            return None
+        return lambda first, count, clip: live.clip_ready(self.job_id, index, first, count, clip)
 
     def _on_progress(self, index: int, frame_count: int, progress: generator_pb2.Progress) -> None:
         self.store.update_chunk(self.job_id, index, frames_done=min(max(progress.frames_done, 0), frame_count))

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
+from itk_common.catalogue import PRESET_NAMES
+from itk_common.catalogue import RESOLUTIONS as RESOLUTIONS_SERVED
 from itk_gateway.errors import InvalidInputError
 
 MAX_DIMENSION = 4096
@@ -45,8 +47,9 @@ SAMPLING_BOUNDS = {
     "steps": (0, 1000), "shift": (0.0, 100.0), "text_guidance": (0.0, 100.0), "audio_guidance": (0.0, 100.0),
     "motion_frames": (0, 1000),
 }
-PRESETS = {"", "quality", "fast"}
-RESOLUTIONS = {"", "480p", "720p"}
+# "" = the generator's default preset / the 480p family; the rest come from itk_common.catalogue.
+PRESETS = {"", *PRESET_NAMES}
+RESOLUTIONS = {"", *RESOLUTIONS_SERVED}
 VIDEO_EXTEND_MODES = {"", "hold", "pingpong"}
 
 
@@ -101,6 +104,8 @@ class OptionRules:
     webhooks_enabled: bool = False
     # Why a webhook URL may not be used (None: it may); see jobs/webhooks.py.
     webhook_url_problem: Callable[[str], str | None] = lambda _url: None
+    # The presets a pool's generators serve (None: not known yet, none has answered).
+    served_presets: Callable[[str], tuple[str, ...] | None] = lambda _pool: None
 
 
 def resolve_provider(requested: str, rules: OptionRules) -> str:
@@ -154,11 +159,41 @@ def check_sampling(raw: dict[str, Any] | None) -> dict[str, Any]:
         if kind is str and not isinstance(value, str):
             raise InvalidInputError(f"sampling.{key}: must be a string")
         sampling[key] = kind(value)
+    if "preset" in sampling:
+        sampling["preset"] = sampling["preset"].strip().lower()
     if sampling.get("preset", "") not in PRESETS:
-        raise InvalidInputError(f"sampling.preset: must be one of quality, fast; got {sampling['preset']!r}")
+        raise InvalidInputError(f"sampling.preset: must be one of {', '.join(PRESET_NAMES)}; "
+                                f"got {sampling['preset']!r}")
     if sampling.get("resolution", "") not in RESOLUTIONS:
-        raise InvalidInputError(f"sampling.resolution: must be 480p or 720p; got {sampling['resolution']!r}")
+        raise InvalidInputError(f"sampling.resolution: must be one of {', '.join(RESOLUTIONS_SERVED)}; "
+                                f"got {sampling['resolution']!r}")
     return sampling
+
+
+def with_preset(sampling: dict[str, Any], preset: str | None) -> dict[str, Any]:
+    """A request's top-level `preset` field, shorthand for `sampling.preset`; both given must agree."""
+    if preset is None or not str(preset).strip():
+        return sampling
+    if not isinstance(preset, str):
+        raise InvalidInputError("preset: must be a string")
+    given = sampling.get("preset")
+    if isinstance(given, str) and given.strip() and given.strip().lower() != preset.strip().lower():
+        raise InvalidInputError(f"preset: {preset!r} differs from sampling.preset {given!r}; give one of them")
+    return {**sampling, "preset": preset.strip().lower()}
+
+
+def check_preset_served(preset: str, pool: str, rules: OptionRules) -> None:
+    """A job's preset must be one its pool's generators serve (what they report, not a list here)."""
+    if not preset:
+        return
+    served = rules.served_presets(pool)
+    if served is None or preset in served:
+        return
+    elsewhere = [other for other in rules.providers if other != pool and preset in (rules.served_presets(other) or ())]
+    hint = f"; provider {' or '.join(elsewhere)} serves it" if elsewhere else ""
+    raise InvalidInputError(
+        f"sampling.preset: {preset} is not served by provider {pool}, whose generators serve "
+        f"{', '.join(served) or 'no preset'}; choose one of those{hint}")
 
 
 def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
@@ -180,6 +215,7 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
         raise InvalidInputError(
             f"lanes: must be an integer between 0 (one per generator) and {MAX_LANES}, got {options.lanes!r}")
     options.sampling = check_sampling(options.sampling)
+    check_preset_served(options.sampling.get("preset", ""), options.provider, rules)
     options.webhook_url = check_webhook_url(options.webhook_url)
     if options.webhook_url and not rules.webhooks_enabled:
         raise InvalidInputError("webhook_url: webhooks are not configured on this server (WEBHOOK_SECRET is unset)")

@@ -1,10 +1,19 @@
-"""The growing HLS stream of a job: segments made as parts finish, the playlist read from them.
+"""The growing HLS stream of a job: segments made as clips are decoded, the playlist read from them.
+
+A generator that streams its clips (InfiniteTalk: one clip of 81 frames, then 72 new frames per
+clip) sends each clip's frames as soon as they are decoded; each becomes a segment once every
+frame before it has one, so a watcher starts after the first clip, not after the first part. A
+part whose clips did not come (a remote provider, a preview generator) becomes one segment when
+it finishes; so does the rest of a part whose first clips came from an attempt that failed. The
+final MP4 is stitched from the parts themselves, whatever the live stream showed.
 
 Layout under DATA_DIR/live/<job id>/:
     audio.m4a                the recording encoded once as AAC (started when the job starts)
     init-<n>.mp4             initialization sections (one, unless a part's codec setup differs)
-    seg-<index>.m4s          one media segment per part, written only after every earlier one
-    manifest.json            what the playlist lists: segments (init, start, frames), ended
+    seg-<index>.m4s          media segments in order (a clip or a part each), each written only
+                             after every earlier one
+    clip-<part>-<frame>.mp4  clips received ahead of the segments before them (not published)
+    manifest.json            what the playlist lists: segments (init, start, frames, part), ended
 Files are written under a temporary name and renamed, and the manifest is replaced last, so a
 reader never sees a segment that is not complete. With a shared blob store (several gateway
 replicas) each file is published as it is written, the manifest last, and a replica that does
@@ -19,13 +28,14 @@ import json
 import logging
 import math
 import re
+import shutil
 import threading
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 from itk_common.constants import FPS
-from itk_gateway.live.segments import TIMELINE_START, SegmentError, encode_recording, mux_segment
+from itk_gateway.live.segments import TIMELINE_START, SegmentError, cut_part, encode_recording, mux_segment
 from itk_gateway.storage.files import JobFiles
 from itk_gateway.storage.store import CHUNK_DONE, JobStore
 
@@ -40,6 +50,14 @@ class SegmentEntry:
     init: int
     start_frame: int
     frame_count: int
+    # The part the frames belong to and where in it they start (-1: a manifest from before clip
+    # segments, where segment `index` was part `index` whole).
+    part: int = -1
+    part_offset: int = 0
+
+    @property
+    def part_index(self) -> int:
+        return self.index if self.part < 0 else self.part
 
     @property
     def name(self) -> str:
@@ -108,6 +126,8 @@ class _JobStream:
         self.lock = threading.Lock()
         self.audio_ready = threading.Event()
         self.audio_error: str = ""
+        # part -> {first frame in the part: (frame count, clip file)}, clips not yet segments.
+        self.clips: dict[int, dict[int, tuple[int, Path]]] = {}
 
 
 class LivePublisher:
@@ -179,6 +199,27 @@ class LivePublisher:
         finally:
             stream.audio_ready.set()
 
+    def clip_ready(self, job_id: str, part: int, first_frame: int, frame_count: int, clip: Path) -> None:
+        """A clip of part `part` arrived from its generator (frames [first_frame, +frame_count)):
+        keep it (the file is moved) and make segments of whatever now follows the stream's end."""
+        job = self.store.get_job(job_id)
+        with self._lock:
+            known = job_id in self._streams
+        if job is None or job.finished or not known or frame_count < 1:
+            return
+        stream = self._stream(job_id)
+        target = stream.folder / f"clip-{part:05d}-{first_frame:05d}.mp4"
+        with stream.lock:
+            shutil.move(clip, target)
+            stream.clips.setdefault(part, {})[first_frame] = (frame_count, target)
+        if not stream.audio_ready.is_set() or stream.audio_error:
+            return  # the clip waits; the next clip or the part's end makes its segment
+        with stream.lock:
+            try:
+                self._extend(job_id, stream)
+            except (SegmentError, OSError) as exc:
+                log.warning("job %s: live segment failed: %s", job_id, exc)
+
     def part_ready(self, job_id: str, timeout: float = 600.0) -> None:
         """Append segments for every finished part that now follows the ones already made."""
         job = self.store.get_job(job_id)
@@ -196,36 +237,70 @@ class LivePublisher:
                 log.warning("job %s: live segment failed: %s", job_id, exc)
 
     def _extend(self, job_id: str, stream: _JobStream) -> None:
+        """Append segments, in order, for the frames that now follow the stream's end: the pending
+        clips of the first part not yet covered, then, once a part is done, whatever of it is left."""
         job = self.store.get_job(job_id)
         if job is None:
             return
         manifest_path = stream.folder / "manifest.json"
         manifest = Manifest.load(manifest_path)
-        chunks = self.store.chunks(job_id)
-        start_frame = sum(c.frame_count for c in chunks[:len(manifest.segments)])
-        last_init = stream.folder / f"init-{manifest.inits - 1}.mp4"
+        covered = covered_frames(manifest)
+        start_frame = sum(s.frame_count for s in manifest.segments)
         if manifest.inits:
-            self.files.fetch(last_init)
+            self.files.fetch(stream.folder / f"init-{manifest.inits - 1}.mp4")
         added = False
-        for chunk in chunks[len(manifest.segments):]:
+        for chunk in self.store.chunks(job_id):
+            have = covered.get(chunk.idx, 0)
+            pending = stream.clips.get(chunk.idx, {})
+            for first in [first for first in pending if first < have]:  # already covered (a retried part)
+                pending.pop(first)[1].unlink(missing_ok=True)
+            if have >= chunk.frame_count:
+                continue
+            last_part = job.split_done and chunk.idx == job.chunk_count - 1
+            while have in pending and have < chunk.frame_count:
+                count, clip = pending.pop(have)
+                count = min(count, chunk.frame_count - have)
+                self._append(manifest, stream, clip, chunk.idx, have, start_frame, count,
+                             last_part and have + count == chunk.frame_count)
+                clip.unlink(missing_ok=True)
+                have += count
+                start_frame += count
+                added = True
             part = self.files.part(job_id, chunk.idx)
-            if chunk.status != CHUNK_DONE or not part.exists():
+            if have < chunk.frame_count and chunk.status == CHUNK_DONE and part.exists():
+                count = chunk.frame_count - have
+                if have == 0:
+                    self._append(manifest, stream, part, chunk.idx, 0, start_frame, count, last_part)
+                else:
+                    rest = stream.folder / f"rest-{chunk.idx:05d}.mp4"
+                    try:
+                        cut_part(part, have, rest)
+                        self._append(manifest, stream, rest, chunk.idx, have, start_frame, count, last_part)
+                    finally:
+                        rest.unlink(missing_ok=True)
+                have += count
+                start_frame += count
+                added = True
+            if have < chunk.frame_count:
                 break
-            last = job.split_done and chunk.idx == job.chunk_count - 1
-            segment = mux_segment(part, stream.folder / "audio.m4a", start_frame, chunk.frame_count, last,
-                                  stream.folder / f"seg-{chunk.idx:05d}.mux")
-            if manifest.inits == 0 or _comparable_init(segment.init) != _comparable_init(last_init.read_bytes()):
-                last_init = stream.folder / f"init-{manifest.inits}.mp4"
-                self._write(last_init, segment.init)
-                manifest.inits += 1
-            entry = SegmentEntry(chunk.idx, manifest.inits - 1, start_frame, chunk.frame_count)
-            self._write(stream.folder / entry.name, segment.media)
-            manifest.segments.append(entry)
-            start_frame += chunk.frame_count
-            added = True
         if added:
             self._save(manifest, manifest_path)
             self.store.notify(job_id)
+
+    def _append(self, manifest: Manifest, stream: _JobStream, video: Path, part: int, offset: int,
+                start_frame: int, frame_count: int, last: bool) -> None:
+        """`video` (frames `offset`.. of part `part`) as the next segment, at `start_frame`."""
+        index = len(manifest.segments)
+        segment = mux_segment(video, stream.folder / "audio.m4a", start_frame, frame_count, last,
+                              stream.folder / f"seg-{index:05d}.mux")
+        last_init = stream.folder / f"init-{manifest.inits - 1}.mp4"
+        if manifest.inits == 0 or _comparable_init(segment.init) != _comparable_init(last_init.read_bytes()):
+            last_init = stream.folder / f"init-{manifest.inits}.mp4"
+            self._write(last_init, segment.init)
+            manifest.inits += 1
+        entry = SegmentEntry(index, manifest.inits - 1, start_frame, frame_count, part, offset)
+        self._write(stream.folder / entry.name, segment.media)
+        manifest.segments.append(entry)
 
     def complete(self, job_id: str) -> None:
         """The job completed: make what is left and close the playlist. A stream that misses a
@@ -236,7 +311,10 @@ class LivePublisher:
         with stream.lock:
             manifest_path = stream.folder / "manifest.json"
             manifest = Manifest.load(manifest_path)
-            complete = job is not None and len(manifest.segments) == job.chunk_count
+            covered = covered_frames(manifest)
+            chunks = self.store.chunks(job_id)
+            complete = (job is not None and len(chunks) == job.chunk_count
+                        and all(covered.get(c.idx, 0) >= c.frame_count for c in chunks))
             if complete:
                 manifest.ended = True
                 self._save(manifest, manifest_path)
@@ -265,6 +343,14 @@ class LivePublisher:
     def _forget(self, job_id: str) -> None:
         with self._lock:
             self._streams.pop(job_id, None)
+
+
+def covered_frames(manifest: Manifest) -> dict[int, int]:
+    """Part -> frames of it the stream's segments cover (from the part's start)."""
+    covered: dict[int, int] = {}
+    for segment in manifest.segments:
+        covered[segment.part_index] = segment.part_offset + segment.frame_count
+    return covered
 
 
 def target_duration(frame_counts: list[int]) -> float:

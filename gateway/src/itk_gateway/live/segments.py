@@ -26,6 +26,7 @@ import av
 
 from itk_common.aac import FALLBACK_SAMPLE_RATE, aac_packets, add_aac_stream
 from itk_common.constants import FPS
+from itk_common.video import write_mp4
 
 # Room for up to 10 frames of B-frame reordering delay before the first frame (x264 uses 2).
 TIMELINE_START = Fraction(10, FPS)
@@ -137,6 +138,25 @@ def mux_segment(part: Path, audio: Path, start_frame: int, frame_count: int, las
     if not init or not media:
         raise SegmentError(f"part {part.name} gave no fragments")
     return Segment(init, media)
+
+
+def cut_part(part: Path, first_frame: int, output: Path) -> int:
+    """The frames of `part` from `first_frame` on, re-encoded as an MP4 at `output`; their count.
+
+    For the rare part whose first clips reached the live stream and whose rest did not (the
+    generator that streamed them failed and another rendered the part again).
+    """
+    try:
+        with av.open(str(part)) as container:
+            stream = container.streams.video[0]
+            frames = [frame.to_ndarray(format="rgb24") for index, frame in enumerate(container.decode(stream))
+                      if index >= first_frame]
+    except av.FFmpegError as exc:
+        raise SegmentError(f"part {part.name} cannot be read: {exc}") from exc
+    if not frames:
+        raise SegmentError(f"part {part.name} has no frames after {first_frame}")
+    height, width = frames[0].shape[:2]
+    return write_mp4(output, frames, width, height)
 
 
 def _copy_audio(container: av.container.InputContainer, stream: av.audio.stream.AudioStream,

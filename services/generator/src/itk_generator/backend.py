@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from itk_common.catalogue import PRESET_NAMES, RESOLUTIONS, ClipGrid
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -82,6 +84,10 @@ class ProgressEvent:
     total_steps: int
     frames_done: int
     stage: str = "denoise"
+    # Frames just decoded (uint8 [n, H, W, 3] at the delivered size) that start at chunk frame
+    # `clip_first_frame`: the service streams them at once for live playback.
+    clip: np.ndarray | None = field(default=None, repr=False)
+    clip_first_frame: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,18 @@ class RenderedChunk:
     # The piece's last frames for the next piece of the lane (float16 [T, H, W, 3] in [-1, 1]);
     # None when the backend keeps no motion state.
     motion: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What a backend serves, reported in GeneratorInfo (see itk_common.catalogue)."""
+
+    presets: tuple[str, ...] = PRESET_NAMES
+    # None: any frame count, no clip grid to agree on (the preview, remote providers).
+    clip_grid: ClipGrid | None = None
+    resolutions: tuple[str, ...] = RESOLUTIONS
+    # The buckets compiled and warmed up before SERVING, as `480p:832x480`.
+    buckets: tuple[str, ...] = ()
 
 
 class BackendError(Exception):
@@ -122,6 +140,14 @@ class Backend(ABC):
     def device(self) -> str:
         return "cpu"
 
+    def offer(self) -> Offer:
+        """Presets, clip grid, resolutions and warmed-up buckets this backend serves."""
+        return Offer()
+
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Compile and run whatever the first chunk would otherwise wait for; called after load()
+        and before the service reports SERVING."""
+
     @property
     def parallel_devices(self) -> int:
         """Devices one chunk is rendered across (the capacity stays one chunk per generator)."""
@@ -142,4 +168,4 @@ class Backend(ABC):
         """
 
     def unload(self) -> None:  # noqa: B027 - optional hook
-        """Release memory (called on shutdown and, with force_offload, after a chunk)."""
+        """Release memory (called on shutdown)."""

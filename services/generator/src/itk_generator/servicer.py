@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -16,6 +17,7 @@ from infinitetalk.v1 import generator_pb2, generator_pb2_grpc
 from itk_common.constants import FPS
 from itk_common.motion import encode_motion
 from itk_common.streaming import data_pieces, file_data_pieces
+from itk_common.video import write_mp4
 
 from .admission import ChunkSlots, Refusal
 from .backend import Backend, BackendError, Cancelled, ChunkJob, ProgressEvent
@@ -26,17 +28,27 @@ log = logging.getLogger(__name__)
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
-    def __init__(self, backend: Backend, slots: ChunkSlots, temp_dir: Path) -> None:
+    def __init__(self, backend: Backend, slots: ChunkSlots, temp_dir: Path,
+                 presets: tuple[str, ...] | None = None) -> None:
         self.backend = backend
         self.slots = slots
         self.temp_dir = temp_dir
+        offer = backend.offer()
+        # GENERATOR_PRESETS narrows what the backend could serve (e.g. quality-only weights).
+        self.offer = replace(offer, presets=tuple(p for p in offer.presets if presets is None or p in presets))
         # Set by the service once backend.load() has returned.
         self.ready = threading.Event()
         self.load_error: BaseException | None = None
 
     def GetInfo(self, request: generator_pb2.GetInfoRequest, context: grpc.ServicerContext  # noqa: N802
                 ) -> generator_pb2.GeneratorInfo:
+        offer, grid = self.offer, self.offer.clip_grid
         return generator_pb2.GeneratorInfo(
+            presets=offer.presets,
+            clip_frames=grid.clip_frames if grid else 0,
+            motion_frames=grid.motion_frames if grid else 0,
+            resolutions=offer.resolutions,
+            buckets=offer.buckets if self.ready.is_set() else (),
             backend=self.backend.name,
             capacity=self.slots.capacity,
             active=self.slots.active,
@@ -74,13 +86,16 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         except grpc.RpcError:
             log.info("client went away while uploading a chunk")
             return
+        preset = job.sampling.preset.strip().lower()
+        if preset and preset not in self.offer.presets:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"sampling.preset: {preset} is not served here; this generator serves "
+                          f"{', '.join(self.offer.presets) or 'no preset'}")
         work_dir = Path(tempfile.mkdtemp(prefix="itk-chunk-", dir=self.temp_dir))
         try:
             yield from self._render_and_send(job, work_dir / "chunk.mp4", context)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-            if job.force_offload:
-                self.backend.unload()
 
     def _render_and_send(self, job: ChunkJob, output: Path, context: grpc.ServicerContext
                          ) -> Iterator[generator_pb2.GenerateResponse]:
@@ -90,6 +105,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         render.start()
         try:
             for event in render.progress(context.is_active):
+                if event.clip is not None and len(event.clip):
+                    yield from _clip_messages(event, output.parent / f"clip-{event.clip_first_frame}.mp4")
                 yield generator_pb2.GenerateResponse(progress=_progress_message(event))
             rendered = render.outcome()
         except BackendError as exc:
@@ -122,6 +139,19 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             motion_frames=0 if rendered.motion is None else len(rendered.motion),
             motion_size=len(motion),
         ))
+
+
+def _clip_messages(event: ProgressEvent, path: Path) -> Iterator[generator_pb2.GenerateResponse]:
+    """A clip's frames as a small MP4 in pieces (encoded here, while the backend renders on)."""
+    assert event.clip is not None
+    frames = event.clip
+    write_mp4(path, frames, frames.shape[2], frames.shape[1])
+    try:
+        for piece in file_data_pieces(path):
+            yield generator_pb2.GenerateResponse(clip=generator_pb2.ClipVideo(
+                first_frame=event.clip_first_frame, frame_count=len(frames), data=piece))
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _progress_message(event: ProgressEvent) -> generator_pb2.Progress:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from itk_common.catalogue import CLIP_FRAMES, MOTION_FRAMES
+
 MIN_CHUNK_TARGET_SEC = 1.0
 MAX_LANES = 64
-# InfiniteTalk's stream: 81-frame clips, each after the first starting from the last 9 frames before it.
-DEFAULT_CLIP_FRAMES = 81
-DEFAULT_MOTION_FRAMES = 9
 
 
 class OptionsError(ValueError):
@@ -37,7 +36,7 @@ class SplitOptions:
     # 0: independent chunks cut at pauses; n >= 1: at most n lanes (continuous streams).
     lane_count: int = 0
     min_lane_sec: float = 30.0
-    # The lanes' clip grid; 0 = InfiniteTalk's 81 / 9.
+    # The lanes' clip grid; 0 = InfiniteTalk's (itk_common.catalogue).
     clip_frames: int = 0
     motion_frames: int = 0
     audio_context_sec: float = 0.0
@@ -45,11 +44,11 @@ class SplitOptions:
 
     @property
     def lane_clip_frames(self) -> int:
-        return self.clip_frames or DEFAULT_CLIP_FRAMES
+        return self.clip_frames or CLIP_FRAMES
 
     @property
     def lane_motion_frames(self) -> int:
-        return self.motion_frames or DEFAULT_MOTION_FRAMES
+        return self.motion_frames or MOTION_FRAMES
 
     @property
     def effective_tolerance_sec(self) -> float:

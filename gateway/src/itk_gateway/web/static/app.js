@@ -252,6 +252,9 @@ async function loadConfig() {
   const provider = $("provider");
   const names = [...config.providers, ...Object.keys(config.provider_aliases || {})];
   provider.replaceChildren(...names.map((name) => new Option(name, name, false, name === config.default_provider)));
+  // The presets some pool serves (GET /config), after the generator's own default.
+  const labels = config.preset_labels || {};
+  $("preset").append(...(config.presets || []).map((name) => new Option(labels[name] || name, name)));
   if (config.video_input) {
     $("image").accept = "image/*,video/*";
     $("image-text").textContent = "Drop a portrait or a video to dub here, or choose a file";

@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,16 +20,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from itk_common.catalogue import (
+    MOTION_FRAMES,
+    PRESET_NAMES,
+    RESOLUTIONS,
+    ClipGrid,
+    check_clip_layout,
+    resolution_family,
+)
+from itk_common.constants import SAMPLES_PER_FRAME
 from itk_common.motion import uint8_to_motion
 from itk_common.source_video import SourceFrames, VideoError
 from itk_common.video import Mp4Writer
 
-from ..backend import Backend, BackendError, Cancelled, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
+from ..backend import (
+    Backend,
+    BackendError,
+    Cancelled,
+    ChunkJob,
+    Offer,
+    ProgressCallback,
+    ProgressEvent,
+    RenderedChunk,
+)
 from ..images import ImageDecodeError, decode_image
-from .model_factory import build_dit, build_pipeline, check_parallel_settings
+from .idle_offload import IdleOffload
+from .model_factory import build_dit, build_pipeline, check_parallel_settings, pipeline_modules
 from .parallel import ParallelGroup, WorkerLostError
-from .pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport, plan_clips, validate_clip_layout
-from .resolution import RESOLUTIONS, choose_bucket, delivered_size, resize_to_cover
+from .pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport, plan_clips
+from .resolution import choose_bucket, delivered_size, resize_to_cover
 from .sampling import TEACACHE_COEFFICIENTS, preset_plan, with_overrides
 from .settings import InfiniteTalkSettings
 
@@ -37,11 +57,10 @@ log = logging.getLogger(__name__)
 
 def normalise_resolution(name: str) -> str:
     """"" -> 480p; also accepts the reference's names ("infinitetalk-480")."""
-    aliases = {"": "480p", "480": "480p", "720": "720p", "infinitetalk-480": "480p", "infinitetalk-720": "720p"}
-    resolution = aliases.get(name.strip().lower(), name.strip().lower())
-    if resolution not in RESOLUTIONS:
-        raise BackendError(f"unknown resolution {name!r}; use one of {', '.join(RESOLUTIONS)}")
-    return resolution
+    try:
+        return resolution_family(name)
+    except ValueError as err:
+        raise BackendError(str(err)) from err
 
 
 class InfiniteTalkBackend(Backend):
@@ -55,6 +74,8 @@ class InfiniteTalkBackend(Backend):
         # What to do when a rank dies while serving (default: exit, so the pod restarts).
         self.on_parallel_lost = on_parallel_lost
         self._lock = threading.Lock()
+        self._idle: IdleOffload | None = None
+        self._warmed: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> InfiniteTalkBackend:
@@ -74,6 +95,40 @@ class InfiniteTalkBackend(Backend):
     def parallel_devices(self) -> int:
         return self.settings.parallel_devices
 
+    def offer(self) -> Offer:
+        return Offer(presets=PRESET_NAMES, clip_grid=ClipGrid(self.settings.clip_frames, MOTION_FRAMES),
+                     resolutions=RESOLUTIONS, buckets=self._warmed)
+
+    def warm_up(self) -> None:
+        """Run one clip (one step, continuing from motion frames, so every stage of a later clip runs)
+        at each warm-up bucket: compilation, kernel selection and the encoders' first calls happen
+        here, before SERVING, instead of in the first job. Guidance batching gives each branch count
+        its own shapes, so then every preset is run."""
+        pipeline = self.pipeline
+        assert pipeline is not None, "load() first"
+        presets = PRESET_NAMES if self.settings.guidance_batch else (self.settings.preset,)
+        clip_frames = pipeline.clip_frames
+        warmed = []
+        for family, width, height in self.settings.warmup_sizes():
+            height_, width_ = (height, width) if self.settings.size else choose_bucket(height, width, family)
+            for preset in presets:
+                started = time.monotonic()
+                request = ChunkRequest(
+                    image=np.full((height_, width_, 3), 128, dtype=np.uint8),
+                    audio=np.zeros(clip_frames * SAMPLES_PER_FRAME, dtype=np.float32),
+                    frame_count=clip_frames - MOTION_FRAMES, prompt="", seed=1,
+                    plan=replace(preset_plan(preset, family), steps=1), motion_frames=MOTION_FRAMES,
+                    color_correction=self.settings.color_correction_strength,
+                    teacache_coefficients=tuple(TEACACHE_COEFFICIENTS[family]),
+                    motion=np.zeros((MOTION_FRAMES, height_, width_, 3), dtype=np.float16))
+                with torch.inference_mode():
+                    for _frames in pipeline.generate(request):
+                        pass
+                log.info("warmed up %s %dx%d (%s) in %.1f s", family, width_, height_, preset,
+                         time.monotonic() - started)
+            warmed.append(f"{family}:{width_}x{height_}")
+        self._warmed = tuple(warmed)
+
     def load(self) -> None:
         with self._lock:
             if self.pipeline is None:
@@ -81,6 +136,11 @@ class InfiniteTalkBackend(Backend):
                     self.pipeline = build_pipeline(self.settings)
                 else:
                     self.pipeline, self.parallel = self._load_parallel()
+                if self.settings.offload_idle_sec and self._idle is None:
+                    pipeline = self.pipeline
+                    self._idle = IdleOffload(lambda: pipeline_modules(pipeline),
+                                             torch.device(self.settings.device), self.settings.offload_idle_sec)
+                    self._idle.start()
 
     def _load_parallel(self) -> tuple[InfiniteTalkPipeline, ParallelGroup]:
         settings = self.settings
@@ -106,6 +166,9 @@ class InfiniteTalkBackend(Backend):
     def unload(self) -> None:
         with self._lock:
             self.pipeline = None
+            if self._idle is not None:
+                self._idle.stop()
+                self._idle = None
             if self.parallel is not None:
                 self.parallel.shutdown()
                 self.parallel = None
@@ -131,6 +194,18 @@ class InfiniteTalkBackend(Backend):
             self.load()
         pipeline = self.pipeline
         assert pipeline is not None
+        idle = self._idle
+        if idle is not None:
+            idle.acquire()
+        try:
+            return self._render(job, request, delivered, pipeline, output, progress, cancelled, source)
+        finally:
+            if idle is not None:
+                idle.release()
+
+    def _render(self, job: ChunkJob, request: ChunkRequest, delivered: tuple[int, int],
+                pipeline: InfiniteTalkPipeline, output: Path, progress: ProgressCallback,
+                cancelled: threading.Event, source: SourceFrames | None) -> RenderedChunk:
 
         def on_step(report: StepReport) -> None:
             if cancelled.is_set():
@@ -146,10 +221,15 @@ class InfiniteTalkBackend(Backend):
         try:
             with Mp4Writer(partial, width, height) as writer:
                 for frames in pipeline.generate(request, on_step, motion.append):
+                    first = writer.frames_written
+                    if frames.shape[1:3] != delivered:
+                        frames = np.stack([resize_to_cover(frame, height, width) for frame in frames])
                     for frame in frames:
-                        writer.write(frame if frame.shape[:2] == delivered else resize_to_cover(frame, height, width))
+                        writer.write(frame)
+                    # The clip's frames go out now, for live playback; the MP4 follows whole.
                     progress(ProgressEvent(total_steps if writer.frames_written == job.frame_count else 0,
-                                           total_steps, writer.frames_written, "decode"))
+                                           total_steps, writer.frames_written, "decode", clip=frames,
+                                           clip_first_frame=first))
             if writer.frames_written != job.frame_count:
                 raise BackendError(f"generated {writer.frames_written} frames, expected {job.frame_count}")
             os.replace(partial, output)
@@ -159,8 +239,6 @@ class InfiniteTalkBackend(Backend):
             partial.unlink(missing_ok=True)
             if source is not None:
                 source.close()
-        if job.force_offload:
-            self.unload()
         return RenderedChunk(path=output, frame_count=job.frame_count, width=width, height=height,
                              motion=motion[0] if motion else None)
 
@@ -179,11 +257,11 @@ class InfiniteTalkBackend(Backend):
             bucket = choose_bucket(job.height, job.width, resolution)
         else:
             bucket = choose_bucket(image.shape[0], image.shape[1], resolution)
-        motion_frames = sampling.motion_frames or 9
+        motion_frames = sampling.motion_frames or MOTION_FRAMES
         try:
-            validate_clip_layout(self.settings.clip_frames, motion_frames)
+            check_clip_layout(self.settings.clip_frames, motion_frames)
         except ValueError as err:
-            raise BackendError(str(err)) from err
+            raise BackendError(f"sampling.motion_frames: {err}") from err
         context_audio, context_before = job.audio_with_context
         request = ChunkRequest(
             image=resize_to_cover(image, *bucket),

@@ -138,6 +138,17 @@ def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
     )
 
 
+def pipeline_modules(pipeline: InfiniteTalkPipeline) -> list[torch.nn.Module]:
+    """The torch modules holding the pipeline's weights (what idle offload moves)."""
+    modules = []
+    for part in (pipeline.dit, pipeline.vae, pipeline.clip, pipeline.text_encoder, pipeline.audio_encoder):
+        if isinstance(part, torch.nn.Module):
+            modules.append(part)
+        else:  # wrappers keep their network as an attribute
+            modules.extend(value for value in vars(part).values() if isinstance(value, torch.nn.Module))
+    return modules
+
+
 def resolve_fp8_attention(settings: InfiniteTalkSettings, device: torch.device) -> bool:
     """Whether the self-attention runs in FP8: with DTYPE=fp8 and FP8_ATTENTION auto where cuDNN's
     FP8 attention runs, always with `on` (the reference implementation on the CPU; a start-up

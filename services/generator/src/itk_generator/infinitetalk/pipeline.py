@@ -36,6 +36,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from itk_common.catalogue import CLIP_FRAMES, MOTION_FRAMES, check_clip_layout
 from itk_common.constants import SAMPLES_PER_FRAME
 from itk_common.motion import to_motion
 
@@ -76,7 +77,7 @@ class ClipSpan:
     keep_from: int  # frames of the decoded clip before this one repeat the previous clip
 
 
-def plan_clips(frame_count: int, clip_frames: int = 81, motion_frames: int = 9,
+def plan_clips(frame_count: int, clip_frames: int = CLIP_FRAMES, motion_frames: int = MOTION_FRAMES,
                continued: bool = False) -> list[ClipSpan]:
     """The clips covering `frame_count` frames: 81, then 72 new frames per clip (defaults).
 
@@ -85,7 +86,7 @@ def plan_clips(frame_count: int, clip_frames: int = 81, motion_frames: int = 9,
     """
     if frame_count < 1:
         raise ValueError(f"frame_count must be positive, got {frame_count}")
-    validate_clip_layout(clip_frames, motion_frames)
+    check_clip_layout(clip_frames, motion_frames)
     stride = clip_frames - motion_frames
     if continued:
         count = math.ceil(frame_count / stride)
@@ -103,14 +104,6 @@ def clip_noise(seed: int, lane: int, lane_frame: int, shape: tuple[int, ...]) ->
     """
     state = np.random.SeedSequence([seed, lane, lane_frame]).generate_state(1, dtype=np.uint64)[0]
     return torch.randn(shape, generator=torch.Generator().manual_seed(int(state)), dtype=torch.float32)
-
-
-def validate_clip_layout(clip_frames: int, motion_frames: int) -> None:
-    if clip_frames < 5 or (clip_frames - 1) % 4:
-        raise ValueError(f"clip_frames must be 4n+1 (n >= 1), got {clip_frames}")
-    if motion_frames < 1 or (motion_frames - 1) % 4 or motion_frames >= clip_frames:
-        raise ValueError(
-            f"motion_frames must be 4n+1 and smaller than clip_frames ({clip_frames}), got {motion_frames}")
 
 
 def extend_audio_embedding(embedding: torch.Tensor, needed_frames: int) -> torch.Tensor:
@@ -220,7 +213,7 @@ class ChunkRequest:
     prompt: str
     seed: int
     plan: SamplingPlan
-    motion_frames: int = 9
+    motion_frames: int = MOTION_FRAMES
     color_correction: float = 0.0
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     teacache_coefficients: tuple[float, ...] | None = None
@@ -257,7 +250,7 @@ class InfiniteTalkPipeline:
         text_encoder: PromptEncoder,
         audio_encoder: AudioEncoder,
         device: torch.device | str = "cpu",
-        clip_frames: int = 81,
+        clip_frames: int = CLIP_FRAMES,
         text_cache_size: int = 8,
         batch_guidance: bool = False,
         image_cache_size: int = 4,

@@ -1,4 +1,4 @@
-"""InfiniteTalk's resolution buckets and the image fitting that goes with them.
+"""The image fitting that goes with InfiniteTalk's resolution buckets (itk_common.catalogue).
 
 Sizes, as the backend uses them:
 - The bucket family is the job's `resolution` ("480p": buckets of about 640x640 pixels,
@@ -18,37 +18,9 @@ import math
 import cv2
 import numpy as np
 
-# height/width ratio -> (height, width), as in the reference's ASPECT_RATIO_627 / ASPECT_RATIO_960.
-BUCKETS: dict[str, dict[float, tuple[int, int]]] = {
-    "480p": {
-        0.26: (320, 1216), 0.38: (384, 1024), 0.50: (448, 896), 0.67: (512, 768), 0.82: (576, 704),
-        1.00: (640, 640), 1.22: (704, 576), 1.50: (768, 512), 1.86: (832, 448), 2.00: (896, 448),
-        2.50: (960, 384), 2.83: (1088, 384), 3.60: (1152, 320), 3.80: (1216, 320), 4.00: (1280, 320),
-    },
-    "720p": {
-        0.22: (448, 2048), 0.29: (512, 1792), 0.36: (576, 1600), 0.45: (640, 1408), 0.55: (704, 1280),
-        0.63: (768, 1216), 0.76: (832, 1088), 0.88: (896, 1024), 1.00: (960, 960), 1.14: (1024, 896),
-        1.31: (1088, 832), 1.50: (1152, 768), 1.58: (1216, 768), 1.82: (1280, 704), 1.91: (1344, 704),
-        2.20: (1408, 640), 2.30: (1472, 640), 2.67: (1536, 576), 2.89: (1664, 576), 3.62: (1856, 512),
-        3.75: (1920, 512),
-    },
-}
-RESOLUTIONS = tuple(BUCKETS)
+from itk_common.catalogue import BUCKETS, RESOLUTIONS, choose_bucket
 
-
-def choose_bucket(height: int, width: int, resolution: str = "480p",
-                  buckets: dict[str, dict[float, tuple[int, int]]] = BUCKETS) -> tuple[int, int]:
-    """(height, width) of the bucket whose ratio is closest to height/width (first one on ties)."""
-    if resolution not in buckets:
-        raise ValueError(f"unknown resolution {resolution!r}; known: {', '.join(buckets)}")
-    if height <= 0 or width <= 0:
-        raise ValueError(f"size must be positive, got {width}x{height}")
-    ratio = height / width
-    family = buckets[resolution]
-    closest = min(family, key=lambda key: abs(key - ratio))
-    return family[closest]
-
-
+__all__ = ["BUCKETS", "RESOLUTIONS", "choose_bucket", "delivered_size", "resize_to_cover"]
 def resize_to_cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize [H, W, C] uint8 so it covers height x width (sizes rounded up), then center-crop.
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from itk_common import catalogue
+
 from .dit import ResidualCache
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -61,21 +63,11 @@ class SamplingPlan:
         return (COND, NO_TEXT, UNCOND)
 
 
-# Reference defaults: 40 steps, shift 7 at 480p and 11 at 720p, guidance text 5 / audio 4.
-# "fast" is for the step-distilled FusioniX LoRA: 8 steps, shift 2, text 1, audio 2.
-# "turbo" is for LightX2V's step- and guidance-distilled Wan2.1 I2V weights: 4 steps, one forward.
-PRESETS = {"quality", "fast", "turbo"}
-QUALITY_SHIFT = {"480p": 7.0, "720p": 11.0}
-
-
-def preset_plan(preset: str, resolution: str = "480p") -> SamplingPlan:
-    if preset == "quality":
-        return SamplingPlan(steps=40, shift=QUALITY_SHIFT[resolution], text_guidance=5.0, audio_guidance=4.0)
-    if preset == "fast":
-        return SamplingPlan(steps=8, shift=2.0, text_guidance=1.0, audio_guidance=2.0)
-    if preset == "turbo":
-        return SamplingPlan(steps=4, shift=5.0, text_guidance=1.0, audio_guidance=1.0, linear_to_zero=True)
-    raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}")
+def preset_plan(name: str, resolution: str = "480p") -> SamplingPlan:
+    """The sampling plan of a catalogue preset (itk_common.catalogue) at a resolution family."""
+    preset = catalogue.preset(name)
+    return SamplingPlan(steps=preset.steps, shift=preset.shift[resolution], text_guidance=preset.text_guidance,
+                        audio_guidance=preset.audio_guidance, linear_to_zero=preset.linear_to_zero)
 
 
 def with_overrides(plan: SamplingPlan, steps: int = 0, shift: float = 0.0, text_guidance: float = 0.0,

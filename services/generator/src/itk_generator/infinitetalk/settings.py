@@ -25,6 +25,14 @@
   for every job that does not turn it off (default 1.0, the reference CLI's value).
 - TEXT_ENCODER_DEVICE: where umT5 runs (default: cpu with BLOCK_OFFLOAD, else DEVICE); prompt
   embeddings are cached per prompt, so a job's later chunks skip it.
+- OFFLOAD_IDLE_SEC: after this many seconds without a chunk, move the weights to pinned host
+  memory and give the GPU memory back; the next chunk brings them back first (idle_offload.py).
+  Default 0: the models stay on the GPU between chunks and jobs, which is what a generator is for.
+  The seed API's `force_offload` does not unload them (it is passed on to remote providers only).
+- INFINITETALK_WARMUP_BUCKETS: the resolution buckets (`480p:832x480`, family:WIDTHxHEIGHT,
+  comma-separated) compiled and run once before the generator reports SERVING, so the first job
+  runs at the steady speed; `off` for none. Default on a GPU: 480p:832x480,480p:480x832 (or the
+  INFINITETALK_SIZE), on the CPU: off.
 - PARALLEL_DEVICES: devices one chunk is rendered across (default 1). With N > 1 this process
   is rank 0 on DEVICE and spawns ranks 1..N-1 on the next N-1 devices (parallel/launch.py);
   the service stays one endpoint of capacity 1. PARALLEL_MODE: auto, guidance or sequence
@@ -47,13 +55,12 @@ from pathlib import Path
 
 import torch
 
+from itk_common.catalogue import CLIP_FRAMES, DEFAULT_PRESET, PRESET_NAMES, check_clip_layout, parse_bucket
 from itk_common.config import ConfigError, env_bool, env_float, env_int, env_str
 
 from .attention import BACKENDS as ATTENTION_BACKENDS
 from .fp8 import ACTIVATION_SCALINGS
 from .parallel import MODES as PARALLEL_MODES
-from .pipeline import validate_clip_layout
-from .sampling import PRESETS
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "fp8": torch.bfloat16}
 VAE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -66,7 +73,7 @@ COMPILE_MODES = ("", "off", "elementwise", "blocks")
 @dataclass(frozen=True)
 class InfiniteTalkSettings:
     model_dir: Path
-    preset: str = "quality"
+    preset: str = DEFAULT_PRESET
     lora_path: Path | None = None
     lora_scale: float = 1.0
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
@@ -74,7 +81,7 @@ class InfiniteTalkSettings:
     block_offload: bool = False
     attention: str = "auto"
     compile: str = ""
-    clip_frames: int = 81
+    clip_frames: int = CLIP_FRAMES
     size: tuple[int, int] | None = None  # (width, height) forced instead of the buckets
     color_correction_strength: float = 1.0
     text_encoder_device: str = ""
@@ -86,20 +93,23 @@ class InfiniteTalkSettings:
     guidance_batch: bool = False
     parallel_devices: int = 1
     parallel_mode: str = "auto"
+    offload_idle_sec: float = 0.0
+    # None: the default for the device (see warmup_sizes); () for none.
+    warmup_buckets: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.parallel_devices < 1:
             raise ConfigError(f"PARALLEL_DEVICES must be at least 1, got {self.parallel_devices}")
         if self.parallel_mode not in PARALLEL_MODES:
             raise ConfigError(f"PARALLEL_MODE must be one of {PARALLEL_MODES}, got {self.parallel_mode!r}")
-        if self.preset not in PRESETS:
-            raise ConfigError(f"INFINITETALK_PRESET must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.preset not in PRESET_NAMES:
+            raise ConfigError(f"INFINITETALK_PRESET must be one of {', '.join(PRESET_NAMES)}, got {self.preset!r}")
         if self.dtype and self.dtype not in DTYPES:
             raise ConfigError(f"DTYPE must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.attention not in ATTENTION_BACKENDS:
             raise ConfigError(f"ATTENTION_BACKEND must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
         try:
-            validate_clip_layout(self.clip_frames, 1)
+            check_clip_layout(self.clip_frames, 1)
         except ValueError as err:
             raise ConfigError(f"INFINITETALK_CLIP_FRAMES: {err}") from err
         if self.compile not in COMPILE_MODES:
@@ -115,8 +125,27 @@ class InfiniteTalkSettings:
             raise ConfigError(f"VAE_DTYPE must be one of {sorted(VAE_DTYPES)}, got {self.vae_dtype!r}")
         if self.dtype == "fp8" and self.block_offload:
             raise ConfigError("DTYPE=fp8 does not work with BLOCK_OFFLOAD (the FP8 weights already halve the memory)")
+        if self.offload_idle_sec and not self.device.startswith("cuda"):
+            raise ConfigError("OFFLOAD_IDLE_SEC moves the weights off a GPU; DEVICE is not one")
+        if self.offload_idle_sec and (self.parallel_devices > 1 or self.block_offload):
+            raise ConfigError("OFFLOAD_IDLE_SEC works on one GPU without BLOCK_OFFLOAD")
+        for bucket in self.warmup_buckets or ():
+            try:
+                parse_bucket(bucket)
+            except ValueError as err:
+                raise ConfigError(f"INFINITETALK_WARMUP_BUCKETS: {err}") from err
         if self.size and (self.size[0] % SIZE_MULTIPLE or self.size[1] % SIZE_MULTIPLE):
             raise ConfigError(f"INFINITETALK_SIZE must be multiples of {SIZE_MULTIPLE}, got {self.size}")
+
+    def warmup_sizes(self) -> list[tuple[str, int, int]]:
+        """(family, width, height) of each bucket to warm up before SERVING."""
+        if self.warmup_buckets is not None:
+            return [parse_bucket(bucket) for bucket in self.warmup_buckets]
+        if not self.device.startswith("cuda"):
+            return []
+        if self.size:
+            return [("480p", *self.size)]
+        return [("480p", 832, 480), ("480p", 480, 832)]
 
     @property
     def compile_mode(self) -> str:
@@ -139,7 +168,7 @@ class InfiniteTalkSettings:
         size = env_str("INFINITETALK_SIZE", "")
         return cls(
             model_dir=Path(model_dir),
-            preset=env_str("INFINITETALK_PRESET", "quality"),
+            preset=env_str("INFINITETALK_PRESET", DEFAULT_PRESET).strip().lower(),
             lora_path=Path(lora) if lora else None,
             lora_scale=env_float("LORA_SCALE", 1.0),
             device=env_str("DEVICE", "cuda" if torch.cuda.is_available() else "cpu"),
@@ -147,7 +176,7 @@ class InfiniteTalkSettings:
             block_offload=env_bool("BLOCK_OFFLOAD", False),
             attention=env_str("ATTENTION_BACKEND", "auto"),
             compile=env_str("INFINITETALK_COMPILE", "").strip().lower(),
-            clip_frames=env_int("INFINITETALK_CLIP_FRAMES", 81, minimum=5),
+            clip_frames=env_int("INFINITETALK_CLIP_FRAMES", CLIP_FRAMES, minimum=5),
             size=parse_size(size) if size else None,
             color_correction_strength=env_float("COLOR_CORRECTION_STRENGTH", 1.0, minimum=0.0),
             text_encoder_device=env_str("TEXT_ENCODER_DEVICE", ""),
@@ -159,7 +188,18 @@ class InfiniteTalkSettings:
             guidance_batch=env_bool("GUIDANCE_BATCH", False),
             parallel_devices=env_int("PARALLEL_DEVICES", 1, minimum=1),
             parallel_mode=env_str("PARALLEL_MODE", "auto").strip().lower(),
+            offload_idle_sec=env_float("OFFLOAD_IDLE_SEC", 0.0, minimum=0.0),
+            warmup_buckets=parse_warmup(env_str("INFINITETALK_WARMUP_BUCKETS", "")),
         )
+
+
+def parse_warmup(text: str) -> tuple[str, ...] | None:
+    """INFINITETALK_WARMUP_BUCKETS: "" = the device's default, "off" = none, else the list."""
+    if not text.strip():
+        return None
+    if text.strip().lower() in ("off", "none", "0"):
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def parse_size(text: str) -> tuple[int, int]:

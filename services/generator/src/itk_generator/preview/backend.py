@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from itk_common.catalogue import MOTION_FRAMES
 from itk_common.config import env_float, env_str
 from itk_common.constants import FPS
 from itk_common.motion import uint8_to_motion
@@ -33,7 +34,6 @@ from .motion import random_steps, shifted, state_from_motion, sway_offsets
 from .mouth import draw_mouth, mouth_openness
 
 FRAMES_PER_STEP = FPS
-DEFAULT_MOTION_FRAMES = 9
 # Artificial cost is slept in slices this long so cancellation is noticed promptly.
 SLEEP_SLICE_SEC = 0.05
 
@@ -80,7 +80,7 @@ class PreviewBackend(Backend):
         openness = mouth_openness(job.audio, job.frame_count)
         sway = sway_offsets(state_from_motion(background, job.motion),
                             random_steps(job.seed, job.lane, job.lane_first_frame, job.frame_count))
-        keep = job.sampling.motion_frames or DEFAULT_MOTION_FRAMES
+        keep = job.sampling.motion_frames or MOTION_FRAMES
         last_frames: list[np.ndarray] = []
         total_steps = -(-job.frame_count // FRAMES_PER_STEP)
         source = self._open_source(job)

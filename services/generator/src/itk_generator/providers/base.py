@@ -25,10 +25,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from itk_common.catalogue import DEFAULT_PRESET, MOTION_FRAMES
 from itk_common.motion import uint8_to_motion
 from itk_common.wav import encode_wav
 
-from ..backend import Backend, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
+from ..backend import Backend, ChunkJob, Offer, ProgressCallback, ProgressEvent, RenderedChunk
 from .errors import ProviderDeadlineError, ProviderError, ProviderJobEndedError, ProviderJobLostError
 from .http import CallScope, ProviderHttp
 from .policy import CallPolicy
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 
 # InfiniteTalk workers want a prompt; the seed API's Beam client sends this one when the job has none.
 DEFAULT_PROMPT = "A person talking naturally"
-# Motion frames handed on to a lane's next piece when the job does not set sampling.motion_frames.
-DEFAULT_MOTION_FRAMES = 9
 # Provider jobs in flight per generator unless GENERATOR_CAPACITY says otherwise.
 DEFAULT_PROVIDER_CAPACITY = 4
 
@@ -100,6 +99,11 @@ class ProviderBackend(Backend):
     def load(self) -> None:
         """Nothing to load: the provider holds the model. Settings were checked in `from_env`."""
 
+    def offer(self) -> Offer:
+        """The seed API takes no preset: the provider renders with its own settings, the reference's
+        defaults, so a pool of providers serves the default preset only."""
+        return Offer(presets=(DEFAULT_PRESET,))
+
     def unload(self) -> None:
         """Nothing to release between chunks (force_offload is passed to the provider instead)."""
 
@@ -149,7 +153,7 @@ class ProviderBackend(Backend):
         try:
             result = retime(source, output, job.frame_count, job.width, job.height,
                             max_pad_sec=self.policy.max_pad_sec, cancelled=cancelled,
-                            tail_frames=job.sampling.motion_frames or DEFAULT_MOTION_FRAMES,
+                            tail_frames=job.sampling.motion_frames or MOTION_FRAMES,
                             progress=lambda frames: progress(ProgressEvent(
                                 step=1, total_steps=1, frames_done=frames, stage=f"{self.name}: converting")))
         except ProviderError as exc:
