@@ -52,7 +52,7 @@ def itk(stack: Stack, *args: str, api_key: str = "") -> subprocess.CompletedProc
 def test_submit_draws_progress_and_writes_the_video(stack: Stack, speech: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     done = itk(stack, "submit", str(PORTRAIT), str(speech), "-o", str(out), "--size", "96x128",
-               "--preset", "fast", "--provider", "runpod", "--prompt", "a talk")
+               "--preset", "turbo", "--provider", "runpod", "--prompt", "a talk")
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.strip()
     assert re.fullmatch(r"job-\d+-[0-9a-f]{32}", job_id)
@@ -100,7 +100,7 @@ def test_python_api_sync_and_async(stack: Stack, speech: Path, tmp_path: Path) -
 
     async def run() -> tuple[str, int, list[str]]:
         async with AsyncClient(stack.rest_url) as client:
-            created = await client.submit(PORTRAIT, speech, 64, 64, preset="fast")
+            created = await client.submit(PORTRAIT, speech, 64, 64, preset="turbo")
             seen: list[str] = []
             final = await client.wait(created.id, on_update=lambda j: seen.append(j.status))
             size = await client.download(created.id, tmp_path / "async.mp4")

@@ -42,7 +42,7 @@ def fill_form(page, audio: Path | None, width: int = 96, height: int = 128) -> N
     page.select_option("#size", "custom")
     page.fill("#width", str(width))
     page.fill("#height", str(height))
-    page.select_option("#preset", "fast")
+    page.select_option("#preset", "turbo")
 
 
 def page_state(page) -> dict:

@@ -220,7 +220,12 @@ class InfiniteTalkBackend(Backend):
         partial = Path(tempfile.mkstemp(suffix=".mp4", dir=output.parent)[1])
         try:
             with Mp4Writer(partial, width, height) as writer:
-                for frames in pipeline.generate(request, on_step, motion.append):
+                clip_started = time.monotonic()
+                for clip_index, frames in enumerate(pipeline.generate(request, on_step, motion.append)):
+                    # The model's time for the clip (the first also encodes the image, prompt and
+                    # audio); writing the MP4 below is not counted. bench/gpu_service.py sums these.
+                    log.info("clip %d of chunk %s/%d: %d frames in %.3f s", clip_index, job.job_id, job.chunk_index,
+                             len(frames), time.monotonic() - clip_started)
                     first = writer.frames_written
                     if frames.shape[1:3] != delivered:
                         frames = np.stack([resize_to_cover(frame, height, width) for frame in frames])
@@ -230,6 +235,7 @@ class InfiniteTalkBackend(Backend):
                     progress(ProgressEvent(total_steps if writer.frames_written == job.frame_count else 0,
                                            total_steps, writer.frames_written, "decode", clip=frames,
                                            clip_first_frame=first))
+                    clip_started = time.monotonic()
             if writer.frames_written != job.frame_count:
                 raise BackendError(f"generated {writer.frames_written} frames, expected {job.frame_count}")
             os.replace(partial, output)
