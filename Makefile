@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 PACKAGES := common services/splitter services/stitcher services/generator gateway client
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install install-postgres browser proto proto-check lint test test-fast run up bench bench-gpu bench-gpu-parallel k8s-check images download-weights clean
+.PHONY: install install-postgres browser proto proto-check lint test test-fast run up bench bench-gpu bench-gpu-parallel bench-gpu-service k8s-check images download-weights clean
 
 install: $(STAMP)
 
@@ -80,6 +80,15 @@ bench-gpu:
 	$(PYTHON) bench/gpu_infinitetalk.py --clips turbo,fast,quality --clip-count 2 --quality-steps 3 --vae-dtype bf16
 	@if [ "$$($(PYTHON) -c 'import torch; print(torch.cuda.device_count())')" -gt 1 ]; then \
 		$(PYTHON) bench/gpu_parallel.py --gpus $(GPUS); fi
+
+# The whole service on one GPU as `make up` starts it (GENERATOR_BACKEND=infinitetalk) on full-size
+# random weights written to SERVICE_MODEL_DIR (about 41 GB, never committed): a seed-body job and a
+# multipart turbo job, cold start, first playable segment, wall / clip time, model loads, memory,
+# and the cost of bringing idle-offloaded weights back (see README, Performance).
+SERVICE_MODEL_DIR ?= /tmp/itk-random-model
+SERVICE_BENCH_ARGS ?= --seed-sec 60 --turbo-sec 60 --dtype fp8 --offload-idle-sec 10
+bench-gpu-service:
+	$(PYTHON) bench/gpu_service.py --model-dir $(SERVICE_MODEL_DIR) $(SERVICE_BENCH_ARGS)
 
 # Only the multi-GPU table: make bench-gpu-parallel GPUS=1,2
 bench-gpu-parallel:

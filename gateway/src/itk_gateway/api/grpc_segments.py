@@ -1,7 +1,8 @@
 """Gateway.StreamSegments: the live HLS segments of a job over gRPC, for services.
 
 The same files the playlist lists: an initialization section, then each media segment in order
-as its part finishes, cut into DataPieces of at most 1 MiB (`last` ends one section or segment).
+as it is made (a clip, or a part whose clips did not come), cut into DataPieces of at most
+1 MiB (`last` ends one section or segment).
 The stream ends after the last segment of a completed job; a job that fails or is cancelled
 meanwhile ends it with FAILED_PRECONDITION.
 """

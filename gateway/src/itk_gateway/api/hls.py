@@ -1,7 +1,8 @@
 """`/jobs/{id}/hls/`: the video as a growing HLS stream while the job renders.
 
-`index.m3u8` is an EVENT playlist of fMP4 segments, one per finished part, in order, with the
-original audio; it gains a segment as each next part finishes and ends with `#EXT-X-ENDLIST`
+`index.m3u8` is an EVENT playlist of fMP4 segments in order, with the original audio: one per
+clip as the generator decodes it (InfiniteTalk), else one per finished part (live/publisher.py);
+it ends with `#EXT-X-ENDLIST`
 when the job completes. Players (hls.js, Safari, ffplay, VLC) reload it until then. Until the
 recording is cut (its plan fixes the segments' target duration) the playlist answers 503 with
 Retry-After, which players retry.
