@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -40,6 +39,7 @@ from itk_gateway.errors import (
     StreamNotReadyError,
     WrongJobStateError,
 )
+from itk_gateway.jobs.eta import TimeLeft
 from itk_gateway.jobs.fetch import AllowList, FetchSettings, UrlFetcher
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.orchestrator import Orchestrator
@@ -222,6 +222,7 @@ class JobService:
         ))
         self.video_limits = VideoLimits(max_duration_sec=settings.max_video_sec,
                                         max_pixels=settings.max_video_pixels, max_side=settings.video_max_side)
+        self.time_left = TimeLeft()
         self.upload_budget = UploadBudget(settings.max_uploads_in_flight_mb * 1024 * 1024,
                                           lambda reason: metrics.refused.labels(reason).inc())
 
@@ -386,7 +387,7 @@ class JobService:
                    "frames_done": c.frames_done, "frames": c.frame_count, "endpoint": c.endpoint,
                    "attempts": c.attempts} for c in chunks]
         segments = len(self.live.manifest(record.id).segments) if self.live is not None else 0
-        return {"pieces": pieces, "segments_ready": segments, "eta_sec": _time_left(record)}
+        return {"pieces": pieces, "segments_ready": segments, "eta_sec": self.time_left(record)}
 
     def watch_job(self, job_id: str, principal: Principal,
                   active: Callable[[], bool] = lambda: True) -> Iterator[JobView]:
@@ -484,16 +485,6 @@ class JobService:
             status = current.status if current else record.status
             raise WrongJobStateError(f"job {job_id} already ended: it is {status}")
         return self.get_job(job_id, principal)
-
-
-def _time_left(record: JobRecord) -> float | None:
-    """Seconds until the job is done at the rate frames have been generated so far (None when
-    there is no rate yet or the job ended)."""
-    if record.finished or not record.split_done or record.frames_done <= 0 or record.frames_total <= 0:
-        return None
-    elapsed = max(0.0, time.time() - record.created_at)
-    left = record.frames_total - min(record.frames_done, record.frames_total)
-    return round(elapsed * left / record.frames_done, 1)
 
 
 def _changed(before: JobView, after: JobView) -> bool:
