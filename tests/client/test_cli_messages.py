@@ -12,7 +12,7 @@ from pathlib import Path
 
 from itk_client import Client
 from itk_gateway.server import Gateway
-from tests.gateway.conftest import PORTRAIT, make_gateway, services, speech_wav  # noqa: F401 - fixtures
+from tests.gateway.conftest import PORTRAIT, speech_wav
 
 KEY = "cli-test-key-0123456789abcdef"
 
