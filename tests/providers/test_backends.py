@@ -14,7 +14,7 @@ from itk_common.config import ConfigError
 from itk_common.constants import frames_for_samples
 from itk_common.video import probe_video
 from itk_generator.backend import Cancelled, ChunkJob, ProgressEvent
-from itk_generator.backends import create_backend
+from itk_generator.backend_registry import create_backend
 from itk_generator.images import decode_image
 from itk_generator.providers.errors import ProviderDeadlineError, ProviderError, ProviderJobLostError
 from itk_generator.providers.http import CallScope, ProviderHttp
