@@ -25,8 +25,8 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `GENERATOR_TARGETS_FILE` | — | One `host:port` per line, re-read on every refresh; replaces `GENERATOR_TARGETS`. |
 | `GENERATOR_POOLS` | — | More pools: `name=host:port,host:port;name2=host:port`. |
 | `GENERATOR_POOL_<NAME>` | — | One pool per variable, named `<name>` in lower case; adds to `GENERATOR_POOLS`. |
-| `DEFAULT_PROVIDER` | `infinitetalk` | Name of the default pool; an empty or omitted `provider` selects it. |
-| `PROVIDER_ALIASES` | `runpod=infinitetalk` | `alias=pool,...`: other names for pools (seed clients send `runpod`). |
+| `DEFAULT_POOL` | `infinitetalk` | Name of the default pool; an empty or omitted `provider` selects it. |
+| `POOL_ALIASES` | `runpod=infinitetalk` | `alias=pool,...`: other names for pools (seed clients send `runpod`). |
 | `GENERATOR_RESOLVE_INTERVAL_SEC` | `10` | Re-resolve targets and probe endpoints this often (and after failures). |
 | `GENERATOR_MAX_ATTEMPTS` | `4` | Failed attempts per chunk before the job fails (busy refusals count 1/5). |
 | `GENERATOR_RETRY_BACKOFF_SEC` | `1` | First pause before a retry; doubles per attempt, at most 30 s. |
@@ -120,7 +120,7 @@ POOL_VARIABLE_PREFIX = "GENERATOR_POOL_"
 
 def pools_from_variables(environ: dict[str, str]) -> dict[str, list[str]]:
     """`GENERATOR_POOL_<NAME>=host:port,...` -> {name: [targets]}: one variable per pool, so
-    deployment pieces (a Kubernetes component per provider) can each add theirs."""
+    deployment pieces (a Kubernetes component per remote GPU provider) can each add theirs."""
     pools: dict[str, list[str]] = {}
     for variable, value in environ.items():
         if variable.startswith(POOL_VARIABLE_PREFIX) and value.strip():
@@ -131,16 +131,24 @@ def pools_from_variables(environ: dict[str, str]) -> dict[str, list[str]]:
     return pools
 
 
-def parse_aliases(raw: str) -> dict[str, str]:
+def parse_aliases(raw: str, variable: str = "POOL_ALIASES") -> dict[str, str]:
     aliases: dict[str, str] = {}
     for entry in raw.split(","):
         if not entry.strip():
             continue
         alias, sep, pool = entry.partition("=")
         if not sep or not alias.strip() or not pool.strip():
-            raise ConfigError(f"PROVIDER_ALIASES entry {entry!r} must look like alias=pool")
+            raise ConfigError(f"{variable} entry {entry!r} must look like alias=pool")
         aliases[alias.strip()] = pool.strip()
     return aliases
+
+
+def _pool_aliases_variable() -> tuple[str, str]:
+    """POOL_ALIASES's value and the variable it came from (PROVIDER_ALIASES, its former name, too)."""
+    for variable in ("POOL_ALIASES", "PROVIDER_ALIASES"):
+        if os.environ.get(variable, "").strip():
+            return os.environ[variable], variable
+    return "runpod=infinitetalk", "POOL_ALIASES"
 
 
 @dataclass
@@ -162,8 +170,8 @@ class Settings:
     generator_targets: list[str] = field(default_factory=lambda: ["127.0.0.1:50052"])
     generator_targets_file: Path | None = None
     generator_pools: dict[str, list[str]] = field(default_factory=dict)
-    default_provider: str = "infinitetalk"
-    provider_aliases: dict[str, str] = field(default_factory=lambda: {"runpod": "infinitetalk"})
+    default_pool: str = "infinitetalk"
+    pool_aliases: dict[str, str] = field(default_factory=lambda: {"runpod": "infinitetalk"})
     resolve_interval_sec: float = 10.0
     generator_max_attempts: int = 4
     retry_backoff_sec: float = 1.0
@@ -240,8 +248,8 @@ class Settings:
 
     def pool_targets(self) -> dict[str, list[str]]:
         """Every configured pool by name; the default pool first."""
-        pools = {self.default_provider: list(self.generator_targets)}
-        pools.update({k: v for k, v in self.generator_pools.items() if k != self.default_provider})
+        pools = {self.default_pool: list(self.generator_targets)}
+        pools.update({k: v for k, v in self.generator_pools.items() if k != self.default_pool})
         return pools
 
     @classmethod
@@ -285,8 +293,10 @@ class Settings:
             generator_targets_file=Path(targets_file) if targets_file else None,
             generator_pools={**parse_pools(os.environ.get("GENERATOR_POOLS", "")),
                              **pools_from_variables(dict(os.environ))},
-            default_provider=env_str("DEFAULT_PROVIDER", "infinitetalk"),
-            provider_aliases=parse_aliases(os.environ.get("PROVIDER_ALIASES", "runpod=infinitetalk")),
+            # DEFAULT_PROVIDER / PROVIDER_ALIASES: the names these had before "provider" was kept for
+            # the remote GPU vendors; still read so older deployments keep their pools.
+            default_pool=env_str("DEFAULT_POOL", env_str("DEFAULT_PROVIDER", "infinitetalk")),
+            pool_aliases=parse_aliases(*_pool_aliases_variable()),
             resolve_interval_sec=env_float("GENERATOR_RESOLVE_INTERVAL_SEC", 10.0, minimum=0.1),
             generator_max_attempts=env_int("GENERATOR_MAX_ATTEMPTS", 4, minimum=1),
             retry_backoff_sec=env_float("GENERATOR_RETRY_BACKOFF_SEC", 1.0, minimum=0.0),

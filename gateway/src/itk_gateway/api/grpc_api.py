@@ -39,7 +39,7 @@ def job_message(view: JobView) -> gateway_pb2.Job:
 
 def options_from_message(message: gateway_pb2.JobOptions) -> JobOptions:
     return JobOptions(
-        width=message.width, height=message.height, provider=message.provider, prompt=message.prompt,
+        width=message.width, height=message.height, pool=message.provider, prompt=message.prompt,
         push_to_s3=message.push_to_s3, dry_run=message.dry_run, force_offload=message.force_offload,
         seed=message.seed, sampling={field.name: value for field, value in message.sampling.ListFields()},
         chunk_target_sec=message.chunk_target_sec, webhook_url=message.webhook_url,

@@ -116,7 +116,7 @@ def create_modal_router(service: JobService) -> APIRouter:
             if width is None or height is None:
                 upload.close_files()
                 width, height = _sized(width, height, upload.path("image"))
-            options = JobOptions(width=width, height=height, provider="", prompt=body.prompt or "",
+            options = JobOptions(width=width, height=height, pool="", prompt=body.prompt or "",
                                  seed=body.seed or 0, video_extend=body.video_extend or "")
             return service.create_job(upload, options)
 

@@ -60,7 +60,7 @@ class CreateJobBody(BaseModel):
 
     def options(self) -> JobOptions:
         return JobOptions(
-            width=self.width, height=self.height, provider=self.provider or "", prompt=self.prompt or "",
+            width=self.width, height=self.height, pool=self.provider or "", prompt=self.prompt or "",
             push_to_s3=bool(self.push_to_s3), dry_run=bool(self.dry_run),
             force_offload=True if self.force_offload is None else self.force_offload,
             seed=self.seed or 0, sampling=self.sampling or {}, chunk_target_sec=self.chunk_target_sec or 0.0,
@@ -206,7 +206,7 @@ def options_from_form(fields: dict[str, str]) -> JobOptions:
     if not math.isfinite(chunk_target_sec):
         raise InvalidInputError("chunk_target_sec: must be a finite number")
     return JobOptions(
-        width=_int(fields, "width"), height=_int(fields, "height"), provider=fields.get("provider", ""),
+        width=_int(fields, "width"), height=_int(fields, "height"), pool=fields.get("provider", ""),
         prompt=fields.get("prompt", ""), push_to_s3=_bool(fields, "push_to_s3", False),
         dry_run=_bool(fields, "dry_run", False), force_offload=_bool(fields, "force_offload", True),
         seed=_int(fields, "seed", 0), sampling=sampling, chunk_target_sec=chunk_target_sec,

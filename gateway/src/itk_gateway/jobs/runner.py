@@ -5,7 +5,7 @@ about one per generator it can use, and streams the saved upload to the splitter
 the lanes and cuts each into pieces (the chunks). Each lane runs on a per-job worker pool
 (MAX_CONCURRENT_CHUNKS wide): its first piece starts the moment its WAV is on disk, and every
 later piece is sent with the motion frames its predecessor returned, so the lane renders as one
-stream. A worker takes a slot on the provider's EndpointPool for each piece. Finished parts go to
+stream. A worker takes a slot on the job's EndpointPool for each piece. Finished parts go to
 the stitcher as they finish, in whatever order, with the seams between lanes to cross-fade.
 Everything needed to resume is in the store and in the job's files (published to the shared blob
 store when there is one): after a restart, or on another replica that took the job over, the
@@ -308,7 +308,7 @@ class JobRunner:
         store says INDEPENDENT_CHUNKS for 0), so its finished pieces still fit."""
         if job.lane_count:
             return max(0, job.lane_count)
-        pool = self.backends.pools[job.provider]
+        pool = self.backends.pools[job.pool]
         if job.options.lanes > 0:
             count = job.options.lanes
         elif not pool.continues_motion():
@@ -481,7 +481,7 @@ class JobRunner:
         endpoint's refusal (RESOURCE_EXHAUSTED, when another client filled it) costs a fifth of
         one, since the generator is healthy and a slot frees soon.
         """
-        pool = self.backends.pools[job.provider]
+        pool = self.backends.pools[job.pool]
         # Cut before taking a generator's slot, so no GPU waits for it.
         reference = self._reference(job, index, frame_count)
         tried: list[str] = []

@@ -209,8 +209,8 @@ class JobService:
         self.metrics = metrics
         self.s3 = s3
         self.rules = OptionRules(
-            providers=list(settings.pool_targets()), default_provider=settings.default_provider,
-            aliases=settings.provider_aliases, s3_enabled=s3 is not None,
+            pools=list(settings.pool_targets()), default_pool=settings.default_pool,
+            aliases=settings.pool_aliases, s3_enabled=s3 is not None,
             webhooks_enabled=bool(settings.webhook_secret),
             webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else private_address_problem,
         )
@@ -331,8 +331,8 @@ class JobService:
         if self.webhooks is not None:
             self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
-        log.info("job %s accepted (%dx%d, provider %s, %d bytes, key %s)", upload.job_id, options.width,
-                 options.height, options.provider, upload.received, upload.owner.name or "-")
+        log.info("job %s accepted (%dx%d, pool %s, %d bytes, key %s)", upload.job_id, options.width,
+                 options.height, options.pool, upload.received, upload.owner.name or "-")
         return self.get_job(upload.job_id, upload.owner)
 
     # -- reading -------------------------------------------------------------------------
@@ -352,7 +352,7 @@ class JobService:
         if record.status == COMPLETED and record.has_video and record.s3_key and self.s3 is not None:
             video_url = self.s3.presigned_url(record.s3_key)
         return JobView(
-            id=record.id, provider=record.provider, status=record.status, progress=record.progress,
+            id=record.id, provider=record.pool, status=record.status, progress=record.progress,
             error=record.error, video_url=video_url, chunk_count=record.chunk_count,
             chunks_done=record.chunks_done, frames_total=record.frames_total, frames_done=record.frames_done,
             duration_sec=record.duration_sec, seed=record.options.seed, width=record.options.width,
