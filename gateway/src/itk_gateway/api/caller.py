@@ -15,8 +15,6 @@ from starlette.requests import HTTPConnection
 from itk_gateway.errors import UnauthorizedError
 from itk_gateway.security.keys import Principal
 
-ANONYMOUS = ""
-
 
 def principal_of(connection: HTTPConnection) -> Principal:
     found = getattr(connection.state, "principal", None)
@@ -25,6 +23,3 @@ def principal_of(connection: HTTPConnection) -> Principal:
         raise UnauthorizedError("an API key is required")
     return found
 
-
-def owner_of(connection: HTTPConnection) -> str:
-    return principal_of(connection).name

@@ -136,11 +136,6 @@ class HealthResponse(BaseModel):
     status: Literal["ok", "shutting_down"]
 
 
-class ErrorResponse(BaseModel):
-    error: str
-    code: str
-
-
 def describe_validation_error(error: ValidationError) -> str:
     """`field: problem` for the first problem (pydantic's wording, without its URLs)."""
     first = error.errors(include_url=False)[0]

@@ -12,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -46,12 +45,6 @@ class CallScope:
         if self.cancelled.wait(max(0.0, min(seconds, self.remaining()))):
             raise Cancelled()
         self.check(what)
-
-
-def display_url(url: str) -> str:
-    """The URL without its query string: signed URLs carry their signature there."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 class ProviderHttp:
