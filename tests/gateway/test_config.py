@@ -141,3 +141,18 @@ def test_shared_state_settings_are_checked(monkeypatch: pytest.MonkeyPatch, vari
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         Settings.from_env()
+
+
+def test_zero_lane_length_and_seam_fade_are_values_and_unset_leaves_them_to_the_splitter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MIN_LANE_SEC", raising=False)
+    monkeypatch.delenv("SEAM_FADE_SEC", raising=False)
+    settings = Settings.from_env()
+    assert settings.min_lane_sec is None and settings.seam_fade_sec is None
+    monkeypatch.setenv("MIN_LANE_SEC", "0")
+    monkeypatch.setenv("SEAM_FADE_SEC", "0")
+    settings = Settings.from_env()
+    assert settings.min_lane_sec == 0.0 and settings.seam_fade_sec == 0.0
+    monkeypatch.setenv("SEAM_FADE_SEC", "6")
+    with pytest.raises(ConfigError, match="SEAM_FADE_SEC must be at most 5"):
+        Settings.from_env()

@@ -33,10 +33,10 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `GENERATOR_WAIT_SEC` | `600` | A chunk fails after its pool had no ready endpoint this long (0 = wait forever). |
 | `MAX_CONCURRENT_CHUNKS` | `8` | Chunks of one job in flight at once (seed name; pool capacity is the global limit). |
 | `CHUNK_TARGET_SEC` | `45` | Target chunk length passed to the splitter (0 = the splitter's default). |
-| `MIN_LANE_SEC` | `30` | No lane (continuous stream) is shorter; shorter recordings get fewer lanes. |
+| `MIN_LANE_SEC` | splitter's | No lane is shorter; shorter recordings get fewer lanes; 0 = no minimum. |
 | `CLIP_FRAMES` | `81` | The generators' clip length (4n+1); pieces inside a lane are cut on its grid. |
 | `AUDIO_CONTEXT_SEC` | `2` | Neighbouring audio sent with each piece on both sides, for its audio features. |
-| `SEAM_FADE_SEC` | `0.4` | Longest cross-fade on each side of a seam between lanes (inside its pause). |
+| `SEAM_FADE_SEC` | splitter's | Longest cross-fade on each side of a seam (inside its pause); 0 = a hard cut. |
 | `MAX_UPLOAD_MB` | `200` | Largest image + audio upload in MiB (decoded); larger requests get 413. |
 | `MAX_IMAGE_PIXELS` | `40000000` | Largest accepted image (width × height). |
 | `MAX_VIDEO_SEC` | `600` | Longest accepted source video (dubbing), in seconds. |
@@ -79,6 +79,7 @@ while here a job spreads over a pool whose capacity is the real global limit.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,13 @@ def env_bounded(name: str, default: float, minimum: float, maximum: float) -> fl
     if value > maximum:
         raise ConfigError(f"{name} must be at most {maximum:g}, got {value:g}")
     return value
+
+
+def env_optional_bounded(name: str, minimum: float, maximum: float = math.inf) -> float | None:
+    """A number in [minimum, maximum], or None when the variable is unset or empty (0 is a value)."""
+    if not os.environ.get(name, "").strip():
+        return None
+    return env_bounded(name, 0.0, minimum, maximum)
 
 
 def env_clip_frames(name: str, default: int) -> int:
@@ -178,10 +186,11 @@ class Settings:
     generator_wait_sec: float = 600.0
     max_concurrent_chunks: int = 8
     chunk_target_sec: float = 45.0
-    min_lane_sec: float = 30.0
+    # None (unset): the splitter's own MIN_LANE_SEC / SEAM_FADE_SEC apply; 0 is a value (no minimum, a hard cut).
+    min_lane_sec: float | None = None
     clip_frames: int = 81
     audio_context_sec: float = 2.0
-    seam_fade_sec: float = 0.4
+    seam_fade_sec: float | None = None
     max_upload_mb: int = 200
     max_image_pixels: int = 40_000_000
     max_video_sec: float = 600.0
@@ -303,10 +312,10 @@ class Settings:
             generator_wait_sec=env_float("GENERATOR_WAIT_SEC", 600.0, minimum=0.0),
             max_concurrent_chunks=env_int("MAX_CONCURRENT_CHUNKS", 8, minimum=1),
             chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0, minimum=0.0),
-            min_lane_sec=env_float("MIN_LANE_SEC", 30.0, minimum=0.0),
+            min_lane_sec=env_optional_bounded("MIN_LANE_SEC", 0.0),
             clip_frames=env_clip_frames("CLIP_FRAMES", 81),
             audio_context_sec=env_bounded("AUDIO_CONTEXT_SEC", 2.0, 0.0, 30.0),
-            seam_fade_sec=env_bounded("SEAM_FADE_SEC", 0.4, 0.0, 5.0),
+            seam_fade_sec=env_optional_bounded("SEAM_FADE_SEC", 0.0, 5.0),
             max_upload_mb=env_int("MAX_UPLOAD_MB", 200, minimum=1),
             max_image_pixels=env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
             max_video_sec=env_float("MAX_VIDEO_SEC", 600.0, minimum=1.0),

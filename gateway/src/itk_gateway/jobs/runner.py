@@ -100,10 +100,11 @@ class RunSettings:
     chunk_target_sec: float = 45.0
     job_timeout_sec: float = 0.0
     stitcher_wait_sec: float = 600.0
-    min_lane_sec: float = 30.0
+    # None: not sent, so the splitter's own settings apply; 0 is sent as 0 (no minimum, a hard cut).
+    min_lane_sec: float | None = None
     clip_frames: int = 81
     audio_context_sec: float = 2.0
-    seam_fade_sec: float = 0.4
+    seam_fade_sec: float | None = None
 
 
 class FinishedParts:
@@ -321,11 +322,16 @@ class JobRunner:
 
     def _split_options(self, job: JobRecord) -> splitter_pb2.SplitOptions:
         target = job.options.chunk_target_sec or self.settings.chunk_target_sec
-        return splitter_pb2.SplitOptions(
-            chunk_target_sec=target, lane_count=self._lane_count(job), min_lane_sec=self.settings.min_lane_sec,
+        options = splitter_pb2.SplitOptions(
+            chunk_target_sec=target, lane_count=self._lane_count(job),
             clip_frames=self.settings.clip_frames, motion_frames=int(job.options.sampling.get("motion_frames", 0)),
-            audio_context_sec=self.settings.audio_context_sec, seam_fade_sec=self.settings.seam_fade_sec,
+            audio_context_sec=self.settings.audio_context_sec,
         )
+        if self.settings.min_lane_sec is not None:
+            options.min_lane_sec = self.settings.min_lane_sec
+        if self.settings.seam_fade_sec is not None:
+            options.seam_fade_sec = self.settings.seam_fade_sec
+        return options
 
     def _split_and_dispatch(self, job: JobRecord) -> list[ChunkRecord]:
         workers = ThreadPoolExecutor(self.settings.max_concurrent_chunks, thread_name_prefix=f"{self.job_id}-c")
