@@ -61,7 +61,8 @@ from itk_gateway.errors import (
     RequestTimeoutError,
     UnsupportedMediaTypeError,
 )
-from itk_gateway.jobs.service import JobService, JobView
+from itk_gateway.jobs.service import JobService
+from itk_gateway.jobs.view import JobView
 from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.guard import Guard

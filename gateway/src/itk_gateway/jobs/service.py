@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -52,6 +52,7 @@ from itk_gateway.jobs.validation import (
     is_job_id,
     new_job_id,
 )
+from itk_gateway.jobs.view import JobView, LaneView, SeamView
 from itk_gateway.jobs.webhooks import WebhookNotifier, private_address_problem
 from itk_gateway.live.publisher import LivePublisher, Manifest, render_playlist, target_duration
 from itk_gateway.metrics import GatewayMetrics
@@ -84,52 +85,6 @@ def state_unavailable_as(error: type[CreationFailedError] | type[StateUnavailabl
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job as clients see it."""
-
-    id: str
-    provider: str
-    status: str
-    progress: int
-    error: str
-    video_url: str
-    chunk_count: int
-    chunks_done: int
-    frames_total: int
-    frames_done: int
-    duration_sec: float
-    seed: int
-    width: int
-    height: int
-    created_at: str
-    updated_at: str
-    video_available: bool
-    push_to_s3: bool
-    dry_run: bool
-    # The plan, once the split is done: continuous streams and the seams between them.
-    lanes: tuple[LaneView, ...] = ()
-    seams: tuple[SeamView, ...] = ()
-
-
-@dataclass(frozen=True)
-class LaneView:
-    index: int
-    start_sec: float
-    end_sec: float
-    chunk_count: int
-    chunks_done: int
-
-
-@dataclass(frozen=True)
-class SeamView:
-    time_sec: float
-    chunk_index: int  # the first chunk of the lane after the seam
-    pause_start_sec: float
-    pause_end_sec: float
-    fade_frames: int
 
 
 class Upload:
@@ -359,6 +314,7 @@ class JobService:
             height=record.options.height, created_at=_iso(record.created_at), updated_at=_iso(record.updated_at),
             video_available=record.status == COMPLETED and record.has_video,
             push_to_s3=record.options.push_to_s3, dry_run=record.options.dry_run,
+            lane_count=len(record.plan.lanes),
             lanes=tuple(LaneView(lane.index, round(lane.start_sec, 3), round(lane.end_sec, 3), lane.chunk_count,
                                  record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
             seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
