@@ -64,7 +64,7 @@ def build_pools(settings: Settings) -> dict[str, EndpointPool]:
     pools = {}
     for name, targets in settings.pool_targets().items():
         source = static_targets(targets)
-        if name == settings.default_provider and settings.generator_targets_file is not None:
+        if name == settings.default_pool and settings.generator_targets_file is not None:
             source = file_targets(settings.generator_targets_file)
         pools[name] = EndpointPool(name, source, resolve_interval_sec=settings.resolve_interval_sec,
                                    wait_sec=settings.generator_wait_sec)
@@ -80,8 +80,8 @@ def build_guard(settings: Settings, metrics: GatewayMetrics) -> Guard:
 def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics) -> Intake:
     """What job creation checks its inputs with (the deployment's rules and limits)."""
     rules = OptionRules(
-        providers=list(settings.pool_targets()), default_provider=settings.default_provider,
-        aliases=settings.provider_aliases, s3_enabled=s3 is not None,
+        pools=list(settings.pool_targets()), default_pool=settings.default_pool,
+        aliases=settings.pool_aliases, s3_enabled=s3 is not None,
         webhooks_enabled=bool(settings.webhook_secret),
         webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else private_address_problem,
     )

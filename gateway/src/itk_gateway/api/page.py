@@ -14,7 +14,7 @@ from itk_gateway.dispatch.pool import EndpointPool
 from itk_gateway.jobs.service import JobService
 from itk_gateway.jobs.validation import MAX_DIMENSION, PRESETS
 from itk_gateway.live.publisher import timeline_start_sec
-from itk_gateway.security.rest import mark_public
+from itk_gateway.security.rest_middleware import mark_public
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 # Backends whose rendering a job's sampling preset changes; the CPU preview and the remote
@@ -26,13 +26,13 @@ def describe_pools(service: JobService, pools: dict[str, EndpointPool]) -> list[
     """Each pool once, with the aliases that lead to it (a pool of an alias's name wins)."""
     rules = service.rules
     described = []
-    for name in rules.providers:
+    for name in rules.pools:
         pool = pools.get(name)
         backends = pool.backends() if pool is not None else []
         counts = pool.counts() if pool is not None else {"ready": 0}
         described.append({
             "name": name,
-            "aliases": sorted(a for a, target in rules.aliases.items() if target == name and a not in rules.providers),
+            "aliases": sorted(a for a, target in rules.aliases.items() if target == name and a not in rules.pools),
             "backends": backends,
             "generators_ready": counts["ready"],
             "presets": sorted(p for p in PRESETS if p) if PRESET_BACKENDS & set(backends) else [],
@@ -63,8 +63,8 @@ def add_page_routes(app: FastAPI, service: JobService, pools: dict[str, Endpoint
         features, and whether requests need an API key."""
         rules = service.rules
         return JSONResponse({
-            "providers": rules.providers,
-            "default_provider": rules.default_provider,
+            "providers": rules.pools,
+            "default_provider": rules.default_pool,
             "provider_aliases": rules.aliases,
             "pools": describe_pools(service, pools),
             "presets": sorted(p for p in PRESETS if p),

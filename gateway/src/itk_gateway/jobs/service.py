@@ -283,8 +283,8 @@ class JobService:
         gate.wait(self.settings.split_accept_timeout_sec)
         self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
-        log.info("job %s accepted (%dx%d, provider %s, %d bytes, key %s)", upload.job_id, options.width,
-                 options.height, options.provider, upload.received, upload.owner.name or "-")
+        log.info("job %s accepted (%dx%d, pool %s, %d bytes, key %s)", upload.job_id, options.width,
+                 options.height, options.pool, upload.received, upload.owner.name or "-")
         return self.get_job(upload.job_id, upload.owner)
 
     # -- reading -------------------------------------------------------------------------

@@ -41,10 +41,11 @@ class RunSettings:
     chunk_target_sec: float = 45.0
     job_timeout_sec: float = 0.0
     stitcher_wait_sec: float = 600.0
-    min_lane_sec: float = 30.0
+    # None: not sent, so the splitter's own settings apply; 0 is sent as 0 (no minimum, a hard cut).
+    min_lane_sec: float | None = None
     clip_frames: int = 81
     audio_context_sec: float = 2.0
-    seam_fade_sec: float = 0.4
+    seam_fade_sec: float | None = None
 
 
 class JobEndedError(Exception):
