@@ -33,7 +33,8 @@ def job_message(view: JobView) -> gateway_pb2.Job:
                                    chunk_count=lane.chunk_count, chunks_done=lane.chunks_done) for lane in view.lanes],
         seams=[gateway_pb2.JobSeam(time_sec=seam.time_sec, chunk_index=seam.chunk_index,
                                    pause_start_sec=seam.pause_start_sec, pause_end_sec=seam.pause_end_sec,
-                                   fade_frames=seam.fade_frames) for seam in view.seams],
+                                   fade_frames=seam.fade_frames, in_voiced_speech=seam.in_voiced_speech)
+               for seam in view.seams],
     )
 
 

@@ -91,13 +91,16 @@ class LaneResponse(BaseModel):
 
 
 class SeamResponse(BaseModel):
-    """Where one lane ends and the next starts, cross-faded inside the pause it lies in."""
+    """Where one lane ends and the next starts, cross-faded inside the pause (or shorter gap between
+    words) it lies in."""
 
     time_sec: float
     chunk_index: int = Field(description="The first chunk of the lane after the seam")
     pause_start_sec: float
     pause_end_sec: float
-    fade_frames: int = Field(description="Frames cross-faded on each side of the seam")
+    fade_frames: int = Field(description="Frames cross-faded on each side of the seam (0: a hard cut)")
+    in_voiced_speech: bool = Field(False, description="The recording has no gap between words where the seam "
+                                   "could go, so it lies in voiced speech, as a hard cut")
 
 
 class JobResponse(BaseModel):

@@ -130,6 +130,7 @@ class SeamView:
     pause_start_sec: float
     pause_end_sec: float
     fade_frames: int
+    in_voiced_speech: bool = False
 
 
 class Upload:
@@ -362,7 +363,8 @@ class JobService:
             lanes=tuple(LaneView(lane.index, round(lane.start_sec, 3), round(lane.end_sec, 3), lane.chunk_count,
                                  record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
             seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
-                                 round(seam.pause_end_sec, 3), seam.fade_frames) for seam in record.plan.seams),
+                                 round(seam.pause_end_sec, 3), seam.fade_frames, seam.in_voiced_speech)
+                        for seam in record.plan.seams),
         )
 
     def get_job(self, job_id: str, principal: Principal) -> JobView:
