@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from itk_common.constants import FPS, SAMPLES_PER_FRAME, frames_for_samples
 from itk_common.wav import decode_wav
-from itk_splitter.lanes import lane_count_for, plan_lanes
+from itk_splitter.lanes import LANE_AUDIO_MAX_SEC, lane_count_for, plan_lanes
 from itk_splitter.options import OptionsError, SplitOptions
 from itk_splitter.seam_search import search_windows
 from itk_splitter.silence import min_silence_frames
@@ -56,10 +56,17 @@ def test_lanes_partition_the_recording_into_pieces_on_the_clip_grid(case) -> Non
             assert cut >= CLIP and (cut - CLIP) % STRIDE == 0
         if len(plan.lanes) > 1:
             assert lane.end_frame - lane.start_frame >= options.min_lane_sec * FPS - 1
+    context = round(options.audio_context_sec * FPS) * SAMPLES_PER_FRAME
     for chunk in chunks:
-        context = round(options.audio_context_sec * FPS) * SAMPLES_PER_FRAME
-        assert chunk.wav_start == max(0, chunk.start_sample - context)
-        assert chunk.wav_end == min(total, chunk.end_sample + context)
+        # Its whole lane with the context around the lane (lanes here are at most 15 minutes).
+        lane = plan.lanes[chunk.lane]
+        lane_start, lane_end = lane.start_frame * SAMPLES_PER_FRAME, min(total, lane.end_frame * SAMPLES_PER_FRAME)
+        span = (max(0, lane_start - context), min(total, lane_end + context))
+        if span[1] - span[0] <= LANE_AUDIO_MAX_SEC * 16_000:
+            assert (chunk.wav_start, chunk.wav_end) == span
+        else:
+            assert 0 <= chunk.wav_end - chunk.wav_start - LANE_AUDIO_MAX_SEC * 16_000 < SAMPLES_PER_FRAME
+            assert span[0] <= chunk.wav_start <= chunk.start_sample < chunk.end_sample <= chunk.wav_end <= span[1]
 
 
 def runs_in(runs: list[tuple[int, int]], low: int, high: int) -> list[tuple[int, int]]:
@@ -149,7 +156,7 @@ def test_one_generator_no_seam_four_generators_three_seams_in_long_pauses() -> N
         assert seam.fade_frames == min(10, seam.frame - seam.pause[0], seam.pause[1] - seam.frame)
     lengths = [lane.end_frame - lane.start_frame for lane in four.lanes]
     assert max(lengths) <= 1.03 * sum(lengths) / 4
-    # Each chunk's WAV holds its audio plus up to 2 s on each side, sample for sample.
+    # Each chunk's WAV holds its lane plus up to 2 s around it, sample for sample.
     for chunk in itertools.islice(four.iter_encoded(), 3):
         samples = decode_wav(chunk.wav)
         expected = four.samples[chunk.span.wav_start: chunk.span.wav_end]

@@ -35,7 +35,7 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `CHUNK_TARGET_SEC` | `45` | Target chunk length passed to the splitter (0 = the splitter's default). |
 | `MIN_LANE_SEC` | `30` | No lane (continuous stream) is shorter; shorter recordings get fewer lanes. |
 | `CLIP_FRAMES` | `81` | The generators' clip length (4n+1); pieces inside a lane are cut on its grid. |
-| `AUDIO_CONTEXT_SEC` | `2` | Neighbouring audio sent with each piece on both sides, for its audio features. |
+| `AUDIO_CONTEXT_SEC` | `2` | Audio around each piece's lane, which it is sent whole (to 10 min), for its features. |
 | `SEAM_FADE_SEC` | `0.4` | Longest cross-fade on each side of a seam between lanes (inside its pause). |
 | `MAX_UPLOAD_MB` | `200` | Largest image + audio upload in MiB (decoded); larger requests get 413. |
 | `MAX_IMAGE_PIXELS` | `40000000` | Largest accepted image (width × height). |

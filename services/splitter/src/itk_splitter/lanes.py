@@ -27,6 +27,12 @@ from .plan import ChunkSpan
 from .seam_search import choose_seams
 from .silence import min_silence_frames
 
+# A piece is sent its whole lane's audio (plus audio_context_sec around the lane), so its audio
+# features, which the encoder computes over everything it is given (normalisation, attention),
+# are those of the lane rendered whole. A lane longer than this sends each piece the part of it
+# centred on the piece instead (a 10-minute WAV is 19 MB, well inside what a generator accepts).
+LANE_AUDIO_MAX_SEC = 600
+
 
 @dataclass(frozen=True)
 class LaneSpan:
@@ -89,6 +95,7 @@ def plan_lanes(silences: Sequence[tuple[int, int]], total_samples: int, options:
     seams: list[SeamSpan] = []
     bounds = [0, *(frame for frame, _ in seam_frames), total_frames]
     context = round(options.audio_context_sec * FPS) * SAMPLES_PER_FRAME
+    window = LANE_AUDIO_MAX_SEC * FPS * SAMPLES_PER_FRAME
     for lane, (start, end) in enumerate(itertools.pairwise(bounds)):
         if lane > 0:
             frame, pause = seam_frames[lane - 1]
@@ -99,15 +106,29 @@ def plan_lanes(silences: Sequence[tuple[int, int]], total_samples: int, options:
             cut = start + last
             start_sample = (start + first) * SAMPLES_PER_FRAME
             end_sample = min(cut * SAMPLES_PER_FRAME, total_samples)
+            wav_start, wav_end = lane_audio_span(
+                start_sample, end_sample, max(0, start * SAMPLES_PER_FRAME - context),
+                min(total_samples, end * SAMPLES_PER_FRAME + context), window)
             chunks.append(ChunkSpan(
                 index=len(chunks), start_sample=start_sample, end_sample=end_sample,
                 cut_in_silence=cut < total_frames and in_pause(pauses, cut),
-                lane=lane, lane_first_frame=first,
-                wav_start_sample=max(0, start_sample - context),
-                wav_end_sample=min(total_samples, end_sample + context),
+                lane=lane, lane_first_frame=first, wav_start_sample=wav_start, wav_end_sample=wav_end,
             ))
         lanes.append(LaneSpan(lane, start, end, first_chunk, len(chunks) - first_chunk))
     return LanePlan(chunks, lanes, seams)
+
+
+def lane_audio_span(start: int, end: int, lane_start: int, lane_end: int, window: int) -> tuple[int, int]:
+    """The samples a piece [start, end) is sent: its lane's audio with the context around the lane,
+    [lane_start, lane_end), or, when that is longer than `window`, the `window` samples of it
+    centred on the piece (starting on a frame; it may run into the last partial frame to hold the
+    whole piece)."""
+    if lane_end - lane_start <= window or end - start >= window:
+        return lane_start, lane_end
+    middle = (start + end) // 2
+    first = min(max(lane_start, middle - window // 2), lane_end - window)
+    first -= (first - lane_start) % SAMPLES_PER_FRAME
+    return first, min(lane_end, max(end, first + window))
 
 
 def independent_lanes(chunks: list[ChunkSpan], silences: Sequence[tuple[int, int]], options: SplitOptions
