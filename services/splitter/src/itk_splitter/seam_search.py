@@ -11,7 +11,8 @@ Each seam looks, in order, for:
    (at least SEAM_NEAR_MIN_SEC) of the point that balances the remaining lanes: the longest one;
 2. a pause within SEAM_FAR_SHARE of a lane (at least SEAM_FAR_MIN_SEC): the longest one, so the
    longest lane, which sets the job's duration, may grow by up to that share;
-3. a shorter gap between words in the near window, then in the far window: the longest one;
+3. a shorter gap between words in the far window: the longest one (the cross-fade cannot be
+   longer than the silence, so a longer gap hides the seam better than a nearer one);
 4. the gap nearest the balanced point anywhere the lanes' minimum length allows;
 5. only when there is no gap at all: the balanced point itself, in voiced speech, reported as such
    (and joined by a hard cut: a cross-fade there would mix two open mouths).
@@ -62,8 +63,7 @@ def find_seam(silences: Sequence[tuple[int, int]], target: int, lane_frames: flo
     """The seam for one balanced point `target` (a cut in [floor, ceiling]); see the module's order."""
     near, far = search_windows(target, lane_frames, floor, ceiling)
     pauses = [run for run in silences if run[1] - run[0] >= min_pause_frames]
-    for runs, window, in_pause in ((pauses, near, True), (pauses, far, True),
-                                   (silences, near, False), (silences, far, False)):
+    for runs, window, in_pause in ((pauses, near, True), (pauses, far, True), (silences, far, False)):
         best = longest_run(runs, target, *window)
         if best is not None:
             return SeamChoice(middle(best), best, in_pause)
