@@ -14,6 +14,7 @@ from itk_common.constants import FPS
 from itk_common.video import probe_video
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import PORTRAIT, speech_wav
+from tests.helpers.audio import encode_audio, speech_like
 from tests.helpers.services import GeneratorHandle, start_generator
 from tests.helpers.video import write_video
 
@@ -31,7 +32,8 @@ def paced(tmp_path: Path) -> Iterator[GeneratorHandle]:
 @pytest.fixture
 def audio_file(tmp_path: Path) -> Path:
     path = tmp_path / "speech.wav"
-    path.write_bytes(speech_wav(SECONDS, seed=5))
+    # One pause, near the middle, where the seam between two lanes goes.
+    path.write_bytes(encode_audio(speech_like(SECONDS, pause_every_sec=6.0, seed=2), 16_000, "wav"))
     return path
 
 

@@ -48,13 +48,16 @@ class LaneView:
 
 @dataclass(frozen=True)
 class SeamView:
-    """Where one lane ends and the next starts, cross-faded inside the pause it lies in."""
+    """Where one lane ends and the next starts, cross-faded inside the pause (or shorter gap between
+    words) it lies in."""
 
     time_sec: float = described("Where the seam lies in the recording")
     chunk_index: int = described("The first chunk of the lane after the seam")
     pause_start_sec: float = described("Start of the pause the seam lies in")
     pause_end_sec: float = described("End of the pause the seam lies in")
     fade_frames: int = described("Frames cross-faded on each side of the seam (0: a hard cut)")
+    in_voiced_speech: bool = described("The recording has no gap between words where the seam could go, so it "
+                                       "lies in voiced speech, as a hard cut")
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ class JobViews:
             lanes=tuple(LaneView(lane.index, round(lane.start_sec, 3), round(lane.end_sec, 3), lane.chunk_count,
                                  record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
             seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
-                                 round(seam.pause_end_sec, 3), seam.fade_frames) for seam in record.plan.seams),
+                                 round(seam.pause_end_sec, 3), seam.fade_frames, seam.in_voiced_speech)
+                        for seam in record.plan.seams),
         )
 
     def progress_of(self, record: JobRecord) -> dict:
