@@ -114,14 +114,14 @@ def test_preset_no_pool_serves_is_refused_clearly(make_gateway: Callable[..., Ga
     quality_only = start_generator(presets=("quality", "fast"))
     gateway = make_gateway(generator_targets=[quality_only.target], generator_pools={"turbo-pool": [full.target]},
                            url_allow_hosts=["127.0.0.1"])
-    pool = gateway.backends.pools[gateway.settings.default_provider]
+    pool = gateway.backends.pools[gateway.settings.default_pool]
     wait_until(lambda: pool.served_presets() is not None, timeout=30, message="generator probed")
     audio = speech_wav(1.5, seed=1)
     status, reply = post_json(gateway, json_job(portrait, audio, sampling={"preset": "turbo"}))
     assert status == 400, reply
     message = reply["error"]
-    assert "sampling.preset: turbo is not served by provider infinitetalk" in message
-    assert "serve quality, fast" in message and "turbo-pool serves it" in message, message
+    assert "sampling.preset: turbo is not served by pool infinitetalk" in message
+    assert "serve quality, fast" in message and "pool turbo-pool serves it" in message, message
     reply = httpx.post(f"{gateway.rest_url}/modal/submit", timeout=60, json={
         "image": files.url("portrait.png"), "audio1": files.url("speech.wav"), "preset": "turbo"})
     assert reply.status_code == 400 and "turbo is not served" in reply.text
@@ -138,7 +138,7 @@ def test_generator_with_another_clip_grid_is_refused(make_gateway: Callable[...,
                                                      portrait: bytes, caplog: pytest.LogCaptureFixture) -> None:
     odd = start_generator(grid=ClipGrid(21, 9))
     gateway = make_gateway(generator_targets=[odd.target], generator_wait_sec=2.0)
-    pool = gateway.backends.pools[gateway.settings.default_provider]
+    pool = gateway.backends.pools[gateway.settings.default_pool]
     wait_until(lambda: pool.refusals(), timeout=30, message="generator refused")
     (reason,) = pool.refusals()
     assert f"generator {odd.target}" in reason

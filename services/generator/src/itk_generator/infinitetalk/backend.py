@@ -219,7 +219,7 @@ class InfiniteTalkBackend(Backend):
         motion: list[np.ndarray] = []
         partial = Path(tempfile.mkstemp(suffix=".mp4", dir=output.parent)[1])
         try:
-            with Mp4Writer(partial, width, height) as writer:
+            with Mp4Writer(partial, width, height, frame_count=job.frame_count) as writer:
                 clip_started = time.monotonic()
                 for clip_index, frames in enumerate(pipeline.generate(request, on_step, motion.append)):
                     # The model's time for the clip (the first also encodes the image, prompt and
