@@ -90,7 +90,6 @@ def vae_stage(args: argparse.Namespace, report: dict[str, object], show: Callabl
         ("bf16", False, False, False),
         ("bf16_cudnn_benchmark", True, False, False),
         ("bf16_channels_last", True, True, False),
-        ("bf16_compiled", True, False, True),
         ("bf16_channels_last_compiled", True, True, True),
     ]
     if args.skip_compile:
