@@ -8,7 +8,7 @@ The app downloads its inputs by URL, so each chunk's image and WAV are staged in
 short-lived presigned URLs (`staging.py`). The app takes no size: it renders at its own
 resolution and the generator resizes to the requested one. Its API has no cancel endpoint;
 MODAL_CANCEL_URL, when set, is called as POST <url>?call_id=... with the same headers (an endpoint
-that calls `modal.FunctionCall.from_id(call_id).cancel()`; see the README), else a cancelled chunk
+that calls `modal.FunctionCall.from_id(call_id).cancel()`; see docs/backends-and-providers.md), else a cancelled chunk
 only stops polling and the Modal call runs to its end.
 """
 
@@ -67,7 +67,8 @@ class ModalBackend(ProviderBackend):
 
     def submit(self, job: ChunkJob, inputs: ChunkInputs, scope: CallScope) -> str:
         body = {"image": inputs.image_url, "audio1": inputs.wav_url, "prompt": job.prompt or DEFAULT_PROMPT}
-        response = self.http.request("POST", self.submit_url, scope, what="submit", headers=self.headers, json=body)
+        response = self.http.request("POST", self.submit_url, scope, what="submit", headers=self.headers, json=body,
+                                     idempotent=False)
         call_id = json_object(response, self.name, "submit").get("call_id")
         if not isinstance(call_id, str) or not call_id:
             raise ProviderError("modal: submit returned no call_id")
