@@ -123,3 +123,11 @@ def mux_sound(video: Path, samples: np.ndarray, out: Path) -> None:
         for packet in aac_packets(wav, sound):
             target.mux(packet)
     wav.unlink()
+
+
+def portrait_png() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(portrait()).save(buffer, format="PNG")
+    return buffer.getvalue()
