@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from google.protobuf import json_format
@@ -17,6 +18,11 @@ def report_json(report: quality_pb2.QualityReport) -> dict[str, Any]:
 
 def report_from_json(data: dict[str, Any]) -> quality_pb2.QualityReport:
     return json_format.ParseDict(data, quality_pb2.QualityReport(), ignore_unknown_fields=True)
+
+
+def quality_text(report: quality_pb2.QualityReport) -> str:
+    """The report as the JSON text a job row keeps."""
+    return json.dumps(report_json(report), separators=(",", ":"))
 
 
 def report_state(state: str, error: str = "") -> quality_pb2.QualityReport:

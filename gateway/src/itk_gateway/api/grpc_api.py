@@ -9,6 +9,7 @@ import grpc
 
 from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import MAX_PIECE_BYTES
+from itk_common.quality.report import report_from_json
 from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
 from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
@@ -34,6 +35,7 @@ def job_message(view: JobView) -> gateway_pb2.Job:
         seams=[gateway_pb2.JobSeam(time_sec=seam.time_sec, chunk_index=seam.chunk_index,
                                    pause_start_sec=seam.pause_start_sec, pause_end_sec=seam.pause_end_sec,
                                    fade_frames=seam.fade_frames) for seam in view.seams],
+        quality=report_from_json(view.quality) if view.quality is not None else None,
     )
 
 

@@ -124,6 +124,9 @@ class JobResponse(BaseModel):
     lane_count: int = Field(0, description="Continuous streams the job was planned as (0 until split)")
     lanes: list[LaneResponse] = Field(default_factory=list)
     seams: list[SeamResponse] = Field(default_factory=list)
+    quality: dict[str, Any] | None = Field(
+        None, description="The quality report once the job completed (the QualityReport message of "
+                          "protos/infinitetalk/v1/quality.proto as JSON; `state` pending, ready, failed or off)")
 
 
 class RecentJobsResponse(BaseModel):
@@ -232,6 +235,7 @@ def job_json(view: JobView, video_base64: str | None = None) -> dict[str, Any]:
         height=view.height, video_available=view.video_available, created_at=view.created_at,
         updated_at=view.updated_at, lane_count=len(view.lanes),
         lanes=[asdict(lane) for lane in view.lanes], seams=[asdict(seam) for seam in view.seams],
+        quality=view.quality,
     )
     return body
 

@@ -245,7 +245,7 @@ class StitcherClient:
             partial.unlink(missing_ok=True)
 
     def assess(self, header: stitcher_pb2.AssessHeader, video: Path, reference: bytes | None,
-               calls: CallSet) -> quality_pb2.QualityReport:
+               calls: CallSet, timeout: float | None = None) -> quality_pb2.QualityReport:
         """The quality report of the stitched `video` against the `reference` picture."""
 
         def requests() -> Iterator[stitcher_pb2.AssessRequest]:
@@ -256,7 +256,7 @@ class StitcherClient:
             for piece in file_data_pieces(video):
                 yield stitcher_pb2.AssessRequest(video=piece)
 
-        future = self.stub.Assess.future(requests())
+        future = self.stub.Assess.future(requests(), timeout=timeout)
         calls.add(future)
         try:
             return future.result()

@@ -157,6 +157,10 @@ class Orchestrator:
             self._sweep()
 
     def _sweep(self) -> None:
+        given_up = self.store.fail_stale_quality(self.settings.quality_timeout_sec)
+        if given_up:
+            log.warning("%d quality reports pending for over %.0f s given up", given_up,
+                        self.settings.quality_timeout_sec)
         for job_id, status in self.store.claim_abandoned(self.replica_id, CLAIM_BATCH):
             log.info("job %s: %s, its driver gone; removing its files", job_id, status)
             self.files.remove_work_dir(job_id)
@@ -185,6 +189,8 @@ class Orchestrator:
                 log.info("job %s: deleted; stopping it", job_id)
                 runner.end(CANCELLED, "the job was deleted")
             elif state.status not in ACTIVE_STATUSES:
+                if runner.end_status is not None:
+                    continue  # ended here: finishing up (its quality report)
                 # Cancelled (or timed out) through another replica: the status is already written.
                 log.info("job %s: %s elsewhere; stopping it here", job_id, state.status)
                 runner.end(state.status, "")

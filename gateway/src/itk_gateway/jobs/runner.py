@@ -31,6 +31,7 @@ import grpc
 
 from infinitetalk.v1 import common_pb2, generator_pb2, splitter_pb2, stitcher_pb2
 from itk_common.constants import FPS, SAMPLES_PER_FRAME
+from itk_common.quality.report import quality_text, report_state
 from itk_common.source_video import VideoError
 from itk_gateway.dispatch.clients import (
     CallSet,
@@ -81,6 +82,8 @@ MAX_BACKOFF_SEC = 30.0
 REFUSALS_PER_ATTEMPT = 5
 # The stored lane count of a job planned as independent chunks (0 in the store means "not planned yet").
 INDEPENDENT_CHUNKS = -1
+# A quality report still pending this long after its job completed is given up (its gateway died).
+QUALITY_TIMEOUT_SEC = 3600.0
 
 
 @dataclass
@@ -104,6 +107,8 @@ class RunSettings:
     clip_frames: int = 81
     audio_context_sec: float = 2.0
     seam_fade_sec: float = 0.4
+    quality_report: bool = True
+    quality_timeout_sec: float = QUALITY_TIMEOUT_SEC
 
 
 class FinishedParts:
@@ -614,6 +619,50 @@ class JobRunner:
         share = GENERATION_SHARE * min(job.frames_done, job.frames_total) // job.frames_total
         self.store.raise_progress(self.job_id, int(share))
 
+    # -- quality report ------------------------------------------------------------------
+
+    def _quality_request(self, has_video: bool) -> tuple[stitcher_pb2.AssessHeader, bytes | None] | None:
+        """What the report needs from the work folder (gone once the job completes): the piece
+        boundaries and seams in frames, and the portrait (None for a dubbed video: its first frame
+        is then the reference)."""
+        if not (has_video and self.settings.quality_report):
+            return None
+        chunks = sorted(self.store.chunks(self.job_id), key=lambda chunk: chunk.idx)
+        firsts, frame = {}, 0
+        for chunk in chunks:
+            firsts[chunk.idx] = frame
+            frame += chunk.frame_count
+        job = self.store.get_job(self.job_id)
+        seams = job.plan.seams if job is not None else []
+        header = stitcher_pb2.AssessHeader(
+            job_id=self.job_id, boundary_frames=[firsts[c.idx] for c in chunks if firsts[c.idx] > 0],
+            seam_frames=[firsts[seam.chunk_index] for seam in seams if seam.chunk_index in firsts],
+            fade_frames=max((seam.fade_frames for seam in seams), default=0),
+        )
+        image = self.files.image(self.job_id)
+        reference = None
+        if image.exists() and not self.files.source_video(self.job_id).exists():
+            reference = image.read_bytes()
+        return header, reference
+
+    def _report_quality(self, header: stitcher_pb2.AssessHeader, reference: bytes | None) -> None:
+        """After COMPLETED: the stitcher computes the report, which is stored on the job. A
+        failure is recorded on the report; the job stays COMPLETED whatever happens here."""
+        started = time.monotonic()
+        try:
+            report = self.backends.stitcher.assess(header, self.files.result(self.job_id), reference, self.calls,
+                                                   timeout=self.settings.quality_timeout_sec)
+        except grpc.RpcError as exc:
+            stopped = self.abort.is_set() or exc.code() == grpc.StatusCode.CANCELLED
+            reason = "the gateway stopped before it was done" if stopped else f"{exc.code().name}: {exc.details()}"
+            log.warning("job %s: no quality report: %s", self.job_id, reason)
+            report = report_state("failed", reason)
+        except OSError as exc:  # the video was deleted meanwhile
+            report = report_state("failed", f"the video is gone: {exc.strerror or exc}")
+        self.store.update_job(self.job_id, quality=quality_text(report))
+        if report.state == "ready":
+            self.metrics.observe_quality(report, time.monotonic() - started)
+
     # -- stitch and deliver --------------------------------------------------------------
 
     def _next_parts(self, count: int, first: int, attempt_over: threading.Event) -> Iterator[tuple[int, Path]]:
@@ -736,12 +785,16 @@ class JobRunner:
         if has_video and self.backends.live is not None:
             # The last segments come from the parts, which go with the work folder.
             self.backends.live.complete(self.job_id)
+        quality = self._quality_request(has_video)
         # The inputs go before the status says COMPLETED; a crash in between is caught when the
         # job is resumed (Orchestrator._resume), which completes a job whose result is there.
         self.files.remove_work_dir(self.job_id)
+        extra = {"quality": quality_text(report_state("pending"))} if quality is not None else {}
         if self.store.finish_job(self.job_id, COMPLETED, driver=self.driver, progress=100,
-                                 has_video=int(has_video), s3_key=s3_key):
+                                 has_video=int(has_video), s3_key=s3_key, **extra):
             log.info("job %s: COMPLETED", self.job_id)
+            if quality is not None:
+                self._report_quality(*quality)
         if s3_key:
             self.files.remove_result(self.job_id)
         elif self.files.shared is not None:

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from itk_gateway.config import Settings
 from itk_gateway.errors import (
@@ -112,6 +112,12 @@ class JobView:
     # The plan, once the split is done: continuous streams and the seams between them.
     lanes: tuple[LaneView, ...] = ()
     seams: tuple[SeamView, ...] = ()
+    # The quality report (itk_common.quality.report JSON), None before the job completed.
+    quality: dict[str, Any] | None = None
+
+    @property
+    def quality_pending(self) -> bool:
+        return self.quality is not None and self.quality.get("state") == "pending"
 
 
 @dataclass(frozen=True)
@@ -363,6 +369,7 @@ class JobService:
                                  record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
             seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
                                  round(seam.pause_end_sec, 3), seam.fade_frames) for seam in record.plan.seams),
+            quality=json.loads(record.quality) if record.quality else None,
         )
 
     def get_job(self, job_id: str, principal: Principal) -> JobView:
@@ -403,7 +410,8 @@ class JobService:
             if last is None or _changed(last, view):
                 yield view
                 last = view
-            if record.finished:
+            # A completed job's quality report comes after it ends: the watch waits for it.
+            if record.finished and not view.quality_pending:
                 return
             self.store.wait_for_change(job_id, version, WATCH_POLL_SEC)
 
