@@ -47,6 +47,8 @@ class Job:
     pieces: tuple[Piece, ...] = ()
     segments_ready: int = 0
     eta_sec: float | None = None
+    # The quality report (JSON of the QualityReport message) once the job completed.
+    quality: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -65,7 +67,8 @@ class Job:
             video_available=bool(data.get("video_available", False)), video_url=str(data.get("video_url", "")),
             created_at=str(data.get("created_at", "")),
             pieces=tuple(Piece.from_json(p) for p in data.get("pieces", ())),
-            segments_ready=int(data.get("segments_ready", 0)), eta_sec=data.get("eta_sec"), raw=data,
+            segments_ready=int(data.get("segments_ready", 0)), eta_sec=data.get("eta_sec"),
+            quality=data.get("quality"), raw=data,
         )
 
 
