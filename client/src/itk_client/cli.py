@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from itk_client.errors import GatewayError
 from itk_client import quality
+from itk_client.errors import GatewayError
 from itk_client.models import Job
 from itk_client.request import default_url
 from itk_client.sync import Client
