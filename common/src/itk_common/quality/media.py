@@ -43,21 +43,30 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
 
 
 def sound(path: Path) -> np.ndarray:
-    """The first audio stream, resampled to 16 kHz mono float32 in [-1, 1]."""
+    """The first audio stream, resampled to 16 kHz mono float32 in [-1, 1].
+
+    Cut to the duration the container declares where it declares one: an AAC track decodes to whole
+    1024-sample frames, the last one padded past the end of the recording.
+    """
     chunks: list[np.ndarray] = []
+    declared: float | None = None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MediaError(f"{path.name} has no audio stream")
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                declared = float(stream.duration * stream.time_base)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            for frame in container.decode(container.streams.audio[0]):
+            for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
     except av.FFmpegError as exc:
         raise MediaError(f"{path.name} is not readable audio: {exc}") from exc
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
+    return samples[: round(declared * SAMPLE_RATE)] if declared else samples
 
 
 def picture(data: bytes, name: str = "the reference picture") -> np.ndarray:
