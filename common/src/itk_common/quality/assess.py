@@ -1,9 +1,11 @@
 """One pass over a finished video that fills its QualityReport.
 
-Per frame: dlib landmarks (a HOG detection every DETECT_EVERY frames, the landmarks of every frame
-from the latest detection's box), two mouth-openness signals, and the step from the frame before.
-Every COLOUR_EVERY frames the mean colours; every IDENTITY_EVERY frames a face embedding. Then the
-video is cut into segments of about SEGMENT_SEC and each gets its lip sync, identity and colour.
+Per frame: dlib landmarks (a HOG detection every DETECT_EVERY frames, near the last face when
+there was one, the landmarks of every frame from the latest detection's box), two mouth-openness
+signals, and the step from the frame before (mean absolute difference of the decoded luma, in grey
+levels). Every COLOUR_EVERY frames the mean colours; every IDENTITY_EVERY frames a face embedding.
+Then the video is cut into segments of about SEGMENT_SEC and each gets its lip sync, identity and
+colour.
 
 The two openness signals, and why two: "lips" is the inner-lip gap of the 68 landmarks (in eye
 distances), what the landmark model was trained to find on real lips. "mouth-dark" is the share of
@@ -33,7 +35,7 @@ from .media import MediaError, picture, sound, video_frames, video_rate
 from .sync import SyncFit, best_lag, loudness_db
 
 SEGMENT_SEC = 10.0
-DETECT_EVERY = 5
+DETECT_EVERY = 10
 COLOUR_EVERY = 5
 IDENTITY_EVERY = 50
 DARK_SHARE_OF_MEDIAN = 0.5
@@ -112,18 +114,20 @@ def measure(video: Path, models: FaceModels, reference_data: bytes | None = None
     box: tuple[int, int, int, int] | None = None
     previous: np.ndarray | None = None
     size = (0, 0)
-    for index, rgb in enumerate(video_frames(video)):
+    for index, (rgb, luma) in enumerate(video_frames(video)):
         if index % 25 == 0 and cancelled():
             raise InterruptedError("quality assessment cancelled")
         height, width = rgb.shape[:2]
         size = (width, height)
         if reference is None:
             reference = _Reference(rgb, models, "first frame")
-        grey = rgb.astype(np.float32) @ LUMA
+        grey = luma.astype(np.int16)
         frames.steps.append(0.0 if previous is None else float(np.abs(grey - previous).mean()))
         previous = grey
-        if box is None or index % DETECT_EVERY == 0:
-            box = models.detect(rgb) or box
+        if box is None and index % DETECT_EVERY == 0:
+            box = models.detect(rgb)
+        elif box is not None and index % DETECT_EVERY == 0:
+            box = models.detect_near(rgb, box) or models.detect(rgb)
         face = None if box is None else models.landmarks(rgb, box)
         frames.lips.append(float("nan") if face is None else face.lip_gap())
         frames.dark.append(float("nan") if face is None else _dark_share(rgb, face))

@@ -90,6 +90,19 @@ class FaceModels:
         best = max(found, key=lambda rect: rect.area())
         return best.left(), best.top(), best.right(), best.bottom()
 
+    def detect_near(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+        """The largest face within the box's surroundings (half its size on every side): a video's
+        face moves little between two detections, and a search there costs a fraction of the frame's."""
+        height, width = rgb.shape[:2]
+        left, top, right, bottom = box
+        margin_x, margin_y = (right - left) // 2, (bottom - top) // 2
+        x0, y0 = max(0, left - margin_x), max(0, top - margin_y)
+        x1, y1 = min(width, right + margin_x), min(height, bottom + margin_y)
+        found = self.detect(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        if found is None:
+            return None
+        return found[0] + x0, found[1] + y0, found[2] + x0, found[3] + y0
+
     def landmarks(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> Face:
         shape = self.predictor(rgb, dlib.rectangle(*box))
         points = np.array([[point.x, point.y] for point in shape.parts()], dtype=np.float64)

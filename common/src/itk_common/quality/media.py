@@ -30,14 +30,14 @@ def video_rate(path: Path) -> float:
     return float(rate)
 
 
-def video_frames(path: Path) -> Iterator[np.ndarray]:
-    """Every frame as RGB uint8, in order."""
+def video_frames(path: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every frame in order: RGB uint8 and its luma (the grey levels a frame step is measured in)."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield frame.to_ndarray(format="rgb24"), frame.to_ndarray(format="gray")
     except av.FFmpegError as exc:
         raise MediaError(f"{path.name}: decoding the video failed: {exc}") from exc
 
