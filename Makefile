@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 PACKAGES := common services/splitter services/stitcher services/generator gateway client
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install install-postgres browser proto proto-check lint test test-fast run up bench bench-gpu bench-gpu-parallel k8s-check images download-weights clean
+.PHONY: install install-postgres browser proto proto-check config-docs config-docs-check lint test test-fast run up bench bench-gpu bench-gpu-parallel k8s-check images download-weights clean
 
 install: $(STAMP)
 
@@ -49,10 +49,17 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(PY) scripts/gen_protos.py --check
 
+# docs/configuration.md's tables, generated from the services' settings (SETTINGS_HELP and the reads).
+config-docs: $(STAMP)
+	$(PY) scripts/gen_config_docs.py
+
+config-docs-check: $(STAMP)
+	$(PY) scripts/gen_config_docs.py --check
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) $(BROWSER_STAMP) $(PG_STAMP) proto-check lint k8s-check
+test: $(STAMP) $(BROWSER_STAMP) $(PG_STAMP) proto-check config-docs-check lint k8s-check
 	$(VENV)/bin/pytest tests
 
 test-fast: $(STAMP) $(BROWSER_STAMP) $(PG_STAMP)

@@ -55,6 +55,23 @@ def test_two_generators_two_lanes_one_softened_seam(make_gateway: Callable[..., 
         (seam["chunk_index"], seam["time_sec"], seam["fade_frames"])]
 
 
+def test_zero_lane_length_and_seam_fade_on_the_gateway_reach_the_splitter(make_gateway: Callable[..., Gateway],
+                                                                         portrait: bytes) -> None:
+    """MIN_LANE_SEC=0 and SEAM_FADE_SEC=0 are sent as values: 5 s become the two lanes the pool's two
+    generators allow, joined by a hard cut. Unset, the splitter's own settings (30 s lanes) apply."""
+    audio = speech_wav(5.0, seed=5)
+    zeros = make_gateway(min_lane_sec=0.0, seam_fade_sec=0.0)
+    final = wait_for_job(zeros.rest_url, post_json(zeros, json_job(portrait, audio))[1]["id"], timeout=120)
+    assert final["status"] == "COMPLETED", final
+    assert final["lane_count"] == 2 and [seam["fade_frames"] for seam in final["seams"]] == [0]
+    zeros.stop()
+    unset = make_gateway(data_dir=zeros.settings.data_dir.parent / "unset")
+    final = wait_for_job(unset.rest_url, post_json(unset, json_job(portrait, audio, dry_run=True))[1]["id"],
+                         timeout=120)
+    assert final["status"] == "COMPLETED", final
+    assert final["lane_count"] == 1 and final["seams"] == []
+
+
 def test_a_job_may_ask_for_one_stream(make_gateway: Callable[..., Gateway], portrait: bytes) -> None:
     gateway = make_gateway(min_lane_sec=2.0)
     _, created = post_json(gateway, json_job(portrait, speech_wav(SECONDS, seed=3), lanes=1))

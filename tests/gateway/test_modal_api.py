@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from itk_common.video import probe_video
-from itk_gateway.api.modal import default_size, modal_credentials
+from itk_gateway.api.modal_compat import default_size, modal_credentials
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import PORTRAIT, speech_wav
 from tests.helpers.file_server import FileServer, file_server

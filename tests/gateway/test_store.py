@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -16,7 +17,7 @@ from itk_gateway.storage.migrations import MIGRATIONS, migrate
 from itk_gateway.storage.store import CANCELLED, CHUNK_DONE, COMPLETED, RUNNING, ChunkRecord, JobStore
 from tests.helpers.postgres import PostgresServer
 
-OPTIONS = JobOptions(width=64, height=64, provider="infinitetalk")
+OPTIONS = JobOptions(width=64, height=64, pool="infinitetalk")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -89,6 +90,16 @@ def test_job_and_chunk_state(make_store) -> None:
     assert store.finish_job("job-1-aaaaaaaa", CANCELLED, "stop")
     assert not store.finish_job("job-1-aaaaaaaa", COMPLETED)
     assert store.count_by_status()[CANCELLED] == 1
+
+
+def test_options_stored_under_the_former_pool_name_still_load(make_store) -> None:
+    """Rows written before the pool had its own name keep it as `provider` in their options JSON."""
+    store = make_store()
+    store.create_job("job-1-bbbbbbbb", OPTIONS, driver="a", lease_sec=10)
+    legacy = json.dumps({"width": 64, "height": 64, "provider": "fast", "seed": 5})
+    store.db.run(lambda tx: tx.execute("UPDATE jobs SET options = ? WHERE id = ?", (legacy, "job-1-bbbbbbbb")))
+    options = store.get_job("job-1-bbbbbbbb").options
+    assert options.pool == "fast" and options.seed == 5 and options.width == 64
 
 
 def test_leases_claim_renew_fence_release(make_store) -> None:

@@ -57,7 +57,7 @@ def build_pools(settings: Settings) -> dict[str, EndpointPool]:
     pools = {}
     for name, targets in settings.pool_targets().items():
         source = static_targets(targets)
-        if name == settings.default_provider and settings.generator_targets_file is not None:
+        if name == settings.default_pool and settings.generator_targets_file is not None:
             source = file_targets(settings.generator_targets_file)
         pools[name] = EndpointPool(name, source, resolve_interval_sec=settings.resolve_interval_sec,
                                    wait_sec=settings.generator_wait_sec)

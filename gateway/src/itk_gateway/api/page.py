@@ -28,8 +28,8 @@ def add_page_routes(app: FastAPI, service: JobService) -> None:
         """What this deployment offers: providers (and their aliases), presets, limits, features."""
         rules = service.rules
         return JSONResponse({
-            "providers": rules.providers,
-            "default_provider": rules.default_provider,
+            "providers": rules.pools,
+            "default_provider": rules.default_pool,
             "provider_aliases": rules.aliases,
             "presets": sorted(p for p in PRESETS if p),
             "max_dimension": MAX_DIMENSION,

@@ -5,7 +5,7 @@ about one per generator it can use, and streams the saved upload to the splitter
 the lanes and cuts each into pieces (the chunks). Each lane runs on a per-job worker pool
 (MAX_CONCURRENT_CHUNKS wide): its first piece starts the moment its WAV is on disk, and every
 later piece is sent with the motion frames its predecessor returned, so the lane renders as one
-stream. A worker takes a slot on the provider's EndpointPool for each piece. Finished parts go to
+stream. A worker takes a slot on the job's EndpointPool for each piece. Finished parts go to
 the stitcher as they finish, in whatever order, with the seams between lanes to cross-fade.
 Everything needed to resume is in the store and in the job's files (published to the shared blob
 store when there is one): after a restart, or on another replica that took the job over, the
@@ -103,10 +103,11 @@ class RunSettings:
     chunk_target_sec: float = 45.0
     job_timeout_sec: float = 0.0
     stitcher_wait_sec: float = 600.0
-    min_lane_sec: float = 30.0
+    # None: not sent, so the splitter's own settings apply; 0 is sent as 0 (no minimum, a hard cut).
+    min_lane_sec: float | None = None
     clip_frames: int = 81
     audio_context_sec: float = 2.0
-    seam_fade_sec: float = 0.4
+    seam_fade_sec: float | None = None
     quality_report: bool = True
     quality_timeout_sec: float = QUALITY_TIMEOUT_SEC
 
@@ -313,7 +314,7 @@ class JobRunner:
         store says INDEPENDENT_CHUNKS for 0), so its finished pieces still fit."""
         if job.lane_count:
             return max(0, job.lane_count)
-        pool = self.backends.pools[job.provider]
+        pool = self.backends.pools[job.pool]
         if job.options.lanes > 0:
             count = job.options.lanes
         elif not pool.continues_motion():
@@ -326,11 +327,16 @@ class JobRunner:
 
     def _split_options(self, job: JobRecord) -> splitter_pb2.SplitOptions:
         target = job.options.chunk_target_sec or self.settings.chunk_target_sec
-        return splitter_pb2.SplitOptions(
-            chunk_target_sec=target, lane_count=self._lane_count(job), min_lane_sec=self.settings.min_lane_sec,
+        options = splitter_pb2.SplitOptions(
+            chunk_target_sec=target, lane_count=self._lane_count(job),
             clip_frames=self.settings.clip_frames, motion_frames=int(job.options.sampling.get("motion_frames", 0)),
-            audio_context_sec=self.settings.audio_context_sec, seam_fade_sec=self.settings.seam_fade_sec,
+            audio_context_sec=self.settings.audio_context_sec,
         )
+        if self.settings.min_lane_sec is not None:
+            options.min_lane_sec = self.settings.min_lane_sec
+        if self.settings.seam_fade_sec is not None:
+            options.seam_fade_sec = self.settings.seam_fade_sec
+        return options
 
     def _split_and_dispatch(self, job: JobRecord) -> list[ChunkRecord]:
         workers = ThreadPoolExecutor(self.settings.max_concurrent_chunks, thread_name_prefix=f"{self.job_id}-c")
@@ -486,7 +492,7 @@ class JobRunner:
         endpoint's refusal (RESOURCE_EXHAUSTED, when another client filled it) costs a fifth of
         one, since the generator is healthy and a slot frees soon.
         """
-        pool = self.backends.pools[job.provider]
+        pool = self.backends.pools[job.pool]
         # Cut before taking a generator's slot, so no GPU waits for it.
         reference = self._reference(job, index, frame_count)
         tried: list[str] = []

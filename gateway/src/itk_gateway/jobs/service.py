@@ -23,10 +23,10 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from itk_gateway.config import Settings
 from itk_gateway.errors import (
@@ -52,6 +52,7 @@ from itk_gateway.jobs.validation import (
     is_job_id,
     new_job_id,
 )
+from itk_gateway.jobs.view import JobView, LaneView, SeamView
 from itk_gateway.jobs.webhooks import WebhookNotifier, private_address_problem
 from itk_gateway.live.publisher import LivePublisher, Manifest, render_playlist, target_duration
 from itk_gateway.metrics import GatewayMetrics
@@ -84,58 +85,6 @@ def state_unavailable_as(error: type[CreationFailedError] | type[StateUnavailabl
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job as clients see it."""
-
-    id: str
-    provider: str
-    status: str
-    progress: int
-    error: str
-    video_url: str
-    chunk_count: int
-    chunks_done: int
-    frames_total: int
-    frames_done: int
-    duration_sec: float
-    seed: int
-    width: int
-    height: int
-    created_at: str
-    updated_at: str
-    video_available: bool
-    push_to_s3: bool
-    dry_run: bool
-    # The plan, once the split is done: continuous streams and the seams between them.
-    lanes: tuple[LaneView, ...] = ()
-    seams: tuple[SeamView, ...] = ()
-    # The quality report (itk_common.quality.report JSON), None before the job completed.
-    quality: dict[str, Any] | None = None
-
-    @property
-    def quality_pending(self) -> bool:
-        return self.quality is not None and self.quality.get("state") == "pending"
-
-
-@dataclass(frozen=True)
-class LaneView:
-    index: int
-    start_sec: float
-    end_sec: float
-    chunk_count: int
-    chunks_done: int
-
-
-@dataclass(frozen=True)
-class SeamView:
-    time_sec: float
-    chunk_index: int  # the first chunk of the lane after the seam
-    pause_start_sec: float
-    pause_end_sec: float
-    fade_frames: int
 
 
 class Upload:
@@ -215,8 +164,8 @@ class JobService:
         self.metrics = metrics
         self.s3 = s3
         self.rules = OptionRules(
-            providers=list(settings.pool_targets()), default_provider=settings.default_provider,
-            aliases=settings.provider_aliases, s3_enabled=s3 is not None,
+            pools=list(settings.pool_targets()), default_pool=settings.default_pool,
+            aliases=settings.pool_aliases, s3_enabled=s3 is not None,
             webhooks_enabled=bool(settings.webhook_secret),
             webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else private_address_problem,
         )
@@ -337,8 +286,8 @@ class JobService:
         if self.webhooks is not None:
             self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
-        log.info("job %s accepted (%dx%d, provider %s, %d bytes, key %s)", upload.job_id, options.width,
-                 options.height, options.provider, upload.received, upload.owner.name or "-")
+        log.info("job %s accepted (%dx%d, pool %s, %d bytes, key %s)", upload.job_id, options.width,
+                 options.height, options.pool, upload.received, upload.owner.name or "-")
         return self.get_job(upload.job_id, upload.owner)
 
     # -- reading -------------------------------------------------------------------------
@@ -358,13 +307,14 @@ class JobService:
         if record.status == COMPLETED and record.has_video and record.s3_key and self.s3 is not None:
             video_url = self.s3.presigned_url(record.s3_key)
         return JobView(
-            id=record.id, provider=record.provider, status=record.status, progress=record.progress,
+            id=record.id, provider=record.pool, status=record.status, progress=record.progress,
             error=record.error, video_url=video_url, chunk_count=record.chunk_count,
             chunks_done=record.chunks_done, frames_total=record.frames_total, frames_done=record.frames_done,
             duration_sec=record.duration_sec, seed=record.options.seed, width=record.options.width,
             height=record.options.height, created_at=_iso(record.created_at), updated_at=_iso(record.updated_at),
             video_available=record.status == COMPLETED and record.has_video,
             push_to_s3=record.options.push_to_s3, dry_run=record.options.dry_run,
+            lane_count=len(record.plan.lanes),
             lanes=tuple(LaneView(lane.index, round(lane.start_sec, 3), round(lane.end_sec, 3), lane.chunk_count,
                                  record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
             seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),

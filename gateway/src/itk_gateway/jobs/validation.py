@@ -70,7 +70,8 @@ class JobOptions:
 
     width: int
     height: int
-    provider: str
+    # The generator pool the job runs on (the API's `provider` field names it, after aliases).
+    pool: str
     prompt: str = ""
     push_to_s3: bool = False
     dry_run: bool = False
@@ -85,6 +86,15 @@ class JobOptions:
     # 0: one lane per usable generator; n: n continuous streams (1 = the whole recording as one).
     lanes: int = 0
 
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> JobOptions:
+        """Options as the store keeps them (JSON of the fields); rows written before the pool had
+        its own name hold it under `provider`."""
+        data = dict(data)
+        if "provider" in data:
+            data.setdefault("pool", data.pop("provider"))
+        return cls(**data)
+
 
 # Remote GPU providers a deployment may add as pools (GENERATOR_POOLS); named in the error when absent.
 REMOTE_PROVIDERS = ("runpod", "beam", "modal")
@@ -94,8 +104,8 @@ REMOTE_PROVIDERS = ("runpod", "beam", "modal")
 class OptionRules:
     """What the deployment allows: configured pools, S3, and alias names for pools."""
 
-    providers: list[str]
-    default_provider: str
+    pools: list[str]
+    default_pool: str
     aliases: dict[str, str]
     s3_enabled: bool
     webhooks_enabled: bool = False
@@ -103,20 +113,20 @@ class OptionRules:
     webhook_url_problem: Callable[[str], str | None] = lambda _url: None
 
 
-def resolve_provider(requested: str, rules: OptionRules) -> str:
+def resolve_pool(requested: str, rules: OptionRules) -> str:
     """The pool a request's `provider` selects.
 
     A pool of that name wins over an alias of it, so a deployment with a `runpod` pool sends seed
     clients' default `runpod` there, and one without keeps the alias to its default pool.
     """
-    name = (requested or "").strip() or rules.default_provider
-    if name not in rules.providers:
+    name = (requested or "").strip() or rules.default_pool
+    if name not in rules.pools:
         name = rules.aliases.get(name, name)
-    if name not in rules.providers:
+    if name not in rules.pools:
         # Aliases are listed too: seed clients know the pools by those names (e.g. "runpod").
         aliases = [f"{alias} (= {pool})" for alias, pool in sorted(rules.aliases.items())
-                   if pool in rules.providers and alias not in rules.providers]
-        configured = ", ".join(rules.providers + aliases)
+                   if pool in rules.pools and alias not in rules.pools]
+        configured = ", ".join(rules.pools + aliases)
         if name in REMOTE_PROVIDERS:
             raise InvalidInputError(
                 f"provider: {name} is not configured on this deployment; configured providers: {configured}"
@@ -165,7 +175,7 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
     """Validate and normalise in place (provider alias -> pool name, seed 0 -> random)."""
     check_dimension("width", options.width)
     check_dimension("height", options.height)
-    options.provider = resolve_provider(options.provider, rules)
+    options.pool = resolve_pool(options.pool, rules)
     if len(options.prompt) > MAX_PROMPT_CHARS:
         raise InvalidInputError(f"prompt: at most {MAX_PROMPT_CHARS} characters")
     if options.push_to_s3 and not rules.s3_enabled:

@@ -105,7 +105,8 @@ class JobPlan:
 @dataclass
 class JobRecord:
     id: str
-    provider: str
+    # The generator pool (kept in the `provider` column, the API's name for it).
+    pool: str
     status: str
     progress: int
     error: str
@@ -212,7 +213,7 @@ class JobStore:
         self._run(
             "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner, lease_owner,"
             f" lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self._sql_now} + ?)",
-            (job_id, options.provider, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
+            (job_id, options.pool, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
         )
         self._touch(job_id)
 
@@ -240,8 +241,8 @@ class JobStore:
         if row is None or totals is None:
             return None
         return JobRecord(
-            id=row["id"], provider=row["provider"], status=row["status"], progress=row["progress"],
-            error=row["error"], options=JobOptions(**json.loads(row["options"])),
+            id=row["id"], pool=row["provider"], status=row["status"], progress=row["progress"],
+            error=row["error"], options=JobOptions.from_stored(json.loads(row["options"])),
             chunk_count=row["chunk_count"], frames_total=row["frames_total"],
             duration_sec=row["duration_sec"], split_done=bool(row["split_done"]),
             has_video=bool(row["has_video"]), s3_key=row["s3_key"], created_at=row["created_at"],

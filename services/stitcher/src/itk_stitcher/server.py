@@ -23,6 +23,15 @@ from .quality import DEFAULT_NICE, DEFAULT_WORKERS, QualityWorkers, receive_asse
 from .spool import RequestSpool
 from .stitch import StitchReport, stitch
 
+# What each variable does; names and defaults come from the reads below (scripts/gen_config_docs.py).
+SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
+    "BIND_HOST": "Listen address.",
+    "GRPC_PORT": "gRPC port.",
+    "TEMP_DIR": ("system temp", "Where each request's parts and audio are spooled (removed when it ends)."),
+    "QUALITY_WORKERS": ("1", "Processes computing quality reports (each one report at a time)."),
+    "QUALITY_NICE": ("10", "How much lower than stitching the report processes run (Unix nice increment)."),
+}
+
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = stitcher_pb2.DESCRIPTOR.services_by_name["Stitcher"].full_name
