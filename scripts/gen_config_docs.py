@@ -150,7 +150,7 @@ def render() -> tuple[str, list[str]]:
             default = entry[0] if len(entry) >= 2 else read[name]
             description = entry[-1] if len(entry) < 3 else entry[1]
             rows.append(f"| `{name}` | {_cell(default)} | {_cell(description)} |")
-        parts += ["", f"### {section.title}", "", "| Variable | Default | Description |",
+        parts += ["", f"## {section.title}", "", "| Variable | Default | Description |",
                   "|----------|---------|-------------|", *rows]
     parts += ["", END]
     return "\n".join(parts) + "\n", problems

@@ -1,4 +1,4 @@
-"""The job's shape is defined once (itk_gateway/jobs/view.py); REST, gRPC and the Python client follow it.
+"""The job's shape is defined once (itk_gateway/jobs/views.py); REST, gRPC and the Python client follow it.
 Each test fails when one of them gains or loses a field, or gives one another type."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from infinitetalk.v1 import gateway_pb2
 from itk_client import models as client_models
 from itk_gateway.api.grpc_api import job_message
 from itk_gateway.api.rest_models import JobResponse, LaneResponse, SeamResponse, job_json
-from itk_gateway.jobs.view import JobView, LaneView, SeamView, public_fields
+from itk_gateway.jobs.views import JobView, LaneView, SeamView, public_fields
 
 PAIRS = [(JobView, gateway_pb2.Job, JobResponse, client_models.Job),
          (LaneView, gateway_pb2.JobLane, LaneResponse, client_models.Lane),

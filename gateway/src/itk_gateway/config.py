@@ -1,6 +1,6 @@
 """The gateway's settings, read once from the environment.
 
-MAX_CONCURRENT_CHUNKS defaults to 8 rather than the seed's 3: the seed fed one remote worker,
+MAX_CONCURRENT_CHUNKS defaults to 8 rather than the Infinitetalk REST API's 3: it fed one remote worker,
 while here a job spreads over a pool whose capacity is the real global limit. Every variable,
 its default and what it does: docs/configuration.md (generated from SETTINGS_HELP and the reads below).
 """
@@ -18,7 +18,7 @@ from itk_common.config import ConfigError, env_bool, env_float, env_int, env_lis
 # writes docs/configuration.md from both, and its --check fails when they disagree).
 SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "BIND_HOST": "Address the REST and gRPC servers listen on (`0.0.0.0` in Kubernetes).",
-    "PORT": "REST bridge port (the seed API's name).",
+    "PORT": "REST bridge port (the Infinitetalk REST API's name).",
     "GRPC_PORT": "Public gRPC API port.",
     "TEMP_DIR": "The seed API's data folder; used as `DATA_DIR` when that is unset.",
     "DATA_DIR": (
@@ -53,7 +53,7 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     ),
     "POOL_ALIASES": (
         "`runpod=infinitetalk`",
-        "`alias=pool,...`: other names for pools (seed clients send `runpod`).",
+        "`alias=pool,...`: other names for pools (Infinitetalk REST API clients send `runpod`).",
     ),
     "PROVIDER_ALIASES": (
         "—",
@@ -63,7 +63,10 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "GENERATOR_MAX_ATTEMPTS": "Failed attempts per chunk before the job fails (busy refusals count 1/5).",
     "GENERATOR_RETRY_BACKOFF_SEC": "First pause before a retry; doubles per attempt, at most 30 s.",
     "GENERATOR_WAIT_SEC": "A chunk fails after its pool had no ready endpoint this long (0 = wait forever).",
-    "MAX_CONCURRENT_CHUNKS": "Chunks of one job in flight at once (seed name; pool capacity is the global limit).",
+    "MAX_CONCURRENT_CHUNKS": (
+        "Chunks of one job in flight at once (the Infinitetalk REST API's name; pool capacity is the global "
+        "limit)."
+    ),
     "CHUNK_TARGET_SEC": "Target chunk length passed to the splitter (0 = the splitter's default).",
     "MIN_LANE_SEC": (
         "the splitter's",

@@ -15,8 +15,8 @@ from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
 from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
 from itk_gateway.jobs.service import JobService
-from itk_gateway.jobs.validation import JobOptions
-from itk_gateway.jobs.view import JobView, LaneView, SeamView, public_fields
+from itk_gateway.jobs.views import JobView, LaneView, SeamView, public_fields
+from itk_gateway.options import JobOptions
 from itk_gateway.security.grpc_interceptor import principal_of
 from itk_gateway.security.guard import Guard
 from itk_gateway.storage.blobs import StoredVideo
@@ -26,7 +26,7 @@ SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 
 
 def view_message(view: LaneView | SeamView | JobView, message: Message) -> Message:
-    """Fill a message from a view (jobs/view.py), field by field under the same names: the status
+    """Fill a message from a view (jobs/views.py), field by field under the same names: the status
     by its enum value, lanes and seams as repeated messages."""
     for item in public_fields(type(view)):
         value = getattr(view, item.name)

@@ -36,8 +36,8 @@ from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
 from itk_gateway.jobs.service import JobService
-from itk_gateway.jobs.validation import JobOptions
-from itk_gateway.jobs.view import JobView
+from itk_gateway.jobs.views import JobView
+from itk_gateway.options import JobOptions
 from itk_gateway.security.keys import Principal
 from itk_gateway.storage.blobs import StoredVideo
 

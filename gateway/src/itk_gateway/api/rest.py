@@ -62,7 +62,7 @@ from itk_gateway.errors import (
     UnsupportedMediaTypeError,
 )
 from itk_gateway.jobs.service import JobService
-from itk_gateway.jobs.view import JobView
+from itk_gateway.jobs.views import JobView
 from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.guard import Guard

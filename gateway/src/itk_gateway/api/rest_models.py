@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from itk_gateway.errors import InvalidInputError
-from itk_gateway.jobs.validation import MAX_DIMENSION, JobOptions
-from itk_gateway.jobs.view import JobView, LaneView, SeamView, public_fields, view_as_dict
+from itk_gateway.jobs.validation import MAX_DIMENSION
+from itk_gateway.jobs.views import JobView, LaneView, SeamView, public_fields, view_as_dict
+from itk_gateway.options import JobOptions
 
 Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
 
@@ -79,7 +80,7 @@ class CreateJobResponse(BaseModel):
 
 def _rest_model(view_class: type, name: str, overrides: dict[str, tuple[Any, Any]] | None = None,
                 extra: dict[str, tuple[Any, Any]] | None = None) -> type[BaseModel]:
-    """The REST model of a view (jobs/view.py): its public fields with their types and descriptions,
+    """The REST model of a view (jobs/views.py): its public fields with their types and descriptions,
     `overrides` replacing some field's type and default, `extra` appended (REST-only fields)."""
     hints = typing.get_type_hints(view_class)
     definitions: dict[str, Any] = {}

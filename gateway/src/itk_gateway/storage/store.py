@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from itk_common.quality.report import quality_text, report_state
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.options import JobOptions
 from itk_gateway.storage.database import Database, Transaction, iter_batches
 from itk_gateway.storage.migrations import migrate
 

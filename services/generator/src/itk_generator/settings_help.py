@@ -39,7 +39,10 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     ),
     "LORA_PATH": "A LoRA merged into the DiT at load (FusioniX, lightx2v).",
     "LORA_SCALE": "Scale of the merged LoRA.",
-    "DEVICE": ("`cuda` when present, else `cpu`", "Where the DiT runs."),
+    "DEVICE": (
+        "`cuda` when present, else `cpu`",
+        "Where the DiT runs.",
+    ),
     "DTYPE": (
         "`bf16` on GPU",
         "Precision of the DiT: `bf16`, `fp16`, `fp32` or `fp8` (e4m3 GEMMs and self-attention, the rest bf16; "
@@ -95,8 +98,8 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "BEAM_TOKEN": "`beam`: API token (required).",
     "BEAM_QUEUE_URL": "`beam`: the task queue's URL (required).",
     "BEAM_API_BASE_URL": "`beam`: API base URL (task status and cancel).",
-    "BEAM_POLL_INTERVAL_MS": "`beam`: the seed API's name for the poll interval, in ms.",
-    "BEAM_POLL_TIMEOUT_SEC": "`beam`: the seed API's name for the chunk timeout.",
+    "BEAM_POLL_INTERVAL_MS": "`beam`: the Infinitetalk REST API's name for the poll interval, in ms.",
+    "BEAM_POLL_TIMEOUT_SEC": "`beam`: the Infinitetalk REST API's name for the chunk timeout.",
     "MODAL_SUBMIT_URL": "`modal`: the app's submit URL (required).",
     "MODAL_RESULT_URL": "`modal`: the app's result URL (required).",
     "MODAL_TOKEN_ID": "`modal`: proxy auth token id, sent as `Modal-Key` (required).",

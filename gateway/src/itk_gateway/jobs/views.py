@@ -1,17 +1,29 @@
-"""The job as clients see it: the one definition of its shape.
+"""A job as clients see it: the one definition of its shape and the one mapping from the store's
+record to it.
 
-REST (`api/rest_models.py` builds JobResponse from these fields and `job_json` writes them), gRPC
-(`api/grpc_api.py` fills `infinitetalk.v1.Job` field by field) and the Python client
-(`itk_client.models.Job`) all follow it; tests/gateway/test_job_view.py fails when one of them
-has a field this model lacks or lacks one it has. Fields marked `internal` stay in the gateway.
-
-`provider` keeps the seed API's name: it is the generator pool the job runs on.
+REST, gRPC, server-sent events and webhooks all describe a job through JobViews, so they cannot
+disagree about it. REST (`api/rest_models.py` builds JobResponse from these fields and `job_json`
+writes them), gRPC (`api/grpc_api.py` fills `infinitetalk.v1.Job` field by field) and the Python
+client (`itk_client.models.Job`) all follow JobView; tests/gateway/test_job_view.py fails when one
+of them has a field it lacks or lacks one it has. Fields marked `internal` stay in the gateway.
+`provider` keeps the Infinitetalk REST API's name: it is the generator pool the job runs on.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
+
+from itk_gateway.live.publisher import LivePublisher
+from itk_gateway.storage.files import S3Store
+from itk_gateway.storage.store import CHUNK_DONE, COMPLETED, JobRecord, JobStore
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def described(doc: str, **extra: Any) -> Any:
@@ -99,3 +111,60 @@ def view_as_dict(view: LaneView | SeamView | JobView) -> dict[str, Any]:
             continue
         body[f.name] = [view_as_dict(item) for item in value] if isinstance(value, tuple) else value
     return body
+
+
+class JobViews:
+    """Turns job records into views, with their pieces and live segments."""
+
+    def __init__(self, store: JobStore, s3: S3Store | None, live: LivePublisher | None) -> None:
+        self.store = store
+        self.s3 = s3
+        self.live = live
+
+    def view(self, record: JobRecord) -> JobView:
+        video_url = ""
+        if record.status == COMPLETED and record.has_video and record.s3_key and self.s3 is not None:
+            video_url = self.s3.presigned_url(record.s3_key)
+        return JobView(
+            id=record.id, provider=record.pool, status=record.status, progress=record.progress,
+            error=record.error, video_url=video_url, chunk_count=record.chunk_count,
+            chunks_done=record.chunks_done, frames_total=record.frames_total, frames_done=record.frames_done,
+            duration_sec=record.duration_sec, seed=record.options.seed, width=record.options.width,
+            height=record.options.height, created_at=_iso(record.created_at), updated_at=_iso(record.updated_at),
+            video_available=record.status == COMPLETED and record.has_video,
+            push_to_s3=record.options.push_to_s3, dry_run=record.options.dry_run,
+            lane_count=len(record.plan.lanes),
+            lanes=tuple(LaneView(lane.index, round(lane.start_sec, 3), round(lane.end_sec, 3), lane.chunk_count,
+                                 record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
+            seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
+                                 round(seam.pause_end_sec, 3), seam.fade_frames) for seam in record.plan.seams),
+            quality=json.loads(record.quality) if record.quality else None,
+        )
+
+    def progress_of(self, record: JobRecord) -> dict:
+        """The job's pieces (chunks, each with the lane it belongs to), live segments ready and an
+        estimate of the time left."""
+        chunks = self.store.chunks(record.id)
+        # Pieces left unfinished by a job that ended (failed, cancelled) are "stopped", not still running.
+        stopped = record.finished and record.status != COMPLETED
+        pieces = [{"index": c.idx, "lane": c.lane,
+                   "status": "stopped" if stopped and c.status != CHUNK_DONE else c.status,
+                   "frames_done": c.frames_done, "frames": c.frame_count, "endpoint": c.endpoint,
+                   "attempts": c.attempts} for c in chunks]
+        segments = len(self.live.manifest(record.id).segments) if self.live is not None else 0
+        return {"pieces": pieces, "segments_ready": segments, "eta_sec": _time_left(record)}
+
+
+def _time_left(record: JobRecord) -> float | None:
+    """Seconds until the job is done at the rate frames have been generated so far (None when
+    there is no rate yet or the job ended)."""
+    if record.finished or not record.split_done or record.frames_done <= 0 or record.frames_total <= 0:
+        return None
+    elapsed = max(0.0, time.time() - record.created_at)
+    left = record.frames_total - min(record.frames_done, record.frames_total)
+    return round(elapsed * left / record.frames_done, 1)
+
+
+def changed(before: JobView, after: JobView) -> bool:
+    # The presigned URL differs on every read; it is not a change of the job.
+    return before.__dict__ | {"video_url": ""} != after.__dict__ | {"video_url": ""}
