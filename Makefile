@@ -71,7 +71,15 @@ run: $(STAMP)
 up: $(STAMP)
 	$(PY) scripts/stack.py up
 
-bench: $(STAMP) $(PG_STAMP)
+# The seams benchmark speaks its recording with Debian's espeak-ng; apt runs only when it is missing.
+ESPEAK_STAMP := $(VENV)/.espeak
+$(ESPEAK_STAMP): $(STAMP)
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q espeak-ng; }
+	touch $(ESPEAK_STAMP)
+
+bench: $(STAMP) $(PG_STAMP) $(ESPEAK_STAMP)
 	$(PY) bench/run_all.py
 
 # Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU (FP8 parts: compute capability 8.9+,

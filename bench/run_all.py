@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import (  # noqa: E402
+    bench_boundaries,
     bench_dubbing,
     bench_live,
     bench_orchestration,
@@ -33,6 +34,10 @@ def main() -> int:
     print_table("Dubbing: a 60 s 1080p phone video on the gateway", bench_dubbing.run())
     print_table("Seam between two lanes (preview, 256x256): largest change between consecutive frames, grey levels",
                 bench_seams.run())
+    seams, steps = bench_boundaries.run()
+    print_table("Seams in a 10-minute espeak-ng recording with pauses under 0.5 s, 4 lanes (preview, 256x256)", seams)
+    print_table("Steps between consecutive frames of that job's video, grey levels: piece boundaries vs inside lanes",
+                steps)
     rows = bench_orchestration.run(generators=(1, 2, 4, 8))
     single = float(rows[0]["wall_s"])  # type: ignore[arg-type]
     for row in rows:

@@ -68,7 +68,7 @@ def test_one_view_reads_the_same_through_every_api() -> None:
         chunk_count=3, chunks_done=3, frames_total=150, frames_done=150, duration_sec=6.0, seed=7, width=64,
         height=48, created_at="2026-01-01T00:00:00.000Z", updated_at="2026-01-01T00:00:09.000Z",
         video_available=True, push_to_s3=False, dry_run=False, lane_count=2,
-        lanes=(LaneView(0, 0.0, 3.1, 2, 2), LaneView(1, 3.1, 6.0, 1, 1)), seams=(SeamView(3.1, 2, 3.0, 3.3, 0),))
+        lanes=(LaneView(0, 0.0, 3.1, 2, 2), LaneView(1, 3.1, 6.0, 1, 1)), seams=(SeamView(3.1, 2, 3.0, 3.3, 0, False),))
     body = job_json(view)
     assert "error" not in body and "video_url" not in body and "push_to_s3" not in body  # as the seed API
     JobResponse.model_validate(body)

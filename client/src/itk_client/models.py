@@ -49,6 +49,8 @@ class Seam:
     pause_start_sec: float = 0.0
     pause_end_sec: float = 0.0
     fade_frames: int = 0
+    # No gap between words near the seam: it lies in voiced speech, as a hard cut.
+    in_voiced_speech: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Seam:

@@ -74,7 +74,7 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
         "the splitter's `MIN_LANE_SEC`.",
     ),
     "CLIP_FRAMES": "The generators' clip length (4n+1); pieces inside a lane are cut on its grid.",
-    "AUDIO_CONTEXT_SEC": "Neighbouring audio sent with each piece on both sides, for its audio features.",
+    "AUDIO_CONTEXT_SEC": "Audio around each piece's lane, which it is sent whole (up to 10 min), for its features.",
     "SEAM_FADE_SEC": (
         "the splitter's",
         "Longest cross-fade on each side of a seam between lanes, never beyond its pause. 0 = a hard cut; unset ="

@@ -165,10 +165,11 @@ class Gateway:
         self._start_metrics()
         self._serving = True
         self.grpc.set_serving(True)
-        log.info("gateway serving: REST %s, gRPC %s", self.rest_url, self.grpc_target)
-        if self.guard.required:
-            log.info("API keys required (AUTH=%s)", self.settings.auth)
-        elif not is_loopback(self.settings.bind_host):
+        keys = ("API keys on: every request needs one (Authorization: Bearer <key>; the page's API key "
+                f"field; itk's ITK_API_KEY), AUTH={self.settings.auth}" if self.guard.required
+                else "API keys off")
+        log.info("gateway serving: REST %s, gRPC %s; %s", self.rest_url, self.grpc_target, keys)
+        if not self.guard.required and not is_loopback(self.settings.bind_host):
             log.warning("AUTH=off while listening on %s: anyone who can reach this gateway can use it",
                         self.settings.bind_host)
 

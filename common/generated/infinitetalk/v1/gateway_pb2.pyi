@@ -131,18 +131,20 @@ class JobLane(_message.Message):
     def __init__(self, index: _Optional[int] = ..., start_sec: _Optional[float] = ..., end_sec: _Optional[float] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ...) -> None: ...
 
 class JobSeam(_message.Message):
-    __slots__ = ("time_sec", "chunk_index", "pause_start_sec", "pause_end_sec", "fade_frames")
+    __slots__ = ("time_sec", "chunk_index", "pause_start_sec", "pause_end_sec", "fade_frames", "in_voiced_speech")
     TIME_SEC_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     PAUSE_START_SEC_FIELD_NUMBER: _ClassVar[int]
     PAUSE_END_SEC_FIELD_NUMBER: _ClassVar[int]
     FADE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    IN_VOICED_SPEECH_FIELD_NUMBER: _ClassVar[int]
     time_sec: float
     chunk_index: int
     pause_start_sec: float
     pause_end_sec: float
     fade_frames: int
-    def __init__(self, time_sec: _Optional[float] = ..., chunk_index: _Optional[int] = ..., pause_start_sec: _Optional[float] = ..., pause_end_sec: _Optional[float] = ..., fade_frames: _Optional[int] = ...) -> None: ...
+    in_voiced_speech: bool
+    def __init__(self, time_sec: _Optional[float] = ..., chunk_index: _Optional[int] = ..., pause_start_sec: _Optional[float] = ..., pause_end_sec: _Optional[float] = ..., fade_frames: _Optional[int] = ..., in_voiced_speech: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("id",)

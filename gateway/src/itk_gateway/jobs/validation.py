@@ -181,6 +181,24 @@ def check_webhook_url(url: str) -> str:
     return url
 
 
+SNIFF_BYTES = 64
+
+
+def audio_format(head: bytes) -> str | None:
+    """The audio container the first bytes of a file belong to (WAV, MP3, FLAC, OGG, M4A), or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "WAV"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "MP3"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    if head[:4] == b"OggS":
+        return "OGG"
+    if head[4:8] == b"ftyp" and head[8:11] == b"M4A":
+        return "M4A"
+    return None
+
+
 def check_image(name: str, data: bytes | Path, max_pixels: int) -> tuple[int, int]:
     """Decode the image fully with Pillow; return its size. Rejects non-images and huge images.
     A path is read by Pillow as it decodes, never whole into memory."""
@@ -201,6 +219,18 @@ def check_image(name: str, data: bytes | Path, max_pixels: int) -> tuple[int, in
     except Image.DecompressionBombError as exc:
         raise InvalidInputError(f"{name}: image exceeds {max_pixels} pixels") from exc
     except UnidentifiedImageError as exc:
+        if isinstance(data, bytes):
+            head = data[:SNIFF_BYTES]
+        else:
+            with data.open("rb") as handle:
+                head = handle.read(SNIFF_BYTES)
+        kind = audio_format(head)
+        if kind is not None:
+            # The commonest way to get here is a recording sent in the portrait's place.
+            raise InvalidInputError(
+                f"{name}: this is an audio file ({kind}), not a portrait image or a video; "
+                "are the image and the audio swapped? The portrait or video goes in the image field, "
+                "the recording in the audio field") from exc
         raise InvalidInputError(f"{name}: not a decodable image") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         # Truncated or corrupt files fail while decoding.

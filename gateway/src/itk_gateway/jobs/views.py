@@ -12,11 +12,11 @@ of them has a field it lacks or lacks one it has. Fields marked `internal` stay 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from itk_gateway.jobs.eta import TimeLeft
 from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.storage.files import S3Store
 from itk_gateway.storage.store import CHUNK_DONE, COMPLETED, JobRecord, JobStore
@@ -49,13 +49,16 @@ class LaneView:
 
 @dataclass(frozen=True)
 class SeamView:
-    """Where one lane ends and the next starts, cross-faded inside the pause it lies in."""
+    """Where one lane ends and the next starts, cross-faded inside the pause (or shorter gap between
+    words) it lies in."""
 
     time_sec: float = described("Where the seam lies in the recording")
     chunk_index: int = described("The first chunk of the lane after the seam")
     pause_start_sec: float = described("Start of the pause the seam lies in")
     pause_end_sec: float = described("End of the pause the seam lies in")
     fade_frames: int = described("Frames cross-faded on each side of the seam (0: a hard cut)")
+    in_voiced_speech: bool = described("The recording has no gap between words where the seam could go, so it "
+                                       "lies in voiced speech, as a hard cut")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class JobViews:
         self.store = store
         self.s3 = s3
         self.live = live
+        self.time_left = TimeLeft()
 
     def view(self, record: JobRecord) -> JobView:
         video_url = ""
@@ -137,7 +141,8 @@ class JobViews:
             lanes=tuple(LaneView(lane.index, round(lane.start_sec, 3), round(lane.end_sec, 3), lane.chunk_count,
                                  record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
             seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
-                                 round(seam.pause_end_sec, 3), seam.fade_frames) for seam in record.plan.seams),
+                                 round(seam.pause_end_sec, 3), seam.fade_frames, seam.in_voiced_speech)
+                        for seam in record.plan.seams),
             quality=json.loads(record.quality) if record.quality else None,
         )
 
@@ -152,17 +157,7 @@ class JobViews:
                    "frames_done": c.frames_done, "frames": c.frame_count, "endpoint": c.endpoint,
                    "attempts": c.attempts} for c in chunks]
         segments = len(self.live.manifest(record.id).segments) if self.live is not None else 0
-        return {"pieces": pieces, "segments_ready": segments, "eta_sec": _time_left(record)}
-
-
-def _time_left(record: JobRecord) -> float | None:
-    """Seconds until the job is done at the rate frames have been generated so far (None when
-    there is no rate yet or the job ended)."""
-    if record.finished or not record.split_done or record.frames_done <= 0 or record.frames_total <= 0:
-        return None
-    elapsed = max(0.0, time.time() - record.created_at)
-    left = record.frames_total - min(record.frames_done, record.frames_total)
-    return round(elapsed * left / record.frames_done, 1)
+        return {"pieces": pieces, "segments_ready": segments, "eta_sec": self.time_left(record)}
 
 
 def changed(before: JobView, after: JobView) -> bool:

@@ -82,6 +82,8 @@ class SeamInfo:
     pause_start_sec: float
     pause_end_sec: float
     fade_frames: int
+    # No gap anywhere the seam could go (plans stored before this was recorded read as False).
+    in_voiced_speech: bool = False
 
 
 @dataclass
