@@ -211,13 +211,14 @@ def across_seeds(summaries: list[list[dict[str, object]]]) -> list[dict[str, obj
     rows: list[dict[str, object]] = []
     for region in ("whole frame", "outside the mouth"):
         chosen = [row for summary in summaries for row in summary if row["region"] == region]
+        ratios = [float(row["boundary step max"]) / float(row["in-lane p99"])  # type: ignore[arg-type]
+                  for row in chosen if row["boundary step max"] is not None]
         rows.append({
             "region": region,
             "runs": len(chosen),
             "piece boundaries": sum(int(row["piece boundaries"]) for row in chosen),  # type: ignore[call-overload]
             "above the run's in-lane p99": sum(int(row["boundaries above p99"]) for row in chosen),  # type: ignore[call-overload]
-            "largest boundary step / p99": max((float(row["boundary step max"]) / float(row["in-lane p99"])  # type: ignore[arg-type]
-                                                for row in chosen if row["boundary step max"] is not None), default=None),
+            "largest boundary step / p99": max(ratios, default=None),
         })
     return rows
 
