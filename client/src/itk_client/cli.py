@@ -2,6 +2,7 @@
 
     itk submit portrait.png speech.mp3 -o out.mp4 [--size 480x832] [--preset fast] [--provider runpod] [--lanes 2]
     itk status JOB | itk watch JOB | itk cancel JOB | itk download JOB [-o out.mp4] | itk list [--wide | -q]
+    itk quality VIDEO AUDIO [--portrait IMG] [--json]   (the quality report of any video, computed here)
 
 The server is $ITK_URL (default http://127.0.0.1:8080) or --url; the API key is $ITK_API_KEY.
 `submit` and `watch` draw a progress bar that follows the job's server-sent events: frames
@@ -12,6 +13,7 @@ or was cancelled, 2 for a refused request.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from itk_client import quality
 from itk_client.errors import GatewayError
 from itk_client.models import Job
 from itk_client.request import default_url
@@ -130,7 +133,29 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         if value not in ("", None):
             table.add_row(name, str(value))
     out.print(table)
+    if job.quality is not None:
+        out.print(quality.headline(job.quality))
+        if job.quality.get("segments"):
+            out.print(quality.segments(job.quality))
     return 0 if job.status != "FAILED" else 1
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    """Runs here, without a gateway."""
+    try:
+        report = quality.compute(args.video, args.audio, args.portrait)
+    except quality.QualityUnavailableError as error:
+        console.print(f"[red]{error}[/red]")
+        return 2
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        out.print(quality.headline(report))
+        out.print(quality.segments(report))
+    return 0
 
 
 def cmd_watch(client: Client, args: argparse.Namespace) -> int:
@@ -236,16 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--wide", action="store_true", help="more columns: provider, size, length, pieces")
     view.add_argument("-q", "--quiet", action="store_true", help="only the job ids, one a line")
     recent.set_defaults(run=cmd_list)
+    report = commands.add_parser("quality", help="the quality report of any video (computed here, no gateway)")
+    report.add_argument("video", type=Path, help="the video (MP4, MOV, WebM...)")
+    report.add_argument("audio", type=Path, help="the recording it should be in sync with")
+    report.add_argument("--portrait", type=Path, help="the picture it was made from (default: its first frame)")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.set_defaults(run=cmd_quality, local=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("image", "audio"):
+    for name in ("image", "audio", "video", "portrait"):
         path = getattr(args, name, None)
         if path is not None and not path.is_file():
             console.print(f"[red]{name}: no such file: {path}[/red]", soft_wrap=True)
             return 2
+    if getattr(args, "local", False):
+        return int(args.run(args))
     try:
         with Client(args.url) as client:
             return int(args.run(client, args))

@@ -82,6 +82,8 @@ class Job:
     lane_count: int = 0
     lanes: tuple[Lane, ...] = ()
     seams: tuple[Seam, ...] = ()
+    # The quality report once the job completed: JSON of the QualityReport message (see docs/quality.md).
+    quality: dict[str, Any] | None = None
     # Only on the event stream (GET /jobs/{id}/events): pieces, live segments ready, estimated seconds left.
     pieces: tuple[Piece, ...] = field(default=(), metadata={"events_only": True})
     segments_ready: int = field(default=0, metadata={"events_only": True})
@@ -95,7 +97,7 @@ class Job:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
         return _from_json(cls, data, id=str(data["id"]), status=str(data["status"]), raw=data,
-                          eta_sec=data.get("eta_sec"))
+                          eta_sec=data.get("eta_sec"), quality=data.get("quality"))
 
 
 # How each field type is read from JSON; tuples of Lane / Seam / Piece read each element.

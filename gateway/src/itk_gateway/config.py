@@ -115,6 +115,7 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "IDEMPOTENCY_TTL_SEC": "How long an `Idempotency-Key` is remembered.",
     "SSE_KEEPALIVE_SEC": "A comment line on idle event streams this often, so proxies keep them open.",
     "STITCHER_WAIT_SEC": "A stitch is retried while the stitcher is away this long (0 = job deadline).",
+    "QUALITY_REPORT": "The stitcher computes each completed job's quality report (`quality`); `false` = none.",
     "AUTH": "`auto`: API keys required unless bound to loopback without keys; `required`; `off`.",
     "API_KEYS": "`name=key,...`: accepted keys and the names their jobs belong to.",
     "API_KEYS_FILE": "One `name:sha256-hex-of-key[:admin]` per line; re-read when it changes.",
@@ -261,6 +262,7 @@ class Settings:
     idempotency_ttl_sec: float = 86400.0
     sse_keepalive_sec: float = 15.0
     stitcher_wait_sec: float = 600.0
+    quality_report: bool = True
     auth: str = "auto"
     api_keys: str = ""
     api_keys_file: Path | None = None
@@ -386,6 +388,7 @@ class Settings:
             idempotency_ttl_sec=env_float("IDEMPOTENCY_TTL_SEC", 86400.0, minimum=1.0),
             sse_keepalive_sec=env_float("SSE_KEEPALIVE_SEC", 15.0, minimum=0.1),
             stitcher_wait_sec=env_float("STITCHER_WAIT_SEC", 600.0, minimum=0.0),
+            quality_report=env_bool("QUALITY_REPORT", True),
             auth=auth,
             api_keys=os.environ.get("API_KEYS", ""),
             api_keys_file=Path(keys_file) if keys_file else None,

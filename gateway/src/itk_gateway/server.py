@@ -268,7 +268,7 @@ def build_gateway(settings: Settings) -> Gateway:
         job_timeout_sec=settings.job_timeout_sec, stitcher_wait_sec=settings.stitcher_wait_sec,
         min_lane_sec=settings.min_lane_sec,
         clip_frames=settings.clip_frames, audio_context_sec=settings.audio_context_sec,
-        seam_fade_sec=settings.seam_fade_sec,
+        seam_fade_sec=settings.seam_fade_sec, quality_report=settings.quality_report,
     )
     views = JobViews(store, s3, live)
     webhooks = WebhookNotifier(

@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import MAX_PIECE_BYTES
+from itk_common.quality.report import report_from_json
 from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
 from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
@@ -30,7 +31,10 @@ def view_message(view: LaneView | SeamView | JobView, message: Message) -> Messa
     for item in public_fields(type(view)):
         value = getattr(view, item.name)
         target = message.DESCRIPTOR.fields_by_name[item.name]
-        if isinstance(value, tuple):
+        if item.metadata.get("message") == "QualityReport":
+            if value is not None:
+                getattr(message, item.name).CopyFrom(report_from_json(value))
+        elif isinstance(value, tuple):
             for element in value:
                 view_message(element, getattr(message, item.name).add())
         elif target.enum_type is not None:

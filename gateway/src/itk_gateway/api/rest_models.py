@@ -103,6 +103,7 @@ JobResponse = _rest_model(JobView, "JobResponse", overrides={
     "video_url": (str | None, None),
     "lanes": (list[LaneResponse], []),  # type: ignore[valid-type]
     "seams": (list[SeamResponse], []),  # type: ignore[valid-type]
+    "quality": (dict[str, Any] | None, None),
 }, extra={
     "video_base64": (str | None, Field(None, description="The MP4, base64, when COMPLETED with a local video")),
 })

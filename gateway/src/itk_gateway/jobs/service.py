@@ -330,7 +330,8 @@ class JobService:
             if last is None or changed(last, view):
                 yield view
                 last = view
-            if record.finished:
+            # A completed job's quality report comes after it ends: the watch waits for it.
+            if record.finished and not view.quality_pending:
                 return
             self.store.wait_for_change(job_id, version, WATCH_POLL_SEC)
 

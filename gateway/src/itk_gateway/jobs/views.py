@@ -11,6 +11,7 @@ of them has a field it lacks or lacks one it has. Fields marked `internal` stay 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +88,15 @@ class JobView:
     # The plan, once the split is done: continuous streams and the seams between them.
     lanes: tuple[LaneView, ...] = field(default=(), metadata={"doc": "The lanes (continuous streams)"})
     seams: tuple[SeamView, ...] = field(default=(), metadata={"doc": "The seams between lanes"})
+    # JSON of the QualityReport message (protos/infinitetalk/v1/quality.proto, one home for its
+    # shape); gRPC carries the message itself.
+    quality: dict[str, Any] | None = field(default=None, metadata={
+        "doc": "The quality report once the job completed (QualityReport of protos/infinitetalk/v1/quality.proto "
+               "as JSON; `state` pending, ready, failed or off); null before", "message": "QualityReport"})
+
+    @property
+    def quality_pending(self) -> bool:
+        return self.quality is not None and self.quality.get("state") == "pending"
 
 
 def public_fields(view_class: type) -> list[Any]:
@@ -133,6 +143,7 @@ class JobViews:
             seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
                                  round(seam.pause_end_sec, 3), seam.fade_frames, seam.in_voiced_speech)
                         for seam in record.plan.seams),
+            quality=json.loads(record.quality) if record.quality else None,
         )
 
     def progress_of(self, record: JobRecord) -> dict:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from itk_common.quality.report import quality_text, report_state
 from itk_gateway.options import JobOptions
 from itk_gateway.storage.database import Database, Transaction, iter_batches
 from itk_gateway.storage.migrations import migrate
@@ -37,6 +38,8 @@ ACTIVE_STATUSES = (IN_QUEUE, RUNNING)
 CHUNK_PENDING, CHUNK_RUNNING, CHUNK_DONE = "pending", "running", "done"
 # Constants, so they are spelled into the SQL rather than passed as parameters everywhere.
 ACTIVE_SQL = "status IN ('IN_QUEUE', 'RUNNING')"
+# A job row's quality report while it is being computed (quality_text's compact JSON).
+PENDING_QUALITY = '%"state":"pending"%'
 # Rows per `IN (...)` list, well under both backends' parameter limits.
 IN_BATCH = 500
 
@@ -126,6 +129,8 @@ class JobRecord:
     plan: JobPlan = field(default_factory=lambda: JobPlan([], []))
     # Finished chunks per lane.
     lane_chunks_done: dict[int, int] = field(default_factory=dict)
+    # The quality report as JSON ('' until the job completed).
+    quality: str = ""
 
     @property
     def finished(self) -> bool:
@@ -247,6 +252,7 @@ class JobStore:
             owner=row["owner"], lease_owner=row["lease_owner"],
             lane_count=row["lane_count"], plan=JobPlan.from_json(row["plan"]),
             lane_chunks_done={int(lane["lane"]): int(lane["n"]) for lane in lanes_done},
+            quality=row["quality"],
         )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -281,6 +287,19 @@ class JobStore:
         changed = self._count(f"UPDATE jobs SET {columns} WHERE id = ? AND {ACTIVE_SQL}{fence}", params)
         self._touch(job_id)
         return changed > 0
+
+    def fail_stale_quality(self, older_than_sec: float) -> int:
+        """Quality reports still pending this long after their job completed (the gateway computing
+        them went away) are marked failed; how many."""
+        failed = quality_text(report_state("failed", "the gateway computing it stopped before it was done"))
+        stale = self._run("SELECT id FROM jobs WHERE status = ? AND quality LIKE ? AND updated_at < ?",
+                          (COMPLETED, PENDING_QUALITY, time.time() - older_than_sec))
+        given_up = 0
+        for row in stale:
+            given_up += self._count("UPDATE jobs SET quality = ? WHERE id = ? AND quality LIKE ?",
+                                    (failed, row["id"], PENDING_QUALITY))
+            self._touch(row["id"])
+        return given_up
 
     def active_job_ids(self) -> list[str]:
         rows = self._run(f"SELECT id FROM jobs WHERE {ACTIVE_SQL} ORDER BY created_at")

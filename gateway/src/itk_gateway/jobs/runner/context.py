@@ -22,6 +22,8 @@ from itk_gateway.storage.store import FAILED, JobStore
 
 # Longest wait between two attempts of anything a job retries (a piece, the split, the stitch).
 MAX_BACKOFF_SEC = 30.0
+# A quality report still pending this long after its job completed is given up (its gateway died).
+QUALITY_TIMEOUT_SEC = 3600.0
 
 
 @dataclass
@@ -46,6 +48,8 @@ class RunSettings:
     clip_frames: int = 81
     audio_context_sec: float = 2.0
     seam_fade_sec: float | None = None
+    quality_report: bool = True
+    quality_timeout_sec: float = QUALITY_TIMEOUT_SEC
 
 
 class JobEndedError(Exception):

@@ -3,6 +3,7 @@
 import { ApiError, apiKey, followEvents, getJson, request, setApiKey, submitJob } from "./api.js";
 import { renderLanes } from "./lanes-view.js";
 import { LivePlayer } from "./live-player.js";
+import { renderQuality } from "./quality-view.js";
 import { MicRecorder } from "./recorder.js";
 
 const $ = (id) => document.getElementById(id);
@@ -169,6 +170,7 @@ function renderJob(job) {
   if (job.error) parts.push(job.error);
   $("job-detail").textContent = parts.join(" · ");
   renderLanes($("lanes"), $("timeline"), job);
+  renderQuality($("quality"), job);
   $("cancel").hidden = !ACTIVE.has(job.status);
   const download = $("download");
   download.hidden = !job.video_available;
@@ -225,6 +227,7 @@ function openJob(jobId) {
   $("download").removeAttribute("data-ready");
   $("lanes").replaceChildren();
   $("timeline").hidden = true;
+  renderQuality($("quality"), {});
   $("job-status").textContent = "Connecting…";
   const mine = current;
   followEvents(jobId, (kind, data) => {
