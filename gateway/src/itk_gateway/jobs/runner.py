@@ -44,6 +44,7 @@ from itk_gateway.dispatch.pool import AcquireCancelledError, Endpoint, EndpointP
 from itk_gateway.errors import ApiError, CreationFailedError, InvalidInputError
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.reference import cut_chunk_source
+from itk_gateway.jobs.speakers import chunk_persons
 from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.database import DatabaseUnavailableError
@@ -185,6 +186,7 @@ class JobRunner:
         self.frame_counts: dict[int, int] = {}
         self.first_frames: dict[int, int] = {}
         self.lanes: dict[int, LaneQueue] = {}
+        self._mix_published = False
         self.thread = threading.Thread(target=self._run, name=f"job-{job_id}", daemon=True)
         self._timer: threading.Timer | None = None
 
@@ -227,7 +229,8 @@ class JobRunner:
                 return
             self._arm_timeout(job)
             self.files.create_work_dir(self.job_id)
-            if self.backends.live is not None and not job.options.dry_run:
+            # A multi-person job's live stream carries the mix, which the split brings.
+            if self.backends.live is not None and not job.options.dry_run and job.options.speakers < 2:
                 self.backends.live.start(self.job_id)
             self._execute(job)
         except JobEndedError:
@@ -325,6 +328,8 @@ class JobRunner:
             chunk_target_sec=target, lane_count=self._lane_count(job), min_lane_sec=self.settings.min_lane_sec,
             clip_frames=self.settings.clip_frames, motion_frames=int(job.options.sampling.get("motion_frames", 0)),
             audio_context_sec=self.settings.audio_context_sec, seam_fade_sec=self.settings.seam_fade_sec,
+            track_count=job.options.speakers, channels_as_tracks=job.options.stereo_speakers,
+            audio_type=job.options.audio_type,
         )
 
     def _split_and_dispatch(self, job: JobRecord) -> list[ChunkRecord]:
@@ -366,13 +371,22 @@ class JobRunner:
 
     def _split_once(self, job: JobRecord, workers: ThreadPoolExecutor,
                     submitted: set[int]) -> splitter_pb2.SplitPlan:
+        speakers = job.options.speakers
+        recordings = ([self.files.speaker_audio(self.job_id, person) for person in range(1, speakers + 1)]
+                      if speakers >= 2 and not job.options.stereo_speakers else [self.files.audio(self.job_id)])
+        mix = self.files.mix(self.job_id) if speakers >= 2 else None
         events = self.backends.splitter.split(
-            self.files.audio(self.job_id), self._split_options(job),
-            lambda index: self.files.chunk_wav(self.job_id, index), self.calls,
+            recordings, self._split_options(job),
+            lambda index: self.files.chunk_wav(self.job_id, index), self.calls, mix_path=mix,
         )
         try:
             for event in events:
                 self._check()
+                if mix is not None and mix.exists() and not self._mix_published:
+                    self._mix_published = True
+                    self.files.publish(mix)
+                    if self.backends.live is not None and not job.options.dry_run:
+                        self.backends.live.start(self.job_id)
                 if isinstance(event, SplitChunk):
                     self._on_chunk(job, event, workers, submitted)
                 else:
@@ -492,7 +506,7 @@ class JobRunner:
                 # Older jobs first; within a job the longest chunk first, so the last chunks to
                 # start are the short ones and the generators finish together.
                 endpoint = pool.acquire(avoid=tried, cancelled=self.abort,
-                                        priority=(job.created_at, index))
+                                        priority=(job.created_at, index), persons=max(1, job.options.speakers))
             except AcquireCancelledError as exc:
                 raise JobEndedError() from exc
             except NoEndpointError as exc:
@@ -601,6 +615,7 @@ class JobRunner:
             force_offload=options.force_offload, sampling=common_pb2.SamplingOptions(**options.sampling),
             lane=chunk.lane, lane_first_frame=chunk.lane_first_frame,
             audio_context_before=chunk.context_before, audio_context_after=chunk.context_after,
+            persons=chunk_persons(options),
         )
 
     def _on_progress(self, index: int, frame_count: int, progress: generator_pb2.Progress) -> None:
@@ -670,7 +685,7 @@ class JobRunner:
             attempt_over = threading.Event()
             try:
                 self.backends.stitcher.stitch(
-                    header, self.files.audio(self.job_id), self._next_parts(count, first, attempt_over), result,
+                    header, self.files.sound(self.job_id), self._next_parts(count, first, attempt_over), result,
                     self.calls,
                 )
                 break
