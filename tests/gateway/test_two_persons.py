@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from infinitetalk.v1 import gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import SAMPLE_RATE
+from itk_common.grpc_server import insecure_channel
+from itk_common.streaming import data_pieces
 from itk_gateway.server import Gateway
 from itk_generator.preview import person_mouth_boxes
 from tests.gateway.conftest import post_json
 from tests.helpers.audio import encode_audio
+from tests.helpers.file_server import file_server
 from tests.helpers.rest import call, wait_for_job
 from tests.helpers.services import start_generator
 from tests.helpers.two_persons import (
@@ -130,3 +134,42 @@ def call_multipart(gateway: Gateway, fields: dict[str, str], files: dict[str, by
               for name, data in files.items()]
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return call("POST", f"{gateway.rest_url}/jobs", body, content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def test_grpc_job_with_speakers_and_audio_2(gateway: Gateway, image: bytes) -> None:
+    first, second = conversation(seconds=3.0, seed=6)
+    boxes = [(150, 40, 300, 200), (724, 40, 874, 200)]
+    options = gateway_pb2.JobOptions(width=SIZE[0], height=SIZE[1], speakers=[
+        gateway_pb2.JobSpeaker(box=gateway_pb2.SpeakerBox(x0=x0, y0=y0, x1=x1, y1=y1)) for x0, y0, x1, y1 in boxes])
+
+    def upload():
+        yield gateway_pb2.CreateJobRequest(options=options)
+        for kind, data in (("image", image), ("audio", encode_audio(first, SAMPLE_RATE, "wav")),
+                           ("audio_2", encode_audio(second, SAMPLE_RATE, "wav"))):
+            for piece in data_pieces(data):
+                yield gateway_pb2.CreateJobRequest(**{kind: piece})
+
+    with insecure_channel(gateway.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        job = stub.CreateJob(upload(), timeout=60)
+        final = list(stub.WatchJob(gateway_pb2.WatchJobRequest(id=job.id), timeout=120))[-1]
+    assert final.status == gateway_pb2.COMPLETED, final.error
+    assert final.boxes_from == "request" and final.audio_type == "para"
+    assert [(s.person, s.box.x0, s.box.x1) for s in final.speakers] == [(1, 150, 300), (2, 724, 874)]
+
+
+def test_modal_submit_with_audio2(make_gateway: Callable[..., Gateway], image: bytes) -> None:
+    gateway = make_gateway(url_allow_hosts=["127.0.0.1"])
+    first, second = conversation(seconds=2.0, seed=7)
+    with file_server() as server:
+        server.files.update({"two.png": image, "one.wav": encode_audio(first, SAMPLE_RATE, "wav"),
+                             "two.wav": encode_audio(second, SAMPLE_RATE, "wav")})
+        status, answer = call("POST", f"{gateway.rest_url}/modal/submit", json.dumps({
+            "image": server.url("two.png"), "audio1": server.url("one.wav"), "audio2": server.url("two.wav"),
+            "width": SIZE[0], "height": SIZE[1]}).encode())
+        assert status == 200, answer
+        final = wait_for_job(gateway.rest_url, answer["call_id"], timeout=120)
+    assert final["status"] == "COMPLETED", final
+    # The Modal app plays several speakers one after the other.
+    assert final["audio_type"] == "add" and abs(final["duration_sec"] - 4.0) < 0.1
+    assert final["boxes_from"] == "faces"

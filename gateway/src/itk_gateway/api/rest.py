@@ -53,7 +53,6 @@ from itk_gateway.api.rest_models import (
     job_json,
     options_from_form,
     parse_json_body,
-    speaker_audio_urls,
 )
 from itk_gateway.errors import (
     ApiError,
@@ -64,6 +63,7 @@ from itk_gateway.errors import (
     UnsupportedMediaTypeError,
 )
 from itk_gateway.jobs.service import JobService, JobView
+from itk_gateway.jobs.speakers import speaker_audio_urls
 from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.guard import Guard

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from itk_gateway.errors import InvalidInputError
 from itk_gateway.jobs.service import JobView
-from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speakers_from_request
+from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
 from itk_gateway.jobs.validation import MAX_DIMENSION, JobOptions
 
 Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
@@ -197,17 +197,6 @@ def parse_json_body(data: dict[str, Any]) -> CreateJobBody:
     if not (body.image_base64 or "").strip() and not (body.image_url or "").strip():
         raise InvalidInputError("image_base64: required (or image_url)")
     return body
-
-
-def speaker_audio_urls(request: SpeakerRequest, audio_url: str, audio_2_url: str) -> tuple[str, str]:
-    """Person 1's and person 2's audio URLs: the top-level fields, or the speakers list's."""
-    urls = [audio_url, audio_2_url]
-    for index, url in enumerate(request.audio_urls[:2]):
-        if url and urls[index]:
-            top = "audio_url" if index == 0 else "audio_2_url"
-            raise InvalidInputError(f"{top}, speakers[{index}].audio_url: send one of them, not both")
-        urls[index] = urls[index] or url
-    return urls[0], urls[1]
 
 
 def _json_field(fields: dict[str, str], name: str) -> Any:

@@ -85,6 +85,17 @@ def speakers_from_request(entries: Any, boxes: Any, second_audio: bool, stereo: 
     return request
 
 
+def speaker_audio_urls(request: SpeakerRequest, audio_url: str, audio_2_url: str) -> tuple[str, str]:
+    """Person 1's and person 2's audio URLs: the top-level fields, or the speakers list's."""
+    urls = [audio_url, audio_2_url]
+    for index, url in enumerate(request.audio_urls[:2]):
+        if url and urls[index]:
+            top = "audio_url" if index == 0 else "audio_2_url"
+            raise InvalidInputError(f"{top}, speakers[{index}].audio_url: send one of them, not both")
+        urls[index] = urls[index] or url
+    return urls[0], urls[1]
+
+
 def apply_speakers(options: JobOptions, request: SpeakerRequest, audio_type: str = "",
                    stereo: bool = False) -> JobOptions:
     options.speakers, options.boxes = request.count, request.boxes
