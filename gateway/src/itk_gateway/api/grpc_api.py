@@ -14,7 +14,7 @@ from itk_gateway.api.grpc_segments import stream_segments
 from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
 from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.options import JobOptions
 from itk_gateway.security.grpc_interceptor import principal_of
 from itk_gateway.security.guard import Guard
 from itk_gateway.storage.blobs import StoredVideo

@@ -40,7 +40,7 @@ from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, Wr
 from itk_gateway.jobs.reference import is_video_file
 from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.jobs.speakers import apply_speakers, speakers_from_request
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.options import JobOptions
 from itk_gateway.security.keys import Principal
 from itk_gateway.storage.blobs import StoredVideo
 

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from itk_gateway.errors import InvalidInputError
 from itk_gateway.jobs.service import JobView
 from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
-from itk_gateway.jobs.validation import MAX_DIMENSION, JobOptions
+from itk_gateway.jobs.validation import MAX_DIMENSION
+from itk_gateway.options import JobOptions
 
 Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
 

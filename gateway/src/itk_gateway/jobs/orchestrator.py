@@ -58,7 +58,8 @@ class Orchestrator:
     """Starts, tracks and stops the runners of the jobs this replica drives."""
 
     def __init__(self, store: JobStore, files: JobFiles, backends: Backends, settings: RunSettings,
-                 metrics: GatewayMetrics, leases: LeaseSettings | None = None) -> None:
+                 metrics: GatewayMetrics, leases: LeaseSettings | None = None,
+                 on_resume: Callable[[str], None] = lambda _job_id: None) -> None:
         self.store = store
         self.files = files
         self.backends = backends
@@ -73,7 +74,7 @@ class Orchestrator:
         self._keeper: threading.Thread | None = None
         self._renewed_at = time.monotonic()
         # Told of every job this replica resumes or takes over (the webhook notifier follows it).
-        self.on_resume: Callable[[str], None] = lambda _job_id: None
+        self.on_resume = on_resume
 
     # -- starting jobs -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import numpy as np
 from infinitetalk.v1 import generator_pb2
 from itk_common.faces import FaceFinder
 from itk_gateway.errors import InvalidInputError
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.options import JobOptions
 
 # The multi-person model renders two speakers.
 MAX_SPEAKERS = 2
