@@ -13,7 +13,7 @@ from infinitetalk.v1 import gateway_pb2
 from itk_client import models as client_models
 from itk_gateway.api.grpc_api import job_message
 from itk_gateway.api.rest_models import JobResponse, LaneResponse, SeamResponse, job_json
-from itk_gateway.jobs.views import JobView, LaneView, SeamView, public_fields
+from itk_gateway.jobs.views import JobView, LaneView, SeamView, SpeakerView, public_fields
 
 PAIRS = [(JobView, gateway_pb2.Job, JobResponse, client_models.Job),
          (LaneView, gateway_pb2.JobLane, LaneResponse, client_models.Lane),
@@ -22,7 +22,8 @@ PROTO_KINDS = {
     FieldDescriptor.TYPE_STRING: "str", FieldDescriptor.TYPE_BOOL: "bool", FieldDescriptor.TYPE_DOUBLE: "float",
     FieldDescriptor.TYPE_INT32: "int", FieldDescriptor.TYPE_INT64: "int", FieldDescriptor.TYPE_ENUM: "str",
 }
-ELEMENTS = {"tuple[LaneView, ...]": "JobLane", "tuple[SeamView, ...]": "JobSeam"}
+ELEMENTS = {"tuple[LaneView, ...]": "JobLane", "tuple[SeamView, ...]": "JobSeam",
+            "tuple[SpeakerView, ...]": "JobSpeaker"}
 
 
 def view_types(view_class: type) -> dict[str, str]:
@@ -75,7 +76,7 @@ def test_one_view_reads_the_same_through_every_api() -> None:
     client = client_models.Job.from_json(body)
     message = job_message(view)
     for f in public_fields(JobView):
-        if f.name in ("lanes", "seams", "quality"):
+        if f.name in ("lanes", "seams", "quality", "speakers"):
             continue
         value = getattr(view, f.name)
         assert getattr(client, f.name) == value, f.name
@@ -85,6 +86,14 @@ def test_one_view_reads_the_same_through_every_api() -> None:
     assert [(lane.index, lane.end_sec) for lane in message.lanes] == [(0, 3.1), (1, 6.0)]
     assert [dataclasses.astuple(seam) for seam in client.seams] == [dataclasses.astuple(seam) for seam in view.seams]
     assert [(s.chunk_index, s.fade_frames) for s in message.seams] == [(2, 0)]
+    two = dataclasses.replace(view, speakers=(SpeakerView(1, (10, 20, 110, 140)), SpeakerView(2, (300, 20, 400, 140))),
+                              boxes_from="faces", audio_type="para")
+    body = job_json(two)
+    JobResponse.model_validate(body)
+    assert body["speakers"][1] == {"person": 2, "box": [300, 20, 400, 140]}
+    assert client_models.Job.from_json(body).speakers == (client_models.Speaker(1, (10, 20, 110, 140)),
+                                                          client_models.Speaker(2, (300, 20, 400, 140)))
+    assert [(s.person, s.box.x0, s.box.y1) for s in job_message(two).speakers] == [(1, 10, 140), (2, 300, 140)]
 
 
 def test_the_quality_report_reads_the_same_through_every_api() -> None:

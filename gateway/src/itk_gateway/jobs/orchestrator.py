@@ -125,6 +125,9 @@ class Orchestrator:
         # Another replica may have written the inputs: bring them here first (a dubbing job's
         # source video too; chunk spans are cut from it again as needed).
         self.files.fetch(self.files.source_video(job_id))
+        # A two-person job's second recording, and its mix when the split had made it.
+        self.files.fetch(self.files.speaker_audio(job_id, 2))
+        self.files.fetch(self.files.mix(job_id))
         if not (self.files.fetch(self.files.audio(job_id)) and self.files.fetch(self.files.image(job_id))):
             if self.files.has_result(job_id):
                 # Stopped between cleaning up and recording the end: the work is done.

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from itk_common.faces import FaceFinder
 from itk_gateway.config import Settings
 from itk_gateway.errors import (
     CreationFailedError,
@@ -42,6 +43,7 @@ from itk_gateway.jobs.fetch import UrlFetcher
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.orchestrator import Orchestrator
 from itk_gateway.jobs.reference import VideoLimits, check_audio_file, prepare_reference
+from itk_gateway.jobs.speakers import check_pool_renders, check_speaker_options, resolve_boxes
 from itk_gateway.jobs.validation import (
     OptionRules,
     check_audio_present,
@@ -81,6 +83,10 @@ def state_unavailable_as(error: type[CreationFailedError] | type[StateUnavailabl
         raise error(f"job state unavailable, retry later: {exc}") from exc
 
 
+# The files of a job: the portrait (or video), the recording, person 2's recording.
+UPLOAD_KINDS = ("image", "audio", "audio_2")
+
+
 class Upload:
     """An incoming job's files, written as they arrive; over the limit raises PayloadTooLargeError.
     Every byte is also counted in the gateway-wide budget of uploads in flight until the upload
@@ -96,17 +102,19 @@ class Upload:
         self.budget = budget
         self.reserved = 0
         self.received = 0
-        self.sizes = {"image": 0, "audio": 0}
+        self.sizes = dict.fromkeys(UPLOAD_KINDS, 0)
         # What was uploaded, for Idempotency-Key: the same key must come with the same files.
-        self.digests = {"image": hashlib.sha256(), "audio": hashlib.sha256()}
+        self.digests = {kind: hashlib.sha256() for kind in UPLOAD_KINDS}
         # What error messages call each input (the API's field name, or the URL's field and host).
-        self.names = {"image": "image", "audio": "audio"}
+        self.names = {kind: kind for kind in UPLOAD_KINDS}
         self.fetched: set[str] = set()  # kinds that came from a URL
         self._handles: dict[str, BinaryIO] = {}
         files.create_work_dir(self.job_id)
 
     def path(self, kind: str) -> Path:
-        return self.files.image(self.job_id) if kind == "image" else self.files.audio(self.job_id)
+        if kind == "image":
+            return self.files.image(self.job_id)
+        return self.files.speaker_audio(self.job_id, 2 if kind == "audio_2" else 1)
 
     def write(self, kind: str, data: bytes) -> None:
         self.received += len(data)
@@ -177,6 +185,8 @@ class JobService:
         self.fetcher = intake.fetcher
         self.video_limits = intake.video_limits
         self.upload_budget = intake.upload_budget
+        # Detects the speakers' faces of two-person jobs sent without boxes (made when first needed).
+        self.faces: FaceFinder | None = None
 
     # -- creating ------------------------------------------------------------------------
 
@@ -195,6 +205,7 @@ class JobService:
                 ACTIVE_JOBS_RETRY_AFTER_SEC)
 
     def check_options(self, options: JobOptions) -> JobOptions:
+        check_speaker_options(options)
         return check_options(options, self.rules)
 
     def create_job_once(self, upload: Upload, options: JobOptions,
@@ -210,7 +221,7 @@ class JobService:
             raise InvalidInputError("Idempotency-Key: 1 to 255 printable ASCII characters without spaces")
         upload.close_files()
         fingerprint = hashlib.sha256(json.dumps(
-            [asdict(options), upload.digests["image"].hexdigest(), upload.digests["audio"].hexdigest()],
+            [asdict(options), *(upload.digests[kind].hexdigest() for kind in UPLOAD_KINDS)],
             sort_keys=True).encode()).hexdigest()
         held = self.store.claim_idempotency_key(owner, idempotency_key, fingerprint,
                                                 self.settings.idempotency_ttl_sec)
@@ -231,10 +242,12 @@ class JobService:
         return view, False
 
     def fetch_inputs(self, upload: Upload, image_url: str = "", audio_url: str = "",
-                     fields: tuple[str, str] = ("image_url", "audio_url")) -> None:
+                     fields: tuple[str, ...] = ("image_url", "audio_url", "audio_2_url"),
+                     audio_2_url: str = "") -> None:
         """Download URL inputs into the upload (a FetchError or 413 on failure); `fields` are the
-        API's names for the two URLs, used in messages."""
-        for kind, url, field_name in (("image", image_url, fields[0]), ("audio", audio_url, fields[1])):
+        API's names for the URLs, used in messages."""
+        for kind, url, field_name in (("image", image_url, fields[0]), ("audio", audio_url, fields[1]),
+                                      ("audio_2", audio_2_url, fields[2] if len(fields) > 2 else "audio_2_url")):
             if url:
                 host = self.fetcher.fetch(field_name, url, lambda data, kind=kind: upload.write(kind, data),
                                           max_bytes=upload.limit_bytes - upload.received)
@@ -261,11 +274,15 @@ class JobService:
                 raise InvalidInputError(
                     f"{audio_name}: empty or missing (send a recording, an audio URL, or a video with sound)")
             check_audio_present(audio_name, audio.stat().st_size)
+            if options.speakers >= 2:
+                self._prepare_speakers(upload, options)
             self._check_active_jobs(upload.owner)
             with state_unavailable_as(CreationFailedError):
                 # Readable by every replica before the job exists, so any of them can take it over.
                 self.files.publish(upload.path("image"))
                 self.files.publish(audio)
+                if upload.sizes["audio_2"]:
+                    self.files.publish(upload.path("audio_2"))
                 if self.files.source_video(upload.job_id).exists():
                     self.files.publish(self.files.source_video(upload.job_id))
                 self.store.create_job(upload.job_id, options, owner=upload.owner.name,
@@ -286,6 +303,25 @@ class JobService:
         log.info("job %s accepted (%dx%d, pool %s, %d bytes, key %s)", upload.job_id, options.width,
                  options.height, options.pool, upload.received, upload.owner.name or "-")
         return self.get_job(upload.job_id, upload.owner)
+
+    def _prepare_speakers(self, upload: Upload, options: JobOptions) -> None:
+        """A two-speaker job: both recordings there, the boxes inside the portrait (or its faces
+        as the boxes), and a pool that renders two people."""
+        second = upload.names["audio_2"]
+        if options.stereo_speakers and upload.sizes["audio_2"]:
+            raise InvalidInputError(f"{second}, stereo_speakers: send person 2's recording or a stereo "
+                                    "recording with both, not both")
+        if not options.stereo_speakers and not upload.sizes["audio_2"]:
+            raise InvalidInputError(f"{second}: person 2's recording is missing or empty (or send one stereo "
+                                    "recording with a speaker per channel and stereo_speakers)")
+        if "audio_2" in upload.fetched:
+            check_audio_file(second, upload.path("audio_2"))
+        if self.faces is None:
+            self.faces = FaceFinder()
+        resolve_boxes(options, upload.path("image"), self.faces)
+        pool = self.orchestrator.backends.pools.get(options.pool)
+        if pool is not None:
+            check_pool_renders(options.pool, pool.person_counts(), options.speakers)
 
     # -- reading -------------------------------------------------------------------------
 

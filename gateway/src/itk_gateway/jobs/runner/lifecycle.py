@@ -98,7 +98,8 @@ class JobRunner:
                 return
             self._arm_timeout(job)
             self.files.create_work_dir(self.job_id)
-            if self.backends.live is not None and not job.options.dry_run:
+            # A two-person job's live stream carries the mix of the tracks, which the split brings.
+            if self.backends.live is not None and not job.options.dry_run and job.options.speakers < 2:
                 self.backends.live.start(self.job_id)
             self._execute(job)
         except JobEndedError:

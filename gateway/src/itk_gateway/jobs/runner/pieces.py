@@ -34,6 +34,7 @@ from itk_gateway.dispatch.pool import AcquireCancelledError, Endpoint, EndpointP
 from itk_gateway.jobs.reference import cut_chunk_source
 from itk_gateway.jobs.runner.context import MAX_BACKOFF_SEC, JobContext, JobEndedError
 from itk_gateway.jobs.runner.stitch import FinishedParts
+from itk_gateway.jobs.speakers import chunk_persons
 from itk_gateway.storage.database import DatabaseUnavailableError
 from itk_gateway.storage.store import CHUNK_DONE, CHUNK_PENDING, CHUNK_RUNNING, FAILED, IN_QUEUE, RUNNING, JobRecord
 
@@ -181,7 +182,8 @@ class PieceScheduler:
             try:
                 # Older jobs first; within a job the longest chunk first, so the last chunks to
                 # start are the short ones and the generators finish together.
-                endpoint = pool.acquire(avoid=tried, cancelled=ctx.abort, priority=(job.created_at, piece.index))
+                endpoint = pool.acquire(avoid=tried, cancelled=ctx.abort, priority=(job.created_at, piece.index),
+                                        persons=max(1, job.options.speakers))
             except AcquireCancelledError as exc:
                 raise JobEndedError() from exc
             except NoEndpointError as exc:
@@ -281,6 +283,7 @@ class PieceScheduler:
             force_offload=options.force_offload, sampling=common_pb2.SamplingOptions(**options.sampling),
             lane=chunk.lane, lane_first_frame=chunk.lane_first_frame,
             audio_context_before=chunk.context_before, audio_context_after=chunk.context_after,
+            persons=chunk_persons(options),
         )
 
     def _on_progress(self, index: int, frame_count: int, progress: generator_pb2.Progress) -> None:
