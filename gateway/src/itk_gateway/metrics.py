@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -88,6 +88,14 @@ class GatewayMetrics:
                                      registry=self.registry)
         self.webhook_deliveries = Counter("itk_webhook_deliveries", "Webhook delivery attempts by outcome",
                                           ["outcome"], registry=self.registry)
+        # The dispatch watchdog (dispatch/watchdog.py): pools where work waits while generators idle.
+        self.dispatch_stalled = Gauge("itk_dispatch_stalled", "1 while the pool's pending chunks wait and its "
+                                      "generators idle with no slot moving", ["pool"], registry=self.registry)
+        self.dispatch_stalls = Counter("itk_dispatch_stalls", "Stalls the dispatch watchdog noticed",
+                                       ["pool"], registry=self.registry)
+        self.slots_reclaimed = Counter("itk_dispatch_slots_reclaimed", "Generator slots whose holder ended "
+                                       "without giving them back, given back by the watchdog", ["pool"],
+                                       registry=self.registry)
         self._state = _StateCollector(self.chunks, job_counts, endpoint_counts)
         self.registry.register(self._state)
 

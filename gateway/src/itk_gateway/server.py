@@ -31,6 +31,7 @@ from itk_gateway.api.rest_models import job_json
 from itk_gateway.config import Settings
 from itk_gateway.dispatch.clients import SplitterClient, StitcherClient
 from itk_gateway.dispatch.pool import EndpointPool, file_targets, static_targets
+from itk_gateway.dispatch.watchdog import DispatchWatchdog
 from itk_gateway.jobs.fetch import AllowList, FetchSettings, UrlFetcher
 from itk_gateway.jobs.orchestrator import LeaseSettings, Orchestrator
 from itk_gateway.jobs.reference import VideoLimits
@@ -126,6 +127,7 @@ class Gateway:
     webhooks: WebhookNotifier
     guard: Guard
     retention: Retention
+    watchdog: DispatchWatchdog
     grpc: GrpcService = field(init=False)
     rest_port: int = 0
     grpc_port: int = 0
@@ -156,6 +158,7 @@ class Gateway:
             pool.start()
         remove_orphans(self.store, self.files)
         self.retention.start()
+        self.watchdog.start()
         resumed = self.orchestrator.start()
         if resumed:
             log.info("resumed %d job(s): %s", len(resumed), ", ".join(resumed))
@@ -208,6 +211,7 @@ class Gateway:
         self.orchestrator.stop()
         self.webhooks.stop()
         self.retention.stop()
+        self.watchdog.stop()
         self.grpc.stop(grace)
         if self._rest_thread is not None:
             self._rest_thread.join(timeout=grace + 5)
@@ -286,8 +290,9 @@ def build_gateway(settings: Settings) -> Gateway:
     service = JobService(settings, store, files, orchestrator, metrics, views, build_intake(settings, s3, metrics),
                          webhooks, s3, live)
     retention = Retention(store, files, s3, settings.result_ttl_hours, live)
+    watchdog = DispatchWatchdog(pools, metrics, settings.dispatch_stall_sec, settings.dispatch_watchdog_sec)
     return Gateway(settings, store, files, backends, orchestrator, service, metrics, webhooks,
-                   build_guard(settings, metrics), retention)
+                   build_guard(settings, metrics), retention, watchdog)
 
 
 def main() -> None:

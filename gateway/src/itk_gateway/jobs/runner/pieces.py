@@ -208,13 +208,15 @@ class PieceScheduler:
                       attempt: int) -> tuple[str, bool] | None:
         """One attempt; None on success, else (why it failed, whether it was a busy refusal)."""
         ctx, index, frame_count = self.ctx, piece.index, piece.frame_count
-        ctx.store.update_chunk(ctx.job_id, index, status=CHUNK_RUNNING, endpoint=endpoint.address,
-                               attempts=attempt, frames_done=0)
-        ctx.store.promote(ctx.job_id, IN_QUEUE, RUNNING)
         ctx.metrics.chunks.add_pending(-1)
         ctx.metrics.chunks.add_running(1)
         started = time.monotonic()
+        # Everything from here to the release may fail (a storage error on any write included):
+        # the slot taken on the endpoint is given back on every path.
         try:
+            ctx.store.update_chunk(ctx.job_id, index, status=CHUNK_RUNNING, endpoint=endpoint.address,
+                                   attempts=attempt, frames_done=0)
+            ctx.store.promote(ctx.job_id, IN_QUEUE, RUNNING)
             image, source = reference
             summary = generate_chunk(
                 endpoint.generator, self._chunk_spec(job, index, frame_count),
