@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from itk_gateway.config import Settings
 from itk_gateway.errors import (
@@ -187,12 +187,17 @@ class JobService:
                       self.upload_budget)
 
     def _check_active_jobs(self, principal: Principal) -> None:
+        """An early refusal, before any upload is received; the limit itself is enforced when
+        the job is recorded (JobStore.create_job counts and inserts in one step)."""
         limit = self.settings.max_active_jobs_per_key
         if limit > 0 and self.store.count_active(principal.name) >= limit:
-            self.metrics.refused.labels("jobs_in_flight").inc()
-            raise RateLimitedError(
-                f"too many jobs in flight: at most {limit} queued or running per key (MAX_ACTIVE_JOBS_PER_KEY)",
-                ACTIVE_JOBS_RETRY_AFTER_SEC)
+            self._refuse_active_jobs()
+
+    def _refuse_active_jobs(self) -> NoReturn:
+        self.metrics.refused.labels("jobs_in_flight").inc()
+        raise RateLimitedError(
+            f"too many jobs in flight: at most {self.settings.max_active_jobs_per_key} queued or running per key"
+            " (MAX_ACTIVE_JOBS_PER_KEY)", ACTIVE_JOBS_RETRY_AFTER_SEC)
 
     def check_options(self, options: JobOptions) -> JobOptions:
         return check_options(options, self.rules)
@@ -261,15 +266,17 @@ class JobService:
                 raise InvalidInputError(
                     f"{audio_name}: empty or missing (send a recording, an audio URL, or a video with sound)")
             check_audio_present(audio_name, audio.stat().st_size)
-            self._check_active_jobs(upload.owner)
             with state_unavailable_as(CreationFailedError):
                 # Readable by every replica before the job exists, so any of them can take it over.
                 self.files.publish(upload.path("image"))
                 self.files.publish(audio)
                 if self.files.source_video(upload.job_id).exists():
                     self.files.publish(self.files.source_video(upload.job_id))
-                self.store.create_job(upload.job_id, options, owner=upload.owner.name,
-                                      driver=self.orchestrator.replica_id, lease_sec=self.orchestrator.leases.lease_sec)
+                created = self.store.create_job(
+                    upload.job_id, options, owner=upload.owner.name, driver=self.orchestrator.replica_id,
+                    lease_sec=self.orchestrator.leases.lease_sec, max_active=self.settings.max_active_jobs_per_key)
+            if not created:
+                self._refuse_active_jobs()
         except BaseException:
             upload.discard()
             raise
