@@ -42,6 +42,7 @@ class _StateCollector(Collector):
         self.endpoint_counts = endpoint_counts
         # Set once the orchestrator exists (it is built after the metrics).
         self.jobs_driven: Callable[[], int] = lambda: 0
+        self.free_bytes: Callable[[], int] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily("itk_chunks_pending", "Chunks waiting for a generator slot",
@@ -59,6 +60,9 @@ class _StateCollector(Collector):
         endpoints.add_metric(["known"], counts.get("known", 0))
         endpoints.add_metric(["ready"], counts.get("ready", 0))
         yield endpoints
+        if self.free_bytes is not None:
+            yield GaugeMetricFamily("itk_data_free_bytes", "Free space on the data volume (DATA_DIR)",
+                                    value=self.free_bytes())
         yield GaugeMetricFamily("itk_generator_devices",
                                 "Devices (GPUs) behind the ready generator endpoints; a multi-GPU generator counts all",
                                 value=counts.get("devices", 0))
@@ -96,11 +100,16 @@ class GatewayMetrics:
         self.slots_reclaimed = Counter("itk_dispatch_slots_reclaimed", "Generator slots whose holder ended "
                                        "without giving them back, given back by the watchdog", ["pool"],
                                        registry=self.registry)
+        self.jobs_waiting_for_space = Gauge("itk_jobs_waiting_for_space", "Jobs paused until the full data "
+                                            "volume has room again", registry=self.registry)
         self._state = _StateCollector(self.chunks, job_counts, endpoint_counts)
         self.registry.register(self._state)
 
     def follow_driven_jobs(self, count: Callable[[], int]) -> None:
         self._state.jobs_driven = count
+
+    def follow_free_space(self, free_bytes: Callable[[], int]) -> None:
+        self._state.free_bytes = free_bytes
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

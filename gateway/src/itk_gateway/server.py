@@ -56,6 +56,7 @@ from itk_gateway.storage.database import (
     wait_until_reachable,
 )
 from itk_gateway.storage.files import JobFiles, S3Store
+from itk_gateway.storage.space import DiskSpace
 from itk_gateway.storage.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def build_guard(settings: Settings, metrics: GatewayMetrics) -> Guard:
                  lambda reason: metrics.refused.labels(reason).inc())
 
 
-def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics) -> Intake:
+def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics, space: DiskSpace) -> Intake:
     """What job creation checks its inputs with (the deployment's rules and limits)."""
     rules = OptionRules(
         providers=list(settings.pool_targets()), default_provider=settings.default_provider,
@@ -94,7 +95,7 @@ def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics
                                max_side=settings.video_max_side)
     budget = UploadBudget(settings.max_uploads_in_flight_mb * 1024 * 1024,
                           lambda reason: metrics.refused.labels(reason).inc())
-    return Intake(rules, fetcher, video_limits, budget)
+    return Intake(rules, fetcher, video_limits, budget, space)
 
 
 def rest_listener(host: str, port: int) -> socket.socket:
@@ -264,14 +265,16 @@ def build_gateway(settings: Settings) -> Gateway:
                 totals[key] = totals.get(key, 0) + value
         return totals
 
+    space = DiskSpace(settings.data_dir, settings.min_free_disk_mb * 2**20)
     metrics = GatewayMetrics(store.count_by_status, endpoint_counts)
+    metrics.follow_free_space(space.free_bytes)
     run_settings = RunSettings(
         max_concurrent_chunks=settings.max_concurrent_chunks, max_attempts=settings.generator_max_attempts,
         retry_backoff_sec=settings.retry_backoff_sec, chunk_target_sec=settings.chunk_target_sec,
         job_timeout_sec=settings.job_timeout_sec, stitcher_wait_sec=settings.stitcher_wait_sec,
         min_lane_sec=settings.min_lane_sec,
         clip_frames=settings.clip_frames, audio_context_sec=settings.audio_context_sec,
-        seam_fade_sec=settings.seam_fade_sec,
+        seam_fade_sec=settings.seam_fade_sec, space=space, disk_full_wait_sec=settings.disk_full_wait_sec,
     )
     views = JobViews(store, s3, live)
     webhooks = WebhookNotifier(
@@ -287,8 +290,8 @@ def build_gateway(settings: Settings) -> Gateway:
     orchestrator = Orchestrator(store, files, backends, run_settings, metrics, leases,
                                 on_resume=lambda job_id: webhooks.watch(job_id, resumed=True))
     metrics.follow_driven_jobs(lambda: len(orchestrator.driving()))
-    service = JobService(settings, store, files, orchestrator, metrics, views, build_intake(settings, s3, metrics),
-                         webhooks, s3, live)
+    intake = build_intake(settings, s3, metrics, space)
+    service = JobService(settings, store, files, orchestrator, metrics, views, intake, webhooks, s3, live)
     retention = Retention(store, files, s3, settings.result_ttl_hours, live)
     watchdog = DispatchWatchdog(pools, metrics, settings.dispatch_stall_sec, settings.dispatch_watchdog_sec)
     return Gateway(settings, store, files, backends, orchestrator, service, metrics, webhooks,

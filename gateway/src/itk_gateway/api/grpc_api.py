@@ -11,7 +11,7 @@ from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import MAX_PIECE_BYTES
 from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
-from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
+from itk_gateway.errors import ApiError, InvalidInputError
 from itk_gateway.jobs.service import JobService, JobView
 from itk_gateway.options import JobOptions
 from itk_gateway.security.grpc_interceptor import principal_of
@@ -65,7 +65,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
-        if isinstance(error, RateLimitedError):
+        if error.retry_after:
             context.set_trailing_metadata((("retry-after", error.retry_after),))
         context.abort(error.grpc_status, error.message)
 

@@ -134,7 +134,8 @@ class RecentJobsResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "shutting_down"]
+    status: Literal["ok", "shutting_down", "storage_full"]
+    detail: str | None = None
 
 
 class ErrorResponse(BaseModel):

@@ -35,6 +35,7 @@ from itk_gateway.errors import (
     PayloadTooLargeError,
     RateLimitedError,
     StateUnavailableError,
+    StorageFullError,
     StreamNotReadyError,
     WrongJobStateError,
 )
@@ -59,6 +60,7 @@ from itk_gateway.security.limits import UploadBudget
 from itk_gateway.storage.blobs import BlobStoreError, StoredVideo
 from itk_gateway.storage.database import DatabaseUnavailableError
 from itk_gateway.storage.files import JobFiles, S3Store
+from itk_gateway.storage.space import DiskSpace, is_storage_full
 from itk_gateway.storage.store import CANCELLED, COMPLETED, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -115,10 +117,15 @@ class Upload:
         if self.budget is not None:
             self.budget.reserve(len(data))
             self.reserved += len(data)
-        handle = self._handles.get(kind)
-        if handle is None:
-            handle = self._handles[kind] = self.path(kind).open("wb")
-        handle.write(data)
+        try:
+            handle = self._handles.get(kind)
+            if handle is None:
+                handle = self._handles[kind] = self.path(kind).open("wb")
+            handle.write(data)
+        except OSError as exc:
+            if is_storage_full(exc):
+                raise StorageFullError(f"the gateway's data volume is full ({exc.strerror}); retry later") from exc
+            raise
         self.sizes[kind] += len(data)
         self.digests[kind].update(data)
 
@@ -156,6 +163,7 @@ class Intake:
     fetcher: UrlFetcher
     video_limits: VideoLimits
     upload_budget: UploadBudget
+    space: DiskSpace
 
 
 class JobService:
@@ -177,12 +185,17 @@ class JobService:
         self.fetcher = intake.fetcher
         self.video_limits = intake.video_limits
         self.upload_budget = intake.upload_budget
+        self.space = intake.space
 
     # -- creating ------------------------------------------------------------------------
 
     def open_upload(self, principal: Principal) -> Upload:
-        """Start receiving a job of `principal`; refused at once when it has too many jobs in flight."""
+        """Start receiving a job of `principal`; refused at once when it has too many jobs in
+        flight, or when the data volume is (nearly) full."""
         self._check_active_jobs(principal)
+        if self.space.low():
+            self.metrics.refused.labels("storage_full").inc()
+            raise StorageFullError(f"{self.space.describe()}; retry later")
         return Upload(self.files, self.settings.max_upload_bytes, self.settings.max_upload_mb, principal,
                       self.upload_budget)
 
@@ -277,8 +290,10 @@ class JobService:
                     lease_sec=self.orchestrator.leases.lease_sec, max_active=self.settings.max_active_jobs_per_key)
             if not created:
                 self._refuse_active_jobs()
-        except BaseException:
+        except BaseException as exc:
             upload.discard()
+            if is_storage_full(exc) and not isinstance(exc, StorageFullError):
+                raise StorageFullError(f"the gateway's storage is full ({exc}); retry later") from exc
             raise
         gate = AcceptGate()
         try:

@@ -33,6 +33,7 @@ from itk_gateway.jobs.runner.stitch import FinishedParts, StitchStep
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.database import DatabaseUnavailableError
 from itk_gateway.storage.files import JobFiles
+from itk_gateway.storage.space import is_storage_full
 from itk_gateway.storage.store import COMPLETED, FAILED, TIMED_OUT, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,22 @@ class JobRunner:
         except DatabaseUnavailableError as exc:
             self._lost_database(exc)
         except Exception as exc:
-            log.exception("job %s: unexpected error", self.job_id)
-            self.end(FAILED, f"internal error: {exc}")
+            if is_storage_full(exc):
+                self.end(FAILED, f"the gateway's storage is full: {exc}")
+            else:
+                log.exception("job %s: unexpected error", self.job_id)
+                self.end(FAILED, f"internal error: {exc}")
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            self._finish()
-            self.on_exit(self.job_id)
+            try:
+                self._finish()
+            except Exception:
+                # Not recorded (the database or the volume failing): the job stays active with
+                # a lease no longer renewed, so it is claimed and resumed, never left hanging.
+                log.exception("job %s: cleaning up failed; left for a resume", self.job_id)
+            finally:
+                self.on_exit(self.job_id)
 
     def _arm_timeout(self, job: JobRecord) -> None:
         if self.settings.job_timeout_sec <= 0:
@@ -128,9 +138,22 @@ class JobRunner:
         if job.options.dry_run:
             self._complete(job, has_video=False)
             return
-        StitchStep(self.ctx, parts).run(job, chunks)
+        self._when_room("stitching", lambda: StitchStep(self.ctx, parts).run(job, chunks))
         self.store.raise_progress(self.job_id, STITCHED_PROGRESS)
         self._complete(job, has_video=True)
+
+    def _when_room(self, what: str, step: Callable[[], None]) -> None:
+        """Run the step; when the volume is full, wait for room and run it again."""
+        while True:
+            try:
+                step()
+                return
+            except JobEndedError:
+                raise
+            except Exception as exc:
+                if not is_storage_full(exc):
+                    raise
+                self.ctx.wait_for_space(what, exc)
 
     def _accepted(self) -> None:
         if self.gate is not None:

@@ -35,6 +35,7 @@ from itk_gateway.jobs.reference import cut_chunk_source
 from itk_gateway.jobs.runner.context import MAX_BACKOFF_SEC, JobContext, JobEndedError
 from itk_gateway.jobs.runner.stitch import FinishedParts
 from itk_gateway.storage.database import DatabaseUnavailableError
+from itk_gateway.storage.space import is_storage_full
 from itk_gateway.storage.store import CHUNK_DONE, CHUNK_PENDING, CHUNK_RUNNING, FAILED, IN_QUEUE, RUNNING, JobRecord
 
 log = logging.getLogger(__name__)
@@ -141,12 +142,7 @@ class PieceScheduler:
                 if self._reusable(piece.index):
                     log.info("job %s: chunk %d already generated, reusing it", ctx.job_id, piece.index)
                 else:
-                    ctx.store.update_chunk(ctx.job_id, piece.index, status=CHUNK_PENDING, frames_done=0)
-                    ctx.metrics.chunks.add_pending(1)
-                    try:
-                        self._generate_with_retries(job, piece, motion)
-                    finally:
-                        ctx.metrics.chunks.add_pending(-1)
+                    self._generate_when_room(job, piece, motion)
                 self.parts.add(piece.index)
                 self._publish_parts()
                 saved = ctx.files.motion(ctx.job_id, piece.index)
@@ -158,6 +154,24 @@ class PieceScheduler:
         except Exception as exc:
             log.exception("job %s: lane %d crashed", ctx.job_id, lane_index)
             ctx.end(FAILED, f"lane {lane_index}: internal error: {exc}")
+
+    def _generate_when_room(self, job: JobRecord, piece: Piece, motion: Path | None) -> None:
+        """Generate the piece; when the volume (or the database on it) is full, wait for room
+        and go on (see JobContext.wait_for_space) instead of failing the job."""
+        ctx = self.ctx
+        while True:
+            try:
+                ctx.store.update_chunk(ctx.job_id, piece.index, status=CHUNK_PENDING, frames_done=0)
+                ctx.metrics.chunks.add_pending(1)
+                try:
+                    self._generate_with_retries(job, piece, motion)
+                finally:
+                    ctx.metrics.chunks.add_pending(-1)
+                return
+            except Exception as exc:
+                if not is_storage_full(exc):
+                    raise
+                ctx.wait_for_space(f"chunk {piece.index}", exc)
 
     def _publish_parts(self) -> None:
         """Let the live stream take the finished parts (in its own thread: it waits for order)."""
