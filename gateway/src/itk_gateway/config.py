@@ -48,6 +48,7 @@ while here a job spreads over a pool whose capacity is the real global limit.
 | `URL_FETCH_MAX_REDIRECTS` | `5` | Redirects followed per URL. |
 | `URL_FETCHES_PER_KEY` | `4` | URL downloads of one key running at once; more get 429. |
 | `URL_FETCHES_TOTAL` | `32` | URL downloads running at once over all keys; more get 429. |
+| `URL_ACCEPT_WAIT_SEC` | `3` | Creates with URL inputs wait this long for them, then 202 (fetched in the background). |
 | `JOB_TIMEOUT_SEC` | `0` | A job running longer than this (from its creation) ends `TIMED_OUT`; 0 = no limit. |
 | `SPLIT_ACCEPT_TIMEOUT_SEC` | `120` | Job creation waits this long for the splitter's first chunk (or its refusal). |
 | `S3_BUCKET` | — | Bucket for `push_to_s3` results; unset = `push_to_s3` is rejected. |
@@ -191,6 +192,7 @@ class Settings:
     url_max_redirects: int = 5
     url_fetches_per_key: int = 4
     url_fetches_total: int = 32
+    url_accept_wait_sec: float = 3.0
     job_timeout_sec: float = 0.0
     split_accept_timeout_sec: float = 120.0
     s3_bucket: str = ""
@@ -320,6 +322,7 @@ class Settings:
             url_max_redirects=env_int("URL_FETCH_MAX_REDIRECTS", 5, minimum=0),
             url_fetches_per_key=env_int("URL_FETCHES_PER_KEY", 4, minimum=1),
             url_fetches_total=env_int("URL_FETCHES_TOTAL", 32, minimum=1),
+            url_accept_wait_sec=env_float("URL_ACCEPT_WAIT_SEC", 3.0, minimum=0.0),
             job_timeout_sec=env_float("JOB_TIMEOUT_SEC", 0.0, minimum=0.0),
             split_accept_timeout_sec=env_float("SPLIT_ACCEPT_TIMEOUT_SEC", 120.0, minimum=1.0),
             s3_bucket=env_str("S3_BUCKET", ""),

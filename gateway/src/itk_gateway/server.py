@@ -32,7 +32,7 @@ from itk_gateway.config import Settings
 from itk_gateway.dispatch.clients import SplitterClient, StitcherClient
 from itk_gateway.dispatch.pool import EndpointPool, file_targets, static_targets
 from itk_gateway.dispatch.watchdog import DispatchWatchdog
-from itk_gateway.jobs.fetch import AllowList, FetchSettings, UrlFetcher
+from itk_gateway.jobs.fetch import AllowList, FetchSettings, FetchSlots, UrlFetcher
 from itk_gateway.jobs.orchestrator import LeaseSettings, Orchestrator
 from itk_gateway.jobs.reference import VideoLimits
 from itk_gateway.jobs.retention import Retention, remove_orphans
@@ -95,7 +95,8 @@ def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics
                                max_side=settings.video_max_side)
     budget = UploadBudget(settings.max_uploads_in_flight_mb * 1024 * 1024,
                           lambda reason: metrics.refused.labels(reason).inc())
-    return Intake(rules, fetcher, video_limits, budget, space)
+    return Intake(rules, fetcher, video_limits, budget, space,
+                  FetchSlots(settings.url_fetches_per_key, settings.url_fetches_total))
 
 
 def rest_listener(host: str, port: int) -> socket.socket:

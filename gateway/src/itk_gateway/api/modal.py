@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from itk_gateway.api.caller import principal_of
 from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
-from itk_gateway.jobs.service import JobService, JobView
+from itk_gateway.jobs.service import JobService, JobView, Upload
 from itk_gateway.options import JobOptions
 from itk_gateway.security.keys import Principal
 from itk_gateway.storage.blobs import StoredVideo
@@ -113,12 +114,17 @@ def create_modal_router(service: JobService) -> APIRouter:
             upload.names = {"image": "image", "audio": "audio1"}
             service.fetch_inputs(upload, body.image.strip(), body.audio1.strip(), fields=("image", "audio1"))
             width, height = body.width, body.height
-            if width is None or height is None:
-                upload.close_files()
-                width, height = _sized(width, height, upload.path("image"))
-            options = JobOptions(width=width, height=height, provider="", prompt=body.prompt or "",
-                                 seed=body.seed or 0, video_extend=body.video_extend or "")
-            return service.create_job(upload, options)
+            options = JobOptions(width=width or DEFAULT_SIDE, height=height or DEFAULT_SIDE, provider="",
+                                 prompt=body.prompt or "", seed=body.seed or 0, video_extend=body.video_extend or "")
+
+            def sized(received: Upload, given: JobOptions) -> JobOptions:
+                # Once the reference is in (downloaded outside the request): a missing side from its shape.
+                if width is not None and height is not None:
+                    return given
+                fitted = _sized(width, height, received.path("image"))
+                return replace(given, width=fitted[0], height=fitted[1])
+
+            return service.create_job(upload, options, refine=sized)
 
     @router.post("/submit", responses={400: {}, 404: {}, 413: {}}, openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": SubmitBody.model_json_schema()}}}})

@@ -269,6 +269,10 @@ class JobStore:
         self._run(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
         self._touch(job_id)
 
+    def update_options(self, job_id: str, options: JobOptions) -> None:
+        """The options completed once the inputs are in (a size taken from the reference)."""
+        self.update_job(job_id, options=json.dumps(asdict(options)))
+
     def promote(self, job_id: str, from_status: str, to_status: str) -> None:
         if self._count("UPDATE jobs SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
                        (to_status, time.time(), job_id, from_status)):

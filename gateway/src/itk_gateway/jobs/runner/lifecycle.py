@@ -44,7 +44,8 @@ STITCHED_PROGRESS = 99
 class JobRunner:
     def __init__(self, job_id: str, store: JobStore, files: JobFiles, backends: Backends,
                  settings: RunSettings, metrics: GatewayMetrics, gate: AcceptGate | None,
-                 on_exit: Callable[[str], None], driver: str | None = None) -> None:
+                 on_exit: Callable[[str], None], driver: str | None = None,
+                 prepare: Callable[[threading.Event], None] | None = None) -> None:
         self.job_id = job_id
         self.driver = driver
         self.store = store
@@ -53,6 +54,8 @@ class JobRunner:
         self.settings = settings
         self.gate = gate
         self.on_exit = on_exit
+        # Brings the job's inputs in (URL downloads) before the split; None when they are there.
+        self.prepare = prepare
         self.calls = CallSet()
         self.ctx = JobContext(job_id, store, files, backends, settings, metrics, self.calls, self.end)
         self._end_lock = threading.Lock()
@@ -97,6 +100,11 @@ class JobRunner:
                 return
             self._arm_timeout(job)
             self.files.create_work_dir(self.job_id)
+            if self.prepare is not None:
+                self._prepare()
+                job = self.store.get_job(self.job_id)  # its options may be completed from the inputs
+                if job is None:
+                    return
             if self.backends.live is not None and not job.options.dry_run:
                 self.backends.live.start(self.job_id)
             self._execute(job)
@@ -130,6 +138,17 @@ class JobRunner:
         self._timer = threading.Timer(max(0.0, remaining), self.end, (TIMED_OUT, message))
         self._timer.daemon = True
         self._timer.start()
+
+    def _prepare(self) -> None:
+        """Download the inputs; a bad one is refused while the creator waits, else fails the job."""
+        if self.prepare is None:
+            return
+        try:
+            self.prepare(self.ctx.abort)
+        except ApiError as exc:
+            self.ctx.check()
+            self._refuse(exc)
+            self.ctx.fail(exc.message)
 
     def _execute(self, job: JobRecord) -> None:
         parts = FinishedParts()
