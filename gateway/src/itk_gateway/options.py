@@ -16,7 +16,8 @@ class JobOptions:
 
     width: int
     height: int
-    provider: str
+    # The generator pool the job runs on (the API's `provider` field names it, after aliases).
+    pool: str
     prompt: str = ""
     push_to_s3: bool = False
     dry_run: bool = False
@@ -30,3 +31,12 @@ class JobOptions:
     video_extend: str = ""
     # 0: one lane per usable generator; n: n continuous streams (1 = the whole recording as one).
     lanes: int = 0
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> JobOptions:
+        """Options as the store keeps them (JSON of the fields); rows written before the pool had
+        its own name hold it under `provider`."""
+        data = dict(data)
+        if "provider" in data:
+            data.setdefault("pool", data.pop("provider"))
+        return cls(**data)

@@ -334,8 +334,8 @@ class JobService:
         gate.wait(accept_wait_sec)
         self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
-        log.info("job %s accepted (%dx%d, provider %s, %d bytes, key %s)", upload.job_id, options.width,
-                 options.height, options.provider, upload.received, upload.owner.name or "-")
+        log.info("job %s accepted (%dx%d, pool %s, %d bytes, key %s)", upload.job_id, options.width,
+                 options.height, options.pool, upload.received, upload.owner.name or "-")
         return self.get_job(upload.job_id, upload.owner)
 
     def _create_fetching(self, upload: Upload, options: JobOptions,
@@ -436,7 +436,8 @@ class JobService:
             if last is None or changed(last, view):
                 yield view
                 last = view
-            if record.finished:
+            # A completed job's quality report comes after it ends: the watch waits for it.
+            if record.finished and not view.quality_pending:
                 return
             self.store.wait_for_change(job_id, version, WATCH_POLL_SEC)
 

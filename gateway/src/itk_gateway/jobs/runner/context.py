@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Longest wait between two attempts of anything a job retries (a piece, the split, the stitch).
 MAX_BACKOFF_SEC = 30.0
+# A quality report still pending this long after its job completed is given up (its gateway died).
+QUALITY_TIMEOUT_SEC = 3600.0
 
 
 @dataclass
@@ -45,10 +47,13 @@ class RunSettings:
     chunk_target_sec: float = 45.0
     job_timeout_sec: float = 0.0
     stitcher_wait_sec: float = 600.0
-    min_lane_sec: float = 30.0
+    # None: not sent, so the splitter's own settings apply; 0 is sent as 0 (no minimum, a hard cut).
+    min_lane_sec: float | None = None
     clip_frames: int = 81
     audio_context_sec: float = 2.0
-    seam_fade_sec: float = 0.4
+    seam_fade_sec: float | None = None
+    quality_report: bool = True
+    quality_timeout_sec: float = QUALITY_TIMEOUT_SEC
     # The data volume; a job finding it full waits up to disk_full_wait_sec for room (None: fails at once).
     space: DiskSpace | None = None
     disk_full_wait_sec: float = 600.0

@@ -60,7 +60,7 @@ class RunPodBackend(ProviderBackend):
             "force_offload": job.force_offload,
         }}
         response = self.http.request("POST", f"{self.endpoint_url}/run", scope, what="submit",
-                                     headers=self.headers, json=body)
+                                     headers=self.headers, json=body, idempotent=False)
         answer = json_object(response, "runpod", "submit")
         job_id = answer.get("id")
         if not isinstance(job_id, str) or not job_id:

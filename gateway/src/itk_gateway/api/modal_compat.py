@@ -36,7 +36,8 @@ from itk_gateway.api.caller import principal_of
 from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
-from itk_gateway.jobs.service import JobService, JobView, Upload
+from itk_gateway.jobs.service import JobService, Upload
+from itk_gateway.jobs.views import JobView
 from itk_gateway.options import JobOptions
 from itk_gateway.security.keys import Principal
 from itk_gateway.storage.blobs import StoredVideo
@@ -114,7 +115,7 @@ def create_modal_router(service: JobService) -> APIRouter:
             upload.names = {"image": "image", "audio": "audio1"}
             service.fetch_inputs(upload, body.image.strip(), body.audio1.strip(), fields=("image", "audio1"))
             width, height = body.width, body.height
-            options = JobOptions(width=width or DEFAULT_SIDE, height=height or DEFAULT_SIDE, provider="",
+            options = JobOptions(width=width or DEFAULT_SIDE, height=height or DEFAULT_SIDE, pool="",
                                  prompt=body.prompt or "", seed=body.seed or 0, video_extend=body.video_extend or "")
 
             def sized(received: Upload, given: JobOptions) -> JobOptions:
