@@ -167,6 +167,28 @@ def test_concurrent_claims_take_each_job_once(postgres: PostgresServer) -> None:
             store.close()
 
 
+def test_active_job_limit_holds_under_simultaneous_creates(make_store) -> None:
+    """40 creates of one owner at the same moment, over several replicas' stores, limit 20: 20 jobs."""
+    stores = [make_store() for _ in range(4)]
+    start = threading.Barrier(40)
+    accepted: list[bool] = []
+
+    def create(number: int) -> None:
+        start.wait()
+        accepted.append(stores[number % len(stores)].create_job(
+            f"job-{number}-{number:08x}", OPTIONS, owner="alice", max_active=20))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert accepted.count(True) == 20
+    assert stores[0].count_active("alice") == 20
+    # Another owner's limit is its own.
+    assert stores[0].create_job("job-99-000000ff", OPTIONS, owner="bob", max_active=20)
+
+
 def test_quality_reports_left_pending_by_a_gone_gateway_are_given_up(make_store) -> None:
     from itk_common.quality.report import quality_text, report_state
 

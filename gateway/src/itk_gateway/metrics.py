@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -44,6 +44,7 @@ class _StateCollector(Collector):
         self.endpoint_counts = endpoint_counts
         # Set once the orchestrator exists (it is built after the metrics).
         self.jobs_driven: Callable[[], int] = lambda: 0
+        self.free_bytes: Callable[[], int] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily("itk_chunks_pending", "Chunks waiting for a generator slot",
@@ -61,6 +62,9 @@ class _StateCollector(Collector):
         endpoints.add_metric(["known"], counts.get("known", 0))
         endpoints.add_metric(["ready"], counts.get("ready", 0))
         yield endpoints
+        if self.free_bytes is not None:
+            yield GaugeMetricFamily("itk_data_free_bytes", "Free space on the data volume (DATA_DIR)",
+                                    value=self.free_bytes())
         yield GaugeMetricFamily("itk_generator_devices",
                                 "Devices (GPUs) behind the ready generator endpoints; a multi-GPU generator counts all",
                                 value=counts.get("devices", 0))
@@ -90,6 +94,16 @@ class GatewayMetrics:
                                      registry=self.registry)
         self.webhook_deliveries = Counter("itk_webhook_deliveries", "Webhook delivery attempts by outcome",
                                           ["outcome"], registry=self.registry)
+        # The dispatch watchdog (dispatch/watchdog.py): pools where work waits while generators idle.
+        self.dispatch_stalled = Gauge("itk_dispatch_stalled", "1 while the pool's pending chunks wait and its "
+                                      "generators idle with no slot moving", ["pool"], registry=self.registry)
+        self.dispatch_stalls = Counter("itk_dispatch_stalls", "Stalls the dispatch watchdog noticed",
+                                       ["pool"], registry=self.registry)
+        self.slots_reclaimed = Counter("itk_dispatch_slots_reclaimed", "Generator slots whose holder ended "
+                                       "without giving them back, given back by the watchdog", ["pool"],
+                                       registry=self.registry)
+        self.jobs_waiting_for_space = Gauge("itk_jobs_waiting_for_space", "Jobs paused until the full data "
+                                            "volume has room again", registry=self.registry)
         # The quality reports' headline figures (itk_common.quality), one observation per report.
         self.quality_sync_lag = Histogram(
             "itk_quality_sync_lag_frames", "Lip sync: the best lag, in frames, either way (absolute)",
@@ -128,6 +142,9 @@ class GatewayMetrics:
 
     def follow_driven_jobs(self, count: Callable[[], int]) -> None:
         self._state.jobs_driven = count
+
+    def follow_free_space(self, free_bytes: Callable[[], int]) -> None:
+        self._state.free_bytes = free_bytes
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

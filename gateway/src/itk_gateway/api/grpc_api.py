@@ -13,7 +13,7 @@ from itk_common.constants import MAX_PIECE_BYTES
 from itk_common.quality.report import report_from_json
 from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
-from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
+from itk_gateway.errors import ApiError, InvalidInputError
 from itk_gateway.jobs.service import JobService
 from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
 from itk_gateway.jobs.views import JobView, LaneView, SeamView, SpeakerView, public_fields
@@ -88,7 +88,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
-        if isinstance(error, RateLimitedError):
+        if error.retry_after:
             context.set_trailing_metadata((("retry-after", error.retry_after),))
         context.abort(error.grpc_status, error.message)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from itk_gateway.api.caller import principal_of
 from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
-from itk_gateway.jobs.service import JobService
+from itk_gateway.jobs.service import JobService, Upload
 from itk_gateway.jobs.speakers import apply_speakers, speakers_from_request
 from itk_gateway.jobs.views import JobView
 from itk_gateway.options import JobOptions
@@ -122,15 +123,20 @@ def create_modal_router(service: JobService) -> APIRouter:
             service.fetch_inputs(upload, body.image.strip(), body.audio1.strip(), ("image", "audio1", "audio2"),
                                  (body.audio2 or "").strip())
             width, height = body.width, body.height
-            if width is None or height is None:
-                upload.close_files()
-                width, height = _sized(width, height, upload.path("image"))
-            options = JobOptions(width=width, height=height, pool="", prompt=body.prompt or "",
-                                 seed=body.seed or 0, video_extend=body.video_extend or "")
+            options = JobOptions(width=width or DEFAULT_SIDE, height=height or DEFAULT_SIDE, pool="",
+                                 prompt=body.prompt or "", seed=body.seed or 0, video_extend=body.video_extend or "")
             if (body.audio2 or "").strip() or body.boxes:
                 speakers = speakers_from_request(None, body.boxes, bool((body.audio2 or "").strip()), False)
                 apply_speakers(options, speakers, body.audio_type or "add")
-            return service.create_job(upload, options)
+
+            def sized(received: Upload, given: JobOptions) -> JobOptions:
+                # Once the reference is in (downloaded outside the request): a missing side from its shape.
+                if width is not None and height is not None:
+                    return given
+                fitted = _sized(width, height, received.path("image"))
+                return replace(given, width=fitted[0], height=fitted[1])
+
+            return service.create_job(upload, options, refine=sized)
 
     @router.post("/submit", responses={400: {}, 404: {}, 413: {}}, openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": SubmitBody.model_json_schema()}}}})

@@ -58,8 +58,8 @@ from itk_gateway.errors import (
     ApiError,
     InvalidInputError,
     PayloadTooLargeError,
-    RateLimitedError,
     RequestTimeoutError,
+    StorageFullError,
     UnsupportedMediaTypeError,
 )
 from itk_gateway.jobs.service import JobService
@@ -77,6 +77,7 @@ from itk_gateway.security.rest_middleware import (
     principal,
 )
 from itk_gateway.storage.blobs import StoredVideo
+from itk_gateway.storage.space import is_storage_full
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"Retry-After": exc.retry_after} if isinstance(exc, RateLimitedError) else None
+        headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
         return error_response(exc.http_status, exc.message, exc.code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -301,11 +302,23 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
         log.error("unhandled error: %r", exc, exc_info=exc)
         return error_response(500, "internal server error", "INTERNAL_ERROR")
 
+    # Health and readiness run on the event loop itself, never waiting for a worker thread: they
+    # answer even when every worker is busy.
     @app.get("/health", tags=["Health"], response_model=HealthResponse,
              responses={503: {"model": HealthResponse, "description": "Shutting down"}})
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         if not is_serving():
             return JSONResponse({"status": "shutting_down"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready", tags=["Health"], response_model=HealthResponse,
+             responses={503: {"model": HealthResponse, "description": "Shutting down, or the data volume is full"}})
+    async def ready() -> JSONResponse:
+        """Whether to send this replica new work: serving, and room on its data volume."""
+        if not is_serving():
+            return JSONResponse({"status": "shutting_down"}, status_code=503)
+        if service.space.low():
+            return JSONResponse({"status": "storage_full", "detail": service.space.describe()}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     if settings.metrics_port is None:
@@ -317,7 +330,8 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
     @app.post(
         "/jobs", status_code=202, tags=["Jobs"], response_model=CreateJobResponse,
         responses={400: ERROR_RESPONSE, 408: ERROR_RESPONSE, 413: ERROR_RESPONSE, 415: ERROR_RESPONSE,
-                   429: {"headers": RETRY_AFTER, **ERROR_RESPONSE}, 503: ERROR_RESPONSE},
+                   429: {"headers": RETRY_AFTER, **ERROR_RESPONSE}, 503: ERROR_RESPONSE,
+                   507: {"description": "The gateway's storage is full", "headers": RETRY_AFTER, **ERROR_RESPONSE}},
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": CreateJobBody.model_json_schema()},
             "multipart/form-data": {"schema": MULTIPART_SCHEMA},
@@ -351,7 +365,11 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
             # the rest (bounded) so that the client, still sending, gets to read the answer.
             await _discard_body(request)
             raise
-        except Exception:
+        except Exception as exc:
+            if is_storage_full(exc):
+                log.error("job creation failed, storage full: %s", exc)
+                return error_response(StorageFullError.http_status, f"the gateway's storage is full ({exc}); retry "
+                                      "later", StorageFullError.code, headers={"Retry-After": "60"})
             log.exception("job creation failed")
             return error_response(500, "failed to create job", "JOB_CREATION_FAILED")
         if replayed:

@@ -144,7 +144,8 @@ class RecentJobsResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "shutting_down"]
+    status: Literal["ok", "shutting_down", "storage_full"]
+    detail: str | None = None
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -87,6 +87,7 @@ class Endpoint:
     channel: grpc.Channel
     capacity: int = 0
     active: int = 0  # chunks this gateway runs there now
+    reported_active: int = 0  # chunks the generator said it runs, at the last probe
     foreign: int = 0  # chunks others run there (from GetInfo.active), until the next probe
     ready: bool = False
     draining: bool = False
@@ -146,6 +147,12 @@ class EndpointPool:
         self._thread: threading.Thread | None = None
         self._queue: list[tuple[tuple, int]] = []  # heap of waiting acquirers' places
         self._tickets = 0
+        # Who holds each slot taken (the thread that acquired it), so a slot whose holder died
+        # without releasing it can be found and given back (see reclaim_abandoned).
+        self._holds: list[tuple[Endpoint, threading.Thread]] = []
+        # When a slot was last granted or given back: pending work and no such moment for long,
+        # with generators saying they have room, is a stall (see stalled).
+        self.last_movement = time.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -256,6 +263,7 @@ class EndpointPool:
                     endpoint.draining = result.draining
                     endpoint.capacity = result.capacity
                     endpoint.foreign = max(0, result.active - endpoint.active)
+                    endpoint.reported_active = result.active
                     endpoint.backend = result.backend
                     endpoint.devices = result.devices
                     endpoint.continues_motion = result.continues_motion
@@ -298,6 +306,8 @@ class EndpointPool:
                         preferred = [e for e in usable if e.address not in avoided] or usable
                         chosen = min(preferred, key=lambda e: (e.load / e.capacity, -e.devices, e.load, e.address))
                         chosen.active += 1
+                        self._holds.append((chosen, threading.current_thread()))
+                        self.last_movement = time.monotonic()
                         return chosen
                     if any(e.present and e.ready and not e.draining and e.renders(persons)
                            for e in self._endpoints.values()):
@@ -322,9 +332,53 @@ class EndpointPool:
 
     def release(self, endpoint: Endpoint) -> None:
         with self._cond:
-            endpoint.active = max(0, endpoint.active - 1)
-            self._close_if_gone(endpoint)
-            self._cond.notify_all()
+            self._drop_hold(endpoint, threading.current_thread())
+            self._release_locked(endpoint)
+
+    def _drop_hold(self, endpoint: Endpoint, thread: threading.Thread) -> None:
+        for number, (held, holder) in enumerate(self._holds):
+            if held is endpoint and holder is thread:
+                del self._holds[number]
+                return
+        for number, (held, _holder) in enumerate(self._holds):
+            if held is endpoint:
+                del self._holds[number]
+                return
+
+    def _release_locked(self, endpoint: Endpoint) -> None:
+        endpoint.active = max(0, endpoint.active - 1)
+        self.last_movement = time.monotonic()
+        self._close_if_gone(endpoint)
+        self._cond.notify_all()
+
+    # -- the watchdog's view -------------------------------------------------------------
+
+    def stalled(self, stall_sec: float) -> str | None:
+        """Why the pool looks stuck, or None: chunks wait for a slot, a ready endpoint's
+        generator says it has room that this gateway counts as taken, and no slot was granted
+        or given back for `stall_sec`."""
+        with self._cond:
+            if not self._queue or time.monotonic() - self.last_movement < stall_sec:
+                return None
+            idle = [e for e in self._endpoints.values() if e.present and e.ready and not e.draining
+                    and e.capacity > 0 and e.active >= e.capacity - e.foreign and e.reported_active < e.capacity]
+            if not idle:
+                return None
+            described = ", ".join(f"{e.address} (slots taken here {e.active}, generator runs {e.reported_active}"
+                                  f" of {e.capacity})" for e in idle)
+            return (f"{len(self._queue)} chunk(s) waiting, no slot granted or released for "
+                    f"{time.monotonic() - self.last_movement:.0f} s, idle generators: {described}")
+
+    def reclaim_abandoned(self) -> int:
+        """Give back the slots whose holder thread ended without releasing them; how many."""
+        with self._cond:
+            dead = [(endpoint, holder) for endpoint, holder in self._holds if not holder.is_alive()]
+            for endpoint, holder in dead:
+                self._holds.remove((endpoint, holder))
+                log.warning("pool %s: slot on %s held by the ended thread %s given back", self.name,
+                            endpoint.address, holder.name)
+                self._release_locked(endpoint)
+            return len(dead)
 
     def mark_failed(self, endpoint: Endpoint, reason: str = "") -> None:
         """The endpoint broke a stream or refused: no new chunks until a probe says it is fine."""

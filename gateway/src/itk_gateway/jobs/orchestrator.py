@@ -81,9 +81,11 @@ class Orchestrator:
 
     # -- starting jobs -------------------------------------------------------------------
 
-    def start_job(self, job_id: str, gate: AcceptGate | None = None) -> None:
+    def start_job(self, job_id: str, gate: AcceptGate | None = None,
+                  prepare: Callable[[threading.Event], None] | None = None) -> None:
+        """Run the job here; `prepare` (downloading its URL inputs) runs first in its runner."""
         runner = JobRunner(job_id, self.store, self.files, self.backends, self.settings, self.metrics, gate,
-                           self._forget, driver=self.replica_id)
+                           self._forget, driver=self.replica_id, prepare=prepare)
         with self._lock:
             if self._stopping:
                 raise CreationFailedError("the gateway is shutting down")

@@ -79,6 +79,11 @@ class JobFiles:
     def motion(self, job_id: str, index: int) -> Path:
         return self.work_dir(job_id) / "parts" / f"{index:05d}.motion.npy"
 
+    def piece_record(self, job_id: str, index: int) -> Path:
+        """What a finished piece is (its span, frames, size), kept beside its part: the piece is
+        recognised as finished from the files alone when the database could not record it."""
+        return self.work_dir(job_id) / "parts" / f"{index:05d}.done.json"
+
     def result(self, job_id: str) -> Path:
         return self.data_dir / "results" / f"{job_id}.mp4"
 

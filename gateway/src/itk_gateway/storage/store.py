@@ -208,16 +208,31 @@ class JobStore:
     # -- jobs ----------------------------------------------------------------------------
 
     def create_job(self, job_id: str, options: JobOptions, status: str = IN_QUEUE, owner: str = "",
-                   driver: str = "", lease_sec: float = 0.0) -> None:
+                   driver: str = "", lease_sec: float = 0.0, max_active: int = 0) -> bool:
         """Record a new job of `owner` (who submitted it), leased to `driver` (the replica that will
-        drive it) for `lease_sec`."""
+        drive it) for `lease_sec`. With `max_active`, only if the owner has fewer active jobs: the
+        count and the insert are one step (simultaneous creates of one owner take turns, on every
+        replica), so the limit holds however many arrive at once. False when refused."""
         now = time.time()
-        self._run(
-            "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner, lease_owner,"
-            f" lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self._sql_now} + ?)",
-            (job_id, options.pool, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
-        )
-        self._touch(job_id)
+
+        def create(tx: Transaction) -> bool:
+            if max_active > 0:
+                if self.db.key_lock_sql:
+                    tx.execute(self.db.key_lock_sql, (f"active-jobs:{owner}",))
+                rows = tx.execute(f"SELECT COUNT(*) AS n FROM jobs WHERE owner = ? AND {ACTIVE_SQL}", (owner,))
+                if int(rows[0]["n"]) >= max_active:
+                    return False
+            tx.execute(
+                "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner, lease_owner,"
+                f" lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self._sql_now} + ?)",
+                (job_id, options.pool, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
+            )
+            return True
+
+        created = self.db.run(create)
+        if created:
+            self._touch(job_id)
+        return created
 
     def delete_job(self, job_id: str) -> None:
         self._run("DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -262,6 +277,10 @@ class JobStore:
         columns = ", ".join(f"{name} = ?" for name in fields)
         self._run(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
         self._touch(job_id)
+
+    def update_options(self, job_id: str, options: JobOptions) -> None:
+        """The options completed once the inputs are in (a size taken from the reference)."""
+        self.update_job(job_id, options=json.dumps(asdict(options)))
 
     def promote(self, job_id: str, from_status: str, to_status: str) -> None:
         if self._count("UPDATE jobs SET status = ?, updated_at = ? WHERE id = ? AND status = ?",

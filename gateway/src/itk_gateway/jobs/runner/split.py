@@ -16,7 +16,6 @@ from collections.abc import Callable
 import grpc
 
 from infinitetalk.v1 import splitter_pb2
-from itk_common.constants import SAMPLES_PER_FRAME
 from itk_gateway.dispatch.clients import ProtocolError, SplitChunk
 from itk_gateway.errors import ApiError, CreationFailedError, InvalidInputError
 from itk_gateway.jobs.runner.context import MAX_BACKOFF_SEC, JobContext
@@ -112,8 +111,8 @@ class SplitStep:
         if job.options.dry_run or span.index in self._submitted:
             return
         self._submitted.add(span.index)
-        self.scheduler.add(job, span.lane, Piece(span.index, span.frame_count, event.wav_path,
-                                                 span.start_sample // SAMPLES_PER_FRAME))
+        self.scheduler.add(job, span.lane, Piece(span.index, span.frame_count, event.wav_path, span.start_sample,
+                                                 span.end_sample, span.lane, span.lane_first_frame))
 
     def _record_plan(self, plan: splitter_pb2.SplitPlan) -> list[ChunkRecord]:
         ctx = self.ctx
