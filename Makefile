@@ -90,6 +90,7 @@ REFERENCE_DIR ?=
 GPUS ?= 1,2,4,8
 bench-gpu:
 	$(PYTHON) bench/gpu_kernels.py
+	$(PYTHON) bench/gpu_engine.py
 	$(PYTHON) bench/gpu_infinitetalk.py $(if $(REFERENCE_DIR),--reference-dir $(REFERENCE_DIR)) --kernels sdpa \
 		--skip-compile --skip-offload --skip-encoders --fp8
 	$(PYTHON) bench/gpu_infinitetalk.py --clips turbo,fast,quality --clip-count 2 --quality-steps 3 --vae-dtype bf16

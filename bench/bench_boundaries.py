@@ -10,12 +10,16 @@ the cross-faded frames and whether every frame the fade touches is silent, and t
 across the fade. The second compares the steps at piece boundaries (where a lane's next piece,
 a separately encoded part, starts) and at seams with the in-lane median and 99th percentile.
 
-A third table shows what the encoder's keyframe ramp (itk_common.video.keyframe_ramp) buys and
-costs: one lane of the same speech rendered as two 20 s pieces, joined, with the ramp and with
-plain CRF encoding; the step into the second piece's first frame against the in-lane p99, and the
-size of the video.
+Each seed fixes both the recording's sentences and the job's seed (the preview's sway), so a run
+is reproducible; with several seeds a last table puts the boundary figures of every run together.
 
-    python bench/bench_boundaries.py [--size 256] [--duration 600]
+A final table shows what the encoder's keyframe ramp (itk_common.video.keyframe_ramp) buys and
+costs: one lane of the same speech rendered as four 12 s pieces, joined, with plain CRF encoding,
+with the same ramp at every keyframe, and with the steeper ramp at the parts' edges; the steps
+into the pieces' first frames against the in-lane p99, the size of the video and the encoder's
+CPU time.
+
+    python bench/bench_boundaries.py [--size 256] [--duration 600] [--seeds 1 2]
 """
 
 from __future__ import annotations
@@ -71,11 +75,11 @@ def grey_steps(path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(whole), np.array(outside)
 
 
-def render(wav: bytes, size: int, workdir: Path) -> tuple[dict, Path, float]:
+def render(wav: bytes, size: int, workdir: Path, seed: int) -> tuple[dict, Path, float]:
     image = PORTRAIT
     with Stack(workdir / "stack", generators=GENERATORS) as stack:
         started = time.monotonic()
-        job_id = submit_multipart(stack.rest_url, image, wav, width=size, height=size, lanes=GENERATORS)
+        job_id = submit_multipart(stack.rest_url, image, wav, width=size, height=size, lanes=GENERATORS, seed=seed)
         state = wait_for_job(stack.rest_url, job_id, timeout=3600, poll=1.0)
         wall = time.monotonic() - started
     if state["status"] != "COMPLETED":
@@ -85,14 +89,16 @@ def render(wav: bytes, size: int, workdir: Path) -> tuple[dict, Path, float]:
     return state, video, wall
 
 
-def run(size: int = 256, duration_sec: float = 600.0) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    wav = speech_recording(duration_sec, seed=1)
+def run(size: int = 256, duration_sec: float = 600.0,
+        seed: int = 1) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The seam table and the step summary of one job; `seed` picks the sentences and the job's seed."""
+    wav = speech_recording(duration_sec, seed=seed)
     # The plan the gateway asks the splitter for (its defaults, 4 lanes); checked against the job's.
     split = split_audio(wav, SplitOptions(lane_count=GENERATORS, audio_context_sec=2.0))
     levels = frame_levels_db(split.samples)
     min_pause = min_silence_frames(SplitOptions().min_silence_sec)
     with tempfile.TemporaryDirectory(prefix="itk-boundaries-") as tmp:
-        state, video, wall = render(wav, size, Path(tmp))
+        state, video, wall = render(wav, size, Path(tmp), seed)
         steps, outside = grey_steps(video, size)
     if [round(seam["time_sec"], 2) for seam in state["seams"]] != [round(s.sample / 16_000, 2) for s in split.seams]:
         raise RuntimeError("the job's seams differ from the splitter's plan")
@@ -120,7 +126,7 @@ def run(size: int = 256, duration_sec: float = 600.0) -> tuple[list[dict[str, ob
             "vs in-lane p99": float(across.max()) / p99,
         })
     longest_gap = max((end - start for start, end in silent_runs(levels, SILENCE_DB, 1)), default=0) / FPS
-    print(f"Recording: {duration_sec / 60:.0f} min of espeak-ng speech, longest silence {longest_gap:.2f} s, "
+    print(f"Seed {seed}: {duration_sec / 60:.0f} min of espeak-ng speech, longest silence {longest_gap:.2f} s, "
           f"{len(split.silences)} pauses of 0.5 s or more; {len(state['lanes'])} lanes at {size}x{size}, "
           f"{sum(seam.in_voiced_speech for seam in split.seams)} seams in voiced speech; job {wall:.0f} s", flush=True)
     summary = []
@@ -129,6 +135,7 @@ def run(size: int = 256, duration_sec: float = 600.0) -> tuple[list[dict[str, ob
         limit = float(np.percentile(inside, 99))
         at = series[[f - 1 for f in boundaries]]
         summary.append({
+            "seed": seed,
             "region": region,
             "piece boundaries": len(boundaries),
             "boundary step median": float(np.median(at)) if len(at) else None,
@@ -141,8 +148,9 @@ def run(size: int = 256, duration_sec: float = 600.0) -> tuple[list[dict[str, ob
     return seam_rows, summary
 
 
-def ramp_comparison(size: int = 256, piece_frames: int = 500) -> list[dict[str, object]]:
-    """One lane as two preview pieces, stitched, encoded with and without the keyframe ramp."""
+def ramp_comparison(size: int = 256, piece_frames: int = 300, pieces: int = 4) -> list[dict[str, object]]:
+    """One lane as `pieces` preview pieces, stitched, encoded three ways (see the module's docstring)."""
+    import functools
     import threading
 
     import itk_common.video as video
@@ -152,38 +160,66 @@ def ramp_comparison(size: int = 256, piece_frames: int = 500) -> list[dict[str, 
     from itk_generator.preview import PreviewBackend
     from itk_stitcher import StitchSpec, stitch
 
-    samples = split_audio(speech_recording(2 * piece_frames / FPS, seed=2), SplitOptions()).samples
-    image = PORTRAIT
+    samples = split_audio(speech_recording(pieces * piece_frames / FPS, seed=2), SplitOptions()).samples
     backend = PreviewBackend()
     backend.load()
     ramp = video.keyframe_ramp
+    uniform = functools.partial(ramp, edge_ramp=video.KEYFRAME_RAMP_FRAMES, edge_peak=video.KEYFRAME_RAMP_PEAK)
+    variants = (
+        ("plain CRF 20", lambda _frames: ""),
+        (f"ramp {video.KEYFRAME_RAMP_FRAMES} frames, {video.KEYFRAME_RAMP_PEAK:g}x at every keyframe", uniform),
+        (f"the same, {video.PART_EDGE_RAMP_FRAMES} frames, {video.PART_EDGE_RAMP_PEAK:g}x at part edges", ramp),
+    )
+    boundaries = [index * piece_frames - 1 for index in range(1, pieces)]
     rows: list[dict[str, object]] = []
     try:
-        for name, zones in (("plain CRF 20", lambda _frames: ""), ("CRF 20 with the keyframe ramp", ramp)):
+        for name, zones in variants:
             video.keyframe_ramp = zones
             with tempfile.TemporaryDirectory(prefix="itk-ramp-") as tmp:
                 workdir, parts, motion = Path(tmp), {}, None
-                for index in range(2):
+                cpu = time.process_time()
+                for index in range(pieces):
                     first = index * piece_frames * SAMPLES_PER_FRAME
                     audio = samples[first:first + piece_frames * SAMPLES_PER_FRAME]
-                    job = ChunkJob(job_id="ramp", chunk_index=index, image=image, audio=audio,
+                    job = ChunkJob(job_id="ramp", chunk_index=index, image=PORTRAIT, audio=audio,
                                    frame_count=frames_for_samples(len(audio)), width=size, height=size, seed=3,
                                    lane=0, lane_first_frame=index * piece_frames, motion=motion)
                     parts[index] = workdir / f"part-{index}.mp4"
                     motion = backend.render(job, parts[index], lambda _event: None, threading.Event()).motion
+                cpu = time.process_time() - cpu
                 (workdir / "audio.wav").write_bytes(encode_wav(samples))
-                spec = StitchSpec(fps=FPS, width=size, height=size, frame_counts=(piece_frames, piece_frames), seams={})
+                spec = StitchSpec(fps=FPS, width=size, height=size, frame_counts=(piece_frames,) * pieces, seams={})
                 stitch(parts, workdir / "audio.wav", spec, workdir / "out.mp4", workdir=workdir)
                 steps, outside = grey_steps(workdir / "out.mp4", size)
                 row: dict[str, object] = {"encoding": name}
                 for region, series in (("", steps), (" outside mouth", outside)):
-                    inside = np.delete(series, [piece_frames - 1])
-                    row[f"step into piece 2{region}"] = float(series[piece_frames - 1])
-                    row[f"in-lane p99{region}"] = float(np.percentile(inside, 99))
+                    inside = np.delete(series, boundaries)
+                    limit = float(np.percentile(inside, 99))
+                    row[f"boundary steps max{region}"] = float(series[boundaries].max())
+                    row[f"above in-lane p99{region}"] = int((series[boundaries] > limit).sum())
+                    row[f"in-lane p99{region}"] = limit
                 row["video KiB"] = (workdir / "out.mp4").stat().st_size / 1024
+                row["render+encode CPU s"] = cpu
                 rows.append(row)
     finally:
         video.keyframe_ramp = ramp
+    return rows
+
+
+def across_seeds(summaries: list[list[dict[str, object]]]) -> list[dict[str, object]]:
+    """Every run's boundary figures together: boundaries, how many above the p99, the largest against it."""
+    rows: list[dict[str, object]] = []
+    for region in ("whole frame", "outside the mouth"):
+        chosen = [row for summary in summaries for row in summary if row["region"] == region]
+        ratios = [float(row["boundary step max"]) / float(row["in-lane p99"])  # type: ignore[arg-type]
+                  for row in chosen if row["boundary step max"] is not None]
+        rows.append({
+            "region": region,
+            "runs": len(chosen),
+            "piece boundaries": sum(int(row["piece boundaries"]) for row in chosen),  # type: ignore[call-overload]
+            "above the run's in-lane p99": sum(int(row["boundaries above p99"]) for row in chosen),  # type: ignore[call-overload]
+            "largest boundary step / p99": max(ratios, default=None),
+        })
     return rows
 
 
@@ -191,11 +227,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--duration", type=float, default=600.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
+                        help="one job per seed (the recording's sentences and the job's seed)")
+    parser.add_argument("--no-ramp-table", action="store_true", help="skip the encoder comparison")
     args = parser.parse_args()
-    seams, summary = run(args.size, args.duration)
-    print_table("Seams, 4 lanes (preview): the silence each lies in and the largest step across its fade", seams)
-    print_table("Steps between consecutive frames in the final video, grey levels", summary)
-    print_table("One lane in two 20 s pieces: the step into the second piece, grey levels", ramp_comparison(args.size))
+    summaries = []
+    for seed in args.seeds:
+        seams, summary = run(args.size, args.duration, seed)
+        print_table(f"Seed {seed}: seams, 4 lanes (preview): the silence each lies in and the largest step across "
+                    "its fade", seams)
+        print_table(f"Seed {seed}: steps between consecutive frames in the final video, grey levels", summary)
+        summaries.append(summary)
+    if len(summaries) > 1:
+        print_table("Piece boundaries over all seeds", across_seeds(summaries))
+    if not args.no_ramp_table:
+        print_table("One lane in four 12 s pieces: the steps into pieces 2-4, grey levels", ramp_comparison(args.size))
     return 0
 
 

@@ -17,6 +17,7 @@ from bench import (  # noqa: E402
     bench_live,
     bench_orchestration,
     bench_providers,
+    bench_quality,
     bench_replicas,
     bench_seams,
     bench_splitter,
@@ -48,6 +49,10 @@ def main() -> int:
     print_table("Gateway replicas on PostgreSQL + S3: dry-run jobs accepted per second", accepted)
     print_table("Driving replica stopped mid-job: seconds until another holds the job and renders again",
                 takeover)
+    cost, overhead = bench_quality.run()
+    print_table("Quality report: compute time (one process)", cost)
+    print_table("Quality report: time to COMPLETED, 3 jobs of 60 s back to back, 2 preview generators at 0.5 s "
+                "per audio second", overhead)
     return 0
 
 

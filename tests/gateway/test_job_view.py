@@ -13,7 +13,7 @@ from infinitetalk.v1 import gateway_pb2
 from itk_client import models as client_models
 from itk_gateway.api.grpc_api import job_message
 from itk_gateway.api.rest_models import JobResponse, LaneResponse, SeamResponse, job_json
-from itk_gateway.jobs.views import JobView, LaneView, SeamView, public_fields
+from itk_gateway.jobs.views import JobView, LaneView, SeamView, SpeakerView, public_fields
 
 PAIRS = [(JobView, gateway_pb2.Job, JobResponse, client_models.Job),
          (LaneView, gateway_pb2.JobLane, LaneResponse, client_models.Lane),
@@ -22,13 +22,14 @@ PROTO_KINDS = {
     FieldDescriptor.TYPE_STRING: "str", FieldDescriptor.TYPE_BOOL: "bool", FieldDescriptor.TYPE_DOUBLE: "float",
     FieldDescriptor.TYPE_INT32: "int", FieldDescriptor.TYPE_INT64: "int", FieldDescriptor.TYPE_ENUM: "str",
 }
-ELEMENTS = {"tuple[LaneView, ...]": "JobLane", "tuple[SeamView, ...]": "JobSeam"}
+ELEMENTS = {"tuple[LaneView, ...]": "JobLane", "tuple[SeamView, ...]": "JobSeam",
+            "tuple[SpeakerView, ...]": "JobSpeaker"}
 
 
 def view_types(view_class: type) -> dict[str, str]:
     hints = typing.get_type_hints(view_class)
-    return {f.name: getattr(hints[f.name], "__name__", str(hints[f.name])) if not str(f.type).startswith("tuple")
-            else str(f.type) for f in public_fields(view_class)}
+    return {f.name: hints[f.name].__name__ if isinstance(hints[f.name], type) else str(f.type)
+            for f in public_fields(view_class)}
 
 
 @pytest.mark.parametrize(("view", "message", "_rest", "_client"), PAIRS)
@@ -36,9 +37,12 @@ def test_grpc_messages_carry_the_views_fields(view: type, message: type, _rest: 
     proto = {f.name: f for f in message.DESCRIPTOR.fields}
     expected = view_types(view)
     assert set(proto) == set(expected)
+    messages = {f.name: f.metadata["message"] for f in public_fields(view) if "message" in f.metadata}
     for name, kind in expected.items():
         field = proto[name]
-        if kind in ELEMENTS:
+        if name in messages:
+            assert field.message_type.name == messages[name], name
+        elif kind in ELEMENTS:
             assert field.is_repeated and field.message_type.name == ELEMENTS[kind], name
         else:
             assert PROTO_KINDS[field.type] == kind, name
@@ -72,7 +76,7 @@ def test_one_view_reads_the_same_through_every_api() -> None:
     client = client_models.Job.from_json(body)
     message = job_message(view)
     for f in public_fields(JobView):
-        if f.name in ("lanes", "seams"):
+        if f.name in ("lanes", "seams", "quality", "speakers"):
             continue
         value = getattr(view, f.name)
         assert getattr(client, f.name) == value, f.name
@@ -82,3 +86,32 @@ def test_one_view_reads_the_same_through_every_api() -> None:
     assert [(lane.index, lane.end_sec) for lane in message.lanes] == [(0, 3.1), (1, 6.0)]
     assert [dataclasses.astuple(seam) for seam in client.seams] == [dataclasses.astuple(seam) for seam in view.seams]
     assert [(s.chunk_index, s.fade_frames) for s in message.seams] == [(2, 0)]
+    two = dataclasses.replace(view, speakers=(SpeakerView(1, (10, 20, 110, 140)), SpeakerView(2, (300, 20, 400, 140))),
+                              boxes_from="faces", audio_type="para")
+    body = job_json(two)
+    JobResponse.model_validate(body)
+    assert body["speakers"][1] == {"person": 2, "box": [300, 20, 400, 140]}
+    assert client_models.Job.from_json(body).speakers == (client_models.Speaker(1, (10, 20, 110, 140)),
+                                                          client_models.Speaker(2, (300, 20, 400, 140)))
+    assert [(s.person, s.box.x0, s.box.y1) for s in job_message(two).speakers] == [(1, 10, 140), (2, 300, 140)]
+
+
+def test_the_quality_report_reads_the_same_through_every_api() -> None:
+    from infinitetalk.v1 import quality_pb2
+    from itk_common.quality.report import report_json
+
+    report = quality_pb2.QualityReport(state="ready", frame_count=250, fps=25.0, sync_lag_frames=-1,
+                                       sync_correlation=0.9, step_p99=2.0)
+    report.segments.add(start_sec=0.0, end_sec=10.0, sync_lag_frames=-1, sync_correlation=0.9, sync_signal="lips")
+    report.steps.add(frame=81, kind="boundary", step=3.0, ratio_to_p99=1.5)
+    view = JobView(
+        id="job-1-abc", provider="infinitetalk", status="COMPLETED", progress=100, error="", video_url="",
+        chunk_count=1, chunks_done=1, frames_total=250, frames_done=250, duration_sec=10.0, seed=7, width=64,
+        height=48, created_at="2026-01-01T00:00:00.000Z", updated_at="2026-01-01T00:00:09.000Z",
+        video_available=True, push_to_s3=False, dry_run=False, lane_count=1, quality=report_json(report))
+    body = job_json(view)
+    JobResponse.model_validate(body)
+    assert body["quality"]["segments"][0]["sync_lag_frames"] == -1
+    assert client_models.Job.from_json(body).quality == body["quality"]
+    assert job_message(view).quality == report
+    assert job_message(dataclasses.replace(view, quality=None)).HasField("quality") is False

@@ -165,3 +165,42 @@ def test_concurrent_claims_take_each_job_once(postgres: PostgresServer) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_active_job_limit_holds_under_simultaneous_creates(make_store) -> None:
+    """40 creates of one owner at the same moment, over several replicas' stores, limit 20: 20 jobs."""
+    stores = [make_store() for _ in range(4)]
+    start = threading.Barrier(40)
+    accepted: list[bool] = []
+
+    def create(number: int) -> None:
+        start.wait()
+        accepted.append(stores[number % len(stores)].create_job(
+            f"job-{number}-{number:08x}", OPTIONS, owner="alice", max_active=20))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert accepted.count(True) == 20
+    assert stores[0].count_active("alice") == 20
+    # Another owner's limit is its own.
+    assert stores[0].create_job("job-99-000000ff", OPTIONS, owner="bob", max_active=20)
+
+
+def test_quality_reports_left_pending_by_a_gone_gateway_are_given_up(make_store) -> None:
+    from itk_common.quality.report import quality_text, report_state
+
+    store = make_store()
+    for job_id in ("job-stale", "job-fresh"):
+        store.create_job(job_id, OPTIONS)
+        assert store.finish_job(job_id, "COMPLETED", quality=quality_text(report_state("pending")))
+    store.db.run(lambda tx: tx.execute("UPDATE jobs SET updated_at = 0 WHERE id = ?", ("job-stale",)))
+    seen = store.version("job-stale")
+    assert store.fail_stale_quality(older_than_sec=600) == 1
+    stale, fresh = store.get_job("job-stale"), store.get_job("job-fresh")
+    assert stale is not None and fresh is not None
+    assert json.loads(stale.quality)["state"] == "failed" and "stopped" in json.loads(stale.quality)["error"]
+    assert json.loads(fresh.quality)["state"] == "pending"
+    assert store.version("job-stale") != seen  # watchers of the job's events see the change

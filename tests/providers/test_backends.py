@@ -3,17 +3,20 @@ credentials, deadline, cancel, Modal's staged inputs, and the settings each back
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from itk_common.config import ConfigError
 from itk_common.constants import frames_for_samples
 from itk_common.video import probe_video
-from itk_generator.backend import Cancelled, ChunkJob, ProgressEvent
+from itk_common.wav import decode_wav, mix_tracks
+from itk_generator.backend import Cancelled, ChunkJob, Person, ProgressEvent
 from itk_generator.backend_registry import create_backend
 from itk_generator.images import decode_image
 from itk_generator.providers.errors import (
@@ -25,8 +28,8 @@ from itk_generator.providers.errors import (
 from itk_generator.providers.http import CallScope, ProviderHttp
 from itk_generator.providers.policy import CallPolicy
 from tests.helpers.audio import speech_like
-from tests.helpers.services import wait_until
 from tests.providers.conftest import FAST, INPUT_BUCKET, PROVIDERS, RUNPOD_KEY, build_backend, provider_env
+from tests.providers.fakes.server import CANCELLED, DONE
 
 SIZE = 64
 
@@ -73,18 +76,54 @@ def test_429_and_5xx_are_retried(provider: str, fake_provider, s3_endpoint: str,
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_a_submit_whose_answer_is_lost_is_not_sent_again(provider: str, fake_provider, s3_endpoint: str,
-                                                         input_bucket, chunk: ChunkJob, tmp_path: Path) -> None:
+def test_a_submit_answered_after_the_call_timeout_is_adopted(provider: str, fake_provider, s3_endpoint: str,
+                                                             input_bucket, chunk: ChunkJob, tmp_path: Path) -> None:
     """The submit reaches the provider, which starts the job, but answers only after the call's timeout:
-    the backend does not submit a second job beside it (the old retry left the first rendering, unpolled)."""
+    the backend waits for that answer and renders with the job it names; no second job is submitted
+    (the old retry left the first rendering, unpolled, beside a second)."""
     fake = fake_provider(provider, queue_sec=0.05, run_sec=0.05)
     fake.delays.append(1.5)
     policy = CallPolicy(request_timeout_sec=0.3, retry_backoff_sec=0.05, poll_interval_sec=0.05)
-    with pytest.raises(SubmitOutcomeUnknownError, match=f"{provider}: submit: .*answer was lost.*not sent again"):
-        render(build_backend(provider, fake, s3_endpoint, policy=policy), chunk, tmp_path)
-    if provider != "modal":  # Modal's staged inputs are gone with the attempt: a late start cannot fetch them
-        wait_until(lambda: len(fake.submitted()) == 1, timeout=30, message="the delayed submit's job")
-    assert fake.api_requests == 1 and len(fake.submitted()) <= 1
+    result, _ = render(build_backend(provider, fake, s3_endpoint, policy=policy), chunk, tmp_path)
+    assert result.frame_count == chunk.frame_count and not fake.delays
+    (job,) = fake.submitted()
+    assert job.state == DONE and not fake.cancelled and not fake.in_flight
+
+
+def join_submit_threads(provider: str) -> None:
+    """Wait until every abandoned submit has had its answer (and its job, if any, was cancelled)."""
+    for thread in threading.enumerate():
+        if thread.name.startswith(f"{provider}-submit-"):
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(("provider", "ending"), [
+    ("runpod", "cancel"), ("beam", "cancel"), ("modal", "cancel"), ("runpod", "deadline")])
+def test_a_chunk_that_ends_before_its_submit_is_answered_cancels_the_job_the_answer_names(
+        provider: str, ending: str, fake_provider, s3_endpoint: str, input_bucket, chunk: ChunkJob,
+        tmp_path: Path) -> None:
+    """The chunk is cancelled (or passes its deadline) while the provider is slow to answer the submit:
+    the chunk ends at once, and the job the late answer names is cancelled, so none renders on."""
+    fake = fake_provider(provider, queue_sec=0.5, run_sec=60.0)
+    fake.delays.append(3.0)
+    policy = CallPolicy(request_timeout_sec=5.0, retry_backoff_sec=0.05, poll_interval_sec=0.05,
+                        chunk_timeout_sec=1.0 if ending == "deadline" else 60.0)
+    cancelled = threading.Event()
+    if ending == "cancel":
+        threading.Timer(0.3, cancelled.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled if ending == "cancel" else ProviderDeadlineError):
+        render(build_backend(provider, fake, s3_endpoint, policy=policy), chunk, tmp_path, cancelled)
+    assert time.monotonic() - started < 2.5  # before the answer came
+    join_submit_threads(provider)
+    if provider == "modal":
+        # The app fetches its inputs when the call is submitted; they went with the chunk, so no call started.
+        assert fake.submitted() == []
+    else:
+        (job,) = fake.submitted()
+        assert fake.cancelled == [job.id] and job.state == CANCELLED
+    assert not fake.in_flight
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
@@ -229,3 +268,21 @@ def test_beam_failures_end_the_attempt_and_a_retry_is_cancelled(status: str, can
     with pytest.raises(ProviderError, match=f"ended {status}: worker crashed"):
         render(build_backend("beam", fake), chunk, tmp_path)
     assert bool(fake.cancelled) is cancelled
+
+
+def test_runpod_takes_two_people_and_the_others_refuse(fake_provider, s3_endpoint: str, portrait: bytes,
+                                                      tmp_path: Path) -> None:
+    tracks = np.stack([speech_like(2.0, seed=3), speech_like(2.0, seed=4)])
+    two = ChunkJob("job-two", 0, portrait, mix_tracks(tracks), frames_for_samples(tracks.shape[1]), SIZE, SIZE,
+                   persons=(Person(), Person()), person_audio=tracks)
+    fake = fake_provider("runpod", queue_sec=0.1, run_sec=0.1)
+    backend = build_backend("runpod", fake, s3_endpoint)
+    assert backend.person_counts == (1, 2)
+    render(backend, two, tmp_path)
+    (job,) = fake.submitted()
+    given = job.body["input"]
+    assert given["person_count"] == "multi"
+    np.testing.assert_allclose(decode_wav(base64.b64decode(given["wav_base64_2"])), tracks[1], atol=1 / 16000)
+    np.testing.assert_allclose(decode_wav(job.wav), tracks[0], atol=1 / 16000)
+    for provider in ("beam", "modal"):
+        assert build_backend(provider, fake_provider(provider), s3_endpoint).person_counts == (1,)

@@ -2,6 +2,7 @@
 
     itk submit portrait.png speech.mp3 -o out.mp4 [--size 480x832] [--preset fast] [--provider runpod] [--lanes 2]
     itk status JOB | itk watch JOB | itk cancel JOB | itk download JOB [-o out.mp4] | itk list [--wide | -q]
+    itk quality VIDEO AUDIO [--portrait IMG] [--json]   (the quality report of any video, computed here)
 
 The server is $ITK_URL (default http://127.0.0.1:8080) or --url; the API key is $ITK_API_KEY.
 `submit` and `watch` draw a progress bar that follows the job's server-sent events: frames
@@ -12,6 +13,7 @@ or was cancelled, 2 for a refused request.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from itk_client import quality
 from itk_client.errors import GatewayError
 from itk_client.models import Job
 from itk_client.request import default_url
@@ -53,6 +56,16 @@ def parse_size(text: str) -> tuple[int, int]:
     if not sep or not width.isdigit() or not height.isdigit():
         raise argparse.ArgumentTypeError(f"size must look like 480x832, got {text!r}")
     return int(width), int(height)
+
+
+def parse_box(text: str) -> list[int]:
+    try:
+        box = [int(value) for value in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1 (four integers in pixels), got {text!r}")
+    return box
 
 
 def describe(job: Job) -> str:
@@ -109,7 +122,9 @@ def finish(client: Client, job: Job, output: Path | None) -> int:
 def cmd_submit(client: Client, args: argparse.Namespace) -> int:
     width, height = args.size
     options = {"prompt": args.prompt, "provider": args.provider, "preset": args.preset, "seed": args.seed,
-               "lanes": args.lanes, "webhook_url": args.webhook_url}
+               "lanes": args.lanes, "webhook_url": args.webhook_url, "audio_2": args.audio_2,
+               "audio_type": args.audio_type, "boxes": json.dumps(args.box) if args.box else None,
+               "stereo_speakers": True if args.stereo_speakers else None}
     job = client.submit(args.image, args.audio, width, height, idempotency_key=args.idempotency_key,
                         **{k: v for k, v in options.items() if v is not None})
     console.print(f"job [bold]{job.id}[/bold] accepted ({job.provider}, {job.width}x{job.height}); "
@@ -130,7 +145,29 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         if value not in ("", None):
             table.add_row(name, str(value))
     out.print(table)
+    if job.quality is not None:
+        out.print(quality.headline(job.quality))
+        if job.quality.get("segments"):
+            out.print(quality.segments(job.quality))
     return 0 if job.status != "FAILED" else 1
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    """Runs here, without a gateway."""
+    try:
+        report = quality.compute(args.video, args.audio, args.portrait)
+    except quality.QualityUnavailableError as error:
+        console.print(f"[red]{error}[/red]")
+        return 2
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        out.print(quality.headline(report))
+        out.print(quality.segments(report))
+    return 0
 
 
 def cmd_watch(client: Client, args: argparse.Namespace) -> int:
@@ -216,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--webhook-url")
     submit.add_argument("--idempotency-key", help="retrying with the same key never makes a second job")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    two = submit.add_argument_group("two people talking")
+    two.add_argument("--audio-2", type=Path, help="person 2's recording (AUDIO is person 1's)")
+    two.add_argument("--stereo-speakers", action="store_true",
+                     help="AUDIO is one stereo recording: person 1 on the left channel, person 2 on the right")
+    two.add_argument("--box", type=parse_box, action="append",
+                     help="a speaker's face box X0,Y0,X1,Y1 in pixels of the portrait; once per speaker, person 1 "
+                          "first (default: the faces found in the portrait, left to right)")
+    two.add_argument("--audio-type", choices=("para", "add"),
+                     help="para: the tracks play together (default); add: person 1's, then person 2's")
     submit.set_defaults(run=cmd_submit)
 
     for name, helptext, run in (("status", "show a job", cmd_status), ("cancel", "cancel a job", cmd_cancel)):
@@ -236,16 +282,24 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--wide", action="store_true", help="more columns: provider, size, length, pieces")
     view.add_argument("-q", "--quiet", action="store_true", help="only the job ids, one a line")
     recent.set_defaults(run=cmd_list)
+    report = commands.add_parser("quality", help="the quality report of any video (computed here, no gateway)")
+    report.add_argument("video", type=Path, help="the video (MP4, MOV, WebM...)")
+    report.add_argument("audio", type=Path, help="the recording it should be in sync with")
+    report.add_argument("--portrait", type=Path, help="the picture it was made from (default: its first frame)")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.set_defaults(run=cmd_quality, local=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("image", "audio"):
+    for name in ("image", "audio", "video", "portrait", "audio_2"):
         path = getattr(args, name, None)
         if path is not None and not path.is_file():
             console.print(f"[red]{name}: no such file: {path}[/red]", soft_wrap=True)
             return 2
+    if getattr(args, "local", False):
+        return int(args.run(args))
     try:
         with Client(args.url) as client:
             return int(args.run(client, args))

@@ -58,6 +58,18 @@ class Seam:
 
 
 @dataclass(frozen=True)
+class Speaker:
+    """One speaker of a two-person job and the face box used for them ([x0, y0, x1, y1] pixels)."""
+
+    person: int = 0
+    box: tuple[int, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Speaker:
+        return cls(int(data["person"]), tuple(int(value) for value in data["box"]))
+
+
+@dataclass(frozen=True)
 class Job:
     """A job as the gateway reports it. Its fields are the gateway's job view (a test of the gateway
     compares them); `provider` is the generator pool the job runs on."""
@@ -82,6 +94,12 @@ class Job:
     lane_count: int = 0
     lanes: tuple[Lane, ...] = ()
     seams: tuple[Seam, ...] = ()
+    # Two people talking: each speaker's box as used, where the boxes came from, para or add.
+    speakers: tuple[Speaker, ...] = ()
+    boxes_from: str = ""
+    audio_type: str = ""
+    # The quality report once the job completed: JSON of the QualityReport message (see docs/quality.md).
+    quality: dict[str, Any] | None = None
     # Only on the event stream (GET /jobs/{id}/events): pieces, live segments ready, estimated seconds left.
     pieces: tuple[Piece, ...] = field(default=(), metadata={"events_only": True})
     segments_ready: int = field(default=0, metadata={"events_only": True})
@@ -95,12 +113,13 @@ class Job:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
         return _from_json(cls, data, id=str(data["id"]), status=str(data["status"]), raw=data,
-                          eta_sec=data.get("eta_sec"))
+                          eta_sec=data.get("eta_sec"), quality=data.get("quality"))
 
 
 # How each field type is read from JSON; tuples of Lane / Seam / Piece read each element.
 _SCALARS: dict[Any, Any] = {"str": str, "int": int, "float": float, "bool": bool}
-_ELEMENTS: dict[str, Any] = {"tuple[Lane, ...]": Lane, "tuple[Seam, ...]": Seam, "tuple[Piece, ...]": Piece}
+_ELEMENTS: dict[str, Any] = {"tuple[Lane, ...]": Lane, "tuple[Seam, ...]": Seam, "tuple[Piece, ...]": Piece,
+                             "tuple[Speaker, ...]": Speaker}
 
 
 def _from_json(cls: Any, data: dict[str, Any], **given: Any) -> Any:

@@ -90,6 +90,9 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "URL_FETCH_CONNECT_TIMEOUT_SEC": "Connecting to a URL's server.",
     "URL_FETCH_TIMEOUT_SEC": "A whole URL download, redirects included.",
     "URL_FETCH_MAX_REDIRECTS": "Redirects followed per URL.",
+    "URL_FETCHES_PER_KEY": "URL downloads of one key running at once; more get 429.",
+    "URL_FETCHES_TOTAL": "URL downloads running at once over all keys; more get 429.",
+    "URL_ACCEPT_WAIT_SEC": "Creates with URL inputs wait this long for them, then 202 (fetched in the background).",
     "JOB_TIMEOUT_SEC": "A job running longer than this (from its creation) ends `TIMED_OUT`; 0 = no limit.",
     "SPLIT_ACCEPT_TIMEOUT_SEC": "Job creation waits this long for the splitter's first chunk (or its refusal).",
     "S3_BUCKET": "Bucket for `push_to_s3` results; unset = `push_to_s3` is rejected.",
@@ -116,6 +119,7 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "IDEMPOTENCY_TTL_SEC": "How long an `Idempotency-Key` is remembered.",
     "SSE_KEEPALIVE_SEC": "A comment line on idle event streams this often, so proxies keep them open.",
     "STITCHER_WAIT_SEC": "A stitch is retried while the stitcher is away this long (0 = job deadline).",
+    "QUALITY_REPORT": "The stitcher computes each completed job's quality report (`quality`); `false` = none.",
     "AUTH": "`auto`: API keys required unless bound to loopback without keys; `required`; `off`.",
     "API_KEYS": "`name=key,...`: accepted keys and the names their jobs belong to.",
     "API_KEYS_FILE": "One `name:sha256-hex-of-key[:admin]` per line; re-read when it changes.",
@@ -129,6 +133,10 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "TRUSTED_HOSTS": "`Host` names served (`api.example.com,*.example.com`); others get 400.",
     "METRICS_PORT": "Serve `/metrics` on this port without a key (else on `PORT`, with a key).",
     "RESULT_TTL_HOURS": "Finished jobs (result, files, row) are deleted this long after they end; 0 = kept.",
+    "MIN_FREE_DISK_MB": "Below this much free space on `DATA_DIR` new jobs get 507 and `/ready` says not ready.",
+    "DISK_FULL_WAIT_SEC": "A running job whose volume filled up waits this long for space before failing.",
+    "DISPATCH_STALL_SEC": "Work waiting this long beside idle generators is a stall (logged, recovered); 0 = off.",
+    "DISPATCH_WATCHDOG_SEC": "How often the dispatch watchdog looks.",
 }
 
 
@@ -246,6 +254,9 @@ class Settings:
     url_connect_timeout_sec: float = 10.0
     url_timeout_sec: float = 120.0
     url_max_redirects: int = 5
+    url_fetches_per_key: int = 4
+    url_fetches_total: int = 32
+    url_accept_wait_sec: float = 3.0
     job_timeout_sec: float = 0.0
     split_accept_timeout_sec: float = 120.0
     s3_bucket: str = ""
@@ -262,6 +273,7 @@ class Settings:
     idempotency_ttl_sec: float = 86400.0
     sse_keepalive_sec: float = 15.0
     stitcher_wait_sec: float = 600.0
+    quality_report: bool = True
     auth: str = "auto"
     api_keys: str = ""
     api_keys_file: Path | None = None
@@ -275,6 +287,10 @@ class Settings:
     trusted_hosts: list[str] = field(default_factory=lambda: ["*"])
     metrics_port: int | None = None
     result_ttl_hours: float = 72.0
+    min_free_disk_mb: int = 256
+    disk_full_wait_sec: float = 600.0
+    dispatch_stall_sec: float = 60.0
+    dispatch_watchdog_sec: float = 5.0
 
     @property
     def clip_grid(self) -> ClipGrid:
@@ -376,6 +392,9 @@ class Settings:
             url_connect_timeout_sec=env_float("URL_FETCH_CONNECT_TIMEOUT_SEC", 10.0, minimum=0.1),
             url_timeout_sec=env_float("URL_FETCH_TIMEOUT_SEC", 120.0, minimum=0.1),
             url_max_redirects=env_int("URL_FETCH_MAX_REDIRECTS", 5, minimum=0),
+            url_fetches_per_key=env_int("URL_FETCHES_PER_KEY", 4, minimum=1),
+            url_fetches_total=env_int("URL_FETCHES_TOTAL", 32, minimum=1),
+            url_accept_wait_sec=env_float("URL_ACCEPT_WAIT_SEC", 3.0, minimum=0.0),
             job_timeout_sec=env_float("JOB_TIMEOUT_SEC", 0.0, minimum=0.0),
             split_accept_timeout_sec=env_float("SPLIT_ACCEPT_TIMEOUT_SEC", 120.0, minimum=1.0),
             s3_bucket=env_str("S3_BUCKET", ""),
@@ -392,6 +411,7 @@ class Settings:
             idempotency_ttl_sec=env_float("IDEMPOTENCY_TTL_SEC", 86400.0, minimum=1.0),
             sse_keepalive_sec=env_float("SSE_KEEPALIVE_SEC", 15.0, minimum=0.1),
             stitcher_wait_sec=env_float("STITCHER_WAIT_SEC", 600.0, minimum=0.0),
+            quality_report=env_bool("QUALITY_REPORT", True),
             auth=auth,
             api_keys=os.environ.get("API_KEYS", ""),
             api_keys_file=Path(keys_file) if keys_file else None,
@@ -405,4 +425,8 @@ class Settings:
             trusted_hosts=env_list("TRUSTED_HOSTS", ["*"]),
             metrics_port=env_int("METRICS_PORT", 0, minimum=0) if metrics_port else None,
             result_ttl_hours=env_float("RESULT_TTL_HOURS", 72.0, minimum=0.0),
+            min_free_disk_mb=env_int("MIN_FREE_DISK_MB", 256, minimum=0),
+            disk_full_wait_sec=env_float("DISK_FULL_WAIT_SEC", 600.0, minimum=0.0),
+            dispatch_stall_sec=env_float("DISPATCH_STALL_SEC", 60.0, minimum=0.0),
+            dispatch_watchdog_sec=env_float("DISPATCH_WATCHDOG_SEC", 5.0, minimum=0.05),
         )

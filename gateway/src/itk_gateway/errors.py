@@ -13,6 +13,8 @@ class ApiError(Exception):
     http_status = 500
     code = "INTERNAL_ERROR"
     grpc_status = grpc.StatusCode.INTERNAL
+    # Seconds to wait before trying again (Retry-After, gRPC `retry-after`), for conditions that pass.
+    retry_after: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -69,6 +71,15 @@ class CreationFailedError(ApiError):
     grpc_status = grpc.StatusCode.UNAVAILABLE
 
 
+class StorageFullError(ApiError):
+    """The gateway's data volume (or its database's) is full: a server condition; retry later."""
+
+    http_status = 507
+    code = "INSUFFICIENT_STORAGE"
+    grpc_status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry_after = "60"
+
+
 class IdempotencyConflictError(ApiError):
     """An Idempotency-Key already used with another request (or still being used by one)."""
 
@@ -103,7 +114,7 @@ class RateLimitedError(ApiError):
         self.retry_after_sec = retry_after_sec
 
     @property
-    def retry_after(self) -> str:
+    def retry_after(self) -> str:  # type: ignore[override]
         """Whole seconds, at least 1, as the Retry-After header wants them."""
         return str(max(1, int(-(-self.retry_after_sec // 1))))
 

@@ -31,6 +31,16 @@ class JobOptions:
     video_extend: str = ""
     # 0: one lane per usable generator; n: n continuous streams (1 = the whole recording as one).
     lanes: int = 0
+    # Two people talking (see jobs/speakers.py): the speaker count (0 = one), person 1's audio is
+    # `audio`, person 2's `audio_2` (or both in one stereo recording, `stereo_speakers`).
+    speakers: int = 0
+    audio_type: str = ""  # "para" ("" too) or "add"
+    stereo_speakers: bool = False
+    # Each speaker's face box [x0, y0, x1, y1] in pixels of the image, person 1 first: as the
+    # request gave them, then as used (detected faces when none were given).
+    boxes: list[list[int]] = field(default_factory=list)
+    boxes_from: str = ""  # "request", "faces" (detected) or "split" (the model's default halves)
+    image_size: list[int] = field(default_factory=list)  # [width, height] the boxes refer to
 
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> JobOptions:

@@ -31,7 +31,8 @@ from itk_gateway.api.rest_models import job_json
 from itk_gateway.config import Settings
 from itk_gateway.dispatch.clients import SplitterClient, StitcherClient
 from itk_gateway.dispatch.pool import EndpointPool, file_targets, static_targets
-from itk_gateway.jobs.fetch import AllowList, FetchSettings, UrlFetcher
+from itk_gateway.dispatch.watchdog import DispatchWatchdog
+from itk_gateway.jobs.fetch import AllowList, FetchSettings, FetchSlots, UrlFetcher
 from itk_gateway.jobs.orchestrator import LeaseSettings, Orchestrator
 from itk_gateway.jobs.reference import VideoLimits
 from itk_gateway.jobs.retention import Retention, remove_orphans
@@ -55,6 +56,7 @@ from itk_gateway.storage.database import (
     wait_until_reachable,
 )
 from itk_gateway.storage.files import JobFiles, S3Store
+from itk_gateway.storage.space import DiskSpace
 from itk_gateway.storage.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ def build_guard(settings: Settings, metrics: GatewayMetrics) -> Guard:
                  lambda reason: metrics.refused.labels(reason).inc())
 
 
-def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics,
+def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics, space: DiskSpace,
                  pools: dict[str, EndpointPool] | None = None) -> Intake:
     """What job creation checks its inputs with (the deployment's rules and limits, and the presets
     each pool's generators serve)."""
@@ -97,7 +99,8 @@ def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics
                                max_side=settings.video_max_side)
     budget = UploadBudget(settings.max_uploads_in_flight_mb * 1024 * 1024,
                           lambda reason: metrics.refused.labels(reason).inc())
-    return Intake(rules, fetcher, video_limits, budget)
+    return Intake(rules, fetcher, video_limits, budget, space,
+                  FetchSlots(settings.url_fetches_per_key, settings.url_fetches_total))
 
 
 def rest_listener(host: str, port: int) -> socket.socket:
@@ -130,6 +133,7 @@ class Gateway:
     webhooks: WebhookNotifier
     guard: Guard
     retention: Retention
+    watchdog: DispatchWatchdog
     grpc: GrpcService = field(init=False)
     rest_port: int = 0
     grpc_port: int = 0
@@ -160,6 +164,7 @@ class Gateway:
             pool.start()
         remove_orphans(self.store, self.files)
         self.retention.start()
+        self.watchdog.start()
         resumed = self.orchestrator.start()
         if resumed:
             log.info("resumed %d job(s): %s", len(resumed), ", ".join(resumed))
@@ -213,6 +218,7 @@ class Gateway:
         self.orchestrator.stop()
         self.webhooks.stop()
         self.retention.stop()
+        self.watchdog.stop()
         self.grpc.stop(grace)
         if self._rest_thread is not None:
             self._rest_thread.join(timeout=grace + 5)
@@ -265,14 +271,17 @@ def build_gateway(settings: Settings) -> Gateway:
                 totals[key] = totals.get(key, 0) + value
         return totals
 
+    space = DiskSpace(settings.data_dir, settings.min_free_disk_mb * 2**20)
     metrics = GatewayMetrics(store.count_by_status, endpoint_counts)
+    metrics.follow_free_space(space.free_bytes)
     run_settings = RunSettings(
         max_concurrent_chunks=settings.max_concurrent_chunks, max_attempts=settings.generator_max_attempts,
         retry_backoff_sec=settings.retry_backoff_sec, chunk_target_sec=settings.chunk_target_sec,
         job_timeout_sec=settings.job_timeout_sec, stitcher_wait_sec=settings.stitcher_wait_sec,
         min_lane_sec=settings.min_lane_sec,
         clip_frames=settings.clip_frames, audio_context_sec=settings.audio_context_sec,
-        seam_fade_sec=settings.seam_fade_sec,
+        seam_fade_sec=settings.seam_fade_sec, quality_report=settings.quality_report, space=space,
+        disk_full_wait_sec=settings.disk_full_wait_sec,
     )
     views = JobViews(store, s3, live)
     webhooks = WebhookNotifier(
@@ -288,11 +297,12 @@ def build_gateway(settings: Settings) -> Gateway:
     orchestrator = Orchestrator(store, files, backends, run_settings, metrics, leases,
                                 on_resume=lambda job_id: webhooks.watch(job_id, resumed=True))
     metrics.follow_driven_jobs(lambda: len(orchestrator.driving()))
-    intake = build_intake(settings, s3, metrics, pools)
+    intake = build_intake(settings, s3, metrics, space, pools)
     service = JobService(settings, store, files, orchestrator, metrics, views, intake, webhooks, s3, live)
     retention = Retention(store, files, s3, settings.result_ttl_hours, live)
+    watchdog = DispatchWatchdog(pools, metrics, settings.dispatch_stall_sec, settings.dispatch_watchdog_sec)
     return Gateway(settings, store, files, backends, orchestrator, service, metrics, webhooks,
-                   build_guard(settings, metrics), retention)
+                   build_guard(settings, metrics), retention, watchdog)
 
 
 def main() -> None:

@@ -10,11 +10,13 @@ from google.protobuf.message import Message
 
 from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import MAX_PIECE_BYTES
+from itk_common.quality.report import report_from_json
 from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
-from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
+from itk_gateway.errors import ApiError, InvalidInputError
 from itk_gateway.jobs.service import JobService
-from itk_gateway.jobs.views import JobView, LaneView, SeamView, public_fields
+from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
+from itk_gateway.jobs.views import JobView, LaneView, SeamView, SpeakerView, public_fields
 from itk_gateway.options import JobOptions
 from itk_gateway.security.grpc_interceptor import principal_of
 from itk_gateway.security.guard import Guard
@@ -24,13 +26,19 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 
 
-def view_message(view: LaneView | SeamView | JobView, message: Message) -> Message:
+def view_message(view: LaneView | SeamView | SpeakerView | JobView, message: Message) -> Message:
     """Fill a message from a view (jobs/views.py), field by field under the same names: the status
     by its enum value, lanes and seams as repeated messages."""
     for item in public_fields(type(view)):
         value = getattr(view, item.name)
         target = message.DESCRIPTOR.fields_by_name[item.name]
-        if isinstance(value, tuple):
+        if item.metadata.get("message") == "QualityReport":
+            if value is not None:
+                getattr(message, item.name).CopyFrom(report_from_json(value))
+        elif item.name == "box":  # a speaker's [x0, y0, x1, y1] as a SpeakerBox
+            box = getattr(message, item.name)
+            box.x0, box.y0, box.x1, box.y1 = value
+        elif isinstance(value, tuple):
             for element in value:
                 view_message(element, getattr(message, item.name).add())
         elif target.enum_type is not None:
@@ -44,14 +52,22 @@ def job_message(view: JobView) -> gateway_pb2.Job:
     return view_message(view, gateway_pb2.Job())
 
 
-def options_from_message(message: gateway_pb2.JobOptions) -> JobOptions:
-    return JobOptions(
+def speaker_request(message: gateway_pb2.JobOptions, has_audio_2: bool) -> SpeakerRequest:
+    entries = [{"audio_url": speaker.audio_url,
+                "box": [speaker.box.x0, speaker.box.y0, speaker.box.x1, speaker.box.y1]
+                if speaker.HasField("box") else None} for speaker in message.speakers]
+    return speakers_from_request(entries, None, has_audio_2 or bool(message.audio_2_url.strip()),
+                                 message.stereo_speakers)
+
+
+def options_from_message(message: gateway_pb2.JobOptions, has_audio_2: bool = False) -> JobOptions:
+    return apply_speakers(JobOptions(
         width=message.width, height=message.height, pool=message.provider, prompt=message.prompt,
         push_to_s3=message.push_to_s3, dry_run=message.dry_run, force_offload=message.force_offload,
         seed=message.seed, sampling={field.name: value for field, value in message.sampling.ListFields()},
         chunk_target_sec=message.chunk_target_sec, webhook_url=message.webhook_url,
         video_extend=message.video_extend, lanes=message.lanes,
-    )
+    ), speaker_request(message, has_audio_2), message.audio_type, message.stereo_speakers)
 
 
 def _with_last(pieces: Iterator[bytes]) -> Iterator[common_pb2.DataPiece]:
@@ -72,7 +88,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
-        if isinstance(error, RateLimitedError):
+        if error.retry_after:
             context.set_trailing_metadata((("retry-after", error.retry_after),))
         context.abort(error.grpc_status, error.message)
 
@@ -90,18 +106,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 raise InvalidInputError("the first message must carry the job's options")
             # Checked now (before the upload), passed on as sent (what an Idempotency-Key compares).
             self.service.check_options(options_from_message(first.options))
-            options = options_from_message(first.options)
             with self.service.open_upload(principal_of(self.guard, context)) as upload:
                 for request in request_iterator:
                     kind = request.WhichOneof("payload")
                     if kind == "options":
                         raise InvalidInputError("options may be sent only once, first")
-                    if kind in ("image", "audio"):
+                    if kind in ("image", "audio", "audio_2"):
                         upload.write(kind, getattr(request, kind).data)
-                for kind in ("image", "audio"):
+                for kind in ("image", "audio", "audio_2"):
                     if getattr(first.options, f"{kind}_url").strip() and upload.sizes[kind]:
                         raise InvalidInputError(f"{kind}, options.{kind}_url: send one of them, not both")
-                self.service.fetch_inputs(upload, first.options.image_url.strip(), first.options.audio_url.strip())
+                options = options_from_message(first.options, bool(upload.sizes["audio_2"]))
+                speakers = speaker_request(first.options, bool(upload.sizes["audio_2"]))
+                audio_url, audio_2_url = speaker_audio_urls(speakers, first.options.audio_url.strip(),
+                                                            first.options.audio_2_url.strip())
+                self.service.fetch_inputs(upload, first.options.image_url.strip(), audio_url,
+                                          ("options.image_url", "options.audio_url", "options.audio_2_url"),
+                                          audio_2_url)
                 view, _ = self.service.create_job_once(upload, options, idempotency_key=key)
                 return job_message(view)
         except ApiError as error:

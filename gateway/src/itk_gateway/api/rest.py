@@ -49,6 +49,7 @@ from itk_gateway.api.rest_models import (
     HealthResponse,
     JobResponse,
     error_response,
+    form_speakers,
     job_json,
     options_from_form,
     parse_json_body,
@@ -57,11 +58,12 @@ from itk_gateway.errors import (
     ApiError,
     InvalidInputError,
     PayloadTooLargeError,
-    RateLimitedError,
     RequestTimeoutError,
+    StorageFullError,
     UnsupportedMediaTypeError,
 )
 from itk_gateway.jobs.service import JobService
+from itk_gateway.jobs.speakers import speaker_audio_urls
 from itk_gateway.jobs.views import JobView
 from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from itk_gateway.metrics import GatewayMetrics
@@ -75,6 +77,7 @@ from itk_gateway.security.rest_middleware import (
     principal,
 )
 from itk_gateway.storage.blobs import StoredVideo
+from itk_gateway.storage.space import is_storage_full
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,14 @@ MULTIPART_SCHEMA = {
         "audio_url": {"type": "string", "description": "fetch the audio from this URL instead"},
         "video_extend": {"type": "string", "enum": ["hold", "pingpong"]},
         "lanes": {"type": "integer", "description": "continuous streams; 0 = one per generator, 1 = one stream"},
+        "audio_2": {"type": "string", "format": "binary", "description": "two people talking: person 2's recording"},
+        "audio_2_url": {"type": "string", "description": "fetch person 2's recording from this URL instead"},
+        "boxes": {"type": "string", "description": "JSON list of the speakers' face boxes [x0, y0, x1, y1] in "
+                  "pixels of the image, person 1 first; none: the portrait's faces, left to right"},
+        "speakers": {"type": "string", "description": 'JSON list of {"audio_url", "box"}, person 1 first'},
+        "audio_type": {"type": "string", "enum": ["para", "add"]},
+        "stereo_speakers": {"type": "boolean", "description": "audio is one stereo recording: person 1 left, "
+                            "person 2 right"},
     },
 }
 
@@ -267,7 +278,7 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"Retry-After": exc.retry_after} if isinstance(exc, RateLimitedError) else None
+        headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
         return error_response(exc.http_status, exc.message, exc.code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -292,11 +303,23 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
         log.error("unhandled error: %r", exc, exc_info=exc)
         return error_response(500, "internal server error", "INTERNAL_ERROR")
 
+    # Health and readiness run on the event loop itself, never waiting for a worker thread: they
+    # answer even when every worker is busy.
     @app.get("/health", tags=["Health"], response_model=HealthResponse,
              responses={503: {"model": HealthResponse, "description": "Shutting down"}})
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         if not is_serving():
             return JSONResponse({"status": "shutting_down"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready", tags=["Health"], response_model=HealthResponse,
+             responses={503: {"model": HealthResponse, "description": "Shutting down, or the data volume is full"}})
+    async def ready() -> JSONResponse:
+        """Whether to send this replica new work: serving, and room on its data volume."""
+        if not is_serving():
+            return JSONResponse({"status": "shutting_down"}, status_code=503)
+        if service.space.low():
+            return JSONResponse({"status": "storage_full", "detail": service.space.describe()}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     if settings.metrics_port is None:
@@ -308,7 +331,8 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
     @app.post(
         "/jobs", status_code=202, tags=["Jobs"], response_model=CreateJobResponse,
         responses={400: ERROR_RESPONSE, 408: ERROR_RESPONSE, 413: ERROR_RESPONSE, 415: ERROR_RESPONSE,
-                   429: {"headers": RETRY_AFTER, **ERROR_RESPONSE}, 503: ERROR_RESPONSE},
+                   429: {"headers": RETRY_AFTER, **ERROR_RESPONSE}, 503: ERROR_RESPONSE,
+                   507: {"description": "The gateway's storage is full", "headers": RETRY_AFTER, **ERROR_RESPONSE}},
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": CreateJobBody.model_json_schema()},
             "multipart/form-data": {"schema": MULTIPART_SCHEMA},
@@ -342,7 +366,11 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
             # the rest (bounded) so that the client, still sending, gets to read the answer.
             await _discard_body(request)
             raise
-        except Exception:
+        except Exception as exc:
+            if is_storage_full(exc):
+                log.error("job creation failed, storage full: %s", exc)
+                return error_response(StorageFullError.http_status, f"the gateway's storage is full ({exc}); retry "
+                                      "later", StorageFullError.code, headers={"Retry-After": "60"})
             log.exception("job creation failed")
             return error_response(500, "failed to create job", "JOB_CREATION_FAILED")
         if replayed:
@@ -357,18 +385,21 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
         upload = service.open_upload(who)
         with upload:
             fields = await receive_form(content_type, request.stream(), upload)
-            options = options_from_form(fields)
-            for kind in ("image", "audio"):
+            speakers = form_speakers(fields, bool(upload.sizes["audio_2"]))
+            options = options_from_form(fields, speakers)
+            for kind in ("image", "audio", "audio_2"):
                 if fields.get(f"{kind}_url", "").strip() and upload.sizes[kind]:
                     raise InvalidInputError(f"{kind}, {kind}_url: send one of them, not both")
+            audio_url, audio_2_url = speaker_audio_urls(speakers, fields.get("audio_url", "").strip(),
+                                                        fields.get("audio_2_url", "").strip())
             await run_in_threadpool(service.fetch_inputs, upload, fields.get("image_url", "").strip(),
-                                    fields.get("audio_url", "").strip())
+                                    audio_url, ("image_url", "audio_url", "audio_2_url"), audio_2_url)
             return await run_in_threadpool(service.create_job_once, upload, options, key)
 
     async def _create_from_json(request: Request, ceiling: int, who: Principal, key: str) -> tuple[JobView, bool]:
         upload = service.open_upload(who)
         with upload:
-            upload.names = {"image": "image_base64", "audio": "audio_base64"}
+            upload.names = {"image": "image_base64", "audio": "audio_base64", "audio_2": "audio_2_base64"}
             parser = JsonUploadParser(upload.write)
             received = 0
             async for data in request.stream():
@@ -379,8 +410,9 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
                     # Decoded media are written to disk as they come: off the event loop.
                     await run_in_threadpool(parser.feed, data)
             body: CreateJobBody = parse_json_body(parser.finish())
+            audio_url, audio_2_url = body.audio_urls()
             await run_in_threadpool(service.fetch_inputs, upload, (body.image_url or "").strip(),
-                                    (body.audio_url or "").strip())
+                                    audio_url, ("image_url", "audio_url", "audio_2_url"), audio_2_url)
             # The job gets the options as sent (checked in create_job), which is also what an
             # Idempotency-Key compares.
             return await run_in_threadpool(service.create_job_once, upload, body.options(), key)

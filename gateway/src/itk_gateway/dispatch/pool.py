@@ -94,6 +94,7 @@ class Endpoint:
     channel: grpc.Channel
     capacity: int = 0
     active: int = 0  # chunks this gateway runs there now
+    reported_active: int = 0  # chunks the generator said it runs, at the last probe
     foreign: int = 0  # chunks others run there (from GetInfo.active), until the next probe
     ready: bool = False
     draining: bool = False
@@ -101,6 +102,8 @@ class Endpoint:
     backend: str = ""
     devices: int = 1  # devices one chunk is rendered across there
     continues_motion: bool = True
+    # Speakers per chunk the generator renders (GeneratorInfo.person_counts); () until probed.
+    person_counts: tuple[int, ...] = ()
     last_error: str = ""
     # What it serves, from GetInfo (None until it answered once).
     presets: tuple[str, ...] | None = None
@@ -119,6 +122,9 @@ class Endpoint:
     def usable(self) -> bool:
         return self.present and self.ready and not self.draining and self.load < self.capacity
 
+    def renders(self, persons: int) -> bool:
+        return persons in self.person_counts
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -133,6 +139,7 @@ class ProbeResult:
     presets: tuple[str, ...] | None = None
     clip_frames: int = 0
     motion_frames: int = 0
+    person_counts: tuple[int, ...] = ()
 
 
 class EndpointPool:
@@ -155,6 +162,12 @@ class EndpointPool:
         self._thread: threading.Thread | None = None
         self._queue: list[tuple[tuple, int]] = []  # heap of waiting acquirers' places
         self._tickets = 0
+        # Who holds each slot taken (the thread that acquired it), so a slot whose holder died
+        # without releasing it can be found and given back (see reclaim_abandoned).
+        self._holds: list[tuple[Endpoint, threading.Thread]] = []
+        # When a slot was last granted or given back: pending work and no such moment for long,
+        # with generators saying they have room, is a stall (see stalled).
+        self.last_movement = time.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -236,6 +249,8 @@ class EndpointPool:
                 # None of these from a generator that predates the fields: the catalogue's.
                 presets=tuple(reply.presets) or PRESET_NAMES,
                 clip_frames=reply.clip_frames, motion_frames=reply.motion_frames,
+                # A generator older than the field renders one person.
+                person_counts=tuple(reply.person_counts) or (1,),
             )
         return results
 
@@ -272,9 +287,12 @@ class EndpointPool:
                     endpoint.draining = result.draining
                     endpoint.capacity = result.capacity
                     endpoint.foreign = max(0, result.active - endpoint.active)
+                    endpoint.reported_active = result.active
                     endpoint.backend = result.backend
                     endpoint.devices = result.devices
                     endpoint.continues_motion = result.continues_motion
+                    if result.person_counts:
+                        endpoint.person_counts = result.person_counts
                     endpoint.last_error = refused or result.error
                 self._cond.notify_all()
 
@@ -296,15 +314,16 @@ class EndpointPool:
     # -- slots ---------------------------------------------------------------------------
 
     def acquire(self, avoid: Iterable[str] = (), cancelled: threading.Event | None = None,
-                priority: tuple = ()) -> Endpoint:
+                priority: tuple = (), persons: int = 1) -> Endpoint:
         """Take a slot on the least loaded usable endpoint (of those, the one with the most
         devices per chunk: the fastest), waiting until one is free.
 
         Waiters are served in `priority` order (then arrival order): the orchestrator passes
         (job creation time, -frame count, chunk index), so older jobs and longer chunks go first. Endpoints in
         `avoid` (where this chunk already failed) are used only when no other endpoint has a
-        free slot. Raises NoEndpointError when the pool has had no ready endpoint for
-        `wait_sec`, AcquireCancelledError when `cancelled` is set.
+        free slot. Only endpoints that render `persons` speakers per chunk are used. Raises
+        NoEndpointError when the pool has had no such ready endpoint for `wait_sec`,
+        AcquireCancelledError when `cancelled` is set.
         """
         avoided = set(avoid)
         no_ready_since: float | None = None
@@ -316,13 +335,16 @@ class EndpointPool:
                 while True:
                     if (cancelled is not None and cancelled.is_set()) or self._stopping.is_set():
                         raise AcquireCancelledError()
-                    usable = [e for e in self._endpoints.values() if e.usable]
+                    usable = [e for e in self._endpoints.values() if e.usable and e.renders(persons)]
                     if usable and self._queue[0] == place:
                         preferred = [e for e in usable if e.address not in avoided] or usable
                         chosen = min(preferred, key=lambda e: (e.load / e.capacity, -e.devices, e.load, e.address))
                         chosen.active += 1
+                        self._holds.append((chosen, threading.current_thread()))
+                        self.last_movement = time.monotonic()
                         return chosen
-                    if any(e.present and e.ready and not e.draining for e in self._endpoints.values()):
+                    if any(e.present and e.ready and not e.draining and e.renders(persons)
+                           for e in self._endpoints.values()):
                         no_ready_since = None
                     else:
                         now = time.monotonic()
@@ -346,9 +368,53 @@ class EndpointPool:
 
     def release(self, endpoint: Endpoint) -> None:
         with self._cond:
-            endpoint.active = max(0, endpoint.active - 1)
-            self._close_if_gone(endpoint)
-            self._cond.notify_all()
+            self._drop_hold(endpoint, threading.current_thread())
+            self._release_locked(endpoint)
+
+    def _drop_hold(self, endpoint: Endpoint, thread: threading.Thread) -> None:
+        for number, (held, holder) in enumerate(self._holds):
+            if held is endpoint and holder is thread:
+                del self._holds[number]
+                return
+        for number, (held, _holder) in enumerate(self._holds):
+            if held is endpoint:
+                del self._holds[number]
+                return
+
+    def _release_locked(self, endpoint: Endpoint) -> None:
+        endpoint.active = max(0, endpoint.active - 1)
+        self.last_movement = time.monotonic()
+        self._close_if_gone(endpoint)
+        self._cond.notify_all()
+
+    # -- the watchdog's view -------------------------------------------------------------
+
+    def stalled(self, stall_sec: float) -> str | None:
+        """Why the pool looks stuck, or None: chunks wait for a slot, a ready endpoint's
+        generator says it has room that this gateway counts as taken, and no slot was granted
+        or given back for `stall_sec`."""
+        with self._cond:
+            if not self._queue or time.monotonic() - self.last_movement < stall_sec:
+                return None
+            idle = [e for e in self._endpoints.values() if e.present and e.ready and not e.draining
+                    and e.capacity > 0 and e.active >= e.capacity - e.foreign and e.reported_active < e.capacity]
+            if not idle:
+                return None
+            described = ", ".join(f"{e.address} (slots taken here {e.active}, generator runs {e.reported_active}"
+                                  f" of {e.capacity})" for e in idle)
+            return (f"{len(self._queue)} chunk(s) waiting, no slot granted or released for "
+                    f"{time.monotonic() - self.last_movement:.0f} s, idle generators: {described}")
+
+    def reclaim_abandoned(self) -> int:
+        """Give back the slots whose holder thread ended without releasing them; how many."""
+        with self._cond:
+            dead = [(endpoint, holder) for endpoint, holder in self._holds if not holder.is_alive()]
+            for endpoint, holder in dead:
+                self._holds.remove((endpoint, holder))
+                log.warning("pool %s: slot on %s held by the ended thread %s given back", self.name,
+                            endpoint.address, holder.name)
+                self._release_locked(endpoint)
+            return len(dead)
 
     def mark_failed(self, endpoint: Endpoint, reason: str = "") -> None:
         """The endpoint broke a stream or refused: no new chunks until a probe says it is fine."""
@@ -388,6 +454,13 @@ class EndpointPool:
         with self._cond:
             ready = [e for e in self._endpoints.values() if e.present and e.ready]
             return all(e.continues_motion for e in ready)
+
+    def person_counts(self) -> set[int] | None:
+        """Speaker counts some present generator of the pool renders; None while none has said
+        (all still starting)."""
+        with self._cond:
+            told = [e.person_counts for e in self._endpoints.values() if e.present and e.person_counts]
+            return {count for counts in told for count in counts} if told else None
 
     def free_slots(self) -> int:
         """Slots a new job could use now: free capacity of the ready endpoints less those already

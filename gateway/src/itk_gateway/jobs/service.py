@@ -20,12 +20,14 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
+from itk_common.faces import FaceFinder
 from itk_gateway.config import Settings
 from itk_gateway.errors import (
     CreationFailedError,
@@ -35,13 +37,15 @@ from itk_gateway.errors import (
     PayloadTooLargeError,
     RateLimitedError,
     StateUnavailableError,
+    StorageFullError,
     StreamNotReadyError,
     WrongJobStateError,
 )
-from itk_gateway.jobs.fetch import UrlFetcher
+from itk_gateway.jobs.fetch import FetchError, FetchSlots, UrlFetcher
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.orchestrator import Orchestrator
 from itk_gateway.jobs.reference import VideoLimits, check_audio_file, prepare_reference
+from itk_gateway.jobs.speakers import check_pool_renders, check_speaker_options, resolve_boxes
 from itk_gateway.jobs.validation import (
     OptionRules,
     check_audio_present,
@@ -59,6 +63,7 @@ from itk_gateway.security.limits import UploadBudget
 from itk_gateway.storage.blobs import BlobStoreError, StoredVideo
 from itk_gateway.storage.database import DatabaseUnavailableError
 from itk_gateway.storage.files import JobFiles, S3Store
+from itk_gateway.storage.space import DiskSpace, is_storage_full
 from itk_gateway.storage.store import CANCELLED, COMPLETED, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,8 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 MAX_RECENT_JOBS = 100
 # Jobs take minutes: a caller at its jobs-in-flight limit is told to come back after this long.
 ACTIVE_JOBS_RETRY_AFTER_SEC = 30.0
+# A caller at its URL download limit: downloads take seconds to minutes.
+FETCH_RETRY_AFTER_SEC = 10.0
 
 # The shared state being out of reach (database, bucket): a 503 / UNAVAILABLE, never a 500.
 STATE_ERRORS = (DatabaseUnavailableError, BlobStoreError)
@@ -79,6 +86,10 @@ def state_unavailable_as(error: type[CreationFailedError] | type[StateUnavailabl
     except STATE_ERRORS as exc:
         log.warning("%s", exc)
         raise error(f"job state unavailable, retry later: {exc}") from exc
+
+
+# The files of a job: the portrait (or video), the recording, person 2's recording.
+UPLOAD_KINDS = ("image", "audio", "audio_2")
 
 
 class Upload:
@@ -96,17 +107,20 @@ class Upload:
         self.budget = budget
         self.reserved = 0
         self.received = 0
-        self.sizes = {"image": 0, "audio": 0}
+        self.sizes = dict.fromkeys(UPLOAD_KINDS, 0)
         # What was uploaded, for Idempotency-Key: the same key must come with the same files.
-        self.digests = {"image": hashlib.sha256(), "audio": hashlib.sha256()}
+        self.digests = {kind: hashlib.sha256() for kind in UPLOAD_KINDS}
         # What error messages call each input (the API's field name, or the URL's field and host).
-        self.names = {"image": "image", "audio": "audio"}
+        self.names = {kind: kind for kind in UPLOAD_KINDS}
         self.fetched: set[str] = set()  # kinds that came from a URL
+        self.urls: dict[str, tuple[str, str]] = {}  # kind -> (API field, URL) still to download
         self._handles: dict[str, BinaryIO] = {}
         files.create_work_dir(self.job_id)
 
     def path(self, kind: str) -> Path:
-        return self.files.image(self.job_id) if kind == "image" else self.files.audio(self.job_id)
+        if kind == "image":
+            return self.files.image(self.job_id)
+        return self.files.speaker_audio(self.job_id, 2 if kind == "audio_2" else 1)
 
     def write(self, kind: str, data: bytes) -> None:
         self.received += len(data)
@@ -115,10 +129,15 @@ class Upload:
         if self.budget is not None:
             self.budget.reserve(len(data))
             self.reserved += len(data)
-        handle = self._handles.get(kind)
-        if handle is None:
-            handle = self._handles[kind] = self.path(kind).open("wb")
-        handle.write(data)
+        try:
+            handle = self._handles.get(kind)
+            if handle is None:
+                handle = self._handles[kind] = self.path(kind).open("wb")
+            handle.write(data)
+        except OSError as exc:
+            if is_storage_full(exc):
+                raise StorageFullError(f"the gateway's data volume is full ({exc.strerror}); retry later") from exc
+            raise
         self.sizes[kind] += len(data)
         self.digests[kind].update(data)
 
@@ -156,6 +175,8 @@ class Intake:
     fetcher: UrlFetcher
     video_limits: VideoLimits
     upload_budget: UploadBudget
+    space: DiskSpace
+    fetch_slots: FetchSlots
 
 
 class JobService:
@@ -177,24 +198,38 @@ class JobService:
         self.fetcher = intake.fetcher
         self.video_limits = intake.video_limits
         self.upload_budget = intake.upload_budget
+        self.space = intake.space
+        self.fetch_slots = intake.fetch_slots
+        # Detects the speakers' faces of two-person jobs sent without boxes (made when first needed).
+        self.faces: FaceFinder | None = None
 
     # -- creating ------------------------------------------------------------------------
 
     def open_upload(self, principal: Principal) -> Upload:
-        """Start receiving a job of `principal`; refused at once when it has too many jobs in flight."""
+        """Start receiving a job of `principal`; refused at once when it has too many jobs in
+        flight, or when the data volume is (nearly) full."""
         self._check_active_jobs(principal)
+        if self.space.low():
+            self.metrics.refused.labels("storage_full").inc()
+            raise StorageFullError(f"{self.space.describe()}; retry later")
         return Upload(self.files, self.settings.max_upload_bytes, self.settings.max_upload_mb, principal,
                       self.upload_budget)
 
     def _check_active_jobs(self, principal: Principal) -> None:
+        """An early refusal, before any upload is received; the limit itself is enforced when
+        the job is recorded (JobStore.create_job counts and inserts in one step)."""
         limit = self.settings.max_active_jobs_per_key
         if limit > 0 and self.store.count_active(principal.name) >= limit:
-            self.metrics.refused.labels("jobs_in_flight").inc()
-            raise RateLimitedError(
-                f"too many jobs in flight: at most {limit} queued or running per key (MAX_ACTIVE_JOBS_PER_KEY)",
-                ACTIVE_JOBS_RETRY_AFTER_SEC)
+            self._refuse_active_jobs()
+
+    def _refuse_active_jobs(self) -> NoReturn:
+        self.metrics.refused.labels("jobs_in_flight").inc()
+        raise RateLimitedError(
+            f"too many jobs in flight: at most {self.settings.max_active_jobs_per_key} queued or running per key"
+            " (MAX_ACTIVE_JOBS_PER_KEY)", ACTIVE_JOBS_RETRY_AFTER_SEC)
 
     def check_options(self, options: JobOptions) -> JobOptions:
+        check_speaker_options(options)
         return check_options(options, self.rules)
 
     def create_job_once(self, upload: Upload, options: JobOptions,
@@ -210,7 +245,7 @@ class JobService:
             raise InvalidInputError("Idempotency-Key: 1 to 255 printable ASCII characters without spaces")
         upload.close_files()
         fingerprint = hashlib.sha256(json.dumps(
-            [asdict(options), upload.digests["image"].hexdigest(), upload.digests["audio"].hexdigest()],
+            [asdict(options), *(upload.digests[kind].hexdigest() for kind in UPLOAD_KINDS)],
             sort_keys=True).encode()).hexdigest()
         held = self.store.claim_idempotency_key(owner, idempotency_key, fingerprint,
                                                 self.settings.idempotency_ttl_sec)
@@ -231,61 +266,171 @@ class JobService:
         return view, False
 
     def fetch_inputs(self, upload: Upload, image_url: str = "", audio_url: str = "",
-                     fields: tuple[str, str] = ("image_url", "audio_url")) -> None:
-        """Download URL inputs into the upload (a FetchError or 413 on failure); `fields` are the
-        API's names for the two URLs, used in messages."""
-        for kind, url, field_name in (("image", image_url, fields[0]), ("audio", audio_url, fields[1])):
+                     fields: tuple[str, ...] = ("image_url", "audio_url", "audio_2_url"),
+                     audio_2_url: str = "") -> None:
+        """Note URL inputs for the upload; `fields` are the API's names for the URLs (person 2's
+        recording third), used in messages. Nothing is downloaded here: create_job fetches them
+        outside the request."""
+        for kind, url, field_name in (("image", image_url, fields[0]), ("audio", audio_url, fields[1]),
+                                      ("audio_2", audio_2_url, fields[2] if len(fields) > 2 else "audio_2_url")):
             if url:
-                host = self.fetcher.fetch(field_name, url, lambda data, kind=kind: upload.write(kind, data),
-                                          max_bytes=upload.limit_bytes - upload.received)
-                upload.names[kind] = f"{field_name} from {host}"
-                upload.fetched.add(kind)
+                upload.urls[kind] = (field_name, url)
+                # What an Idempotency-Key compares: the same URL is the same input.
+                upload.digests[kind].update(f"url:{url}".encode())
 
-    def create_job(self, upload: Upload, options: JobOptions) -> JobView:
-        """Validate, record and start the job; on any error the upload is removed."""
+    def create_job(self, upload: Upload, options: JobOptions,
+                   refine: Callable[[Upload, JobOptions], JobOptions] | None = None) -> JobView:
+        """Validate, record and start the job; on any error the upload is removed. `refine`
+        completes the options from the received files (a size from the reference's shape).
+
+        With URL inputs the job is recorded first and its runner downloads them (bounded by
+        URL_FETCHES_PER_KEY and URL_FETCHES_TOTAL, 429 beyond): the request waits at most
+        URL_ACCEPT_WAIT_SEC for the download and the splitter's acceptance. A download failing
+        within that wait is refused like any bad input, with nothing left behind; one failing
+        later fails the job with the same message. No request thread waits on a slow server."""
+        if upload.urls:
+            return self._create_fetching(upload, options, refine)
         try:
             upload.close_files()
+            if refine is not None:
+                options = refine(upload, options)
             self.check_options(options)
-            image_name, audio_name = upload.names["image"], upload.names["audio"]
-            if upload.sizes["image"] == 0:
-                raise InvalidInputError(f"{image_name}: required")
-            audio = upload.path("audio")
-            had_audio = upload.sizes["audio"] > 0
-            if had_audio and "audio" in upload.fetched:
-                # Uploads go to the splitter as they are; a URL's file is checked here so the
-                # message can name where it came from.
-                check_audio_file(audio_name, audio)
-            prepare_reference(image_name, upload.path("image"), audio, self.files.source_video(upload.job_id),
-                              self.video_limits, self.settings.max_image_pixels)
-            if not had_audio and not audio.exists():
-                raise InvalidInputError(
-                    f"{audio_name}: empty or missing (send a recording, an audio URL, or a video with sound)")
-            check_audio_present(audio_name, audio.stat().st_size)
-            self._check_active_jobs(upload.owner)
+            self._check_inputs(upload, options)
             with state_unavailable_as(CreationFailedError):
-                # Readable by every replica before the job exists, so any of them can take it over.
-                self.files.publish(upload.path("image"))
-                self.files.publish(audio)
-                if self.files.source_video(upload.job_id).exists():
-                    self.files.publish(self.files.source_video(upload.job_id))
-                self.store.create_job(upload.job_id, options, owner=upload.owner.name,
-                                      driver=self.orchestrator.replica_id, lease_sec=self.orchestrator.leases.lease_sec)
-        except BaseException:
+                created = self._store_job(upload, options)
+            if not created:
+                self._refuse_active_jobs()
+        except BaseException as exc:
             upload.discard()
+            if is_storage_full(exc) and not isinstance(exc, StorageFullError):
+                raise StorageFullError(f"the gateway's storage is full ({exc}); retry later") from exc
             raise
+        return self._start(upload, options, self.settings.split_accept_timeout_sec)
+
+    def _check_inputs(self, upload: Upload, options: JobOptions) -> None:
+        """The received files checked, the reference prepared, a two-speaker job's tracks and
+        boxes settled (in `options`), and all of them published (readable by every replica
+        before the job runs, so any of them can take it over)."""
+        image_name, audio_name = upload.names["image"], upload.names["audio"]
+        if upload.sizes["image"] == 0:
+            raise InvalidInputError(f"{image_name}: required")
+        audio = upload.path("audio")
+        had_audio = upload.sizes["audio"] > 0
+        if had_audio and "audio" in upload.fetched:
+            # Uploads go to the splitter as they are; a URL's file is checked here so the
+            # message can name where it came from.
+            check_audio_file(audio_name, audio)
+        prepare_reference(image_name, upload.path("image"), audio, self.files.source_video(upload.job_id),
+                          self.video_limits, self.settings.max_image_pixels)
+        if not had_audio and not audio.exists():
+            raise InvalidInputError(
+                f"{audio_name}: empty or missing (send a recording, an audio URL, or a video with sound)")
+        check_audio_present(audio_name, audio.stat().st_size)
+        if options.speakers >= 2:
+            self._prepare_speakers(upload, options)
+        with state_unavailable_as(CreationFailedError):
+            self.files.publish(upload.path("image"))
+            self.files.publish(audio)
+            if upload.sizes["audio_2"]:
+                self.files.publish(upload.path("audio_2"))
+            if self.files.source_video(upload.job_id).exists():
+                self.files.publish(self.files.source_video(upload.job_id))
+
+    def _store_job(self, upload: Upload, options: JobOptions) -> bool:
+        return self.store.create_job(
+            upload.job_id, options, owner=upload.owner.name, driver=self.orchestrator.replica_id,
+            lease_sec=self.orchestrator.leases.lease_sec, max_active=self.settings.max_active_jobs_per_key)
+
+    def _start(self, upload: Upload, options: JobOptions, accept_wait_sec: float,
+               prepare: Callable[[threading.Event], None] | None = None) -> JobView:
         gate = AcceptGate()
         try:
-            self.orchestrator.start_job(upload.job_id, gate)
+            self.orchestrator.start_job(upload.job_id, gate, prepare)
         except BaseException:
             self.store.delete_job(upload.job_id)
             upload.discard()
             raise
-        gate.wait(self.settings.split_accept_timeout_sec)
+        gate.wait(accept_wait_sec)
         self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
         log.info("job %s accepted (%dx%d, pool %s, %d bytes, key %s)", upload.job_id, options.width,
                  options.height, options.pool, upload.received, upload.owner.name or "-")
         return self.get_job(upload.job_id, upload.owner)
+
+    def _prepare_speakers(self, upload: Upload, options: JobOptions) -> None:
+        """A two-speaker job: both recordings there, the boxes inside the portrait (or its faces
+        as the boxes), and a pool that renders two people."""
+        second = upload.names["audio_2"]
+        if options.stereo_speakers and upload.sizes["audio_2"]:
+            raise InvalidInputError(f"{second}, stereo_speakers: send person 2's recording or a stereo "
+                                    "recording with both, not both")
+        if not options.stereo_speakers and not upload.sizes["audio_2"]:
+            raise InvalidInputError(f"{second}: person 2's recording is missing or empty (or send one stereo "
+                                    "recording with a speaker per channel and stereo_speakers)")
+        if "audio_2" in upload.fetched:
+            check_audio_file(second, upload.path("audio_2"))
+        if self.faces is None:
+            self.faces = FaceFinder()
+        resolve_boxes(options, upload.path("image"), self.faces)
+        pool = self.orchestrator.backends.pools.get(options.pool)
+        if pool is not None:
+            check_pool_renders(options.pool, pool.person_counts(), options.speakers)
+
+    def _create_fetching(self, upload: Upload, options: JobOptions,
+                         refine: Callable[[Upload, JobOptions], JobOptions] | None) -> JobView:
+        owner = upload.owner.name
+        try:
+            upload.close_files()
+            self.check_options(options)
+            problem = self.fetch_slots.take(owner)
+            if problem is not None:
+                self.metrics.refused.labels("url_fetches").inc()
+                raise RateLimitedError(problem, FETCH_RETRY_AFTER_SEC)
+        except BaseException:
+            upload.discard()
+            raise
+        try:
+            with state_unavailable_as(CreationFailedError):
+                created = self._store_job(upload, options)
+            if not created:
+                self._refuse_active_jobs()
+        except BaseException as exc:
+            self.fetch_slots.give_back(owner)
+            upload.discard()
+            if is_storage_full(exc) and not isinstance(exc, StorageFullError):
+                raise StorageFullError(f"the gateway's storage is full ({exc}); retry later") from exc
+            raise
+
+        def prepare(abort: threading.Event) -> None:
+            try:
+                self._download(upload, abort)
+                upload.close_files()
+                final = self.check_options(refine(upload, options)) if refine is not None else options
+                self._check_inputs(upload, final)  # settles a two-speaker job's boxes in `final`
+                if refine is not None or final.speakers >= 2:
+                    self.store.update_options(upload.job_id, final)
+            finally:
+                upload.close_files()
+                upload.release_budget()
+                self.fetch_slots.give_back(owner)
+
+        try:
+            return self._start(upload, options, self.settings.url_accept_wait_sec, prepare)
+        except BaseException:
+            self.fetch_slots.give_back(owner)
+            raise
+
+    def _download(self, upload: Upload, abort: threading.Event) -> None:
+        """Fetch the upload's URLs into it (in the job's runner thread); stops when the job ends."""
+        for kind, (field_name, url) in upload.urls.items():
+            def write(data: bytes, kind: str = kind, field_name: str = field_name) -> None:
+                if abort.is_set():
+                    raise FetchError(f"{field_name}: download stopped, the job ended")
+                upload.write(kind, data)
+
+            host = self.fetcher.fetch(field_name, url, write, max_bytes=upload.limit_bytes - upload.received)
+            upload.names[kind] = f"{field_name} from {host}"
+            upload.fetched.add(kind)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -330,7 +475,8 @@ class JobService:
             if last is None or changed(last, view):
                 yield view
                 last = view
-            if record.finished:
+            # A completed job's quality report comes after it ends: the watch waits for it.
+            if record.finished and not view.quality_pending:
                 return
             self.store.wait_for_change(job_id, version, WATCH_POLL_SEC)
 

@@ -11,7 +11,8 @@ of them has a field it lacks or lacks one it has. Fields marked `internal` stay 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,14 @@ class SeamView:
 
 
 @dataclass(frozen=True)
+class SpeakerView:
+    """One speaker of a two-person job and the face box used for them."""
+
+    person: int = described("1 or 2")
+    box: tuple[int, ...] = described("[x0, y0, x1, y1] in pixels of the uploaded image")
+
+
+@dataclass(frozen=True)
 class JobView:
     """GET /jobs/{id}: the seed's JobResponse plus progress detail."""
 
@@ -87,6 +96,22 @@ class JobView:
     # The plan, once the split is done: continuous streams and the seams between them.
     lanes: tuple[LaneView, ...] = field(default=(), metadata={"doc": "The lanes (continuous streams)"})
     seams: tuple[SeamView, ...] = field(default=(), metadata={"doc": "The seams between lanes"})
+    # Two people talking: each speaker's face box as used, person 1 first; empty for one speaker.
+    speakers: tuple[SpeakerView, ...] = field(default=(), metadata={
+        "doc": "Two people talking: each speaker and the face box used for them"})
+    boxes_from: str = field(default="", metadata={
+        "doc": "Where the speakers' boxes came from: request, or faces (detected in the portrait, left to right = "
+               "person 1, 2)", "omit_empty": True})
+    audio_type: str = field(default="", metadata={"doc": "Two people talking: para or add", "omit_empty": True})
+    # JSON of the QualityReport message (protos/infinitetalk/v1/quality.proto, one home for its
+    # shape); gRPC carries the message itself.
+    quality: dict[str, Any] | None = field(default=None, metadata={
+        "doc": "The quality report once the job completed (QualityReport of protos/infinitetalk/v1/quality.proto "
+               "as JSON; `state` pending, ready, failed or off); null before", "message": "QualityReport"})
+
+    @property
+    def quality_pending(self) -> bool:
+        return self.quality is not None and self.quality.get("state") == "pending"
 
 
 def public_fields(view_class: type) -> list[Any]:
@@ -102,7 +127,8 @@ def view_as_dict(view: LaneView | SeamView | JobView) -> dict[str, Any]:
         value = getattr(view, f.name)
         if f.metadata.get("omit_empty") and not value:
             continue
-        body[f.name] = [view_as_dict(item) for item in value] if isinstance(value, tuple) else value
+        body[f.name] = [view_as_dict(item) if is_dataclass(item) else item for item in value] \
+            if isinstance(value, tuple) else value
     return body
 
 
@@ -133,6 +159,11 @@ class JobViews:
             seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
                                  round(seam.pause_end_sec, 3), seam.fade_frames, seam.in_voiced_speech)
                         for seam in record.plan.seams),
+            quality=json.loads(record.quality) if record.quality else None,
+            speakers=tuple(SpeakerView(person, tuple(box)) for person, box in
+                           enumerate(record.options.boxes, start=1)) if record.options.speakers >= 2 else (),
+            boxes_from=record.options.boxes_from if record.options.speakers >= 2 else "",
+            audio_type=(record.options.audio_type or "para") if record.options.speakers >= 2 else "",
         )
 
     def progress_of(self, record: JobRecord) -> dict:

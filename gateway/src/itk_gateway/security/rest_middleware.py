@@ -22,7 +22,7 @@ from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError, Re
 from itk_gateway.security.guard import Guard, key_from_headers
 from itk_gateway.security.keys import Principal
 
-DEFAULT_PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+DEFAULT_PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 def mark_public(app: FastAPI, *paths: str, prefixes: tuple[str, ...] = ()) -> None:

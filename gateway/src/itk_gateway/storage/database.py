@@ -44,6 +44,9 @@ class Database(Protocol):
     #: Appended to a SELECT that claims rows, so concurrent claimers skip each other's rows.
     skip_locked: str
     float_type: str
+    #: A statement that serialises the transactions passing the same text key until they end
+    #: ("" where transactions already run one at a time, as SQLite's BEGIN IMMEDIATE does).
+    key_lock_sql: str
     #: True when only one gateway process may use the database (SQLite).
     single_replica: bool
     name: str
@@ -73,6 +76,7 @@ class _SqliteTransaction:
 class SqliteDatabase:
     now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
     skip_locked = ""  # BEGIN IMMEDIATE already makes claims one at a time
+    key_lock_sql = ""  # and every other transaction too
     float_type = "REAL"
     single_replica = True
 
@@ -145,6 +149,7 @@ class _PostgresTransaction:
 class PostgresDatabase:
     now_sql = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    key_lock_sql = "SELECT pg_advisory_xact_lock(hashtext(?))"
     float_type = "DOUBLE PRECISION"
     single_replica = False
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from itk_common.quality.report import quality_text, report_state
 from itk_gateway.options import JobOptions
 from itk_gateway.storage.database import Database, Transaction, iter_batches
 from itk_gateway.storage.migrations import migrate
@@ -37,6 +38,8 @@ ACTIVE_STATUSES = (IN_QUEUE, RUNNING)
 CHUNK_PENDING, CHUNK_RUNNING, CHUNK_DONE = "pending", "running", "done"
 # Constants, so they are spelled into the SQL rather than passed as parameters everywhere.
 ACTIVE_SQL = "status IN ('IN_QUEUE', 'RUNNING')"
+# A job row's quality report while it is being computed (quality_text's compact JSON).
+PENDING_QUALITY = '%"state":"pending"%'
 # Rows per `IN (...)` list, well under both backends' parameter limits.
 IN_BATCH = 500
 
@@ -126,6 +129,8 @@ class JobRecord:
     plan: JobPlan = field(default_factory=lambda: JobPlan([], []))
     # Finished chunks per lane.
     lane_chunks_done: dict[int, int] = field(default_factory=dict)
+    # The quality report as JSON ('' until the job completed).
+    quality: str = ""
 
     @property
     def finished(self) -> bool:
@@ -203,16 +208,31 @@ class JobStore:
     # -- jobs ----------------------------------------------------------------------------
 
     def create_job(self, job_id: str, options: JobOptions, status: str = IN_QUEUE, owner: str = "",
-                   driver: str = "", lease_sec: float = 0.0) -> None:
+                   driver: str = "", lease_sec: float = 0.0, max_active: int = 0) -> bool:
         """Record a new job of `owner` (who submitted it), leased to `driver` (the replica that will
-        drive it) for `lease_sec`."""
+        drive it) for `lease_sec`. With `max_active`, only if the owner has fewer active jobs: the
+        count and the insert are one step (simultaneous creates of one owner take turns, on every
+        replica), so the limit holds however many arrive at once. False when refused."""
         now = time.time()
-        self._run(
-            "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner, lease_owner,"
-            f" lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self._sql_now} + ?)",
-            (job_id, options.pool, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
-        )
-        self._touch(job_id)
+
+        def create(tx: Transaction) -> bool:
+            if max_active > 0:
+                if self.db.key_lock_sql:
+                    tx.execute(self.db.key_lock_sql, (f"active-jobs:{owner}",))
+                rows = tx.execute(f"SELECT COUNT(*) AS n FROM jobs WHERE owner = ? AND {ACTIVE_SQL}", (owner,))
+                if int(rows[0]["n"]) >= max_active:
+                    return False
+            tx.execute(
+                "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner, lease_owner,"
+                f" lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self._sql_now} + ?)",
+                (job_id, options.pool, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
+            )
+            return True
+
+        created = self.db.run(create)
+        if created:
+            self._touch(job_id)
+        return created
 
     def delete_job(self, job_id: str) -> None:
         self._run("DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -247,6 +267,7 @@ class JobStore:
             owner=row["owner"], lease_owner=row["lease_owner"],
             lane_count=row["lane_count"], plan=JobPlan.from_json(row["plan"]),
             lane_chunks_done={int(lane["lane"]): int(lane["n"]) for lane in lanes_done},
+            quality=row["quality"],
         )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -256,6 +277,10 @@ class JobStore:
         columns = ", ".join(f"{name} = ?" for name in fields)
         self._run(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
         self._touch(job_id)
+
+    def update_options(self, job_id: str, options: JobOptions) -> None:
+        """The options completed once the inputs are in (a size taken from the reference)."""
+        self.update_job(job_id, options=json.dumps(asdict(options)))
 
     def promote(self, job_id: str, from_status: str, to_status: str) -> None:
         if self._count("UPDATE jobs SET status = ?, updated_at = ? WHERE id = ? AND status = ?",
@@ -281,6 +306,19 @@ class JobStore:
         changed = self._count(f"UPDATE jobs SET {columns} WHERE id = ? AND {ACTIVE_SQL}{fence}", params)
         self._touch(job_id)
         return changed > 0
+
+    def fail_stale_quality(self, older_than_sec: float) -> int:
+        """Quality reports still pending this long after their job completed (the gateway computing
+        them went away) are marked failed; how many."""
+        failed = quality_text(report_state("failed", "the gateway computing it stopped before it was done"))
+        stale = self._run("SELECT id FROM jobs WHERE status = ? AND quality LIKE ? AND updated_at < ?",
+                          (COMPLETED, PENDING_QUALITY, time.time() - older_than_sec))
+        given_up = 0
+        for row in stale:
+            given_up += self._count("UPDATE jobs SET quality = ? WHERE id = ? AND quality LIKE ?",
+                                    (failed, row["id"], PENDING_QUALITY))
+            self._touch(row["id"])
+        return given_up
 
     def active_job_ids(self) -> list[str]:
         rows = self._run(f"SELECT id FROM jobs WHERE {ACTIVE_SQL} ORDER BY created_at")

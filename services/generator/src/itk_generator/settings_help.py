@@ -94,7 +94,10 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     ),
     "PARALLEL_DEVICES": "`infinitetalk`: GPUs each chunk is rendered across, one process per GPU from `DEVICE` on.",
     "PARALLEL_MODE": "How the GPUs share a step: `auto`, `guidance` or `sequence` (Ulysses).",
-    "PROVIDER_REQUEST_TIMEOUT_SEC": "Providers: timeout of one HTTP call (connect, each read).",
+    "PROVIDER_REQUEST_TIMEOUT_SEC": (
+        "Providers: timeout of one HTTP call (connect, each read); a submit's answer is awaited until the "
+        "chunk's deadline instead."
+    ),
     "PROVIDER_RETRIES": (
         "Providers: transport errors, 429 and 5xx are retried this many times; a submit only when the provider "
         "surely did not act on it (no connection, 429, 503)."

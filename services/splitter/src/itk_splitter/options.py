@@ -17,6 +17,9 @@ from itk_common.catalogue import CLIP_FRAMES, MOTION_FRAMES
 
 MIN_CHUNK_TARGET_SEC = 1.0
 MAX_LANES = 64
+# Speakers a multi-person recording may have (the model renders two; the splitter does not care).
+MAX_TRACKS = 8
+AUDIO_TYPES = ("para", "add")
 # The options whose 0 is a value (`optional` in the proto): only an unset one takes the default.
 ZERO_MEANINGFUL_OPTIONS = ("tolerance_sec", "min_silence_sec", "min_chunk_sec", "min_lane_sec", "audio_context_sec",
                            "seam_fade_sec")
@@ -48,6 +51,14 @@ class SplitOptions:
     motion_frames: int = 0
     audio_context_sec: float = 0.0
     seam_fade_sec: float = 0.4
+    # Multi-person: speakers (0/1 = one), one file per speaker or one channel each, para / add.
+    track_count: int = 0
+    channels_as_tracks: bool = False
+    audio_type: str = "para"
+
+    @property
+    def tracks(self) -> int:
+        return max(1, self.track_count)
 
     @property
     def lane_clip_frames(self) -> int:
@@ -104,6 +115,12 @@ class SplitOptions:
             raise OptionsError("audio_context_sec", f"must be between 0 and 30 s, got {self.audio_context_sec}")
         if not 0 <= self.seam_fade_sec <= 5:
             raise OptionsError("seam_fade_sec", f"must be between 0 and 5 s, got {self.seam_fade_sec}")
+        if not 0 <= self.track_count <= MAX_TRACKS:
+            raise OptionsError("track_count", f"must be between 0 and {MAX_TRACKS}, got {self.track_count}")
+        if self.audio_type not in AUDIO_TYPES:
+            raise OptionsError("audio_type", f"must be para or add, got {self.audio_type!r}")
+        if self.channels_as_tracks and self.tracks < 2:
+            raise OptionsError("channels_as_tracks", "needs track_count of 2 or more")
 
     def overridden_by(self, request: Message) -> SplitOptions:
         """These defaults with a SplitOptions message applied, validated: every optional field the
@@ -122,6 +139,14 @@ class SplitOptions:
                 changes[name] = number
         if request.skip_normalization:
             changes["skip_normalization"] = True
+        for name in ("track_count",):
+            number = int(getattr(request, name, 0))
+            if number != 0:
+                changes[name] = number
+        if getattr(request, "channels_as_tracks", False):
+            changes["channels_as_tracks"] = True
+        if getattr(request, "audio_type", ""):
+            changes["audio_type"] = str(request.audio_type)
         return replace(self, **changes).validated()
 
 

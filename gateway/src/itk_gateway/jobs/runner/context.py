@@ -8,6 +8,7 @@ ended from outside (cancelled, timed out, the gateway stopping).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +20,15 @@ from itk_gateway.dispatch.pool import EndpointPool
 from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.files import JobFiles, S3Store
+from itk_gateway.storage.space import DiskSpace
 from itk_gateway.storage.store import FAILED, JobStore
+
+log = logging.getLogger(__name__)
 
 # Longest wait between two attempts of anything a job retries (a piece, the split, the stitch).
 MAX_BACKOFF_SEC = 30.0
+# A quality report still pending this long after its job completed is given up (its gateway died).
+QUALITY_TIMEOUT_SEC = 3600.0
 
 
 @dataclass
@@ -47,6 +53,11 @@ class RunSettings:
     clip_frames: int = CLIP_FRAMES
     audio_context_sec: float = 2.0
     seam_fade_sec: float | None = None
+    quality_report: bool = True
+    quality_timeout_sec: float = QUALITY_TIMEOUT_SEC
+    # The data volume; a job finding it full waits up to disk_full_wait_sec for room (None: fails at once).
+    space: DiskSpace | None = None
+    disk_full_wait_sec: float = 600.0
 
 
 class JobEndedError(Exception):
@@ -77,3 +88,22 @@ class JobContext:
     def fail(self, message: str) -> NoReturn:
         self.end(FAILED, message)
         raise JobEndedError()
+
+    def wait_for_space(self, what: str, error: BaseException) -> None:
+        """`what` failed because the volume is full: wait for room (then the caller tries again),
+        or fail the job naming the full volume."""
+        space, wait = self.settings.space, self.settings.disk_full_wait_sec
+        if space is None or wait <= 0:
+            self.fail(f"{what}: the gateway's storage is full ({error})")
+        log.warning("job %s: %s: storage full (%s); waiting up to %.0f s for room", self.job_id, what, error, wait)
+        with self.metrics.jobs_waiting_for_space.track_inprogress():
+            has_room = space.wait_for_room(self.abort, wait)
+        if has_room:
+            # The volume may report room while the failed write's file is still being cleared: a
+            # moment's pause keeps a still-full volume from being retried in a tight loop.
+            self.abort.wait(1.0)
+            self.check()
+            log.info("job %s: room on the data volume again; %s resumes", self.job_id, what)
+            return
+        self.check()
+        self.fail(f"{what}: {space.describe()} for {wait:.0f} s (DISK_FULL_WAIT_SEC); free space and retry the job")

@@ -44,6 +44,8 @@ def split_options(ctx: JobContext, job: JobRecord) -> splitter_pb2.SplitOptions:
         chunk_target_sec=target, lane_count=lane_count(ctx, job),
         clip_frames=settings.clip_frames, motion_frames=int(job.options.sampling.get("motion_frames", 0)),
         audio_context_sec=settings.audio_context_sec,
+        track_count=job.options.speakers, channels_as_tracks=job.options.stereo_speakers,
+        audio_type=job.options.audio_type,
     )
     if settings.min_lane_sec is not None:
         options.min_lane_sec = settings.min_lane_sec

@@ -2,7 +2,8 @@
 
 One JobRunner thread per active job runs the steps in turn: the split (split.py) feeds the
 piece scheduler (pieces.py) as pieces are cut, and the stitch (stitch.py) takes the parts as
-they finish; then the result is delivered (published to the shared store, or pushed to S3).
+they finish; then the result is delivered (published to the shared store, or pushed to S3), and
+once the job is COMPLETED its quality report is computed (quality.py).
 Everything needed to resume is in the store and in the job's files (published to the shared
 blob store when there is one): after a restart, or on another replica that took the job over,
 the saved upload is split again with the lane count recorded the first time, pieces whose part
@@ -28,11 +29,13 @@ from itk_gateway.errors import ApiError
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.runner.context import Backends, JobContext, JobEndedError, RunSettings
 from itk_gateway.jobs.runner.pieces import PieceScheduler
+from itk_gateway.jobs.runner.quality import QualityRequest
 from itk_gateway.jobs.runner.split import SplitStep
 from itk_gateway.jobs.runner.stitch import FinishedParts, StitchStep
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.database import DatabaseUnavailableError
 from itk_gateway.storage.files import JobFiles
+from itk_gateway.storage.space import is_storage_full
 from itk_gateway.storage.store import COMPLETED, FAILED, TIMED_OUT, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,8 @@ STITCHED_PROGRESS = 99
 class JobRunner:
     def __init__(self, job_id: str, store: JobStore, files: JobFiles, backends: Backends,
                  settings: RunSettings, metrics: GatewayMetrics, gate: AcceptGate | None,
-                 on_exit: Callable[[str], None], driver: str | None = None) -> None:
+                 on_exit: Callable[[str], None], driver: str | None = None,
+                 prepare: Callable[[threading.Event], None] | None = None) -> None:
         self.job_id = job_id
         self.driver = driver
         self.store = store
@@ -52,6 +56,8 @@ class JobRunner:
         self.settings = settings
         self.gate = gate
         self.on_exit = on_exit
+        # Brings the job's inputs in (URL downloads) before the split; None when they are there.
+        self.prepare = prepare
         self.calls = CallSet()
         self.ctx = JobContext(job_id, store, files, backends, settings, metrics, self.calls, self.end)
         self._end_lock = threading.Lock()
@@ -96,7 +102,13 @@ class JobRunner:
                 return
             self._arm_timeout(job)
             self.files.create_work_dir(self.job_id)
-            if self.backends.live is not None and not job.options.dry_run:
+            if self.prepare is not None:
+                self._prepare()
+                job = self.store.get_job(self.job_id)  # its options may be completed from the inputs
+                if job is None:
+                    return
+            # A two-person job's live stream carries the mix of the tracks, which the split brings.
+            if self.backends.live is not None and not job.options.dry_run and job.options.speakers < 2:
                 self.backends.live.start(self.job_id)
             self._execute(job)
         except JobEndedError:
@@ -104,13 +116,22 @@ class JobRunner:
         except DatabaseUnavailableError as exc:
             self._lost_database(exc)
         except Exception as exc:
-            log.exception("job %s: unexpected error", self.job_id)
-            self.end(FAILED, f"internal error: {exc}")
+            if is_storage_full(exc):
+                self.end(FAILED, f"the gateway's storage is full: {exc}")
+            else:
+                log.exception("job %s: unexpected error", self.job_id)
+                self.end(FAILED, f"internal error: {exc}")
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            self._finish()
-            self.on_exit(self.job_id)
+            try:
+                self._finish()
+            except Exception:
+                # Not recorded (the database or the volume failing): the job stays active with
+                # a lease no longer renewed, so it is claimed and resumed, never left hanging.
+                log.exception("job %s: cleaning up failed; left for a resume", self.job_id)
+            finally:
+                self.on_exit(self.job_id)
 
     def _arm_timeout(self, job: JobRecord) -> None:
         if self.settings.job_timeout_sec <= 0:
@@ -121,6 +142,17 @@ class JobRunner:
         self._timer.daemon = True
         self._timer.start()
 
+    def _prepare(self) -> None:
+        """Download the inputs; a bad one is refused while the creator waits, else fails the job."""
+        if self.prepare is None:
+            return
+        try:
+            self.prepare(self.ctx.abort)
+        except ApiError as exc:
+            self.ctx.check()
+            self._refuse(exc)
+            self.ctx.fail(exc.message)
+
     def _execute(self, job: JobRecord) -> None:
         parts = FinishedParts()
         scheduler = PieceScheduler(self.ctx, parts, self._lost_database)
@@ -128,9 +160,22 @@ class JobRunner:
         if job.options.dry_run:
             self._complete(job, has_video=False)
             return
-        StitchStep(self.ctx, parts).run(job, chunks)
+        self._when_room("stitching", lambda: StitchStep(self.ctx, parts).run(job, chunks))
         self.store.raise_progress(self.job_id, STITCHED_PROGRESS)
         self._complete(job, has_video=True)
+
+    def _when_room(self, what: str, step: Callable[[], None]) -> None:
+        """Run the step; when the volume is full, wait for room and run it again."""
+        while True:
+            try:
+                step()
+                return
+            except JobEndedError:
+                raise
+            except Exception as exc:
+                if not is_storage_full(exc):
+                    raise
+                self.ctx.wait_for_space(what, exc)
 
     def _accepted(self) -> None:
         if self.gate is not None:
@@ -173,12 +218,17 @@ class JobRunner:
         if has_video and self.backends.live is not None:
             # The last segments come from the parts, which go with the work folder.
             self.backends.live.complete(self.job_id)
+        quality = QualityRequest(self.ctx) if has_video and self.settings.quality_report else None
         # The inputs go before the status says COMPLETED; a crash in between is caught when the
         # job is resumed (Orchestrator._resume), which completes a job whose result is there.
         self.files.remove_work_dir(self.job_id)
+        pending = {"quality": QualityRequest.pending()} if quality is not None else {}
         if self.store.finish_job(self.job_id, COMPLETED, driver=self.driver, progress=100,
-                                 has_video=int(has_video), s3_key=s3_key):
+                                 has_video=int(has_video), s3_key=s3_key, **pending):
             log.info("job %s: COMPLETED", self.job_id)
+            if quality is not None:
+                # Off the job's path: it is COMPLETED already; the result is still here.
+                quality.run()
         if s3_key:
             self.files.remove_result(self.job_id)
         elif self.files.shared is not None:

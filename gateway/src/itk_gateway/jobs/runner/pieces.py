@@ -14,6 +14,7 @@ bad input (INVALID_ARGUMENT) fails the job at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import random
@@ -27,20 +28,33 @@ from pathlib import Path
 import grpc
 
 from infinitetalk.v1 import common_pb2, generator_pb2
-from itk_common.constants import FPS
+from itk_common.constants import FPS, SAMPLES_PER_FRAME
 from itk_common.source_video import VideoError
 from itk_gateway.dispatch.clients import ProtocolError, generate_chunk
 from itk_gateway.dispatch.pool import AcquireCancelledError, Endpoint, EndpointPool, NoEndpointError
 from itk_gateway.jobs.reference import cut_chunk_source
 from itk_gateway.jobs.runner.context import MAX_BACKOFF_SEC, JobContext, JobEndedError
 from itk_gateway.jobs.runner.stitch import FinishedParts
+from itk_gateway.jobs.speakers import chunk_persons
 from itk_gateway.storage.database import DatabaseUnavailableError
-from itk_gateway.storage.store import CHUNK_DONE, CHUNK_PENDING, CHUNK_RUNNING, FAILED, IN_QUEUE, RUNNING, JobRecord
+from itk_gateway.storage.space import is_storage_full
+from itk_gateway.storage.store import (
+    CHUNK_DONE,
+    CHUNK_PENDING,
+    CHUNK_RUNNING,
+    FAILED,
+    IN_QUEUE,
+    RUNNING,
+    ChunkRecord,
+    JobRecord,
+)
 
 log = logging.getLogger(__name__)
 
 # Share of the progress bar that generation fills; stitching and upload take the rest.
 GENERATION_SHARE = 95
+# What identifies a piece in its own record: a record of another plan's piece is not reused.
+SPAN_FIELDS = ("start_sample", "end_sample", "frame_count", "lane", "lane_first_frame")
 # A busy generator's refusals allowed per failure allowed.
 REFUSALS_PER_ATTEMPT = 5
 
@@ -52,7 +66,15 @@ class Piece:
     index: int
     frame_count: int
     wav: Path
-    first_frame: int  # in the whole recording, where a video reference's span starts
+    start_sample: int
+    end_sample: int
+    lane: int
+    lane_first_frame: int
+
+    @property
+    def first_frame(self) -> int:
+        """In the whole recording: where a video reference's span starts."""
+        return self.start_sample // SAMPLES_PER_FRAME
 
 
 class LaneQueue:
@@ -123,14 +145,53 @@ class PieceScheduler:
                 continue
 
     def _reusable(self, index: int) -> bool:
-        """A piece finished earlier (before a restart or a split retry): its part is on disk, and
-        so are its motion frames when it returned any."""
+        """A piece finished earlier (before a restart, a split retry or a database outage): its
+        part is on disk, and so are its motion frames when it returned any. The store says so,
+        or, when the database could not record it, the piece's own record beside its part."""
         ctx = self.ctx
         record = next((c for c in ctx.store.chunks(ctx.job_id) if c.idx == index), None)
-        if record is None or record.status != CHUNK_DONE:
+        if record is None:
             return False
+        if record.status != CHUNK_DONE:
+            finished = self._finished_without_the_store(record)
+            if finished is None:
+                return False
+            log.info("job %s: chunk %d was finished while the database was away; recording it", ctx.job_id, index)
+            ctx.store.update_chunk(ctx.job_id, index, status=CHUNK_DONE, **finished)
+            record.motion_frames = finished["motion_frames"]
         return ctx.files.fetch(ctx.files.part(ctx.job_id, index)) and (
             record.motion_frames == 0 or ctx.files.fetch(ctx.files.motion(ctx.job_id, index)))
+
+    def _finished_without_the_store(self, record: ChunkRecord) -> dict[str, int] | None:
+        """The piece's own record of its finish, when it is this very piece (same span) and its
+        files are there; the chunk fields to store."""
+        files, job_id = self.ctx.files, self.ctx.job_id
+        path = files.piece_record(job_id, record.idx)
+        if not files.fetch(path):
+            return None
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if [kept.get(name) for name in SPAN_FIELDS] != [getattr(record, name) for name in SPAN_FIELDS]:
+            return None  # a record of another plan's piece
+        if not files.fetch(files.part(job_id, record.idx)):
+            return None
+        if kept["motion_frames"] and not files.fetch(files.motion(job_id, record.idx)):
+            return None
+        return {"frames_done": kept["frame_count"], "part_width": kept["part_width"],
+                "part_height": kept["part_height"], "motion_frames": kept["motion_frames"]}
+
+    def _keep_piece_record(self, piece: Piece, width: int, height: int, motion_frames: int) -> None:
+        ctx = self.ctx
+        path = ctx.files.piece_record(ctx.job_id, piece.index)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({
+            **{name: getattr(piece, name) for name in SPAN_FIELDS},
+            "part_width": width, "part_height": height, "motion_frames": motion_frames,
+        }))
+        partial.replace(path)
+        ctx.files.publish(path)
 
     def _lane_worker(self, job: JobRecord, lane_index: int, lane: LaneQueue) -> None:
         """Generate a lane's pieces in order, each from the motion frames of the one before."""
@@ -141,12 +202,7 @@ class PieceScheduler:
                 if self._reusable(piece.index):
                     log.info("job %s: chunk %d already generated, reusing it", ctx.job_id, piece.index)
                 else:
-                    ctx.store.update_chunk(ctx.job_id, piece.index, status=CHUNK_PENDING, frames_done=0)
-                    ctx.metrics.chunks.add_pending(1)
-                    try:
-                        self._generate_with_retries(job, piece, motion)
-                    finally:
-                        ctx.metrics.chunks.add_pending(-1)
+                    self._generate_when_room(job, piece, motion)
                 self.parts.add(piece.index)
                 self._publish_parts()
                 saved = ctx.files.motion(ctx.job_id, piece.index)
@@ -158,6 +214,24 @@ class PieceScheduler:
         except Exception as exc:
             log.exception("job %s: lane %d crashed", ctx.job_id, lane_index)
             ctx.end(FAILED, f"lane {lane_index}: internal error: {exc}")
+
+    def _generate_when_room(self, job: JobRecord, piece: Piece, motion: Path | None) -> None:
+        """Generate the piece; when the volume (or the database on it) is full, wait for room
+        and go on (see JobContext.wait_for_space) instead of failing the job."""
+        ctx = self.ctx
+        while True:
+            try:
+                ctx.store.update_chunk(ctx.job_id, piece.index, status=CHUNK_PENDING, frames_done=0)
+                ctx.metrics.chunks.add_pending(1)
+                try:
+                    self._generate_with_retries(job, piece, motion)
+                finally:
+                    ctx.metrics.chunks.add_pending(-1)
+                return
+            except Exception as exc:
+                if not is_storage_full(exc):
+                    raise
+                ctx.wait_for_space(f"chunk {piece.index}", exc)
 
     def _publish_parts(self) -> None:
         """Let the live stream take the finished parts (in its own thread: it waits for order)."""
@@ -181,7 +255,8 @@ class PieceScheduler:
             try:
                 # Older jobs first; within a job the longest chunk first, so the last chunks to
                 # start are the short ones and the generators finish together.
-                endpoint = pool.acquire(avoid=tried, cancelled=ctx.abort, priority=(job.created_at, piece.index))
+                endpoint = pool.acquire(avoid=tried, cancelled=ctx.abort, priority=(job.created_at, piece.index),
+                                        persons=max(1, job.options.speakers))
             except AcquireCancelledError as exc:
                 raise JobEndedError() from exc
             except NoEndpointError as exc:
@@ -208,13 +283,15 @@ class PieceScheduler:
                       attempt: int) -> tuple[str, bool] | None:
         """One attempt; None on success, else (why it failed, whether it was a busy refusal)."""
         ctx, index, frame_count = self.ctx, piece.index, piece.frame_count
-        ctx.store.update_chunk(ctx.job_id, index, status=CHUNK_RUNNING, endpoint=endpoint.address,
-                               attempts=attempt, frames_done=0)
-        ctx.store.promote(ctx.job_id, IN_QUEUE, RUNNING)
         ctx.metrics.chunks.add_pending(-1)
         ctx.metrics.chunks.add_running(1)
         started = time.monotonic()
+        # Everything from here to the release may fail (a storage error on any write included):
+        # the slot taken on the endpoint is given back on every path.
         try:
+            ctx.store.update_chunk(ctx.job_id, index, status=CHUNK_RUNNING, endpoint=endpoint.address,
+                                   attempts=attempt, frames_done=0)
+            ctx.store.promote(ctx.job_id, IN_QUEUE, RUNNING)
             image, source = reference
             summary = generate_chunk(
                 endpoint.generator, self._chunk_spec(job, index, frame_count),
@@ -254,6 +331,9 @@ class PieceScheduler:
         ctx.files.publish(ctx.files.part(ctx.job_id, index))
         if summary.motion_frames:
             ctx.files.publish(ctx.files.motion(ctx.job_id, index))
+        # Kept before the store is told: if the database is away now, the piece is still known
+        # to be finished when the job goes on (here or on the replica that takes it over).
+        self._keep_piece_record(piece, summary.width, summary.height, summary.motion_frames)
         ctx.store.update_chunk(ctx.job_id, index, status=CHUNK_DONE, frames_done=frame_count,
                                part_width=summary.width, part_height=summary.height,
                                motion_frames=summary.motion_frames)
@@ -282,6 +362,7 @@ class PieceScheduler:
             force_offload=options.force_offload, sampling=common_pb2.SamplingOptions(**options.sampling),
             lane=chunk.lane, lane_first_frame=chunk.lane_first_frame,
             audio_context_before=chunk.context_before, audio_context_after=chunk.context_after,
+            persons=chunk_persons(options),
         )
 
     def _clip_handler(self, index: int) -> Callable[[int, int, Path], None] | None:
@@ -292,6 +373,13 @@ class PieceScheduler:
         return lambda first, count, clip: live.clip_ready(job_id, index, first, count, clip)
 
     def _on_progress(self, index: int, frame_count: int, progress: generator_pb2.Progress) -> None:
-        self.ctx.store.update_chunk(self.ctx.job_id, index,
-                                    frames_done=min(max(progress.frames_done, 0), frame_count))
-        raise_generation_progress(self.ctx)
+        """Frames done so far, for the progress bar: best effort. A database outage must not break
+        the render's stream (the piece would be rendered again); the next update catches up."""
+        try:
+            self.ctx.store.update_chunk(self.ctx.job_id, index,
+                                        frames_done=min(max(progress.frames_done, 0), frame_count))
+            raise_generation_progress(self.ctx)
+        except Exception as exc:
+            if not isinstance(exc, DatabaseUnavailableError) and not is_storage_full(exc):
+                raise
+            log.warning("job %s: chunk %d progress not recorded (%s)", self.ctx.job_id, index, exc)

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import grpc
 
 from infinitetalk.v1 import splitter_pb2
-from itk_common.constants import SAMPLES_PER_FRAME
 from itk_gateway.dispatch.clients import ProtocolError, SplitChunk
 from itk_gateway.errors import ApiError, CreationFailedError, InvalidInputError
 from itk_gateway.jobs.runner.context import MAX_BACKOFF_SEC, JobContext
@@ -40,6 +39,7 @@ class SplitStep:
         self.accepted = accepted
         self.frame_counts: dict[int, int] = {}
         self._submitted: set[int] = set()
+        self._mix_published = False
 
     def run(self, job: JobRecord) -> list[ChunkRecord]:
         """Split the job, feeding the scheduler as pieces come; the job's chunks once planned."""
@@ -72,13 +72,24 @@ class SplitStep:
 
     def _split_once(self, job: JobRecord) -> splitter_pb2.SplitPlan:
         ctx = self.ctx
+        speakers = job.options.speakers
+        # A two-person job: each speaker's recording in turn (or one stereo recording), and the
+        # mix of the normalised tracks back, for the final video and the live stream.
+        recordings = ([ctx.files.speaker_audio(ctx.job_id, person) for person in range(1, speakers + 1)]
+                      if speakers >= 2 and not job.options.stereo_speakers else [ctx.files.audio(ctx.job_id)])
+        mix = ctx.files.mix(ctx.job_id) if speakers >= 2 else None
         events = ctx.backends.splitter.split(
-            ctx.files.audio(ctx.job_id), split_options(ctx, job),
-            lambda index: ctx.files.chunk_wav(ctx.job_id, index), ctx.calls,
+            recordings, split_options(ctx, job),
+            lambda index: ctx.files.chunk_wav(ctx.job_id, index), ctx.calls, mix_path=mix,
         )
         try:
             for event in events:
                 ctx.check()
+                if mix is not None and not self._mix_published and mix.exists():
+                    self._mix_published = True
+                    ctx.files.publish(mix)
+                    if ctx.backends.live is not None and not job.options.dry_run:
+                        ctx.backends.live.start(ctx.job_id)
                 if isinstance(event, SplitChunk):
                     self._on_chunk(job, event)
                 else:
@@ -100,8 +111,8 @@ class SplitStep:
         if job.options.dry_run or span.index in self._submitted:
             return
         self._submitted.add(span.index)
-        self.scheduler.add(job, span.lane, Piece(span.index, span.frame_count, event.wav_path,
-                                                 span.start_sample // SAMPLES_PER_FRAME))
+        self.scheduler.add(job, span.lane, Piece(span.index, span.frame_count, event.wav_path, span.start_sample,
+                                                 span.end_sample, span.lane, span.lane_first_frame))
 
     def _record_plan(self, plan: splitter_pb2.SplitPlan) -> list[ChunkRecord]:
         ctx = self.ctx

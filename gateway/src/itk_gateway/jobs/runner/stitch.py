@@ -118,7 +118,7 @@ class StitchStep:
             attempt_over = threading.Event()
             try:
                 ctx.backends.stitcher.stitch(
-                    header, ctx.files.audio(ctx.job_id), self._next_parts(count, first, attempt_over), result,
+                    header, ctx.files.sound(ctx.job_id), self._next_parts(count, first, attempt_over), result,
                     ctx.calls,
                 )
                 return

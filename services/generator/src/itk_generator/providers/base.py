@@ -7,6 +7,11 @@ stream alive); the frames follow once the video is converted. A chunk that is ca
 or passes its deadline cancels its provider job, so nothing keeps running (and billing) for a
 chunk nobody waits for.
 
+Submits are never sent blind a second time (see http.py): the submit's answer is the only handle on
+the job it started, so it is awaited on a helper thread while the chunk's cancel flag and deadline
+are watched. A slow answer is adopted as the chunk's job; when the chunk ends first, the answer is
+still awaited and the job it names is cancelled as soon as it comes.
+
 Lanes: a provider takes no motion frames. A provider piece that continues a lane starts from
 the piece's reference image, like the first piece of a lane; its last converted frames
 (`retime(..., tail_frames=N)`) are what it hands on as the lane's motion out.
@@ -22,6 +27,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +35,7 @@ from itk_common.catalogue import DEFAULT_PRESET, MOTION_FRAMES
 from itk_common.motion import uint8_to_motion
 from itk_common.wav import encode_wav
 
-from ..backend import Backend, ChunkJob, Offer, ProgressCallback, ProgressEvent, RenderedChunk
+from ..backend import Backend, Cancelled, ChunkJob, Offer, ProgressCallback, ProgressEvent, RenderedChunk
 from .errors import ProviderDeadlineError, ProviderError, ProviderJobEndedError, ProviderJobLostError
 from .http import CallScope, ProviderHttp
 from .policy import CallPolicy
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PROMPT = "A person talking naturally"
 # Provider jobs in flight per generator unless GENERATOR_CAPACITY says otherwise.
 DEFAULT_PROVIDER_CAPACITY = 4
+# How often a chunk waiting for its submit's answer looks at its cancel flag and deadline.
+SUBMIT_WATCH_SEC = 0.1
 
 
 class Phase(enum.Enum):
@@ -71,6 +79,8 @@ class ChunkInputs:
     wav: bytes
     image_url: str = ""  # set by backends that stage inputs for providers that fetch by URL
     wav_url: str = ""
+    # A two-person chunk: `wav` is person 1's track and this person 2's (b"" for one person).
+    wav_2: bytes = b""
 
     @property
     def image_base64(self) -> str:
@@ -79,6 +89,10 @@ class ChunkInputs:
     @property
     def wav_base64(self) -> str:
         return base64.b64encode(self.wav).decode("ascii")
+
+    @property
+    def wav_2_base64(self) -> str:
+        return base64.b64encode(self.wav_2).decode("ascii")
 
 
 class ProviderBackend(Backend):
@@ -132,10 +146,16 @@ class ProviderBackend(Backend):
     def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
                cancelled: threading.Event) -> RenderedChunk:
         scope = CallScope(cancelled, time.monotonic() + self.policy.chunk_timeout_sec)
-        inputs = ChunkInputs(image=fit_reference(job.image, self.policy.max_image_side), wav=encode_wav(job.audio))
+        image = fit_reference(job.image, self.policy.max_image_side)
+        if job.persons:
+            # Each speaker's own track; the provider's worker lines up their faces itself.
+            first, second = job.person_tracks
+            inputs = ChunkInputs(image=image, wav=encode_wav(first), wav_2=encode_wav(second))
+        else:
+            inputs = ChunkInputs(image=image, wav=encode_wav(job.audio))
         progress(ProgressEvent(step=0, total_steps=1, frames_done=0, stage=f"{self.name}: submitting"))
         with self.staged(job, inputs, scope) as staged:
-            provider_id = self.submit(job, staged, scope)
+            provider_id = self._submit_watched(job, staged, scope)
             log.info("chunk %s/%d: %s job %s submitted", job.job_id, job.chunk_index, self.name, provider_id)
             try:
                 video = self._wait_for_video(provider_id, scope, progress)
@@ -166,6 +186,41 @@ class ProviderBackend(Backend):
         motion = None if result.tail is None else uint8_to_motion(result.tail)
         return RenderedChunk(path=output, frame_count=result.frame_count, width=result.width, height=result.height,
                              motion=motion)
+
+    def _submit_watched(self, job: ChunkJob, inputs: ChunkInputs, scope: CallScope) -> str:
+        """`submit` on a helper thread; its job id, or Cancelled / ProviderDeadlineError as soon as the
+        chunk ends, after which the job a late answer names is cancelled on the provider."""
+        answer: Future[str] = Future()
+
+        def send() -> None:
+            try:
+                answer.set_result(self.submit(job, inputs, scope))
+            except BaseException as exc:  # handed to the waiting chunk (or to _cancel_late_job)
+                answer.set_exception(exc)
+
+        threading.Thread(target=send, daemon=True,
+                         name=f"{self.name}-submit-{job.job_id}-{job.chunk_index}").start()
+        while not answer.done() and not scope.cancelled.is_set() and scope.remaining() > 0:
+            wait([answer], timeout=min(SUBMIT_WATCH_SEC, max(0.0, scope.remaining())))
+        if answer.done():
+            return answer.result()
+        answer.add_done_callback(self._cancel_late_job)
+        if scope.cancelled.is_set():
+            raise Cancelled()
+        raise ProviderDeadlineError(
+            f"{self.name}: no answer to the submit within {self.policy.chunk_timeout_sec:g} s "
+            f"(PROVIDER_CHUNK_TIMEOUT_SEC); a job it started is cancelled when its answer comes")
+
+    def _cancel_late_job(self, answer: Future[str]) -> None:
+        """The submit of a chunk that has ended was answered after all: cancel the job it started."""
+        if answer.exception() is not None:
+            log.info("%s: the submit of an ended chunk started no job we know of: %s", self.name,
+                     answer.exception())
+            return
+        provider_id = answer.result()
+        log.warning("%s job %s: its submit was answered after the chunk ended; cancelling it", self.name,
+                    provider_id)
+        self._cancel_quietly(provider_id)
 
     def _wait_for_video(self, provider_id: str, scope: CallScope, progress: ProgressCallback) -> bytes:
         polls = 0

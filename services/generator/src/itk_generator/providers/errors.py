@@ -24,9 +24,10 @@ class ProviderJobEndedError(ProviderError):
 
 
 class SubmitOutcomeUnknownError(ProviderError):
-    """A submit reached the provider (or may have) but its answer was lost: the provider may have
-    started a job whose id we never learnt. It is not sent again, so no second job renders (and
-    bills) beside one nobody polls or cancels."""
+    """A submit reached the provider (or may have) but its answer was lost (a broken connection,
+    another 5xx, no answer by the chunk's deadline): the provider may have started a job whose id we
+    never learnt, and no provider documents a way to find it. It is not sent again, so no second job
+    renders (and bills) beside one nobody polls or cancels."""
 
 
 class ProviderDeadlineError(ProviderError):

@@ -6,9 +6,13 @@ Waiting between attempts stops at once when the chunk is cancelled or its deadli
 
 A call that starts something on the provider (a submit) is not idempotent: sent twice it may start
 two provider jobs, and the one whose answer was lost would render and bill with nobody polling or
-cancelling it. Such a call is sent again only when the provider surely did not act on it: the
-connection was never made, or the provider refused it (429, 503). After a failure that leaves it
-open (a timeout or a broken connection once the request was sent, another 5xx) it fails with
+cancelling it. None of the three providers documents a key that makes a second submit find the
+first job, or a way to list jobs by something the client chose, so the job's id comes only from the
+submit's own answer. Such a call therefore waits for its answer until the chunk's deadline rather
+than PROVIDER_REQUEST_TIMEOUT_SEC (a slow answer is the first job's id: it is adopted, not lost), and
+is sent again only when the provider surely did not act on it: the connection was never made, or
+the provider refused it (429, 503). After a failure that leaves it open (a broken connection once
+the request was sent, another 5xx, no answer by the deadline) it fails with
 SubmitOutcomeUnknownError instead.
 """
 
@@ -80,16 +84,24 @@ class ProviderHttp:
 
         `what` says what the call is for ("submit", "status of job X"), for error messages.
         404 raises ProviderJobLostError (the caller decides whether that means a lost job).
-        `idempotent=False` (a submit): retried only when the provider surely did not act on it; a
-        failure that leaves that open raises SubmitOutcomeUnknownError.
+        `idempotent=False` (a submit): its answer is awaited until the scope's deadline; retried only
+        when the provider surely did not act on it; a failure that leaves that open raises
+        SubmitOutcomeUnknownError.
         """
         attempts = self.policy.retries + 1
         last = ""
         for attempt in range(attempts):
             scope.check(f"{self.provider}: deadline passed before {what}")
             retry_after = 0.0
+            # A submit's answer carries the only handle on the job it started: wait for it as long as
+            # the chunk may take, rather than give it up (and with it the job) after one call's timeout;
+            # one call's timeout more, so that an answer just past the deadline still names the job that
+            # the backend then cancels.
+            timeout = self.client.timeout if idempotent else httpx.Timeout(
+                self.policy.request_timeout_sec, read=max(0.0, scope.remaining()) + self.policy.request_timeout_sec)
             try:
-                response = self.client.request(method, url, headers=headers, json=json, params=params)
+                response = self.client.request(method, url, headers=headers, json=json, params=params,
+                                               timeout=timeout)
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if not idempotent and not isinstance(exc, NOT_SENT_ERRORS):
@@ -118,8 +130,9 @@ class ProviderHttp:
     def _outcome_unknown(self, what: str, last: str) -> SubmitOutcomeUnknownError:
         return SubmitOutcomeUnknownError(self._message(
             f"{what}: the provider may have started a job but its answer was lost ({last}); not sent again, "
-            f"so at most one provider job runs for this attempt (one that did start runs unwatched: see the "
-            f"provider's console)"))
+            f"so at most one provider job runs for this attempt (the provider offers no way to find one that "
+            f"did start: it runs unwatched to its end or the endpoint's own timeout; see the provider's "
+            f"console)"))
 
     def _scrubbed(self, text: str) -> str:
         return scrub(text, self.secrets)
