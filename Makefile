@@ -69,7 +69,7 @@ bench: $(STAMP) $(PG_STAMP)
 
 # Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU (FP8 parts: compute capability 8.9+,
 # cuDNN FP8 attention: 9.0+ and the generator's `fp8` extra). REFERENCE_DIR=path adds the reference
-# implementation's forward side by side (see README, Performance). On a machine with several GPUs
+# implementation's forward side by side (see docs/performance.md). On a machine with several GPUs
 # it then times one clip on 1, 2, 4 and 8 of them in every parallel mode (bench-gpu-parallel).
 REFERENCE_DIR ?=
 GPUS ?= 1,2,4,8

@@ -10,9 +10,9 @@ COPY common /src/common
 COPY gateway /src/gateway
 # Every third-party dependency comes as a binary wheel (PyAV bundles FFmpeg), so no compiler is
 # needed; the local itk-common (with its media extra: the gateway checks and cuts source videos
-# for dubbing) satisfies the dependency on it. The gateway depends on PyAV itself for the live HLS
+# for dubbing; with its faces extra: a two-person portrait's faces become the speakers' boxes) satisfies the dependency on it. The gateway depends on PyAV itself for the live HLS
 # segments it muxes; the web page's static files come inside the package.
-RUN /opt/venv/bin/pip install "/src/common[media]" /src/gateway
+RUN /opt/venv/bin/pip install "/src/common[media,faces]" /src/gateway
 
 # Only the virtual environment moves on: no sources, pip caches or build files in the image.
 FROM ${PYTHON_IMAGE}

@@ -10,7 +10,7 @@ COPY common /src/common
 COPY services/generator /src/services/generator
 # Every third-party dependency comes as a binary wheel (PyAV bundles FFmpeg), so no compiler is
 # needed; the local itk-common satisfies the service's dependency on it.
-RUN /opt/venv/bin/pip install "/src/common[media]" "/src/services/generator[providers]"
+RUN /opt/venv/bin/pip install "/src/common[media,faces]" "/src/services/generator[providers]"
 
 # Only the virtual environment moves on: no sources, pip caches or build files in the image.
 FROM ${PYTHON_IMAGE}

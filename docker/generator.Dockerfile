@@ -34,7 +34,7 @@ RUN --mount=type=bind,from=flash-attn,source=/wheels,target=/wheels \
     python -c "import sys; assert sys.version_info >= (3, 11), 'Python 3.11+ needed, image has ' + sys.version" \
  && python -c "import torch; print(f'torch=={torch.__version__}')" > /tmp/keep-torch.txt \
  && pip install --constraint /tmp/keep-torch.txt \
-      "/src/common[media]" "/src/services/generator[infinitetalk,fp8]" $(find /wheels -name "*.whl") \
+      "/src/common[media,faces]" "/src/services/generator[infinitetalk,fp8]" $(find /wheels -name "*.whl") \
  && rm -rf /src /tmp/keep-torch.txt
 # A fixed non-root uid, the runAsUser of k8s/.
 RUN groupadd --system --gid 10001 app \

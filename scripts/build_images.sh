@@ -53,7 +53,7 @@ echo "Built:"
 printf '  %s\n' "${built[@]}"
 if [[ -n "$REGISTRY" || "$IMAGE_TAG" != 0.1.0 ]]; then
   echo
-  echo "Point a kustomization at them (images: section, see the README, "Deploying on Kubernetes"), e.g.:"
+  echo "Point a kustomization at them (images: section, see docs/kubernetes.md), e.g.:"
   for image in $IMAGES; do
     printf '  - name: infinitetalk/%s\n    newName: %s/%s\n    newTag: "%s"\n' \
       "$image" "$prefix" "$image" "$IMAGE_TAG"

@@ -18,6 +18,7 @@ from itk_common.constants import FPS
 from itk_common.video import probe_video
 from scripts.stack import Stack
 from tests.helpers.audio import encode_audio, speech_like
+from tests.helpers.two_persons import conversation, two_person_portrait
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTRAIT = ROOT / "assets" / "sample" / "portrait.png"
@@ -109,3 +110,18 @@ def test_python_api_sync_and_async(stack: Stack, speech: Path, tmp_path: Path) -
     status, size, seen = asyncio.run(run())
     assert status == "COMPLETED" and size > 0 and seen[-1] == "COMPLETED"
     assert probe_video(tmp_path / "async.mp4").frame_count == round(SECONDS * FPS)
+
+
+def test_submit_two_people(stack: Stack, tmp_path: Path) -> None:
+    first, second = conversation(seconds=3.0, seed=9)
+    paths = [tmp_path / "one.wav", tmp_path / "two.wav", tmp_path / "two.png"]
+    paths[0].write_bytes(encode_audio(first, 16_000, "wav"))
+    paths[1].write_bytes(encode_audio(second, 16_000, "wav"))
+    paths[2].write_bytes(two_person_portrait())
+    out = tmp_path / "two.mp4"
+    done = itk(stack, "submit", str(paths[2]), str(paths[0]), "--audio-2", str(paths[1]), "--box", "150,40,300,200",
+               "--box", "724,40,874,200", "--audio-type", "add", "--size", "128x64", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert probe_video(out).frame_count == round(6.0 * FPS)  # person 1's three seconds, then person 2's
+    wrong = itk(stack, "submit", str(paths[2]), str(paths[0]), "--audio-2", str(paths[1]), "--box", "0,0,9,9")
+    assert wrong.returncode == 2 and "2 speakers' tracks for 1 box(es)" in wrong.stderr.replace("\n", "")

@@ -58,13 +58,15 @@ class Chunk:
     lane_first_frame: int = 0
     motion: bytes | None = None
     seed: int = 0
+    # Multi-person: `samples` is then [persons, samples], one WAV channel per person.
+    persons: list[generator_pb2.Person] = field(default_factory=list)
 
     def spec(self) -> generator_pb2.ChunkSpec:
-        frames = self.frame_count if self.frame_count is not None else frames_for_samples(len(self.samples))
+        frames = self.frame_count if self.frame_count is not None else frames_for_samples(self.samples.shape[-1])
         return generator_pb2.ChunkSpec(job_id=self.job_id, chunk_index=self.chunk_index, width=self.width,
                                        height=self.height, frame_count=frames, sampling=self.sampling,
                                        lane=self.lane, lane_first_frame=self.lane_first_frame,
-                                       has_motion=self.motion is not None, seed=self.seed)
+                                       has_motion=self.motion is not None, seed=self.seed, persons=self.persons)
 
     def requests(self, audio_first: bool = False, piece_size: int = 64 * 1024
                  ) -> Iterator[generator_pb2.GenerateRequest]:

@@ -32,9 +32,12 @@ class CountingBackend(Backend):
 
     name = "preview"
 
-    def __init__(self, cost_per_audio_sec: float = 0.0, devices: int = 1) -> None:
+    def __init__(self, cost_per_audio_sec: float = 0.0, devices: int = 1,
+                 person_counts: tuple[int, ...] | None = None) -> None:
         self.inner = PreviewBackend(cost_per_audio_sec=cost_per_audio_sec)
         self.devices = devices  # what GetInfo reports, as a multi-GPU generator would
+        # What GetInfo reports as person counts (None: the preview's own, one or two).
+        self.counts = person_counts
         self.rendered: Counter[tuple[str, int]] = Counter()
         self.started: Counter[tuple[str, int]] = Counter()
         # Renders under way now: (job, chunk) -> time.monotonic() when it began.
@@ -48,6 +51,10 @@ class CountingBackend(Backend):
     @property
     def parallel_devices(self) -> int:
         return self.devices
+
+    @property
+    def person_counts(self) -> tuple[int, ...]:
+        return self.inner.person_counts if self.counts is None else self.counts
 
     def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
                cancelled: threading.Event) -> RenderedChunk:
@@ -82,8 +89,8 @@ class GeneratorHandle:
 
 
 def start_generator(temp_dir: Path, capacity: int = 1, cost_per_audio_sec: float = 0.0,
-                    port: int = 0, devices: int = 1) -> GeneratorHandle:
-    backend = CountingBackend(cost_per_audio_sec, devices)
+                    port: int = 0, devices: int = 1, person_counts: tuple[int, ...] | None = None) -> GeneratorHandle:
+    backend = CountingBackend(cost_per_audio_sec, devices, person_counts)
     temp_dir.mkdir(parents=True, exist_ok=True)
     server, bound = start_generator_server(HOST, port, backend=backend, capacity=capacity, temp_dir=temp_dir)
     handle = GeneratorHandle(server, bound, backend)

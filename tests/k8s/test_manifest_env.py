@@ -142,7 +142,7 @@ def test_gpu_generator_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("provider", ["runpod", "beam", "modal"])
 def test_provider_generator_settings_build_the_backend(provider: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The providers overlay's settings, plus the keys the README tells users to put in the
+    """The providers overlay's settings, plus the keys the docs tell users to put in the
     provider's Secret, are all a provider generator needs to start."""
     from itk_generator.backends import create_backend
 

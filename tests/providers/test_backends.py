@@ -3,17 +3,20 @@ credentials, deadline, cancel, Modal's staged inputs, and the settings each back
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from itk_common.config import ConfigError
 from itk_common.constants import frames_for_samples
 from itk_common.video import probe_video
-from itk_generator.backend import Cancelled, ChunkJob, ProgressEvent
+from itk_common.wav import decode_wav, mix_tracks
+from itk_generator.backend import Cancelled, ChunkJob, Person, ProgressEvent
 from itk_generator.backends import create_backend
 from itk_generator.images import decode_image
 from itk_generator.providers.errors import ProviderDeadlineError, ProviderError, ProviderJobLostError
@@ -182,3 +185,21 @@ def test_beam_failures_end_the_attempt_and_a_retry_is_cancelled(status: str, can
     with pytest.raises(ProviderError, match=f"ended {status}: worker crashed"):
         render(build_backend("beam", fake), chunk, tmp_path)
     assert bool(fake.cancelled) is cancelled
+
+
+def test_runpod_takes_two_people_and_the_others_refuse(fake_provider, s3_endpoint: str, portrait: bytes,
+                                                      tmp_path: Path) -> None:
+    tracks = np.stack([speech_like(2.0, seed=3), speech_like(2.0, seed=4)])
+    two = ChunkJob("job-two", 0, portrait, mix_tracks(tracks), frames_for_samples(tracks.shape[1]), SIZE, SIZE,
+                   persons=(Person(), Person()), person_audio=tracks)
+    fake = fake_provider("runpod", queue_sec=0.1, run_sec=0.1)
+    backend = build_backend("runpod", fake, s3_endpoint)
+    assert backend.person_counts == (1, 2)
+    render(backend, two, tmp_path)
+    (job,) = fake.submitted()
+    given = job.body["input"]
+    assert given["person_count"] == "multi"
+    np.testing.assert_allclose(decode_wav(base64.b64decode(given["wav_base64_2"])), tracks[1], atol=1 / 16000)
+    np.testing.assert_allclose(decode_wav(job.wav), tracks[0], atol=1 / 16000)
+    for provider in ("beam", "modal"):
+        assert build_backend(provider, fake_provider(provider), s3_endpoint).person_counts == (1,)

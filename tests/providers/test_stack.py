@@ -1,4 +1,4 @@
-"""The README's recipe, as processes: the stack of `make up` with a RunPod generator beside it,
+"""The documented RunPod recipe, as processes: the stack of `make up` with a RunPod generator beside it,
 registered by GENERATOR_POOL_RUNPOD, rendering on the fake RunPod."""
 
 from __future__ import annotations

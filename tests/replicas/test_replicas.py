@@ -176,7 +176,7 @@ def wait_mid_job(cluster: GatewayReplicas, backends: BackendServices, job_id: st
     """Until at least one chunk finished and was recorded as done, none finished but not yet
     recorded, and every render under way began less than half a render ago, so none of them is
     about to finish while its driver goes (a part finishing in that instant would be rendered
-    again: see the README)."""
+    again: see docs/kubernetes.md)."""
     import psycopg
 
     with psycopg.connect(cluster.database_url, autocommit=True) as connection:

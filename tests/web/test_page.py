@@ -14,7 +14,10 @@ from itk_common.constants import FPS
 from itk_common.video import probe_video
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import PORTRAIT, speech_wav
+from tests.helpers.audio import encode_audio
+from tests.helpers.rest import call
 from tests.helpers.services import GeneratorHandle, start_generator
+from tests.helpers.two_persons import conversation, two_person_portrait
 from tests.helpers.video import write_video
 
 SECONDS = 12.0
@@ -248,4 +251,44 @@ def test_a_video_to_dub_from_the_page(browser, make_gateway: Callable[..., Gatew
     page.click("#submit")
     final = wait_for(page, lambda state: state["status"] in ("COMPLETED", "FAILED"), 90, "the job's end")
     assert final["status"] == "COMPLETED", page.text_content("#job-status")
+    page.close()
+
+
+def test_two_people_with_boxes_drawn_on_the_portrait(browser, make_gateway: Callable[..., Gateway],
+                                                     tmp_path: Path) -> None:
+    gateway = make_gateway()
+    first, second = conversation(seconds=2.0, seed=3)
+    paths = {"image": tmp_path / "two.png", "audio": tmp_path / "one.wav", "audio_2": tmp_path / "two.wav"}
+    paths["image"].write_bytes(two_person_portrait())
+    paths["audio"].write_bytes(encode_audio(first, 16_000, "wav"))
+    paths["audio_2"].write_bytes(encode_audio(second, 16_000, "wav"))
+    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+    page.goto(gateway.rest_url + "/")
+    for field, path in paths.items():
+        page.set_input_files(f"#{field}", str(path))
+    page.select_option("#size", "custom")
+    page.fill("#width", "128")
+    page.fill("#height", "64")
+    page.select_option("#audio-type", "add")
+    canvas = page.locator("#speaker-boxes")
+    canvas.wait_for(state="visible")
+    for x0, y0, x1, y1 in ((150, 40, 300, 200), (724, 40, 874, 200)):
+        area = canvas.bounding_box()  # measured again: the status line above it may have rewrapped
+        assert area is not None
+        scale = area["width"] / 1024  # the portrait is 1024 pixels wide
+        page.mouse.move(area["x"] + x0 * scale, area["y"] + y0 * scale)
+        page.mouse.down()
+        page.mouse.move(area["x"] + x1 * scale, area["y"] + y1 * scale, steps=4)
+        page.mouse.up()
+    assert page.text_content("#boxes-status") == "2 of 2 boxes drawn"
+    page.click("#submit")
+    final = wait_for(page, lambda state: state["status"] in ("COMPLETED", "FAILED"), 90, "the job's end")
+    assert final["status"] == "COMPLETED", page.text_content("#job-detail")
+    detail = page.text_content("#job-detail")
+    assert "two people (add), boxes as drawn: person 1 [" in detail
+    job_id = page.text_content("#job-id")
+    _, job = call("GET", f"{gateway.rest_url}/jobs/{job_id}?include_video=false")
+    for drawn, used in zip(((150, 40, 300, 200), (724, 40, 874, 200)), (s["box"] for s in job["speakers"]),
+                           strict=True):
+        assert all(abs(a - b) <= 3 for a, b in zip(drawn, used, strict=True)), (drawn, used)
     page.close()

@@ -38,8 +38,9 @@ class AsyncClient:
 
     async def submit(self, image: str | Path, audio: str | Path, width: int = 512, height: int = 512, *,
                      idempotency_key: str | None = None, **options: Any) -> Job:
+        audio_2 = options.pop("audio_2", None)
         request = job_request(width, height, options)
-        files = open_media(image, audio)
+        files = open_media(image, audio, audio_2)
         try:
             reply = await self._json("POST", "/jobs", data=request.form(), files=files,
                                      headers=idempotency(idempotency_key))

@@ -12,6 +12,7 @@ or was cancelled, 2 for a refused request.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -33,6 +34,16 @@ def parse_size(text: str) -> tuple[int, int]:
     if not sep or not width.isdigit() or not height.isdigit():
         raise argparse.ArgumentTypeError(f"size must look like 480x832, got {text!r}")
     return int(width), int(height)
+
+
+def parse_box(text: str) -> list[int]:
+    try:
+        box = [int(value) for value in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1 (four integers in pixels), got {text!r}")
+    return box
 
 
 def describe(job: Job) -> str:
@@ -88,7 +99,9 @@ def finish(client: Client, job: Job, output: Path | None) -> int:
 def cmd_submit(client: Client, args: argparse.Namespace) -> int:
     width, height = args.size
     options = {"prompt": args.prompt, "provider": args.provider, "preset": args.preset, "seed": args.seed,
-               "webhook_url": args.webhook_url}
+               "webhook_url": args.webhook_url, "audio_2": args.audio_2, "audio_type": args.audio_type,
+               "boxes": json.dumps(args.box) if args.box else None,
+               "stereo_speakers": True if args.stereo_speakers else None}
     job = client.submit(args.image, args.audio, width, height, idempotency_key=args.idempotency_key,
                         **{k: v for k, v in options.items() if v is not None})
     console.print(f"job [bold]{job.id}[/bold] accepted ({job.provider}, {job.width}x{job.height}); "
@@ -153,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--webhook-url")
     submit.add_argument("--idempotency-key", help="retrying with the same key never makes a second job")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    two = submit.add_argument_group("two people talking")
+    two.add_argument("--audio-2", type=Path, help="person 2's recording (AUDIO is person 1's)")
+    two.add_argument("--stereo-speakers", action="store_true",
+                     help="AUDIO is one stereo recording: person 1 on the left channel, person 2 on the right")
+    two.add_argument("--box", type=parse_box, action="append",
+                     help="a speaker's face box X0,Y0,X1,Y1 in pixels of the portrait; once per speaker, person 1 "
+                          "first (default: the faces found in the portrait, left to right)")
+    two.add_argument("--audio-type", choices=("para", "add"),
+                     help="para: the tracks play together (default); add: person 1's, then person 2's")
     submit.set_defaults(run=cmd_submit)
 
     for name, helptext, run in (("status", "show a job", cmd_status), ("cancel", "cancel a job", cmd_cancel)):
@@ -175,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("image", "audio"):
+    for name in ("image", "audio", "audio_2"):
         path = getattr(args, name, None)
         if path is not None and not path.is_file():
             console.print(f"[red]{name}: no such file: {path}[/red]")

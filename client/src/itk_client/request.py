@@ -55,11 +55,14 @@ def idempotency(key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": key} if key else {}
 
 
-def open_media(image: str | Path, audio: str | Path) -> dict[str, tuple[str, Any, str]]:
-    """Files for the multipart upload (httpx streams them from disk)."""
-    image, audio = Path(image), Path(audio)
-    return {"image": (image.name, image.open("rb"), "application/octet-stream"),
-            "audio": (audio.name, audio.open("rb"), "application/octet-stream")}
+def open_media(image: str | Path, audio: str | Path, audio_2: str | Path | None = None
+               ) -> dict[str, tuple[str, Any, str]]:
+    """Files for the multipart upload (httpx streams them from disk); `audio_2`: person 2's
+    recording of a two-person job."""
+    paths = {"image": Path(image), "audio": Path(audio)}
+    if audio_2 is not None:
+        paths["audio_2"] = Path(audio_2)
+    return {name: (path.name, path.open("rb"), "application/octet-stream") for name, path in paths.items()}
 
 
 def close_media(files: dict[str, tuple[str, Any, str]]) -> None:

@@ -52,10 +52,12 @@ class Client:
         """Upload a portrait and a recording (streamed from disk, multipart); returns the new job.
 
         Options: prompt, provider, preset ("quality" or "fast"), seed, webhook_url, push_to_s3,
-        dry_run; anything else is sent as a form field of that name.
+        dry_run; audio_2 (person 2's recording: two people talking); anything else is sent as a
+        form field of that name (boxes, audio_type, stereo_speakers, ...).
         """
+        audio_2 = options.pop("audio_2", None)
         request = job_request(width, height, options)
-        files = open_media(image, audio)
+        files = open_media(image, audio, audio_2)
         try:
             reply = self._json("POST", "/jobs", data=request.form(), files=files,
                                headers=idempotency(idempotency_key))

@@ -1,5 +1,8 @@
 """The gateway process: REST bridge (uvicorn) and public gRPC API in one process.
 
+`build_gateway` is the composition root: every part of the gateway is built there, once, and
+handed what it needs; no part builds its own collaborators or is wired after construction.
+
 `python -m itk_gateway.server` reads the environment (see config.py) and serves until SIGTERM.
 On SIGTERM it stops accepting requests and stops its job runners without ending their jobs, and
 releases their leases: finished chunks are in the store and the job files, so another replica
@@ -28,17 +31,21 @@ from itk_gateway.api.rest_models import job_json
 from itk_gateway.config import Settings
 from itk_gateway.dispatch.clients import SplitterClient, StitcherClient
 from itk_gateway.dispatch.pool import EndpointPool, file_targets, static_targets
+from itk_gateway.jobs.fetch import AllowList, FetchSettings, UrlFetcher
 from itk_gateway.jobs.orchestrator import LeaseSettings, Orchestrator
+from itk_gateway.jobs.reference import VideoLimits
 from itk_gateway.jobs.retention import Retention, remove_orphans
 from itk_gateway.jobs.runner import Backends, RunSettings
-from itk_gateway.jobs.service import JobService
-from itk_gateway.jobs.webhooks import WebhookNotifier, WebhookSettings
+from itk_gateway.jobs.service import Intake, JobService
+from itk_gateway.jobs.validation import OptionRules
+from itk_gateway.jobs.views import JobViews
+from itk_gateway.jobs.webhooks import WebhookNotifier, WebhookSettings, private_address_problem
 from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.grpc_interceptor import AuthInterceptor
 from itk_gateway.security.guard import Guard, is_loopback
 from itk_gateway.security.keys import KeyRing
-from itk_gateway.security.limits import RateLimiter
+from itk_gateway.security.limits import RateLimiter, UploadBudget
 from itk_gateway.storage.blobs import S3Blobs, s3_client
 from itk_gateway.storage.database import (
     DatabaseInUseError,
@@ -68,6 +75,25 @@ def build_guard(settings: Settings, metrics: GatewayMetrics) -> Guard:
     keys = KeyRing(settings.api_keys, settings.api_keys_file, set(settings.api_admin_names))
     return Guard(keys, settings.auth_required, RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
                  lambda reason: metrics.refused.labels(reason).inc())
+
+
+def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics) -> Intake:
+    """What job creation checks its inputs with (the deployment's rules and limits)."""
+    rules = OptionRules(
+        providers=list(settings.pool_targets()), default_provider=settings.default_provider,
+        aliases=settings.provider_aliases, s3_enabled=s3 is not None,
+        webhooks_enabled=bool(settings.webhook_secret),
+        webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else private_address_problem,
+    )
+    fetcher = UrlFetcher(FetchSettings(
+        allow=AllowList.parse(settings.url_allow_hosts), connect_timeout_sec=settings.url_connect_timeout_sec,
+        total_timeout_sec=settings.url_timeout_sec, max_redirects=settings.url_max_redirects,
+    ))
+    video_limits = VideoLimits(max_duration_sec=settings.max_video_sec, max_pixels=settings.max_video_pixels,
+                               max_side=settings.video_max_side)
+    budget = UploadBudget(settings.max_uploads_in_flight_mb * 1024 * 1024,
+                          lambda reason: metrics.refused.labels(reason).inc())
+    return Intake(rules, fetcher, video_limits, budget)
 
 
 def rest_listener(host: str, port: int) -> socket.socket:
@@ -243,22 +269,23 @@ def build_gateway(settings: Settings) -> Gateway:
         clip_frames=settings.clip_frames, audio_context_sec=settings.audio_context_sec,
         seam_fade_sec=settings.seam_fade_sec,
     )
-    leases = LeaseSettings(lease_sec=settings.job_lease_sec, poll_sec=settings.job_poll_sec)
-    orchestrator = Orchestrator(store, files, backends, run_settings, metrics, leases)
-    metrics.follow_driven_jobs(lambda: len(orchestrator.driving()))
-    service = JobService(settings, store, files, orchestrator, metrics, s3, live)
+    views = JobViews(store, s3, live)
     webhooks = WebhookNotifier(
         store,
         WebhookSettings(settings.webhook_secret, settings.webhook_max_attempts, settings.webhook_retry_backoff_sec,
                         settings.webhook_timeout_sec, settings.webhook_progress_interval_sec,
                         settings.webhook_allow_private),
-        describe=lambda record: job_json(service.view(record)) | service.progress_of(record),
+        describe=lambda record: job_json(views.view(record)) | views.progress_of(record),
         on_delivery=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
     )
-    service.webhooks = webhooks
+    leases = LeaseSettings(lease_sec=settings.job_lease_sec, poll_sec=settings.job_poll_sec)
+    # Jobs resumed at start and jobs taken over from another replica alike are followed by webhooks.
+    orchestrator = Orchestrator(store, files, backends, run_settings, metrics, leases,
+                                on_resume=lambda job_id: webhooks.watch(job_id, resumed=True))
+    metrics.follow_driven_jobs(lambda: len(orchestrator.driving()))
+    service = JobService(settings, store, files, orchestrator, metrics, views, build_intake(settings, s3, metrics),
+                         webhooks, s3, live)
     retention = Retention(store, files, s3, settings.result_ttl_hours, live)
-    # Jobs resumed at start and jobs taken over from another replica alike.
-    orchestrator.on_resume = lambda job_id: webhooks.watch(job_id, resumed=True)
     return Gateway(settings, store, files, backends, orchestrator, service, metrics, webhooks,
                    build_guard(settings, metrics), retention)
 

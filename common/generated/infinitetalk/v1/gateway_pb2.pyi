@@ -26,7 +26,7 @@ CANCELLED: JobStatus
 TIMED_OUT: JobStatus
 
 class JobOptions(_message.Message):
-    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec", "webhook_url", "image_url", "audio_url", "video_extend", "lanes")
+    __slots__ = ("width", "height", "prompt", "provider", "push_to_s3", "dry_run", "force_offload", "seed", "sampling", "chunk_target_sec", "webhook_url", "image_url", "audio_url", "video_extend", "lanes", "speakers", "audio_type", "stereo_speakers", "audio_2_url")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,10 @@ class JobOptions(_message.Message):
     AUDIO_URL_FIELD_NUMBER: _ClassVar[int]
     VIDEO_EXTEND_FIELD_NUMBER: _ClassVar[int]
     LANES_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STEREO_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_2_URL_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     prompt: str
@@ -57,20 +61,48 @@ class JobOptions(_message.Message):
     audio_url: str
     video_extend: str
     lanes: int
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ..., webhook_url: _Optional[str] = ..., image_url: _Optional[str] = ..., audio_url: _Optional[str] = ..., video_extend: _Optional[str] = ..., lanes: _Optional[int] = ...) -> None: ...
+    speakers: _containers.RepeatedCompositeFieldContainer[JobSpeaker]
+    audio_type: str
+    stereo_speakers: bool
+    audio_2_url: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., provider: _Optional[str] = ..., push_to_s3: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., force_offload: _Optional[bool] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., chunk_target_sec: _Optional[float] = ..., webhook_url: _Optional[str] = ..., image_url: _Optional[str] = ..., audio_url: _Optional[str] = ..., video_extend: _Optional[str] = ..., lanes: _Optional[int] = ..., speakers: _Optional[_Iterable[_Union[JobSpeaker, _Mapping]]] = ..., audio_type: _Optional[str] = ..., stereo_speakers: _Optional[bool] = ..., audio_2_url: _Optional[str] = ...) -> None: ...
+
+class JobSpeaker(_message.Message):
+    __slots__ = ("audio_url", "box", "person")
+    AUDIO_URL_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    audio_url: str
+    box: SpeakerBox
+    person: int
+    def __init__(self, audio_url: _Optional[str] = ..., box: _Optional[_Union[SpeakerBox, _Mapping]] = ..., person: _Optional[int] = ...) -> None: ...
+
+class SpeakerBox(_message.Message):
+    __slots__ = ("x0", "y0", "x1", "y1")
+    X0_FIELD_NUMBER: _ClassVar[int]
+    Y0_FIELD_NUMBER: _ClassVar[int]
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    def __init__(self, x0: _Optional[int] = ..., y0: _Optional[int] = ..., x1: _Optional[int] = ..., y1: _Optional[int] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("options", "image", "audio")
+    __slots__ = ("options", "image", "audio", "audio_2")
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_2_FIELD_NUMBER: _ClassVar[int]
     options: JobOptions
     image: _common_pb2.DataPiece
     audio: _common_pb2.DataPiece
-    def __init__(self, options: _Optional[_Union[JobOptions, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
+    audio_2: _common_pb2.DataPiece
+    def __init__(self, options: _Optional[_Union[JobOptions, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio_2: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "provider", "status", "progress", "error", "video_url", "chunk_count", "chunks_done", "frames_total", "frames_done", "duration_sec", "seed", "width", "height", "created_at", "updated_at", "video_available", "lanes", "seams")
+    __slots__ = ("id", "provider", "status", "progress", "error", "video_url", "chunk_count", "chunks_done", "frames_total", "frames_done", "duration_sec", "seed", "width", "height", "created_at", "updated_at", "video_available", "lanes", "seams", "speakers", "boxes_from", "audio_type")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +122,9 @@ class Job(_message.Message):
     VIDEO_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     LANES_FIELD_NUMBER: _ClassVar[int]
     SEAMS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FROM_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_TYPE_FIELD_NUMBER: _ClassVar[int]
     id: str
     provider: str
     status: JobStatus
@@ -109,7 +144,10 @@ class Job(_message.Message):
     video_available: bool
     lanes: _containers.RepeatedCompositeFieldContainer[JobLane]
     seams: _containers.RepeatedCompositeFieldContainer[JobSeam]
-    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., video_url: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., frames_done: _Optional[int] = ..., duration_sec: _Optional[float] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., video_available: _Optional[bool] = ..., lanes: _Optional[_Iterable[_Union[JobLane, _Mapping]]] = ..., seams: _Optional[_Iterable[_Union[JobSeam, _Mapping]]] = ...) -> None: ...
+    speakers: _containers.RepeatedCompositeFieldContainer[JobSpeaker]
+    boxes_from: str
+    audio_type: str
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., video_url: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., frames_done: _Optional[int] = ..., duration_sec: _Optional[float] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., video_available: _Optional[bool] = ..., lanes: _Optional[_Iterable[_Union[JobLane, _Mapping]]] = ..., seams: _Optional[_Iterable[_Union[JobSeam, _Mapping]]] = ..., speakers: _Optional[_Iterable[_Union[JobSpeaker, _Mapping]]] = ..., boxes_from: _Optional[str] = ..., audio_type: _Optional[str] = ...) -> None: ...
 
 class JobLane(_message.Message):
     __slots__ = ("index", "start_sec", "end_sec", "chunk_count", "chunks_done")

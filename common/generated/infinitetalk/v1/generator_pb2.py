@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from infinitetalk.v1 import common_pb2 as infinitetalk_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finfinitetalk/v1/generator.proto\x12\x0finfinitetalk.v1\x1a\x1cinfinitetalk/v1/common.proto\"\xc4\x02\n\tChunkSpec\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x32\n\x08sampling\x18\x07 \x01(\x0b\x32 .infinitetalk.v1.SamplingOptions\x12\x13\n\x0b\x66rame_count\x18\x08 \x01(\x05\x12\x15\n\rforce_offload\x18\t \x01(\x08\x12\x0c\n\x04lane\x18\n \x01(\x05\x12\x18\n\x10lane_first_frame\x18\x0b \x01(\x05\x12\x1c\n\x14\x61udio_context_before\x18\x0c \x01(\x03\x12\x1b\n\x13\x61udio_context_after\x18\r \x01(\x03\x12\x12\n\nhas_motion\x18\x0e \x01(\x08\"\x84\x02\n\x0fGenerateRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.infinitetalk.v1.ChunkSpecH\x00\x12+\n\x05image\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12+\n\x05\x61udio\x18\x03 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12\x32\n\x0csource_video\x18\x04 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12,\n\x06motion\x18\x05 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\t\n\x07payload\"Q\n\x08Progress\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x02 \x01(\x05\x12\x13\n\x0b\x66rames_done\x18\x03 \x01(\x05\x12\r\n\x05stage\x18\x04 \x01(\t\"\xc3\x01\n\x0fGenerateSummary\x12\x13\n\x0b\x66rame_count\x18\x01 \x01(\x05\x12\x14\n\x0c\x64uration_sec\x18\x02 \x01(\x01\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x15\n\rseconds_spent\x18\x04 \x01(\x01\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x12\n\nvideo_size\x18\x07 \x01(\x03\x12\x15\n\rmotion_frames\x18\x08 \x01(\x05\x12\x13\n\x0bmotion_size\x18\t \x01(\x03\"\xda\x01\n\x10GenerateResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.infinitetalk.v1.ProgressH\x00\x12+\n\x05video\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12\x33\n\x07summary\x18\x03 \x01(\x0b\x32 .infinitetalk.v1.GenerateSummaryH\x00\x12,\n\x06motion\x18\x04 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\x07\n\x05\x65vent\"\x10\n\x0eGetInfoRequest\"\x9c\x01\n\rGeneratorInfo\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x05\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x07 \x01(\x05\x12\x16\n\x0eignores_motion\x18\x08 \x01(\x08\x32\xac\x01\n\tGenerator\x12S\n\x08Generate\x12 .infinitetalk.v1.GenerateRequest\x1a!.infinitetalk.v1.GenerateResponse(\x01\x30\x01\x12J\n\x07GetInfo\x12\x1f.infinitetalk.v1.GetInfoRequest\x1a\x1e.infinitetalk.v1.GeneratorInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finfinitetalk/v1/generator.proto\x12\x0finfinitetalk.v1\x1a\x1cinfinitetalk/v1/common.proto\"\xee\x02\n\tChunkSpec\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\x05\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x32\n\x08sampling\x18\x07 \x01(\x0b\x32 .infinitetalk.v1.SamplingOptions\x12\x13\n\x0b\x66rame_count\x18\x08 \x01(\x05\x12\x15\n\rforce_offload\x18\t \x01(\x08\x12\x0c\n\x04lane\x18\n \x01(\x05\x12\x18\n\x10lane_first_frame\x18\x0b \x01(\x05\x12\x1c\n\x14\x61udio_context_before\x18\x0c \x01(\x03\x12\x1b\n\x13\x61udio_context_after\x18\r \x01(\x03\x12\x12\n\nhas_motion\x18\x0e \x01(\x08\x12(\n\x07persons\x18< \x03(\x0b\x32\x17.infinitetalk.v1.Person\"8\n\x06Person\x12\n\n\x02x0\x18\x01 \x01(\x02\x12\n\n\x02y0\x18\x02 \x01(\x02\x12\n\n\x02x1\x18\x03 \x01(\x02\x12\n\n\x02y1\x18\x04 \x01(\x02\"\x84\x02\n\x0fGenerateRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.infinitetalk.v1.ChunkSpecH\x00\x12+\n\x05image\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12+\n\x05\x61udio\x18\x03 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12\x32\n\x0csource_video\x18\x04 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12,\n\x06motion\x18\x05 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\t\n\x07payload\"Q\n\x08Progress\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x02 \x01(\x05\x12\x13\n\x0b\x66rames_done\x18\x03 \x01(\x05\x12\r\n\x05stage\x18\x04 \x01(\t\"\xc3\x01\n\x0fGenerateSummary\x12\x13\n\x0b\x66rame_count\x18\x01 \x01(\x05\x12\x14\n\x0c\x64uration_sec\x18\x02 \x01(\x01\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x15\n\rseconds_spent\x18\x04 \x01(\x01\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x12\n\nvideo_size\x18\x07 \x01(\x03\x12\x15\n\rmotion_frames\x18\x08 \x01(\x05\x12\x13\n\x0bmotion_size\x18\t \x01(\x03\"\xda\x01\n\x10GenerateResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.infinitetalk.v1.ProgressH\x00\x12+\n\x05video\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12\x33\n\x07summary\x18\x03 \x01(\x0b\x32 .infinitetalk.v1.GenerateSummaryH\x00\x12,\n\x06motion\x18\x04 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\x07\n\x05\x65vent\"\x10\n\x0eGetInfoRequest\"\xb3\x01\n\rGeneratorInfo\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x05\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x07 \x01(\x05\x12\x16\n\x0eignores_motion\x18\x08 \x01(\x08\x12\x15\n\rperson_counts\x18< \x03(\x05\x32\xac\x01\n\tGenerator\x12S\n\x08Generate\x12 .infinitetalk.v1.GenerateRequest\x1a!.infinitetalk.v1.GenerateResponse(\x01\x30\x01\x12J\n\x07GetInfo\x12\x1f.infinitetalk.v1.GetInfoRequest\x1a\x1e.infinitetalk.v1.GeneratorInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,19 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'infinitetalk.v1.generator_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHUNKSPEC']._serialized_start=83
-  _globals['_CHUNKSPEC']._serialized_end=407
-  _globals['_GENERATEREQUEST']._serialized_start=410
-  _globals['_GENERATEREQUEST']._serialized_end=670
-  _globals['_PROGRESS']._serialized_start=672
-  _globals['_PROGRESS']._serialized_end=753
-  _globals['_GENERATESUMMARY']._serialized_start=756
-  _globals['_GENERATESUMMARY']._serialized_end=951
-  _globals['_GENERATERESPONSE']._serialized_start=954
-  _globals['_GENERATERESPONSE']._serialized_end=1172
-  _globals['_GETINFOREQUEST']._serialized_start=1174
-  _globals['_GETINFOREQUEST']._serialized_end=1190
-  _globals['_GENERATORINFO']._serialized_start=1193
-  _globals['_GENERATORINFO']._serialized_end=1349
-  _globals['_GENERATOR']._serialized_start=1352
-  _globals['_GENERATOR']._serialized_end=1524
+  _globals['_CHUNKSPEC']._serialized_end=449
+  _globals['_PERSON']._serialized_start=451
+  _globals['_PERSON']._serialized_end=507
+  _globals['_GENERATEREQUEST']._serialized_start=510
+  _globals['_GENERATEREQUEST']._serialized_end=770
+  _globals['_PROGRESS']._serialized_start=772
+  _globals['_PROGRESS']._serialized_end=853
+  _globals['_GENERATESUMMARY']._serialized_start=856
+  _globals['_GENERATESUMMARY']._serialized_end=1051
+  _globals['_GENERATERESPONSE']._serialized_start=1054
+  _globals['_GENERATERESPONSE']._serialized_end=1272
+  _globals['_GETINFOREQUEST']._serialized_start=1274
+  _globals['_GETINFOREQUEST']._serialized_end=1290
+  _globals['_GENERATORINFO']._serialized_start=1293
+  _globals['_GENERATORINFO']._serialized_end=1472
+  _globals['_GENERATOR']._serialized_start=1475
+  _globals['_GENERATOR']._serialized_end=1647
 # @@protoc_insertion_point(module_scope)

@@ -1,13 +1,14 @@
 from infinitetalk.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChunkSpec(_message.Message):
-    __slots__ = ("job_id", "chunk_index", "width", "height", "prompt", "seed", "sampling", "frame_count", "force_offload", "lane", "lane_first_frame", "audio_context_before", "audio_context_after", "has_motion")
+    __slots__ = ("job_id", "chunk_index", "width", "height", "prompt", "seed", "sampling", "frame_count", "force_offload", "lane", "lane_first_frame", "audio_context_before", "audio_context_after", "has_motion", "persons")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +23,7 @@ class ChunkSpec(_message.Message):
     AUDIO_CONTEXT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_CONTEXT_AFTER_FIELD_NUMBER: _ClassVar[int]
     HAS_MOTION_FIELD_NUMBER: _ClassVar[int]
+    PERSONS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     chunk_index: int
     width: int
@@ -36,7 +38,20 @@ class ChunkSpec(_message.Message):
     audio_context_before: int
     audio_context_after: int
     has_motion: bool
-    def __init__(self, job_id: _Optional[str] = ..., chunk_index: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., frame_count: _Optional[int] = ..., force_offload: _Optional[bool] = ..., lane: _Optional[int] = ..., lane_first_frame: _Optional[int] = ..., audio_context_before: _Optional[int] = ..., audio_context_after: _Optional[int] = ..., has_motion: _Optional[bool] = ...) -> None: ...
+    persons: _containers.RepeatedCompositeFieldContainer[Person]
+    def __init__(self, job_id: _Optional[str] = ..., chunk_index: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., prompt: _Optional[str] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[_common_pb2.SamplingOptions, _Mapping]] = ..., frame_count: _Optional[int] = ..., force_offload: _Optional[bool] = ..., lane: _Optional[int] = ..., lane_first_frame: _Optional[int] = ..., audio_context_before: _Optional[int] = ..., audio_context_after: _Optional[int] = ..., has_motion: _Optional[bool] = ..., persons: _Optional[_Iterable[_Union[Person, _Mapping]]] = ...) -> None: ...
+
+class Person(_message.Message):
+    __slots__ = ("x0", "y0", "x1", "y1")
+    X0_FIELD_NUMBER: _ClassVar[int]
+    Y0_FIELD_NUMBER: _ClassVar[int]
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    def __init__(self, x0: _Optional[float] = ..., y0: _Optional[float] = ..., x1: _Optional[float] = ..., y1: _Optional[float] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("spec", "image", "audio", "source_video", "motion")
@@ -103,7 +118,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GeneratorInfo(_message.Message):
-    __slots__ = ("backend", "capacity", "active", "ready", "draining", "device", "devices", "ignores_motion")
+    __slots__ = ("backend", "capacity", "active", "ready", "draining", "device", "devices", "ignores_motion", "person_counts")
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +127,7 @@ class GeneratorInfo(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     IGNORES_MOTION_FIELD_NUMBER: _ClassVar[int]
+    PERSON_COUNTS_FIELD_NUMBER: _ClassVar[int]
     backend: str
     capacity: int
     active: int
@@ -120,4 +136,5 @@ class GeneratorInfo(_message.Message):
     device: str
     devices: int
     ignores_motion: bool
-    def __init__(self, backend: _Optional[str] = ..., capacity: _Optional[int] = ..., active: _Optional[int] = ..., ready: _Optional[bool] = ..., draining: _Optional[bool] = ..., device: _Optional[str] = ..., devices: _Optional[int] = ..., ignores_motion: _Optional[bool] = ...) -> None: ...
+    person_counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, backend: _Optional[str] = ..., capacity: _Optional[int] = ..., active: _Optional[int] = ..., ready: _Optional[bool] = ..., draining: _Optional[bool] = ..., device: _Optional[str] = ..., devices: _Optional[int] = ..., ignores_motion: _Optional[bool] = ..., person_counts: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SplitOptions(_message.Message):
-    __slots__ = ("chunk_target_sec", "tolerance_sec", "silence_threshold_db", "min_silence_sec", "min_chunk_sec", "target_lufs", "skip_normalization", "lane_count", "min_lane_sec", "clip_frames", "motion_frames", "audio_context_sec", "seam_fade_sec")
+    __slots__ = ("chunk_target_sec", "tolerance_sec", "silence_threshold_db", "min_silence_sec", "min_chunk_sec", "target_lufs", "skip_normalization", "lane_count", "min_lane_sec", "clip_frames", "motion_frames", "audio_context_sec", "seam_fade_sec", "track_count", "channels_as_tracks", "audio_type")
     CHUNK_TARGET_SEC_FIELD_NUMBER: _ClassVar[int]
     TOLERANCE_SEC_FIELD_NUMBER: _ClassVar[int]
     SILENCE_THRESHOLD_DB_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,9 @@ class SplitOptions(_message.Message):
     MOTION_FRAMES_FIELD_NUMBER: _ClassVar[int]
     AUDIO_CONTEXT_SEC_FIELD_NUMBER: _ClassVar[int]
     SEAM_FADE_SEC_FIELD_NUMBER: _ClassVar[int]
+    TRACK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_AS_TRACKS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_TYPE_FIELD_NUMBER: _ClassVar[int]
     chunk_target_sec: float
     tolerance_sec: float
     silence_threshold_db: float
@@ -35,7 +38,10 @@ class SplitOptions(_message.Message):
     motion_frames: int
     audio_context_sec: float
     seam_fade_sec: float
-    def __init__(self, chunk_target_sec: _Optional[float] = ..., tolerance_sec: _Optional[float] = ..., silence_threshold_db: _Optional[float] = ..., min_silence_sec: _Optional[float] = ..., min_chunk_sec: _Optional[float] = ..., target_lufs: _Optional[float] = ..., skip_normalization: _Optional[bool] = ..., lane_count: _Optional[int] = ..., min_lane_sec: _Optional[float] = ..., clip_frames: _Optional[int] = ..., motion_frames: _Optional[int] = ..., audio_context_sec: _Optional[float] = ..., seam_fade_sec: _Optional[float] = ...) -> None: ...
+    track_count: int
+    channels_as_tracks: bool
+    audio_type: str
+    def __init__(self, chunk_target_sec: _Optional[float] = ..., tolerance_sec: _Optional[float] = ..., silence_threshold_db: _Optional[float] = ..., min_silence_sec: _Optional[float] = ..., min_chunk_sec: _Optional[float] = ..., target_lufs: _Optional[float] = ..., skip_normalization: _Optional[bool] = ..., lane_count: _Optional[int] = ..., min_lane_sec: _Optional[float] = ..., clip_frames: _Optional[int] = ..., motion_frames: _Optional[int] = ..., audio_context_sec: _Optional[float] = ..., seam_fade_sec: _Optional[float] = ..., track_count: _Optional[int] = ..., channels_as_tracks: _Optional[bool] = ..., audio_type: _Optional[str] = ...) -> None: ...
 
 class SplitRequest(_message.Message):
     __slots__ = ("options", "audio")
@@ -108,7 +114,7 @@ class ChunkHeader(_message.Message):
     def __init__(self, span: _Optional[_Union[ChunkSpan, _Mapping]] = ..., wav_size: _Optional[int] = ...) -> None: ...
 
 class SplitPlan(_message.Message):
-    __slots__ = ("sample_rate", "total_samples", "total_frames", "duration_sec", "input_lufs", "chunks", "lanes", "seams")
+    __slots__ = ("sample_rate", "total_samples", "total_frames", "duration_sec", "input_lufs", "chunks", "lanes", "seams", "track_lufs")
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FRAMES_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +123,7 @@ class SplitPlan(_message.Message):
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     LANES_FIELD_NUMBER: _ClassVar[int]
     SEAMS_FIELD_NUMBER: _ClassVar[int]
+    TRACK_LUFS_FIELD_NUMBER: _ClassVar[int]
     sample_rate: int
     total_samples: int
     total_frames: int
@@ -125,14 +132,17 @@ class SplitPlan(_message.Message):
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkSpan]
     lanes: _containers.RepeatedCompositeFieldContainer[Lane]
     seams: _containers.RepeatedCompositeFieldContainer[Seam]
-    def __init__(self, sample_rate: _Optional[int] = ..., total_samples: _Optional[int] = ..., total_frames: _Optional[int] = ..., duration_sec: _Optional[float] = ..., input_lufs: _Optional[float] = ..., chunks: _Optional[_Iterable[_Union[ChunkSpan, _Mapping]]] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., seams: _Optional[_Iterable[_Union[Seam, _Mapping]]] = ...) -> None: ...
+    track_lufs: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, sample_rate: _Optional[int] = ..., total_samples: _Optional[int] = ..., total_frames: _Optional[int] = ..., duration_sec: _Optional[float] = ..., input_lufs: _Optional[float] = ..., chunks: _Optional[_Iterable[_Union[ChunkSpan, _Mapping]]] = ..., lanes: _Optional[_Iterable[_Union[Lane, _Mapping]]] = ..., seams: _Optional[_Iterable[_Union[Seam, _Mapping]]] = ..., track_lufs: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SplitResponse(_message.Message):
-    __slots__ = ("chunk", "chunk_wav", "plan")
+    __slots__ = ("chunk", "chunk_wav", "plan", "mix")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     CHUNK_WAV_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    MIX_FIELD_NUMBER: _ClassVar[int]
     chunk: ChunkHeader
     chunk_wav: _common_pb2.DataPiece
     plan: SplitPlan
-    def __init__(self, chunk: _Optional[_Union[ChunkHeader, _Mapping]] = ..., chunk_wav: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., plan: _Optional[_Union[SplitPlan, _Mapping]] = ...) -> None: ...
+    mix: _common_pb2.DataPiece
+    def __init__(self, chunk: _Optional[_Union[ChunkHeader, _Mapping]] = ..., chunk_wav: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., plan: _Optional[_Union[SplitPlan, _Mapping]] = ..., mix: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...

@@ -47,7 +47,8 @@ class SplitterServicer:
     """
 
     def Split(self, request_iterator, context):
-        """The client sends SplitOptions first, then the audio file's bytes in pieces.
+        """The client sends SplitOptions first, then the audio file's bytes in pieces (with track_count
+        of two or more, each speaker's file after the other, each ending at a piece marked last).
         The server answers with each chunk as soon as it is cut (a ChunkHeader followed by
         the chunk's WAV bytes in pieces), then the final SplitPlan.
         """

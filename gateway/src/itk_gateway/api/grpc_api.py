@@ -13,7 +13,8 @@ from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
 from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
 from itk_gateway.jobs.service import JobService, JobView
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
+from itk_gateway.options import JobOptions
 from itk_gateway.security.grpc_interceptor import principal_of
 from itk_gateway.security.guard import Guard
 from itk_gateway.storage.blobs import StoredVideo
@@ -34,17 +35,28 @@ def job_message(view: JobView) -> gateway_pb2.Job:
         seams=[gateway_pb2.JobSeam(time_sec=seam.time_sec, chunk_index=seam.chunk_index,
                                    pause_start_sec=seam.pause_start_sec, pause_end_sec=seam.pause_end_sec,
                                    fade_frames=seam.fade_frames) for seam in view.seams],
+        speakers=[gateway_pb2.JobSpeaker(person=speaker.person, box=gateway_pb2.SpeakerBox(
+            x0=speaker.box[0], y0=speaker.box[1], x1=speaker.box[2], y1=speaker.box[3])) for speaker in view.speakers],
+        boxes_from=view.boxes_from, audio_type=view.audio_type,
     )
 
 
-def options_from_message(message: gateway_pb2.JobOptions) -> JobOptions:
-    return JobOptions(
+def speaker_request(message: gateway_pb2.JobOptions, has_audio_2: bool) -> SpeakerRequest:
+    entries = [{"audio_url": speaker.audio_url,
+                "box": [speaker.box.x0, speaker.box.y0, speaker.box.x1, speaker.box.y1]
+                if speaker.HasField("box") else None} for speaker in message.speakers]
+    return speakers_from_request(entries, None, has_audio_2 or bool(message.audio_2_url.strip()),
+                                 message.stereo_speakers)
+
+
+def options_from_message(message: gateway_pb2.JobOptions, has_audio_2: bool = False) -> JobOptions:
+    return apply_speakers(JobOptions(
         width=message.width, height=message.height, provider=message.provider, prompt=message.prompt,
         push_to_s3=message.push_to_s3, dry_run=message.dry_run, force_offload=message.force_offload,
         seed=message.seed, sampling={field.name: value for field, value in message.sampling.ListFields()},
         chunk_target_sec=message.chunk_target_sec, webhook_url=message.webhook_url,
         video_extend=message.video_extend, lanes=message.lanes,
-    )
+    ), speaker_request(message, has_audio_2), message.audio_type, message.stereo_speakers)
 
 
 def _with_last(pieces: Iterator[bytes]) -> Iterator[common_pb2.DataPiece]:
@@ -83,18 +95,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
                 raise InvalidInputError("the first message must carry the job's options")
             # Checked now (before the upload), passed on as sent (what an Idempotency-Key compares).
             self.service.check_options(options_from_message(first.options))
-            options = options_from_message(first.options)
             with self.service.open_upload(principal_of(self.guard, context)) as upload:
                 for request in request_iterator:
                     kind = request.WhichOneof("payload")
                     if kind == "options":
                         raise InvalidInputError("options may be sent only once, first")
-                    if kind in ("image", "audio"):
+                    if kind in ("image", "audio", "audio_2"):
                         upload.write(kind, getattr(request, kind).data)
-                for kind in ("image", "audio"):
+                for kind in ("image", "audio", "audio_2"):
                     if getattr(first.options, f"{kind}_url").strip() and upload.sizes[kind]:
                         raise InvalidInputError(f"{kind}, options.{kind}_url: send one of them, not both")
-                self.service.fetch_inputs(upload, first.options.image_url.strip(), first.options.audio_url.strip())
+                options = options_from_message(first.options, bool(upload.sizes["audio_2"]))
+                speakers = speaker_request(first.options, bool(upload.sizes["audio_2"]))
+                audio_url, audio_2_url = speaker_audio_urls(speakers, first.options.audio_url.strip(),
+                                                            first.options.audio_2_url.strip())
+                self.service.fetch_inputs(upload, first.options.image_url.strip(), audio_url,
+                                          ("options.image_url", "options.audio_url", "options.audio_2_url"),
+                                          audio_2_url)
                 view, _ = self.service.create_job_once(upload, options, idempotency_key=key)
                 return job_message(view)
         except ApiError as error:

@@ -20,7 +20,7 @@ from typing import Any
 
 from itk_gateway.errors import InvalidInputError, InvalidJsonError
 
-STREAMED = {"image_base64": "image", "audio_base64": "audio"}
+STREAMED = {"image_base64": "image", "audio_base64": "audio", "audio_2_base64": "audio_2"}
 # What the document's members hold for a media string that went to the upload (an empty one
 # stays "": absent, as when a URL is sent instead).
 STREAMED_VALUE = "(streamed)"

@@ -9,7 +9,10 @@ apart from the base URLs.
 The Modal app serves each method on its own host (`<user>--infinitetalk-api-model-submit.modal.run`
 and so on); a client points those three URLs at the paths above. Beyond the Modal app: optional
 `width`, `height`, `seed`, `video_extend` in the body; without a size the video has the
-reference's aspect ratio at about 640x640 pixels (InfiniteTalk's 480p bucket area). Errors are
+reference's aspect ratio at about 640x640 pixels (InfiniteTalk's 480p bucket area). Two people
+talking: `audio2` (URL of person 2's recording) with optional `audio_type` (the Modal app plays
+several speakers one after the other, so "add" is the default here; "para" plays them together)
+and `boxes` (face boxes in pixels, person 1 first; none: the portrait's faces). Errors are
 4xx with a message in `detail` (FastAPI's shape, which the Modal app answers with) and the
 gateway's `{error, code}` beside it. Credentials come as the `Modal-Key` / `Modal-Secret` header
 pair (`modal_credentials`).
@@ -36,7 +39,8 @@ from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
 from itk_gateway.jobs.service import JobService, JobView
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.jobs.speakers import apply_speakers, speakers_from_request
+from itk_gateway.options import JobOptions
 from itk_gateway.security.keys import Principal
 from itk_gateway.storage.blobs import StoredVideo
 
@@ -70,6 +74,9 @@ class SubmitBody(BaseModel):
     height: int | None = None
     seed: int | None = None
     video_extend: str | None = None
+    audio2: str | None = None
+    audio_type: str | None = None
+    boxes: list[list[float]] | None = None
 
 
 def default_size(width: int, height: int) -> tuple[int, int]:
@@ -110,14 +117,18 @@ def create_modal_router(service: JobService) -> APIRouter:
 
     def submit_job(body: SubmitBody, who: Principal) -> JobView:
         with service.open_upload(who) as upload:
-            upload.names = {"image": "image", "audio": "audio1"}
-            service.fetch_inputs(upload, body.image.strip(), body.audio1.strip(), fields=("image", "audio1"))
+            upload.names = {"image": "image", "audio": "audio1", "audio_2": "audio2"}
+            service.fetch_inputs(upload, body.image.strip(), body.audio1.strip(), ("image", "audio1", "audio2"),
+                                 (body.audio2 or "").strip())
             width, height = body.width, body.height
             if width is None or height is None:
                 upload.close_files()
                 width, height = _sized(width, height, upload.path("image"))
             options = JobOptions(width=width, height=height, provider="", prompt=body.prompt or "",
                                  seed=body.seed or 0, video_extend=body.video_extend or "")
+            if (body.audio2 or "").strip() or body.boxes:
+                speakers = speakers_from_request(None, body.boxes, bool((body.audio2 or "").strip()), False)
+                apply_speakers(options, speakers, body.audio_type or "add")
             return service.create_job(upload, options)
 
     @router.post("/submit", responses={400: {}, 404: {}, 413: {}}, openapi_extra={"requestBody": {

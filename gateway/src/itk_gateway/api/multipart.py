@@ -1,6 +1,6 @@
 """Streaming a multipart/form-data request straight into an Upload (no temp copies, no base64).
 
-python-multipart's push parser calls back per part; file parts named `image` and `audio` are
+python-multipart's push parser calls back per part; file parts named `image`, `audio` and `audio_2` are
 written to the job's folder as they arrive, other parts are small text fields.
 """
 
@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from itk_gateway.errors import ApiError, InvalidInputError
 from itk_gateway.jobs.service import Upload
 
-FILE_FIELDS = ("image", "audio")
+FILE_FIELDS = ("image", "audio", "audio_2")
 MAX_FIELD_BYTES = 64 * 1024
 
 

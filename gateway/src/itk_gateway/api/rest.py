@@ -49,6 +49,7 @@ from itk_gateway.api.rest_models import (
     HealthResponse,
     JobResponse,
     error_response,
+    form_speakers,
     job_json,
     options_from_form,
     parse_json_body,
@@ -62,6 +63,7 @@ from itk_gateway.errors import (
     UnsupportedMediaTypeError,
 )
 from itk_gateway.jobs.service import JobService, JobView
+from itk_gateway.jobs.speakers import speaker_audio_urls
 from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.guard import Guard
@@ -103,6 +105,14 @@ MULTIPART_SCHEMA = {
         "audio_url": {"type": "string", "description": "fetch the audio from this URL instead"},
         "video_extend": {"type": "string", "enum": ["hold", "pingpong"]},
         "lanes": {"type": "integer", "description": "continuous streams; 0 = one per generator, 1 = one stream"},
+        "audio_2": {"type": "string", "format": "binary", "description": "two people talking: person 2's recording"},
+        "audio_2_url": {"type": "string", "description": "fetch person 2's recording from this URL instead"},
+        "boxes": {"type": "string", "description": "JSON list of the speakers' face boxes [x0, y0, x1, y1] in "
+                  "pixels of the image, person 1 first; none: the portrait's faces, left to right"},
+        "speakers": {"type": "string", "description": 'JSON list of {"audio_url", "box"}, person 1 first'},
+        "audio_type": {"type": "string", "enum": ["para", "add"]},
+        "stereo_speakers": {"type": "boolean", "description": "audio is one stereo recording: person 1 left, "
+                            "person 2 right"},
     },
 }
 
@@ -349,18 +359,21 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
         upload = service.open_upload(who)
         with upload:
             fields = await receive_form(content_type, request.stream(), upload)
-            options = options_from_form(fields)
-            for kind in ("image", "audio"):
+            speakers = form_speakers(fields, bool(upload.sizes["audio_2"]))
+            options = options_from_form(fields, speakers)
+            for kind in ("image", "audio", "audio_2"):
                 if fields.get(f"{kind}_url", "").strip() and upload.sizes[kind]:
                     raise InvalidInputError(f"{kind}, {kind}_url: send one of them, not both")
+            audio_url, audio_2_url = speaker_audio_urls(speakers, fields.get("audio_url", "").strip(),
+                                                        fields.get("audio_2_url", "").strip())
             await run_in_threadpool(service.fetch_inputs, upload, fields.get("image_url", "").strip(),
-                                    fields.get("audio_url", "").strip())
+                                    audio_url, ("image_url", "audio_url", "audio_2_url"), audio_2_url)
             return await run_in_threadpool(service.create_job_once, upload, options, key)
 
     async def _create_from_json(request: Request, ceiling: int, who: Principal, key: str) -> tuple[JobView, bool]:
         upload = service.open_upload(who)
         with upload:
-            upload.names = {"image": "image_base64", "audio": "audio_base64"}
+            upload.names = {"image": "image_base64", "audio": "audio_base64", "audio_2": "audio_2_base64"}
             parser = JsonUploadParser(upload.write)
             received = 0
             async for data in request.stream():
@@ -371,8 +384,9 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
                     # Decoded media are written to disk as they come: off the event loop.
                     await run_in_threadpool(parser.feed, data)
             body: CreateJobBody = parse_json_body(parser.finish())
+            audio_url, audio_2_url = body.audio_urls()
             await run_in_threadpool(service.fetch_inputs, upload, (body.image_url or "").strip(),
-                                    (body.audio_url or "").strip())
+                                    audio_url, ("image_url", "audio_url", "audio_2_url"), audio_2_url)
             # The job gets the options as sent (checked in create_job), which is also what an
             # Idempotency-Key compares.
             return await run_in_threadpool(service.create_job_once, upload, body.options(), key)

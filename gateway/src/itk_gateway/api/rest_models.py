@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from itk_gateway.errors import InvalidInputError
 from itk_gateway.jobs.service import JobView
-from itk_gateway.jobs.validation import MAX_DIMENSION, JobOptions
+from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
+from itk_gateway.jobs.validation import MAX_DIMENSION
+from itk_gateway.options import JobOptions
 
 Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
 
@@ -57,8 +59,31 @@ class CreateJobBody(BaseModel):
     webhook_url: str | None = None
     video_extend: str | None = None
     lanes: int | None = None
+    # Two people talking: person 2's recording (person 1's is audio_base64 / audio_url), or the
+    # speakers as a list of {"audio_url", "box"}; face boxes [x0, y0, x1, y1] in pixels of the
+    # image, person 1 first (none: the portrait's faces, left to right); para / add; or one stereo
+    # recording with person 1 on the left channel and person 2 on the right.
+    audio_2_base64: str | None = None
+    audio_2_url: str | None = None
+    speakers: list[dict[str, Any]] | None = None
+    boxes: list[list[float]] | None = None
+    audio_type: str | None = None
+    stereo_speakers: bool | None = None
+
+    def speaker_request(self) -> SpeakerRequest:
+        second = bool((self.audio_2_base64 or "").strip() or (self.audio_2_url or "").strip())
+        return speakers_from_request(self.speakers, self.boxes, second, bool(self.stereo_speakers))
+
+    def audio_urls(self) -> tuple[str, str]:
+        """Person 1's and person 2's audio URLs, from the top-level fields or the speakers list."""
+        return speaker_audio_urls(self.speaker_request(), (self.audio_url or "").strip(),
+                                  (self.audio_2_url or "").strip())
 
     def options(self) -> JobOptions:
+        return apply_speakers(self._options(), self.speaker_request(), self.audio_type or "",
+                              bool(self.stereo_speakers))
+
+    def _options(self) -> JobOptions:
         return JobOptions(
             width=self.width, height=self.height, provider=self.provider or "", prompt=self.prompt or "",
             push_to_s3=bool(self.push_to_s3), dry_run=bool(self.dry_run),
@@ -124,6 +149,17 @@ class JobResponse(BaseModel):
     lane_count: int = Field(0, description="Continuous streams the job was planned as (0 until split)")
     lanes: list[LaneResponse] = Field(default_factory=list)
     seams: list[SeamResponse] = Field(default_factory=list)
+    speakers: list[SpeakerResponse] = Field(default_factory=list, description="Two people talking: each speaker")
+    boxes_from: str | None = Field(None, description="Where the speakers' boxes came from: request, or faces "
+                                   "(detected in the portrait, left to right = person 1, 2)")
+    audio_type: str | None = Field(None, description="Two people talking: para or add")
+
+
+class SpeakerResponse(BaseModel):
+    """One speaker of a two-person job and the face box used for them."""
+
+    person: int = Field(description="1 or 2")
+    box: list[int] = Field(description="[x0, y0, x1, y1] in pixels of the uploaded image")
 
 
 class RecentJobsResponse(BaseModel):
@@ -155,13 +191,29 @@ def parse_json_body(data: dict[str, Any]) -> CreateJobBody:
         body = CreateJobBody.model_validate(data, strict=True)
     except ValidationError as exc:
         raise InvalidInputError(describe_validation_error(exc)) from exc
-    for kind in ("image", "audio"):
+    for kind in ("image", "audio", "audio_2"):
         inline, url = (getattr(body, f"{kind}_base64") or "").strip(), (getattr(body, f"{kind}_url") or "").strip()
         if inline and url:
             raise InvalidInputError(f"{kind}_base64, {kind}_url: send one of them, not both")
     if not (body.image_base64 or "").strip() and not (body.image_url or "").strip():
         raise InvalidInputError("image_base64: required (or image_url)")
     return body
+
+
+def _json_field(fields: dict[str, str], name: str) -> Any:
+    raw = fields.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise InvalidInputError(f"{name}: must be JSON ({exc})") from exc
+
+
+def form_speakers(fields: dict[str, str], has_audio_2: bool) -> SpeakerRequest:
+    return speakers_from_request(_json_field(fields, "speakers"), _json_field(fields, "boxes"),
+                                 has_audio_2 or bool(fields.get("audio_2_url", "").strip()),
+                                 _bool(fields, "stereo_speakers", False))
 
 
 def _int(fields: dict[str, str], name: str, default: int | None = None) -> int:
@@ -189,7 +241,7 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def options_from_form(fields: dict[str, str]) -> JobOptions:
+def options_from_form(fields: dict[str, str], speakers: SpeakerRequest | None = None) -> JobOptions:
     sampling: dict[str, Any] = {}
     if fields.get("sampling", "").strip():
         try:
@@ -213,7 +265,8 @@ def options_from_form(fields: dict[str, str]) -> JobOptions:
         webhook_url=fields.get("webhook_url", ""),
         video_extend=fields.get("video_extend", "").strip(),
         lanes=_int(fields, "lanes", 0),
-    )
+    ) if speakers is None else apply_speakers(options_from_form(fields), speakers, fields.get("audio_type", ""),
+                                              _bool(fields, "stereo_speakers", False))
 
 
 def job_json(view: JobView, video_base64: str | None = None) -> dict[str, Any]:
@@ -233,6 +286,9 @@ def job_json(view: JobView, video_base64: str | None = None) -> dict[str, Any]:
         updated_at=view.updated_at, lane_count=len(view.lanes),
         lanes=[asdict(lane) for lane in view.lanes], seams=[asdict(seam) for seam in view.seams],
     )
+    if view.speakers:
+        body.update(speakers=[{"person": speaker.person, "box": list(speaker.box)} for speaker in view.speakers],
+                    boxes_from=view.boxes_from, audio_type=view.audio_type)
     return body
 
 

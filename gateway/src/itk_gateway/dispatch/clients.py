@@ -74,24 +74,37 @@ class SplitterClient:
     def close(self) -> None:
         self.channel.close()
 
-    def split(self, audio: Path, options: splitter_pb2.SplitOptions, wav_path: Callable[[int], Path],
-              calls: CallSet) -> Iterator[SplitChunk | splitter_pb2.SplitPlan]:
-        """Yield each chunk once its WAV is on disk, then the plan."""
+    def split(self, audio: Path | list[Path], options: splitter_pb2.SplitOptions, wav_path: Callable[[int], Path],
+              calls: CallSet, mix_path: Path | None = None) -> Iterator[SplitChunk | splitter_pb2.SplitPlan]:
+        """Yield each chunk once its WAV is on disk, then the plan. `audio` is the recording, or
+        each speaker's recording in turn (person 1 first); a multi-person split's mix is written
+        to `mix_path` before the first chunk is yielded."""
+        recordings = audio if isinstance(audio, list) else [audio]
 
         def requests() -> Iterator[splitter_pb2.SplitRequest]:
             yield splitter_pb2.SplitRequest(options=options)
-            for piece in file_data_pieces(audio):
-                yield splitter_pb2.SplitRequest(audio=piece)
+            for recording in recordings:
+                for piece in file_data_pieces(recording):
+                    yield splitter_pb2.SplitRequest(audio=piece)
 
         call = self.stub.Split(requests())
         calls.add(call)
         try:
             header: splitter_pb2.ChunkHeader | None = None
             handle = None
+            mix = None
             received = 0
             for event in call:
                 kind = event.WhichOneof("event")
-                if kind == "chunk":
+                if kind == "mix":
+                    if mix_path is None:
+                        raise ProtocolError("splitter sent a mix for a one-speaker recording")
+                    mix = mix or tmp_path(mix_path).open("wb")
+                    mix.write(event.mix.data)
+                    if event.mix.last:
+                        mix.close()
+                        tmp_path(mix_path).replace(mix_path)
+                elif kind == "chunk":
                     if header is not None:
                         raise ProtocolError("splitter sent a chunk header before the previous chunk's bytes")
                     header = event.chunk
@@ -121,6 +134,8 @@ class SplitterClient:
                     return
             raise ProtocolError("splitter stream ended without a plan")
         finally:
+            if mix is not None:
+                mix.close()
             calls.discard(call)
             call.cancel()
 

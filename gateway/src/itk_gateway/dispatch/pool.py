@@ -94,6 +94,8 @@ class Endpoint:
     backend: str = ""
     devices: int = 1  # devices one chunk is rendered across there
     continues_motion: bool = True
+    # Speakers per chunk the generator renders (GeneratorInfo.person_counts); () until probed.
+    person_counts: tuple[int, ...] = ()
     last_error: str = ""
     generator: generator_pb2_grpc.GeneratorStub = field(init=False)
 
@@ -108,6 +110,9 @@ class Endpoint:
     def usable(self) -> bool:
         return self.present and self.ready and not self.draining and self.load < self.capacity
 
+    def renders(self, persons: int) -> bool:
+        return persons in self.person_counts
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -119,6 +124,7 @@ class ProbeResult:
     error: str
     devices: int = 1
     continues_motion: bool = True
+    person_counts: tuple[int, ...] = ()
 
 
 class EndpointPool:
@@ -218,6 +224,8 @@ class EndpointPool:
                 capacity=reply.capacity, active=reply.active, backend=reply.backend, error="",
                 devices=max(1, reply.devices),  # 0 from a generator that predates the field
                 continues_motion=not reply.ignores_motion,
+                # A generator older than the field renders one person.
+                person_counts=tuple(reply.person_counts) or (1,),
             )
         return results
 
@@ -251,6 +259,8 @@ class EndpointPool:
                     endpoint.backend = result.backend
                     endpoint.devices = result.devices
                     endpoint.continues_motion = result.continues_motion
+                    if result.person_counts:
+                        endpoint.person_counts = result.person_counts
                     endpoint.last_error = result.error
                 self._cond.notify_all()
 
@@ -262,15 +272,16 @@ class EndpointPool:
     # -- slots ---------------------------------------------------------------------------
 
     def acquire(self, avoid: Iterable[str] = (), cancelled: threading.Event | None = None,
-                priority: tuple = ()) -> Endpoint:
+                priority: tuple = (), persons: int = 1) -> Endpoint:
         """Take a slot on the least loaded usable endpoint (of those, the one with the most
         devices per chunk: the fastest), waiting until one is free.
 
         Waiters are served in `priority` order (then arrival order): the orchestrator passes
         (job creation time, -frame count, chunk index), so older jobs and longer chunks go first. Endpoints in
         `avoid` (where this chunk already failed) are used only when no other endpoint has a
-        free slot. Raises NoEndpointError when the pool has had no ready endpoint for
-        `wait_sec`, AcquireCancelledError when `cancelled` is set.
+        free slot. Only endpoints that render `persons` speakers per chunk are used. Raises
+        NoEndpointError when the pool has had no such ready endpoint for `wait_sec`,
+        AcquireCancelledError when `cancelled` is set.
         """
         avoided = set(avoid)
         no_ready_since: float | None = None
@@ -282,13 +293,14 @@ class EndpointPool:
                 while True:
                     if (cancelled is not None and cancelled.is_set()) or self._stopping.is_set():
                         raise AcquireCancelledError()
-                    usable = [e for e in self._endpoints.values() if e.usable]
+                    usable = [e for e in self._endpoints.values() if e.usable and e.renders(persons)]
                     if usable and self._queue[0] == place:
                         preferred = [e for e in usable if e.address not in avoided] or usable
                         chosen = min(preferred, key=lambda e: (e.load / e.capacity, -e.devices, e.load, e.address))
                         chosen.active += 1
                         return chosen
-                    if any(e.present and e.ready and not e.draining for e in self._endpoints.values()):
+                    if any(e.present and e.ready and not e.draining and e.renders(persons)
+                           for e in self._endpoints.values()):
                         no_ready_since = None
                     else:
                         now = time.monotonic()
@@ -335,6 +347,13 @@ class EndpointPool:
         with self._cond:
             ready = [e for e in self._endpoints.values() if e.present and e.ready]
             return all(e.continues_motion for e in ready)
+
+    def person_counts(self) -> set[int] | None:
+        """Speaker counts some present generator of the pool renders; None while none has said
+        (all still starting)."""
+        with self._cond:
+            told = [e.person_counts for e in self._endpoints.values() if e.present and e.person_counts]
+            return {count for counts in told for count in counts} if told else None
 
     def free_slots(self) -> int:
         """Slots a new job could use now: free capacity of the ready endpoints less those already

@@ -58,7 +58,8 @@ class Orchestrator:
     """Starts, tracks and stops the runners of the jobs this replica drives."""
 
     def __init__(self, store: JobStore, files: JobFiles, backends: Backends, settings: RunSettings,
-                 metrics: GatewayMetrics, leases: LeaseSettings | None = None) -> None:
+                 metrics: GatewayMetrics, leases: LeaseSettings | None = None,
+                 on_resume: Callable[[str], None] = lambda _job_id: None) -> None:
         self.store = store
         self.files = files
         self.backends = backends
@@ -73,7 +74,7 @@ class Orchestrator:
         self._keeper: threading.Thread | None = None
         self._renewed_at = time.monotonic()
         # Told of every job this replica resumes or takes over (the webhook notifier follows it).
-        self.on_resume: Callable[[str], None] = lambda _job_id: None
+        self.on_resume = on_resume
 
     # -- starting jobs -------------------------------------------------------------------
 
@@ -121,6 +122,9 @@ class Orchestrator:
         # Another replica may have written the inputs: bring them here first (a dubbing job's
         # source video too; chunk spans are cut from it again as needed).
         self.files.fetch(self.files.source_video(job_id))
+        # A two-person job's second recording, and its mix when the split had made it.
+        self.files.fetch(self.files.speaker_audio(job_id, 2))
+        self.files.fetch(self.files.mix(job_id))
         if not (self.files.fetch(self.files.audio(job_id)) and self.files.fetch(self.files.image(job_id))):
             if self.files.has_result(job_id):
                 # Stopped between cleaning up and recording the end: the work is done.

@@ -20,14 +20,13 @@ import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from itk_common.faces import FaceFinder
 from itk_gateway.config import Settings
 from itk_gateway.errors import (
     CreationFailedError,
@@ -40,27 +39,29 @@ from itk_gateway.errors import (
     StreamNotReadyError,
     WrongJobStateError,
 )
-from itk_gateway.jobs.fetch import AllowList, FetchSettings, UrlFetcher
+from itk_gateway.jobs.fetch import UrlFetcher
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.orchestrator import Orchestrator
 from itk_gateway.jobs.reference import VideoLimits, check_audio_file, prepare_reference
+from itk_gateway.jobs.speakers import check_pool_renders, check_speaker_options, resolve_boxes
 from itk_gateway.jobs.validation import (
-    JobOptions,
     OptionRules,
     check_audio_present,
     check_options,
     is_job_id,
     new_job_id,
 )
-from itk_gateway.jobs.webhooks import WebhookNotifier, private_address_problem
+from itk_gateway.jobs.views import JobView, JobViews, changed
+from itk_gateway.jobs.webhooks import WebhookNotifier
 from itk_gateway.live.publisher import LivePublisher, Manifest, render_playlist, target_duration
 from itk_gateway.metrics import GatewayMetrics
+from itk_gateway.options import JobOptions
 from itk_gateway.security.keys import Principal
 from itk_gateway.security.limits import UploadBudget
 from itk_gateway.storage.blobs import BlobStoreError, StoredVideo
 from itk_gateway.storage.database import DatabaseUnavailableError
 from itk_gateway.storage.files import JobFiles, S3Store
-from itk_gateway.storage.store import CANCELLED, CHUNK_DONE, COMPLETED, JobRecord, JobStore
+from itk_gateway.storage.store import CANCELLED, COMPLETED, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 WATCH_POLL_SEC = 5.0
@@ -82,54 +83,8 @@ def state_unavailable_as(error: type[CreationFailedError] | type[StateUnavailabl
         raise error(f"job state unavailable, retry later: {exc}") from exc
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job as clients see it."""
-
-    id: str
-    provider: str
-    status: str
-    progress: int
-    error: str
-    video_url: str
-    chunk_count: int
-    chunks_done: int
-    frames_total: int
-    frames_done: int
-    duration_sec: float
-    seed: int
-    width: int
-    height: int
-    created_at: str
-    updated_at: str
-    video_available: bool
-    push_to_s3: bool
-    dry_run: bool
-    # The plan, once the split is done: continuous streams and the seams between them.
-    lanes: tuple[LaneView, ...] = ()
-    seams: tuple[SeamView, ...] = ()
-
-
-@dataclass(frozen=True)
-class LaneView:
-    index: int
-    start_sec: float
-    end_sec: float
-    chunk_count: int
-    chunks_done: int
-
-
-@dataclass(frozen=True)
-class SeamView:
-    time_sec: float
-    chunk_index: int  # the first chunk of the lane after the seam
-    pause_start_sec: float
-    pause_end_sec: float
-    fade_frames: int
+# The files of a job: the portrait (or video), the recording, person 2's recording.
+UPLOAD_KINDS = ("image", "audio", "audio_2")
 
 
 class Upload:
@@ -147,17 +102,19 @@ class Upload:
         self.budget = budget
         self.reserved = 0
         self.received = 0
-        self.sizes = {"image": 0, "audio": 0}
+        self.sizes = dict.fromkeys(UPLOAD_KINDS, 0)
         # What was uploaded, for Idempotency-Key: the same key must come with the same files.
-        self.digests = {"image": hashlib.sha256(), "audio": hashlib.sha256()}
+        self.digests = {kind: hashlib.sha256() for kind in UPLOAD_KINDS}
         # What error messages call each input (the API's field name, or the URL's field and host).
-        self.names = {"image": "image", "audio": "audio"}
+        self.names = {kind: kind for kind in UPLOAD_KINDS}
         self.fetched: set[str] = set()  # kinds that came from a URL
         self._handles: dict[str, BinaryIO] = {}
         files.create_work_dir(self.job_id)
 
     def path(self, kind: str) -> Path:
-        return self.files.image(self.job_id) if kind == "image" else self.files.audio(self.job_id)
+        if kind == "image":
+            return self.files.image(self.job_id)
+        return self.files.speaker_audio(self.job_id, 2 if kind == "audio_2" else 1)
 
     def write(self, kind: str, data: bytes) -> None:
         self.received += len(data)
@@ -198,32 +155,38 @@ class Upload:
             self.discard()
 
 
+@dataclass
+class Intake:
+    """What creating a job checks its inputs with: the deployment's option rules, the URL
+    fetcher, the limits on a video reference, and the budget of upload bytes in flight."""
+
+    rules: OptionRules
+    fetcher: UrlFetcher
+    video_limits: VideoLimits
+    upload_budget: UploadBudget
+
+
 class JobService:
+    """Built by the composition root (server.build_gateway) from parts built there."""
+
     def __init__(self, settings: Settings, store: JobStore, files: JobFiles, orchestrator: Orchestrator,
-                 metrics: GatewayMetrics, s3: S3Store | None, live: LivePublisher | None = None) -> None:
+                 metrics: GatewayMetrics, views: JobViews, intake: Intake, webhooks: WebhookNotifier,
+                 s3: S3Store | None, live: LivePublisher | None = None) -> None:
         self.settings = settings
         self.live = live
         self.store = store
         self.files = files
         self.orchestrator = orchestrator
         self.metrics = metrics
+        self.views = views
         self.s3 = s3
-        self.rules = OptionRules(
-            providers=list(settings.pool_targets()), default_provider=settings.default_provider,
-            aliases=settings.provider_aliases, s3_enabled=s3 is not None,
-            webhooks_enabled=bool(settings.webhook_secret),
-            webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else private_address_problem,
-        )
-        # Set by the gateway once built (it needs this service to describe jobs).
-        self.webhooks: WebhookNotifier | None = None
-        self.fetcher = UrlFetcher(FetchSettings(
-            allow=AllowList.parse(settings.url_allow_hosts), connect_timeout_sec=settings.url_connect_timeout_sec,
-            total_timeout_sec=settings.url_timeout_sec, max_redirects=settings.url_max_redirects,
-        ))
-        self.video_limits = VideoLimits(max_duration_sec=settings.max_video_sec,
-                                        max_pixels=settings.max_video_pixels, max_side=settings.video_max_side)
-        self.upload_budget = UploadBudget(settings.max_uploads_in_flight_mb * 1024 * 1024,
-                                          lambda reason: metrics.refused.labels(reason).inc())
+        self.webhooks = webhooks
+        self.rules = intake.rules
+        self.fetcher = intake.fetcher
+        self.video_limits = intake.video_limits
+        self.upload_budget = intake.upload_budget
+        # Detects the speakers' faces of two-person jobs sent without boxes (made when first needed).
+        self.faces: FaceFinder | None = None
 
     # -- creating ------------------------------------------------------------------------
 
@@ -242,6 +205,7 @@ class JobService:
                 ACTIVE_JOBS_RETRY_AFTER_SEC)
 
     def check_options(self, options: JobOptions) -> JobOptions:
+        check_speaker_options(options)
         return check_options(options, self.rules)
 
     def create_job_once(self, upload: Upload, options: JobOptions,
@@ -257,7 +221,7 @@ class JobService:
             raise InvalidInputError("Idempotency-Key: 1 to 255 printable ASCII characters without spaces")
         upload.close_files()
         fingerprint = hashlib.sha256(json.dumps(
-            [asdict(options), upload.digests["image"].hexdigest(), upload.digests["audio"].hexdigest()],
+            [asdict(options), *(upload.digests[kind].hexdigest() for kind in UPLOAD_KINDS)],
             sort_keys=True).encode()).hexdigest()
         held = self.store.claim_idempotency_key(owner, idempotency_key, fingerprint,
                                                 self.settings.idempotency_ttl_sec)
@@ -278,10 +242,12 @@ class JobService:
         return view, False
 
     def fetch_inputs(self, upload: Upload, image_url: str = "", audio_url: str = "",
-                     fields: tuple[str, str] = ("image_url", "audio_url")) -> None:
+                     fields: tuple[str, ...] = ("image_url", "audio_url", "audio_2_url"),
+                     audio_2_url: str = "") -> None:
         """Download URL inputs into the upload (a FetchError or 413 on failure); `fields` are the
-        API's names for the two URLs, used in messages."""
-        for kind, url, field_name in (("image", image_url, fields[0]), ("audio", audio_url, fields[1])):
+        API's names for the URLs, used in messages."""
+        for kind, url, field_name in (("image", image_url, fields[0]), ("audio", audio_url, fields[1]),
+                                      ("audio_2", audio_2_url, fields[2] if len(fields) > 2 else "audio_2_url")):
             if url:
                 host = self.fetcher.fetch(field_name, url, lambda data, kind=kind: upload.write(kind, data),
                                           max_bytes=upload.limit_bytes - upload.received)
@@ -308,11 +274,15 @@ class JobService:
                 raise InvalidInputError(
                     f"{audio_name}: empty or missing (send a recording, an audio URL, or a video with sound)")
             check_audio_present(audio_name, audio.stat().st_size)
+            if options.speakers >= 2:
+                self._prepare_speakers(upload, options)
             self._check_active_jobs(upload.owner)
             with state_unavailable_as(CreationFailedError):
                 # Readable by every replica before the job exists, so any of them can take it over.
                 self.files.publish(upload.path("image"))
                 self.files.publish(audio)
+                if upload.sizes["audio_2"]:
+                    self.files.publish(upload.path("audio_2"))
                 if self.files.source_video(upload.job_id).exists():
                     self.files.publish(self.files.source_video(upload.job_id))
                 self.store.create_job(upload.job_id, options, owner=upload.owner.name,
@@ -328,12 +298,30 @@ class JobService:
             upload.discard()
             raise
         gate.wait(self.settings.split_accept_timeout_sec)
-        if self.webhooks is not None:
-            self.webhooks.watch(upload.job_id)
+        self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
         log.info("job %s accepted (%dx%d, provider %s, %d bytes, key %s)", upload.job_id, options.width,
                  options.height, options.provider, upload.received, upload.owner.name or "-")
         return self.get_job(upload.job_id, upload.owner)
+
+    def _prepare_speakers(self, upload: Upload, options: JobOptions) -> None:
+        """A two-speaker job: both recordings there, the boxes inside the portrait (or its faces
+        as the boxes), and a pool that renders two people."""
+        second = upload.names["audio_2"]
+        if options.stereo_speakers and upload.sizes["audio_2"]:
+            raise InvalidInputError(f"{second}, stereo_speakers: send person 2's recording or a stereo "
+                                    "recording with both, not both")
+        if not options.stereo_speakers and not upload.sizes["audio_2"]:
+            raise InvalidInputError(f"{second}: person 2's recording is missing or empty (or send one stereo "
+                                    "recording with a speaker per channel and stereo_speakers)")
+        if "audio_2" in upload.fetched:
+            check_audio_file(second, upload.path("audio_2"))
+        if self.faces is None:
+            self.faces = FaceFinder()
+        resolve_boxes(options, upload.path("image"), self.faces)
+        pool = self.orchestrator.backends.pools.get(options.provider)
+        if pool is not None:
+            check_pool_renders(options.provider, pool.person_counts(), options.speakers)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -348,22 +336,7 @@ class JobService:
         return record
 
     def view(self, record: JobRecord) -> JobView:
-        video_url = ""
-        if record.status == COMPLETED and record.has_video and record.s3_key and self.s3 is not None:
-            video_url = self.s3.presigned_url(record.s3_key)
-        return JobView(
-            id=record.id, provider=record.provider, status=record.status, progress=record.progress,
-            error=record.error, video_url=video_url, chunk_count=record.chunk_count,
-            chunks_done=record.chunks_done, frames_total=record.frames_total, frames_done=record.frames_done,
-            duration_sec=record.duration_sec, seed=record.options.seed, width=record.options.width,
-            height=record.options.height, created_at=_iso(record.created_at), updated_at=_iso(record.updated_at),
-            video_available=record.status == COMPLETED and record.has_video,
-            push_to_s3=record.options.push_to_s3, dry_run=record.options.dry_run,
-            lanes=tuple(LaneView(lane.index, round(lane.start_sec, 3), round(lane.end_sec, 3), lane.chunk_count,
-                                 record.lane_chunks_done.get(lane.index, 0)) for lane in record.plan.lanes),
-            seams=tuple(SeamView(round(seam.time_sec, 3), seam.chunk_index, round(seam.pause_start_sec, 3),
-                                 round(seam.pause_end_sec, 3), seam.fade_frames) for seam in record.plan.seams),
-        )
+        return self.views.view(record)
 
     def get_job(self, job_id: str, principal: Principal) -> JobView:
         return self.view(self._record(job_id, principal))
@@ -376,17 +349,7 @@ class JobService:
         return [self.view(record) for record in records if record is not None]
 
     def progress_of(self, record: JobRecord) -> dict:
-        """The job's pieces (chunks, each with the lane it belongs to), live segments ready and an
-        estimate of the time left."""
-        chunks = self.store.chunks(record.id)
-        # Pieces left unfinished by a job that ended (failed, cancelled) are "stopped", not still running.
-        stopped = record.finished and record.status != COMPLETED
-        pieces = [{"index": c.idx, "lane": c.lane,
-                   "status": "stopped" if stopped and c.status != CHUNK_DONE else c.status,
-                   "frames_done": c.frames_done, "frames": c.frame_count, "endpoint": c.endpoint,
-                   "attempts": c.attempts} for c in chunks]
-        segments = len(self.live.manifest(record.id).segments) if self.live is not None else 0
-        return {"pieces": pieces, "segments_ready": segments, "eta_sec": _time_left(record)}
+        return self.views.progress_of(record)
 
     def watch_job(self, job_id: str, principal: Principal,
                   active: Callable[[], bool] = lambda: True) -> Iterator[JobView]:
@@ -400,7 +363,7 @@ class JobService:
             if record is None:
                 return
             view = self.view(record)
-            if last is None or _changed(last, view):
+            if last is None or changed(last, view):
                 yield view
                 last = view
             if record.finished:
@@ -484,18 +447,3 @@ class JobService:
             status = current.status if current else record.status
             raise WrongJobStateError(f"job {job_id} already ended: it is {status}")
         return self.get_job(job_id, principal)
-
-
-def _time_left(record: JobRecord) -> float | None:
-    """Seconds until the job is done at the rate frames have been generated so far (None when
-    there is no rate yet or the job ended)."""
-    if record.finished or not record.split_done or record.frames_done <= 0 or record.frames_total <= 0:
-        return None
-    elapsed = max(0.0, time.time() - record.created_at)
-    left = record.frames_total - min(record.frames_done, record.frames_total)
-    return round(elapsed * left / record.frames_done, 1)
-
-
-def _changed(before: JobView, after: JobView) -> bool:
-    # The presigned URL differs on every read; it is not a change of the job.
-    return before.__dict__ | {"video_url": ""} != after.__dict__ | {"video_url": ""}

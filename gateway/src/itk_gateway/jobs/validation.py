@@ -18,7 +18,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from PIL import Image, UnidentifiedImageError
 
 from itk_gateway.errors import InvalidInputError
+from itk_gateway.options import JobOptions
 
 MAX_DIMENSION = 4096
 MAX_PROMPT_CHARS = 4000
@@ -62,28 +63,6 @@ def is_job_id(value: str) -> bool:
 
 def new_seed() -> int:
     return secrets.randbelow(2**31 - 1) + 1
-
-
-@dataclass
-class JobOptions:
-    """A job's settings after validation; what the store keeps and the orchestrator uses."""
-
-    width: int
-    height: int
-    provider: str
-    prompt: str = ""
-    push_to_s3: bool = False
-    dry_run: bool = False
-    force_offload: bool = True
-    seed: int = 0
-    sampling: dict[str, Any] = field(default_factory=dict)
-    chunk_target_sec: float = 0.0
-    # Where the job's events are POSTed (see jobs/webhooks.py); "" = no webhook.
-    webhook_url: str = ""
-    # Dubbing, when the audio outlasts the video: "hold" ("" too) or "pingpong".
-    video_extend: str = ""
-    # 0: one lane per usable generator; n: n continuous streams (1 = the whole recording as one).
-    lanes: int = 0
 
 
 # Remote GPU providers a deployment may add as pools (GENERATOR_POOLS); named in the error when absent.

@@ -171,7 +171,7 @@ class LivePublisher:
             # A replica taking the job over goes on with the stream the previous driver made.
             self.files.fetch(stream.folder / "manifest.json")
             if not self.files.fetch(target):
-                encode_recording(self.files.audio(job_id), target)
+                encode_recording(self.files.sound(job_id), target)
                 self.files.publish(target)
         except (SegmentError, OSError) as exc:
             stream.audio_error = str(exc)

@@ -48,6 +48,19 @@ class JobFiles:
     def audio(self, job_id: str) -> Path:
         return self.work_dir(job_id) / "audio"
 
+    def speaker_audio(self, job_id: str, person: int) -> Path:
+        """Person `person`'s recording (1-based) of a two-person job: person 1's is `audio`."""
+        return self.audio(job_id) if person == 1 else self.work_dir(job_id) / f"audio_{person}"
+
+    def mix(self, job_id: str) -> Path:
+        """A multi-person job's sound: the splitter's mix of the normalised tracks (16 kHz WAV)."""
+        return self.work_dir(job_id) / "mix.wav"
+
+    def sound(self, job_id: str) -> Path:
+        """The recording the final video and the live stream carry: the mix when there is one."""
+        mix = self.mix(job_id)
+        return mix if mix.exists() else self.audio(job_id)
+
     def chunk_wav(self, job_id: str, index: int) -> Path:
         return self.work_dir(job_id) / "chunks" / f"{index:05d}.wav"
 

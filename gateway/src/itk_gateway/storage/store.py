@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from itk_gateway.jobs.validation import JobOptions
+from itk_gateway.options import JobOptions
 from itk_gateway.storage.database import Database, Transaction, iter_batches
 from itk_gateway.storage.migrations import migrate
 

@@ -34,6 +34,19 @@ class SamplingSettings:
 
 
 @dataclass(frozen=True)
+class Person:
+    """One speaker of a multi-person chunk.
+
+    `box` is the speaker's face region (x0, y0, x1, y1) as fractions of the uploaded image's width
+    and height, x0 < x1 and y0 < y1, all in [0, 1]; None when none was given, and the backend then
+    uses its own default split of the frame (the reference: person 1 the left half, person 2 the
+    right half).
+    """
+
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
 class ChunkJob:
     """Everything a backend needs to render one chunk (a piece of a lane's stream).
 
@@ -67,6 +80,33 @@ class ChunkJob:
     context_before: int = 0
     # float16 [T, H, W, 3] in [-1, 1]: the previous piece's last frames (itk_common.motion), or None.
     motion: np.ndarray | None = None
+    # Multi-person chunks: the speakers in order (person 1 first). Empty: one person, and only
+    # `audio` / `context_audio` matter. With two or more, `person_audio` holds each speaker's own
+    # track, row i for persons[i], and `audio` / `context_audio` are their mix (the video's sound).
+    persons: tuple[Person, ...] = ()
+    # float32 [persons, samples]: each speaker's samples, with the same context as `context_audio`
+    # (context_before samples before the piece's own); None for a one-person chunk.
+    person_audio: np.ndarray | None = None
+
+    @property
+    def person_count(self) -> int:
+        return max(1, len(self.persons))
+
+    @property
+    def person_tracks(self) -> np.ndarray:
+        """float32 [persons, samples]: each speaker's own samples of the piece (no context); a
+        one-person chunk gives its audio as one row."""
+        if self.person_audio is None:
+            return self.audio[None, :]
+        return self.person_audio[:, self.context_before : self.context_before + len(self.audio)]
+
+    @property
+    def person_tracks_with_context(self) -> tuple[np.ndarray, int]:
+        """([persons, samples] with context, where the piece's own samples start in them)."""
+        if self.person_audio is None:
+            samples, start = self.audio_with_context
+            return samples[None, :], start
+        return self.person_audio, self.context_before
 
     @property
     def audio_with_context(self) -> tuple[np.ndarray, int]:
@@ -126,6 +166,13 @@ class Backend(ABC):
     def parallel_devices(self) -> int:
         """Devices one chunk is rendered across (the capacity stays one chunk per generator)."""
         return 1
+
+    @property
+    def person_counts(self) -> tuple[int, ...]:
+        """Speaker counts this backend renders (reported as GeneratorInfo.person_counts). The
+        service refuses a chunk with another count before calling render(). A backend that renders
+        several speakers reads `ChunkJob.persons` and `ChunkJob.person_tracks`."""
+        return (1,)
 
     @abstractmethod
     def render(

@@ -14,9 +14,9 @@ from infinitetalk.v1 import generator_pb2
 from itk_common.constants import SAMPLES_PER_FRAME, frames_for_samples
 from itk_common.motion import MotionFormatError, decode_motion
 from itk_common.video import count_video_frames
-from itk_common.wav import WavFormatError, decode_wav
+from itk_common.wav import WavFormatError, decode_wav_channels, mix_tracks
 
-from .backend import ChunkJob, SamplingSettings
+from .backend import ChunkJob, Person, SamplingSettings
 from .images import ImageDecodeError, decode_image
 
 MAX_SIDE = 4096
@@ -51,6 +51,25 @@ def check_spec(spec: generator_pb2.ChunkSpec) -> None:
     for field in ("lane", "lane_first_frame", "audio_context_before", "audio_context_after"):
         if getattr(spec, field) < 0:
             raise InvalidChunkError(f"spec.{field} must not be negative, got {getattr(spec, field)}")
+    read_persons(spec)
+
+
+def read_persons(spec: generator_pb2.ChunkSpec) -> tuple[Person, ...]:
+    """spec.persons as backend Persons; an all-zero box is "no box" (the backend's default split)."""
+    if len(spec.persons) == 1:
+        raise InvalidChunkError("spec.persons must be empty (one person) or list two or more persons, got 1")
+    persons = []
+    for index, person in enumerate(spec.persons):
+        box = (person.x0, person.y0, person.x1, person.y1)
+        if not any(box):
+            persons.append(Person())
+            continue
+        if not (0.0 <= person.x0 < person.x1 <= 1.0 and 0.0 <= person.y0 < person.y1 <= 1.0):
+            raise InvalidChunkError(
+                f"spec.persons[{index}] box {box} must have 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 "
+                "(fractions of the image's width and height)")
+        persons.append(Person(box=box))
+    return tuple(persons)
 
 
 class _Blob:
@@ -136,10 +155,18 @@ def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes,
         decode_image(image)
     except ImageDecodeError as exc:
         raise InvalidChunkError(f"image: {exc}") from exc
+    persons = read_persons(spec)
     try:
-        samples = decode_wav(audio_wav)
+        tracks = decode_wav_channels(audio_wav)
     except WavFormatError as exc:
-        raise InvalidChunkError(f"audio: {exc} (need 16 kHz mono pcm_s16le WAV)") from exc
+        raise InvalidChunkError(f"audio: {exc} (need 16 kHz pcm_s16le WAV)") from exc
+    expected_channels = max(1, len(persons))
+    if tracks.shape[0] != expected_channels:
+        layout = "mono" if expected_channels == 1 else f"one channel per person ({expected_channels})"
+        raise InvalidChunkError(
+            f"audio has {tracks.shape[0]} channel(s) but spec.persons lists {len(persons)} persons: "
+            f"the WAV must be {layout}")
+    samples = tracks[0] if expected_channels == 1 else mix_tracks(tracks)
     before, after = spec.audio_context_before, spec.audio_context_after
     own = len(samples) - before - after
     if own <= 0:
@@ -183,6 +210,8 @@ def build_job(spec: generator_pb2.ChunkSpec, image: bytes, audio_wav: bytes,
         context_audio=samples if before or after else None,
         context_before=before,
         motion=read_motion(motion),
+        persons=persons,
+        person_audio=tracks if persons else None,
     )
 
 

@@ -45,6 +45,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             device=self.backend.device if self.ready.is_set() else "",
             devices=self.backend.parallel_devices,
             ignores_motion=not self.backend.continues_motion,
+            person_counts=self.backend.person_counts,
         )
 
     def Generate(self, request_iterator: Iterator[generator_pb2.GenerateRequest],  # noqa: N802
@@ -74,6 +75,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         except grpc.RpcError:
             log.info("client went away while uploading a chunk")
             return
+        if job.person_count not in self.backend.person_counts:
+            served = ", ".join(str(count) for count in self.backend.person_counts)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"backend {self.backend.name} renders {served} person(s) per chunk, "
+                          f"not the {job.person_count} in spec.persons")
         work_dir = Path(tempfile.mkdtemp(prefix="itk-chunk-", dir=self.temp_dir))
         try:
             yield from self._render_and_send(job, work_dir / "chunk.mp4", context)

@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 
 MIN_CHUNK_TARGET_SEC = 1.0
 MAX_LANES = 64
+# Speakers a multi-person recording may have (the model renders two; the splitter does not care).
+MAX_TRACKS = 8
+AUDIO_TYPES = ("para", "add")
 # InfiniteTalk's stream: 81-frame clips, each after the first starting from the last 9 frames before it.
 DEFAULT_CLIP_FRAMES = 81
 DEFAULT_MOTION_FRAMES = 9
@@ -42,6 +45,14 @@ class SplitOptions:
     motion_frames: int = 0
     audio_context_sec: float = 0.0
     seam_fade_sec: float = 0.4
+    # Multi-person: speakers (0/1 = one), one file per speaker or one channel each, para / add.
+    track_count: int = 0
+    channels_as_tracks: bool = False
+    audio_type: str = "para"
+
+    @property
+    def tracks(self) -> int:
+        return max(1, self.track_count)
 
     @property
     def lane_clip_frames(self) -> int:
@@ -98,6 +109,12 @@ class SplitOptions:
             raise OptionsError("audio_context_sec", f"must be between 0 and 30 s, got {self.audio_context_sec}")
         if not 0 <= self.seam_fade_sec <= 5:
             raise OptionsError("seam_fade_sec", f"must be between 0 and 5 s, got {self.seam_fade_sec}")
+        if not 0 <= self.track_count <= MAX_TRACKS:
+            raise OptionsError("track_count", f"must be between 0 and {MAX_TRACKS}, got {self.track_count}")
+        if self.audio_type not in AUDIO_TYPES:
+            raise OptionsError("audio_type", f"must be para or add, got {self.audio_type!r}")
+        if self.channels_as_tracks and self.tracks < 2:
+            raise OptionsError("channels_as_tracks", "needs track_count of 2 or more")
 
     def overridden_by(self, request: object) -> SplitOptions:
         """These defaults with every non-zero field of a SplitOptions message applied, validated."""
@@ -122,6 +139,14 @@ class SplitOptions:
                 changes[name] = number
         if getattr(request, "skip_normalization", False):
             changes["skip_normalization"] = True
+        for name in ("track_count",):
+            number = int(getattr(request, name, 0))
+            if number != 0:
+                changes[name] = number
+        if getattr(request, "channels_as_tracks", False):
+            changes["channels_as_tracks"] = True
+        if getattr(request, "audio_type", ""):
+            changes["audio_type"] = str(request.audio_type)
         return replace(self, **changes).validated()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from typing import BinaryIO
 
 import grpc
@@ -60,8 +61,12 @@ class SplitterServicer(splitter_pb2_grpc.SplitterServicer):
 
     def _split(self, requests: Iterator[splitter_pb2.SplitRequest]) -> SplitResult:
         options = self._read_options(requests)
-        with self._receive_upload(requests) as upload:
-            return split_audio(upload, options, threads=self.settings.decode_threads)
+        files = 1 if options.channels_as_tracks else options.tracks
+        with ExitStack() as stack:
+            uploads = [stack.enter_context(self._receive_upload(requests, number, files))
+                       for number in range(1, files + 1)]
+            return split_audio(uploads if options.tracks >= 2 else uploads[0], options,
+                               threads=self.settings.decode_threads)
 
     def _read_options(self, requests: Iterator[splitter_pb2.SplitRequest]) -> SplitOptions:
         first = next(requests, None)
@@ -69,23 +74,26 @@ class SplitterServicer(splitter_pb2_grpc.SplitterServicer):
             raise UploadError("the first message must carry SplitOptions (options), before any audio")
         return self.settings.defaults.overridden_by(first.options)
 
-    def _receive_upload(self, requests: Iterable[splitter_pb2.SplitRequest]) -> BinaryIO:
-        """Collect the audio pieces into a spooled file (memory first, disk past the spool size)."""
+    def _receive_upload(self, requests: Iterable[splitter_pb2.SplitRequest], number: int = 1,
+                        files: int = 1) -> BinaryIO:
+        """Collect one file's audio pieces (up to the piece marked last) into a spooled file (memory
+        first, disk past the spool size); `number` of `files` names it in messages."""
+        name = "audio" if files == 1 else f"audio of person {number}"
         limit = self.settings.max_upload_bytes
         upload = tempfile.SpooledTemporaryFile(max_size=self.settings.spool_memory_bytes)  # noqa: SIM115
         try:
             received = 0
             for request in requests:
                 if request.WhichOneof("payload") != "audio":
-                    raise UploadError("audio: expected only audio pieces after the options message")
+                    raise UploadError(f"{name}: expected only audio pieces after the options message")
                 received += len(request.audio.data)
                 if received > limit:
-                    raise UploadError(f"audio: upload exceeds the {limit // (1024 * 1024)} MiB limit")
+                    raise UploadError(f"{name}: upload exceeds the {limit // (1024 * 1024)} MiB limit")
                 upload.write(request.audio.data)
                 if request.audio.last:
                     break
             if received == 0:
-                raise UploadError("audio: no audio data received")
+                raise UploadError(f"{name}: no audio data received")
             upload.seek(0)
             return upload
         except BaseException:
@@ -94,6 +102,10 @@ class SplitterServicer(splitter_pb2_grpc.SplitterServicer):
 
 
 def _responses(result: SplitResult) -> Iterator[splitter_pb2.SplitResponse]:
+    mix = result.mix_wav()
+    if mix is not None:
+        for piece in data_pieces(mix):
+            yield splitter_pb2.SplitResponse(mix=piece)
     spans = []
     for chunk in result.iter_encoded():
         span = _span_message(chunk.span)
@@ -111,6 +123,7 @@ def _responses(result: SplitResult) -> Iterator[splitter_pb2.SplitResponse]:
             chunks=spans,
             lanes=[_lane_message(lane, result.total_samples) for lane in result.lanes],
             seams=[_seam_message(seam) for seam in result.seams],
+            track_lufs=[report.input_lufs for report in result.track_loudness],
         )
     )
 

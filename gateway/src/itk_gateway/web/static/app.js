@@ -4,10 +4,13 @@ import { ApiError, apiKey, followEvents, getJson, request, setApiKey, submitJob 
 import { renderLanes } from "./lanes-view.js";
 import { LivePlayer } from "./live-player.js";
 import { MicRecorder } from "./recorder.js";
+import { SpeakerBoxes } from "./speakers.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["IN_QUEUE", "RUNNING"]);
 let config = { providers: [], default_provider: "", hls_timeline_start_sec: 0, video_input: false };
+const speakerBoxes = new SpeakerBoxes(document.getElementById("speaker-boxes"),
+                                      document.getElementById("boxes-status"));
 let recorded = null; // a File from the microphone, used instead of the audio picker
 let current = null; // { id, abort: AbortController, player: LivePlayer | null }
 
@@ -21,8 +24,10 @@ function duration(seconds) {
 
 function showFile(kind, file) {
   $(`${kind}-text`).textContent = file ? `${file.name} (${(file.size / 1048576).toFixed(1)} MB)` :
+    kind === "audio_2" ? "Drop person 2's recording here for two people talking" :
     `Drop a ${kind === "image" ? "portrait" : "recording"} here, or choose a file`;
   if (kind === "image") {
+    speakerBoxes.show(file);
     const preview = $("image-preview");
     preview.hidden = !file || !file.type.startsWith("image/");
     if (!preview.hidden) preview.src = URL.createObjectURL(file);
@@ -103,6 +108,12 @@ async function onSubmit(event) {
   form.append("provider", $("provider").value);
   if ($("lane-count").value) form.append("lanes", $("lane-count").value);
   if ($("preset").value) form.append("sampling", JSON.stringify({ preset: $("preset").value }));
+  const second = $("audio_2").files[0];
+  if (second) {
+    form.append("audio_2", second, second.name);
+    form.append("audio_type", $("audio-type").value);
+    if (speakerBoxes.boxes.length) form.append("boxes", JSON.stringify(speakerBoxes.boxes));
+  }
   const submit = $("submit");
   const bar = $("upload-progress");
   submit.disabled = true;
@@ -138,6 +149,12 @@ function renderJob(job) {
   if (job.lanes?.length) parts.push(`${job.lanes.length} lane${job.lanes.length > 1 ? "s" : ""}`);
   if (job.chunk_count) parts.push(`pieces ${job.chunks_done} / ${job.chunk_count}`);
   if (job.eta_sec) parts.push(`about ${duration(job.eta_sec)} left`);
+  if (job.speakers?.length) {
+    const from = job.boxes_from === "faces" ? "faces found in the portrait" : "boxes as drawn";
+    parts.push(`two people (${job.audio_type}), ${from}: ` +
+      job.speakers.map((s) => `person ${s.person} [${s.box.join(", ")}]`).join(", "));
+    if (current?.id === job.id && speakerBoxes.image) speakerBoxes.showUsed(job.speakers.map((s) => s.box));
+  }
   if (job.error) parts.push(job.error);
   $("job-detail").textContent = parts.join(" · ");
   renderLanes($("lanes"), $("timeline"), job);
@@ -264,6 +281,8 @@ function main() {
   key.addEventListener("change", () => { setApiKey(key.value.trim()); loadRecent(); });
   setupDrop("image");
   setupDrop("audio");
+setupDrop("audio_2");
+$("clear-boxes").addEventListener("click", () => speakerBoxes.clear());
   setupRecorder();
   $("size").addEventListener("change", () => { $("custom-size").hidden = $("size").value !== "custom"; });
   $("job-form").addEventListener("submit", onSubmit);

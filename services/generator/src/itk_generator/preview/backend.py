@@ -1,5 +1,8 @@
 """The CPU `preview` backend: the portrait with a mouth that opens with the audio's loudness.
 
+A multi-person chunk gets one mouth per speaker, on the face in that speaker's box (or, without
+boxes, in their strip of the frame), each opening with that speaker's own track.
+
 When the chunk comes with a source video (dubbing), each frame is the source video's frame at
 that time, fitted to the output size like the portrait, with the mouth drawn where the chunk's
 first frame has it.
@@ -28,7 +31,15 @@ from itk_common.video import Mp4Writer
 
 from ..backend import Backend, BackendError, Cancelled, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
 from ..images import ImageDecodeError, decode_image
-from .layout import DEFAULT_FACE_CASCADE, Box, FaceFinder, fit_image, locate_mouth, output_size
+from .layout import (
+    DEFAULT_FACE_CASCADE,
+    Box,
+    FaceFinder,
+    fit_image,
+    locate_mouth,
+    locate_person_mouths,
+    output_size,
+)
 from .motion import random_steps, shifted, state_from_motion, sway_offsets
 from .mouth import draw_mouth, mouth_openness
 
@@ -64,8 +75,19 @@ class PreviewBackend(Backend):
         assert self.faces is not None
         return self.faces
 
+    @property
+    def person_counts(self) -> tuple[int, ...]:
+        return (1, 2)
+
     def mouth_box(self, rgb: np.ndarray, width: int, height: int) -> Box:
         return locate_mouth(rgb, *output_size(width, height), self._face_finder())
+
+    def mouth_boxes(self, job: ChunkJob, rgb: np.ndarray, width: int, height: int) -> list[Box]:
+        """One mouth per speaker, in the order of `job.person_tracks`."""
+        if not job.persons:
+            return [self.mouth_box(rgb, width, height)]
+        return locate_person_mouths(rgb, width, height, self._face_finder(),
+                                    [person.box for person in job.persons])
 
     def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
                cancelled: threading.Event) -> RenderedChunk:
@@ -76,8 +98,8 @@ class PreviewBackend(Backend):
             raise BackendError(str(exc)) from exc
         width, height = output_size(job.width, job.height)
         background = fit_image(portrait, width, height)
-        box = self.mouth_box(portrait, width, height)
-        openness = mouth_openness(job.audio, job.frame_count)
+        boxes = self.mouth_boxes(job, portrait, width, height)
+        openness = [mouth_openness(track, job.frame_count) for track in job.person_tracks]
         sway = sway_offsets(state_from_motion(background, job.motion),
                             random_steps(job.seed, job.lane, job.lane_first_frame, job.frame_count))
         keep = job.sampling.motion_frames or DEFAULT_MOTION_FRAMES
@@ -94,7 +116,8 @@ class PreviewBackend(Backend):
                         # A dubbed video brings its own motion; a portrait sways.
                         frame = (shifted(background, sway[index]) if source is None
                                  else fit_image(source.frame(index), width, height))
-                        draw_mouth(frame, box, float(openness[index]))
+                        for box, person_openness in zip(boxes, openness, strict=True):
+                            draw_mouth(frame, box, float(person_openness[index]))
                         writer.write(frame)
                         if index >= job.frame_count - keep:
                             last_frames.append(frame)
@@ -141,3 +164,14 @@ def mouth_box(image: bytes | np.ndarray, width: int, height: int,
     return locate_mouth(rgb, *output_size(width, height), FaceFinder(face_cascade)).as_tuple()
 
 
+
+
+def person_mouth_boxes(image: bytes | np.ndarray, width: int, height: int,
+                       boxes: list[tuple[float, float, float, float] | None],
+                       face_cascade: str = DEFAULT_FACE_CASCADE) -> list[tuple[int, int, int, int]]:
+    """Where the preview draws each speaker's mouth in a multi-person chunk (`boxes`: each
+    speaker's face box as fractions of the image, or None for the default split), in pixels of
+    the rendered frame."""
+    rgb = decode_image(image) if isinstance(image, bytes) else image
+    mouths = locate_person_mouths(rgb, *output_size(width, height), FaceFinder(face_cascade), boxes)
+    return [mouth.as_tuple() for mouth in mouths]

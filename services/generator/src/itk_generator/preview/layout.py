@@ -6,30 +6,14 @@ Output sizes are rounded down to even numbers (H.264 with 4:2:0 chroma needs the
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
+from itk_common.faces import DEFAULT_FACE_CASCADE, Box, FaceFinder
 from itk_common.video import even
 
-DEFAULT_FACE_CASCADE = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-# Detection runs on a copy no larger than this: faster, and Haar cascades need no more detail.
-DETECTION_MAX_SIDE = 640
-
-
-@dataclass(frozen=True)
-class Box:
-    """A pixel rectangle, x0/y0 inclusive and x1/y1 exclusive."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return self.x0, self.y0, self.x1, self.y1
+__all__ = ["DEFAULT_FACE_CASCADE", "Box", "FaceFinder", "fit_image", "locate_mouth", "locate_person_mouths",
+           "output_size"]
 
 
 def output_size(width: int, height: int) -> tuple[int, int]:
@@ -54,33 +38,6 @@ def fit_image(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(scaled[top : top + height, left : left + width])
 
 
-class FaceFinder:
-    """The largest frontal face in a picture, by OpenCV's stock Haar cascade."""
-
-    def __init__(self, cascade_path: str = DEFAULT_FACE_CASCADE) -> None:
-        self.cascade = cv2.CascadeClassifier(cascade_path)
-        if self.cascade.empty():
-            raise FileNotFoundError(f"no usable Haar cascade at {cascade_path}")
-        # One classifier is shared by concurrent renders; OpenCV does not promise it is thread-safe.
-        self._lock = threading.Lock()
-
-    def find(self, rgb: np.ndarray) -> Box | None:
-        height, width = rgb.shape[:2]
-        shrink = min(1.0, DETECTION_MAX_SIDE / max(height, width))
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        if shrink < 1.0:
-            gray = cv2.resize(gray, (round(width * shrink), round(height * shrink)),
-                              interpolation=cv2.INTER_AREA)
-        min_side = max(24, min(gray.shape) // 10)
-        with self._lock:
-            faces = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                                  minSize=(min_side, min_side))
-        if len(faces) == 0:
-            return None
-        x, y, w, h = max(faces, key=lambda face: face[2] * face[3])
-        return Box(round(x / shrink), round(y / shrink), round((x + w) / shrink), round((y + h) / shrink))
-
-
 def mouth_in_face(face: Box) -> tuple[float, float, float, float]:
     """Mouth centre and size in source pixels: a Haar face box ends just below the lips."""
     face_width, face_height = face.x1 - face.x0, face.y1 - face.y0
@@ -98,10 +55,51 @@ def locate_mouth(rgb: np.ndarray, width: int, height: int, faces: FaceFinder) ->
     """The mouth box in the pixels of the fitted width x height frame (already even-rounded)."""
     source_height, source_width = rgb.shape[:2]
     face = faces.find(rgb)
-    if face is None:
-        centre_x, centre_y, mouth_width, mouth_height = mouth_without_face(source_width, source_height)
-    else:
-        centre_x, centre_y, mouth_width, mouth_height = mouth_in_face(face)
+    mouth = mouth_without_face(source_width, source_height) if face is None else mouth_in_face(face)
+    return mouth_in_output(mouth, source_width, source_height, width, height)
+
+
+def person_region(box: tuple[float, float, float, float] | None, index: int, count: int,
+                  source_width: int, source_height: int) -> Box:
+    """A speaker's region in source pixels: their box, or without one the index-th of `count`
+    equal vertical strips (the reference's default split: person 1 left, person 2 right)."""
+    if box is None:
+        return Box(source_width * index // count, 0, source_width * (index + 1) // count, source_height)
+    x0, y0, x1, y1 = box
+    return Box(round(x0 * source_width), round(y0 * source_height),
+               max(round(x0 * source_width) + 1, round(x1 * source_width)),
+               max(round(y0 * source_height) + 1, round(y1 * source_height)))
+
+
+def locate_person_mouths(rgb: np.ndarray, width: int, height: int, faces: FaceFinder,
+                         boxes: list[tuple[float, float, float, float] | None]) -> list[Box]:
+    """One mouth box per speaker in the fitted frame's pixels.
+
+    A speaker's mouth is on the largest face found inside their region; a given box with no face
+    detected in it is taken as the face itself, a default strip without one gets a mouth in its
+    lower middle.
+    """
+    source_height, source_width = rgb.shape[:2]
+    mouths = []
+    for index, box in enumerate(boxes):
+        region = person_region(box, index, len(boxes), source_width, source_height)
+        face = faces.find_in(rgb, region)
+        if face is not None:
+            mouth = mouth_in_face(face)
+        elif box is not None:
+            mouth = mouth_in_face(region)
+        else:
+            centre_x, centre_y, mouth_width, mouth_height = mouth_without_face(region.x1 - region.x0,
+                                                                               source_height)
+            mouth = (region.x0 + centre_x, centre_y, mouth_width, mouth_height)
+        mouths.append(mouth_in_output(mouth, source_width, source_height, width, height))
+    return mouths
+
+
+def mouth_in_output(mouth: tuple[float, float, float, float], source_width: int, source_height: int,
+                    width: int, height: int) -> Box:
+    """A mouth (centre x, centre y, width, height in source pixels) as a box of the fitted frame."""
+    centre_x, centre_y, mouth_width, mouth_height = mouth
     scale, left, top = fit_transform(source_width, source_height, width, height)
     half_width = max(1, min(round(mouth_width * scale / 2), width // 2))
     half_height = max(1, min(round(mouth_height * scale / 2), height // 2))

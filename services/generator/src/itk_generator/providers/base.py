@@ -72,6 +72,8 @@ class ChunkInputs:
     wav: bytes
     image_url: str = ""  # set by backends that stage inputs for providers that fetch by URL
     wav_url: str = ""
+    # A two-person chunk: `wav` is person 1's track and this person 2's (b"" for one person).
+    wav_2: bytes = b""
 
     @property
     def image_base64(self) -> str:
@@ -80,6 +82,10 @@ class ChunkInputs:
     @property
     def wav_base64(self) -> str:
         return base64.b64encode(self.wav).decode("ascii")
+
+    @property
+    def wav_2_base64(self) -> str:
+        return base64.b64encode(self.wav_2).decode("ascii")
 
 
 class ProviderBackend(Backend):
@@ -128,7 +134,13 @@ class ProviderBackend(Backend):
     def render(self, job: ChunkJob, output: Path, progress: ProgressCallback,
                cancelled: threading.Event) -> RenderedChunk:
         scope = CallScope(cancelled, time.monotonic() + self.policy.chunk_timeout_sec)
-        inputs = ChunkInputs(image=fit_reference(job.image, self.policy.max_image_side), wav=encode_wav(job.audio))
+        image = fit_reference(job.image, self.policy.max_image_side)
+        if job.persons:
+            # Each speaker's own track; the provider's worker lines up their faces itself.
+            first, second = job.person_tracks
+            inputs = ChunkInputs(image=image, wav=encode_wav(first), wav_2=encode_wav(second))
+        else:
+            inputs = ChunkInputs(image=image, wav=encode_wav(job.audio))
         progress(ProgressEvent(step=0, total_steps=1, frames_done=0, stage=f"{self.name}: submitting"))
         with self.staged(job, inputs, scope) as staged:
             provider_id = self.submit(job, staged, scope)

@@ -8,7 +8,7 @@ The app downloads its inputs by URL, so each chunk's image and WAV are staged in
 short-lived presigned URLs (`staging.py`). The app takes no size: it renders at its own
 resolution and the generator resizes to the requested one. Its API has no cancel endpoint;
 MODAL_CANCEL_URL, when set, is called as POST <url>?call_id=... with the same headers (an endpoint
-that calls `modal.FunctionCall.from_id(call_id).cancel()`; see the README), else a cancelled chunk
+that calls `modal.FunctionCall.from_id(call_id).cancel()`; see docs/backends-and-providers.md), else a cancelled chunk
 only stops polling and the Modal call runs to its end.
 """
 

@@ -1,5 +1,9 @@
 """RunPod serverless endpoints running an InfiniteTalk worker, as the seed API's client calls them.
 
+The worker renders one person or two (`person_count` "single" / "multi", person 2's track as
+`wav_base64_2`); it takes no face boxes, so a two-person chunk's boxes stay with our own
+generators and the worker finds the speakers itself.
+
 POST {base}/{endpoint}/run {"input": {...}} -> {id, status}; GET {base}/{endpoint}/status/{id}
 -> {id, status, output: {video: <base64 MP4>}, error}; POST {base}/{endpoint}/cancel/{id}.
 Authorization: Bearer RUNPOD_API_KEY.
@@ -47,10 +51,14 @@ class RunPodBackend(ProviderBackend):
                    endpoint_id=required_env("RUNPOD_ENDPOINT_ID", "runpod"),
                    base_url=env_str("RUNPOD_BASE_URL", DEFAULT_BASE_URL), policy=CallPolicy.from_env())
 
+    @property
+    def person_counts(self) -> tuple[int, ...]:
+        return (1, 2)
+
     def submit(self, job: ChunkJob, inputs: ChunkInputs, scope: CallScope) -> str:
         body = {"input": {
             "input_type": "image",
-            "person_count": "single",
+            "person_count": "multi" if inputs.wav_2 else "single",
             "prompt": job.prompt or RUNPOD_DEFAULT_PROMPT,
             "image_base64": inputs.image_base64,
             "wav_base64": inputs.wav_base64,
@@ -59,6 +67,8 @@ class RunPodBackend(ProviderBackend):
             "network_volume": False,
             "force_offload": job.force_offload,
         }}
+        if inputs.wav_2:
+            body["input"]["wav_base64_2"] = inputs.wav_2_base64
         response = self.http.request("POST", f"{self.endpoint_url}/run", scope, what="submit",
                                      headers=self.headers, json=body)
         answer = json_object(response, "runpod", "submit")
