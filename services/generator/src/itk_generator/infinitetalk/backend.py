@@ -2,7 +2,9 @@
 
 Its settings are in settings.py (the environment variables listed there), the models it loads are
 built by model_factory.py; this module turns a chunk into a request of the pipeline and the
-pipeline's frames into the chunk's MP4.
+pipeline's frames into the chunk's MP4. A two-person chunk (ChunkJob.persons) gets one audio
+track per person and the persons' regions of the frame (person_regions.py), and needs the
+multi-person adapter; the person counts served follow the adapters loaded.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from itk_common.video import Mp4Writer
 
 from ..backend import Backend, BackendError, Cancelled, ChunkJob, ProgressCallback, ProgressEvent, RenderedChunk
 from ..images import ImageDecodeError, decode_image
-from .model_factory import build_dit, build_pipeline, check_parallel_settings
+from .model_factory import build_dit, build_pipeline, check_parallel_settings, person_counts, resolve_adapters
 from .parallel import ParallelGroup, WorkerLostError
+from .person_regions import RegionError, generated_person_masks, latent_masks
 from .pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport, plan_clips, validate_clip_layout
 from .resolution import RESOLUTIONS, choose_bucket, delivered_size, resize_to_cover
 from .sampling import TEACACHE_COEFFICIENTS, preset_plan, with_overrides
-from .settings import InfiniteTalkSettings
+from .settings import SIZE_MULTIPLE, InfiniteTalkSettings
+from .speakers import region_weights
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,12 @@ class InfiniteTalkBackend(Backend):
     @property
     def parallel_devices(self) -> int:
         return self.settings.parallel_devices
+
+    @functools.cached_property
+    def person_counts(self) -> tuple[int, ...]:
+        """1 with the single-person adapter, 2 with the multi-person one (INFINITETALK_ADAPTERS, or
+        the adapters in MODEL_DIR); known before the weights are loaded."""
+        return person_counts(resolve_adapters(self.settings))
 
     def load(self) -> None:
         with self._lock:
@@ -184,10 +194,14 @@ class InfiniteTalkBackend(Backend):
             validate_clip_layout(self.settings.clip_frames, motion_frames)
         except ValueError as err:
             raise BackendError(str(err)) from err
-        context_audio, context_before = job.audio_with_context
+        if job.persons:
+            audio, (context_audio, context_before) = job.person_tracks, job.person_tracks_with_context
+            masks = fit_person_masks(job, image.shape[:2], bucket)
+        else:
+            (context_audio, context_before), audio, masks = job.audio_with_context, job.audio, None
         request = ChunkRequest(
             image=resize_to_cover(image, *bucket),
-            audio=np.asarray(job.audio, dtype=np.float32),
+            audio=np.asarray(audio, dtype=np.float32),
             frame_count=job.frame_count,
             prompt=job.prompt,
             seed=job.seed,
@@ -200,8 +214,27 @@ class InfiniteTalkBackend(Backend):
             motion=fit_motion(job.motion, motion_frames, bucket),
             context_audio=np.asarray(context_audio, dtype=np.float32) if job.context_audio is not None else None,
             context_before=context_before,
+            person_masks=masks,
         )
         return request, delivered_size(job.height, job.width, bucket)
+
+
+def fit_person_masks(job: ChunkJob, image_size: tuple[int, int], bucket: tuple[int, int]) -> torch.Tensor:
+    """The persons' regions (and the background) at the generated size, from their boxes on the
+    uploaded image or the default split; refused when a region covers no token of the frame."""
+    count = len(job.persons)
+    if count != 2:
+        raise BackendError(f"the InfiniteTalk multi-person model renders 2 persons, the chunk has {count}")
+    if job.person_audio is None or job.person_audio.shape[0] != count:
+        tracks = 0 if job.person_audio is None else job.person_audio.shape[0]
+        raise BackendError(f"the chunk lists {count} persons but carries {tracks} audio track(s)")
+    try:
+        masks = generated_person_masks([person.box for person in job.persons], *image_size, *bucket)
+        latent = latent_masks(masks, bucket[0] // 8, bucket[1] // 8)
+        region_weights(latent, (bucket[0] // SIZE_MULTIPLE, bucket[1] // SIZE_MULTIPLE), torch.float32)
+    except (RegionError, ValueError) as err:
+        raise BackendError(f"persons: {err}") from err
+    return masks
 
 
 def fit_motion(motion: np.ndarray | None, motion_frames: int, bucket: tuple[int, int]) -> np.ndarray | None:
