@@ -109,3 +109,4 @@ def test_three_persons_and_missing_tracks_are_backend_errors(loaded_backend: Inf
     with pytest.raises(BackendError, match="box for every person or for none"):
         loaded_backend.render(partly, tmp_path / "out.mp4", lambda _e: None, threading.Event())
     assert list(tmp_path.iterdir()) == []
+

@@ -82,8 +82,9 @@ class AudioCrossAttention(nn.Module):
     def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor, first_token: int = 0,
                 tokens_per_frame: int = 0, labels: torch.Tensor | None = None, persons: int = 1) -> torch.Tensor:
         """x [B, T*S, dim] (tokens in frame-major order), audio_tokens [B, T, N_a, audio_dim]
-        (N_a = persons * tokens per person); labels [B, T*S]: each token's speaker label, given
-        with several persons (not with sequence parallelism).
+        (N_a = persons * tokens per person); labels: each token's speaker label, given with several
+        persons: [B, tokens of x], or [B, T*S] for every token (with sequence parallelism, where x
+        is a run of them).
 
         With sequence parallelism x is a contiguous run of the tokens, from `first_token` on, and
         `tokens_per_frame` (S) says where the frames begin: the run's queries are padded with
@@ -99,6 +100,8 @@ class AudioCrossAttention(nn.Module):
         after = covered * per_frame - before - tokens
         q = self.q_linear(x).unflatten(-1, (self.num_heads, self.head_dim))
         if labels is not None:
+            if labels.shape[1] != tokens:
+                labels = labels[:, first_token:first_token + tokens]
             q = apply_label_rope(q, *label_rope_cos_sin(labels, self.head_dim))
         if before or after:
             q = torch.nn.functional.pad(q, (0, 0, 0, 0, before, after))

@@ -81,8 +81,20 @@ class InfiniteTalkBackend(Backend):
     @functools.cached_property
     def person_counts(self) -> tuple[int, ...]:
         """1 with the single-person adapter, 2 with the multi-person one (INFINITETALK_ADAPTERS, or
-        the adapters in MODEL_DIR); known before the weights are loaded."""
-        return person_counts(resolve_adapters(self.settings))
+        the adapters in MODEL_DIR); known before the weights are loaded. Two-person forwards need
+        every token's speaker label on one device, so a generator whose parallel layout splits
+        tokens (sequence parallelism) serves one person only."""
+        counts = person_counts(resolve_adapters(self.settings))
+        if 2 in counts and splits_tokens(self.settings):
+            log.warning("two-person chunks are not served: PARALLEL_DEVICES=%d with PARALLEL_MODE=%s splits a "
+                        "forward's tokens over devices (sequence parallelism)", self.settings.parallel_devices,
+                        self.settings.parallel_mode)
+            counts = tuple(count for count in counts if count != 2)
+        if not counts:
+            raise BackendError("this generator serves no person count: its only adapter is the multi-person one, "
+                               "which does not run with sequence parallelism; use PARALLEL_MODE=guidance with at "
+                               "least as many devices as forwards a step, or one device")
+        return counts
 
     def load(self) -> None:
         with self._lock:
@@ -217,6 +229,23 @@ class InfiniteTalkBackend(Backend):
             person_masks=masks,
         )
         return request, delivered_size(job.height, job.width, bucket)
+
+
+def splits_tokens(settings: InfiniteTalkSettings) -> bool:
+    """Whether some preset's step would split a forward's tokens over this generator's devices."""
+    if settings.parallel_devices == 1:
+        return False
+    from .config import DiTConfig
+    from .parallel import LayoutError, choose_layout
+    from .parallel.layout import BRANCH_COUNTS
+    from .weights import ModelPaths, WeightsError
+
+    try:
+        heads = DiTConfig.from_json(ModelPaths.from_root(settings.model_dir).dit_config).num_heads
+        return any(choose_layout(settings.parallel_devices, branches, heads, settings.parallel_mode).sequence_degree > 1
+                   for branches in BRANCH_COUNTS)
+    except (WeightsError, LayoutError, ValueError, OSError) as err:
+        raise BackendError(f"cannot read the parallel layout: {err}") from err
 
 
 def fit_person_masks(job: ChunkJob, image_size: tuple[int, int], bucket: tuple[int, int]) -> torch.Tensor:

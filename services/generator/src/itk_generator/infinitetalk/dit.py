@@ -34,7 +34,7 @@ from .attention import Attention
 from .audio_adapter import AudioCrossAttention, AudioProjModel, gather_latent_audio_windows
 from .config import DiTConfig
 from .rope import apply_rope, rope_cos_sin
-from .speakers import SpeakerRegions, check_persons, reference_attention_map, region_weights, speaker_labels
+from .speakers import SpeakerRegions, check_persons, region_weights, speaker_labels
 
 SINGLE, MULTI = "single", "multi"
 # The InfiniteTalk adapters: the audio layers' weights for one person, and for several.
@@ -146,7 +146,7 @@ class SelfAttention(nn.Module):
         out = self.o(self.attention.self_attention(q, k, v).flatten(2))
         if regions is None:
             return out, None
-        return out, reference_attention_map(self.attention, q, k, regions)
+        return out, self.attention.reference_map(q, k, regions)
 
 
 class CrossAttention(SelfAttention):
@@ -260,9 +260,6 @@ class SequenceSharding(Protocol):
 
     def gather(self, x: torch.Tensor) -> torch.Tensor: ...
 
-    @property
-    def degree(self) -> int: ...
-
 
 class InfiniteTalkDiT(nn.Module):
     """Wan2.1 I2V DiT with InfiniteTalk's audio adapter (`adapter`: which one its audio layers hold)."""
@@ -338,9 +335,6 @@ class InfiniteTalkDiT(nn.Module):
         if persons > 1:
             check_persons(persons, person_masks)
             assert person_masks is not None
-            if self.sequence_sharding is not None and self.sequence_sharding.degree > 1:
-                raise ValueError("multi-person chunks do not run with sequence parallelism; "
-                                 "use PARALLEL_MODE=guidance or one device")
             speakers = region_weights(person_masks.to(x.device), grid[1:], dtype)
 
         cos, sin = rope_cos_sin(grid, self.config.head_dim, self.config.rope_theta, x.device)

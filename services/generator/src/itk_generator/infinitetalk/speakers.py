@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from .attention import Attention
+if TYPE_CHECKING:
+    from .attention import Attention
 
 CLASS_RANGE = 24
 CLASS_INTERVAL = 4
@@ -129,10 +131,10 @@ def region_weights(masks: torch.Tensor, token_grid: tuple[int, int], dtype: torc
     return SpeakerRegions((flat / counts.clamp(min=1)).to(dtype), token_grid[0] * token_grid[1])
 
 
-def reference_attention_map(attention: Attention, q: torch.Tensor, k: torch.Tensor,
+def reference_attention_sum(attention: Attention, q: torch.Tensor, k: torch.Tensor,
                             regions: SpeakerRegions) -> torch.Tensor:
     """[B, L, persons + 1] fp32: the attention of every query token to each region of the first
-    latent frame, averaged over heads (the reference's `get_attn_map_with_target`).
+    latent frame, summed over the given heads (q, k: [B, L, heads, D], every token).
 
     softmax(q k_ref^T / sqrt(d)) @ weights is one attention with the region weights as values,
     so it runs on the attention kernel; the values are padded to the head width the kernels need.
@@ -143,7 +145,13 @@ def reference_attention_map(attention: Attention, q: torch.Tensor, k: torch.Tens
     values = q.new_zeros(batch, regions.tokens_per_frame, heads, head_dim)
     values[..., :classes] = regions.weights.T.to(q.dtype)[None, :, None, :]
     out = attention(q, reference_keys, values)
-    return out[..., :classes].float().mean(dim=2)
+    return out[..., :classes].float().sum(dim=2)
+
+
+def reference_attention_map(attention: Attention, q: torch.Tensor, k: torch.Tensor,
+                            regions: SpeakerRegions) -> torch.Tensor:
+    """The reference's `get_attn_map_with_target`: `reference_attention_sum` averaged over all heads."""
+    return reference_attention_sum(attention, q, k, regions) / q.shape[2]
 
 
 def check_persons(persons: int, masks: Sequence[object] | torch.Tensor | None) -> None:
