@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 PACKAGES := common services/splitter services/stitcher services/generator gateway client
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install install-postgres browser proto proto-check lint test test-fast run up bench bench-gpu bench-gpu-parallel k8s-check images download-weights clean
+.PHONY: install install-postgres browser proto proto-check config-docs config-docs-check lint test test-fast run up bench bench-gpu bench-gpu-parallel k8s-check images download-weights clean
 
 install: $(STAMP)
 
@@ -49,10 +49,17 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(PY) scripts/gen_protos.py --check
 
+# docs/configuration.md's tables, generated from the services' settings (SETTINGS_HELP and the reads).
+config-docs: $(STAMP)
+	$(PY) scripts/gen_config_docs.py
+
+config-docs-check: $(STAMP)
+	$(PY) scripts/gen_config_docs.py --check
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) $(BROWSER_STAMP) $(PG_STAMP) proto-check lint k8s-check
+test: $(STAMP) $(BROWSER_STAMP) $(PG_STAMP) proto-check config-docs-check lint k8s-check
 	$(VENV)/bin/pytest tests
 
 test-fast: $(STAMP) $(BROWSER_STAMP) $(PG_STAMP)
@@ -64,7 +71,15 @@ run: $(STAMP)
 up: $(STAMP)
 	$(PY) scripts/stack.py up
 
-bench: $(STAMP) $(PG_STAMP)
+# The seams benchmark speaks its recording with Debian's espeak-ng; apt runs only when it is missing.
+ESPEAK_STAMP := $(VENV)/.espeak
+$(ESPEAK_STAMP): $(STAMP)
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+		SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q espeak-ng; }
+	touch $(ESPEAK_STAMP)
+
+bench: $(STAMP) $(PG_STAMP) $(ESPEAK_STAMP)
 	$(PY) bench/run_all.py
 
 # Full-size InfiniteTalk DiT with random weights; needs a CUDA GPU (FP8 parts: compute capability 8.9+,
@@ -75,6 +90,7 @@ REFERENCE_DIR ?=
 GPUS ?= 1,2,4,8
 bench-gpu:
 	$(PYTHON) bench/gpu_kernels.py
+	$(PYTHON) bench/gpu_engine.py
 	$(PYTHON) bench/gpu_infinitetalk.py $(if $(REFERENCE_DIR),--reference-dir $(REFERENCE_DIR)) --kernels sdpa \
 		--skip-compile --skip-offload --skip-encoders --fp8
 	$(PYTHON) bench/gpu_two_persons.py

@@ -12,10 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import (  # noqa: E402
+    bench_boundaries,
     bench_dubbing,
     bench_live,
     bench_orchestration,
     bench_providers,
+    bench_quality,
     bench_replicas,
     bench_seams,
     bench_splitter,
@@ -32,6 +34,10 @@ def main() -> int:
     print_table("Dubbing: a 60 s 1080p phone video on the gateway", bench_dubbing.run())
     print_table("Seam between two lanes (preview, 256x256): largest change between consecutive frames, grey levels",
                 bench_seams.run())
+    seams, steps = bench_boundaries.run()
+    print_table("Seams in a 10-minute espeak-ng recording with pauses under 0.5 s, 4 lanes (preview, 256x256)", seams)
+    print_table("Steps between consecutive frames of that job's video, grey levels: piece boundaries vs inside lanes",
+                steps)
     rows = bench_orchestration.run(generators=(1, 2, 4, 8))
     single = float(rows[0]["wall_s"])  # type: ignore[arg-type]
     for row in rows:
@@ -43,6 +49,10 @@ def main() -> int:
     print_table("Gateway replicas on PostgreSQL + S3: dry-run jobs accepted per second", accepted)
     print_table("Driving replica stopped mid-job: seconds until another holds the job and renders again",
                 takeover)
+    cost, overhead = bench_quality.run()
+    print_table("Quality report: compute time (one process)", cost)
+    print_table("Quality report: time to COMPLETED, 3 jobs of 60 s back to back, 2 preview generators at 0.5 s "
+                "per audio second", overhead)
     return 0
 
 

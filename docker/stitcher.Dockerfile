@@ -8,9 +8,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 COPY common /src/common
 COPY services/stitcher /src/services/stitcher
-# Every third-party dependency comes as a binary wheel (PyAV bundles FFmpeg), so no compiler is
+# Every third-party dependency comes as a binary wheel (PyAV bundles FFmpeg, dlib-bin dlib), or
+# as data (face-recognition-models: the face models of the quality report), so no compiler is
 # needed; the local itk-common satisfies the service's dependency on it.
-RUN /opt/venv/bin/pip install "/src/common[media]" "/src/services/stitcher"
+RUN /opt/venv/bin/pip install "/src/common[media,quality]" "/src/services/stitcher"
 
 # Only the virtual environment moves on: no sources, pip caches or build files in the image.
 FROM ${PYTHON_IMAGE}

@@ -65,6 +65,9 @@ def main() -> int:
           f"{info.width}x{info.height}, {info.frame_count} frames at {info.fps:g} fps "
           f"({info.duration_sec:.2f} s video, {info.audio_duration_sec:.2f} s audio), "
           f"{state.chunk_count} chunks, {elapsed:.1f} s in all")
+    # The addresses printed above closed with the services: say how to keep them.
+    print("The services have stopped, so the addresses above no longer answer. To keep them and the "
+          "web page up, run `make up` (Ctrl-C stops it).")
     return 0
 
 

@@ -698,7 +698,8 @@ def check_provider_pools(target: str, objs: list[Obj]) -> list[str]:
     gateway_env = container_settings(objs, gateway["spec"]["template"]["spec"]["containers"][0]) if gateway else {}
     pools = {key[len("GENERATOR_POOL_"):].lower(): value for key, value in gateway_env.items()
              if key.startswith("GENERATOR_POOL_") and value}
-    pools.setdefault(gateway_env.get("DEFAULT_PROVIDER", "infinitetalk"), gateway_env.get("GENERATOR_TARGETS", ""))
+    default_pool = gateway_env.get("DEFAULT_POOL", gateway_env.get("DEFAULT_PROVIDER", "infinitetalk"))
+    pools.setdefault(default_pool, gateway_env.get("GENERATOR_TARGETS", ""))
     found: set[str] = set()
     for obj, _spec, container in workloads(objs):
         provider = container_settings(objs, container).get("GENERATOR_BACKEND", "")

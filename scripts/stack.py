@@ -259,12 +259,40 @@ class Stack:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+    def key_state(self) -> str:
+        """Whether the gateway asks for API keys, as it says itself (GET /config)."""
+        import json
+
+        with urllib.request.urlopen(f"{self.rest_url}/config", timeout=10) as reply:
+            required = bool(json.load(reply).get("api_key_required"))
+        if required:
+            return ("API keys are on: the web page asks for one in its API key field, "
+                    "itk reads ITK_API_KEY, other clients send Authorization: Bearer <key>")
+        return "API keys are off (loopback without API_KEYS): no key needed"
+
     def describe(self) -> str:
         rows = [f"  web page      {self.rest_url}/  (open it in a browser)",
                 f"  REST bridge   {self.rest_url}  (OpenAPI: {self.rest_url}/docs)",
                 f"  gRPC gateway  {self.grpc_target}"]
         rows += [f"  {s.name:<13} {s.target}" for n, s in self.services.items() if n != "gateway"]
         return "\n".join(rows)
+
+
+DEMO_CHUNK_TARGET_SEC = 8.0
+PRODUCTION_CHUNK_TARGET_SEC = 45.0
+
+
+def paid_pool_warnings(environ: dict[str, str], chunk_target_sec: float) -> list[str]:
+    """Demo piece lengths cost money on a GPU provider: each piece is one provider job, each cut a seam."""
+    pools = sorted(name[len("GENERATOR_POOL_"):].lower() for name in environ if name.startswith("GENERATOR_POOL_"))
+    pools += [entry.split("=", 1)[0].strip() for entry in environ.get("GENERATOR_POOLS", "").split(";") if "=" in entry]
+    if not pools or chunk_target_sec >= PRODUCTION_CHUNK_TARGET_SEC:
+        return []
+    jobs = max(1, round(60 / chunk_target_sec))
+    return [f"pools {', '.join(pools)} get {chunk_target_sec:g} s pieces (demonstration settings): on a GPU "
+            f"provider each piece is one paid job, so a 1-minute recording becomes {jobs} provider jobs with "
+            f"{jobs - 1} seams. For production piece lengths start it with CHUNK_TARGET_SEC="
+            f"{PRODUCTION_CHUNK_TARGET_SEC:g} make up (and PREVIEW_COST_PER_AUDIO_SEC=0 for an unpaced preview)."]
 
 
 def main() -> int:
@@ -277,7 +305,10 @@ def main() -> int:
     # The preview renders in a blink; pacing it like a GPU lets the page show a video growing part by part.
     parser.add_argument("--pace", type=float, default=float(os.environ.get("PREVIEW_COST_PER_AUDIO_SEC", "0.5")),
                         help="preview seconds of render time per second of audio")
-    parser.add_argument("--chunk-target-sec", type=float, default=8.0)
+    # 8 s pieces show a video growing part by part on the page; production uses 45 (CHUNK_TARGET_SEC).
+    parser.add_argument("--chunk-target-sec", type=float,
+                        default=float(os.environ.get("CHUNK_TARGET_SEC", str(DEMO_CHUNK_TARGET_SEC))),
+                        help="piece length in seconds (default: $CHUNK_TARGET_SEC or %(default)s)")
     args = parser.parse_args()
     secret = os.environ.get("WEBHOOK_SECRET") or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     stack = Stack(args.workdir, generators=args.generators, backend=args.backend, rest_port=args.port,
@@ -287,7 +318,10 @@ def main() -> int:
                                "WEBHOOK_ALLOW_PRIVATE": "true"})
     stack.start()
     print(f"InfiniteTalk stack is up (logs in {args.workdir / 'logs'}):\n{stack.describe()}\n"
-          f"  webhooks are signed with WEBHOOK_SECRET={secret}\nCtrl-C stops it.")
+          f"  webhooks are signed with WEBHOOK_SECRET={secret}\n  {stack.key_state()}")
+    for warning in paid_pool_warnings(dict(os.environ), args.chunk_target_sec):
+        print(f"WARNING: {warning}", file=sys.stderr)
+    print("Ctrl-C stops it.", flush=True)
     stopping = threading.Event()
 
     def handle(_signum: int, _frame: object) -> None:

@@ -34,6 +34,8 @@ def gateway_settings(data_dir: Path, services: BackendServices, **overrides: obj
         port=0, grpc_port=0, data_dir=data_dir, splitter_target=services.splitter_target,
         stitcher_target=services.stitcher_target, generator_targets=services.generator_targets,
         chunk_target_sec=3.0, resolve_interval_sec=0.5, retry_backoff_sec=0.05, generator_wait_sec=30.0,
+        # Reports are computed by the tests of test_quality.py; the others need no face analysis.
+        quality_report=False,
     )
     return replace(base, **overrides)
 

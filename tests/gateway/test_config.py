@@ -9,8 +9,9 @@ import pytest
 from itk_common.config import ConfigError
 from itk_gateway.config import Settings
 
-VARIABLES = ("DATA_DIR", "TEMP_DIR", "DB_PATH", "GENERATOR_TARGETS", "GENERATOR_POOLS", "PROVIDER_ALIASES",
-             "MAX_CONCURRENT_CHUNKS", "DEFAULT_PROVIDER", "GENERATOR_TARGETS_FILE", "PORT", "S3_BUCKET")
+VARIABLES = ("DATA_DIR", "TEMP_DIR", "DB_PATH", "GENERATOR_TARGETS", "GENERATOR_POOLS", "POOL_ALIASES",
+             "PROVIDER_ALIASES", "MAX_CONCURRENT_CHUNKS", "DEFAULT_POOL", "DEFAULT_PROVIDER", "GENERATOR_TARGETS_FILE",
+             "PORT", "S3_BUCKET")
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +26,7 @@ def test_defaults() -> None:
     assert settings.data_dir == Path("/tmp/infinitetalk")
     assert settings.database == Path("/tmp/infinitetalk/jobs.sqlite3")
     assert settings.pool_targets() == {"infinitetalk": ["127.0.0.1:50052"]}
-    assert settings.provider_aliases == {"runpod": "infinitetalk"}
+    assert settings.pool_aliases == {"runpod": "infinitetalk"}
     assert settings.max_concurrent_chunks == 8 and settings.max_upload_mb == 200
     assert not settings.s3_enabled
 
@@ -35,21 +36,36 @@ def test_seed_names_and_pools(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_CONCURRENT_CHUNKS", "3")
     monkeypatch.setenv("GENERATOR_TARGETS", "gen-a:50052, gen-b:50052")
     monkeypatch.setenv("GENERATOR_POOLS", "fast=fast-gen:50052;hq=hq-1:1,hq-2:2")
-    monkeypatch.setenv("PROVIDER_ALIASES", "runpod=infinitetalk,beam=fast")
+    monkeypatch.setenv("POOL_ALIASES", "runpod=infinitetalk,beam=fast")
     settings = Settings.from_env()
     assert settings.data_dir == Path("/srv/itk") and settings.max_concurrent_chunks == 3
     assert settings.pool_targets() == {"infinitetalk": ["gen-a:50052", "gen-b:50052"],
                                        "fast": ["fast-gen:50052"], "hq": ["hq-1:1", "hq-2:2"]}
-    assert settings.provider_aliases == {"runpod": "infinitetalk", "beam": "fast"}
+    assert settings.pool_aliases == {"runpod": "infinitetalk", "beam": "fast"}
     monkeypatch.setenv("DATA_DIR", "/data")
     assert Settings.from_env().data_dir == Path("/data")
+
+
+def test_former_pool_variable_names_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DEFAULT_PROVIDER / PROVIDER_ALIASES were the pool settings' names; deployments using them keep working,
+    and the new names win when both are set."""
+    monkeypatch.setenv("GENERATOR_POOLS", "fast=fast-gen:50052")
+    monkeypatch.setenv("DEFAULT_PROVIDER", "fast")
+    monkeypatch.setenv("PROVIDER_ALIASES", "quick=fast")
+    settings = Settings.from_env()
+    assert settings.default_pool == "fast" and settings.pool_aliases == {"quick": "fast"}
+    monkeypatch.setenv("DEFAULT_POOL", "infinitetalk")
+    monkeypatch.setenv("POOL_ALIASES", "runpod=infinitetalk")
+    settings = Settings.from_env()
+    assert settings.default_pool == "infinitetalk" and settings.pool_aliases == {"runpod": "infinitetalk"}
 
 
 @pytest.mark.parametrize(("name", "value", "words"), [
     ("MAX_CONCURRENT_CHUNKS", "many", "MAX_CONCURRENT_CHUNKS"),
     ("MAX_CONCURRENT_CHUNKS", "0", "at least 1"),
     ("GENERATOR_POOLS", "fast", "name=host:port"),
-    ("PROVIDER_ALIASES", "runpod", "alias=pool"),
+    ("POOL_ALIASES", "runpod", "POOL_ALIASES entry 'runpod' must look like alias=pool"),
+    ("PROVIDER_ALIASES", "runpod", "PROVIDER_ALIASES entry 'runpod' must look like alias=pool"),
     ("PORT", "-1", "PORT"),
 ])
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, words: str) -> None:
@@ -124,4 +140,19 @@ def test_shared_state_settings_are_checked(monkeypatch: pytest.MonkeyPatch, vari
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
+        Settings.from_env()
+
+
+def test_zero_lane_length_and_seam_fade_are_values_and_unset_leaves_them_to_the_splitter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MIN_LANE_SEC", raising=False)
+    monkeypatch.delenv("SEAM_FADE_SEC", raising=False)
+    settings = Settings.from_env()
+    assert settings.min_lane_sec is None and settings.seam_fade_sec is None
+    monkeypatch.setenv("MIN_LANE_SEC", "0")
+    monkeypatch.setenv("SEAM_FADE_SEC", "0")
+    settings = Settings.from_env()
+    assert settings.min_lane_sec == 0.0 and settings.seam_fade_sec == 0.0
+    monkeypatch.setenv("SEAM_FADE_SEC", "6")
+    with pytest.raises(ConfigError, match="SEAM_FADE_SEC must be at most 5"):
         Settings.from_env()

@@ -13,6 +13,7 @@ from itk_common.grpc_server import insecure_channel
 from itk_common.video import probe_video
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import json_job, post_json, speech_wav
+from tests.helpers.audio import encode_audio, speech_like
 from tests.helpers.rest import wait_for_job
 from tests.helpers.services import BackendServices
 
@@ -22,7 +23,9 @@ SECONDS = 12.0
 def test_two_generators_two_lanes_one_softened_seam(make_gateway: Callable[..., Gateway], services: BackendServices,
                                                      portrait: bytes, tmp_path: Path) -> None:
     gateway = make_gateway(min_lane_sec=2.0)
-    status, created = post_json(gateway, json_job(portrait, speech_wav(SECONDS, seed=2)))
+    # One pause, 0.2 s past the middle.
+    wav = encode_audio(speech_like(SECONDS, pause_every_sec=6.0, seed=2), 16_000, "wav")
+    status, created = post_json(gateway, json_job(portrait, wav))
     assert status == 202, created
     job_id = created["id"]
 
@@ -34,6 +37,7 @@ def test_two_generators_two_lanes_one_softened_seam(make_gateway: Callable[..., 
     assert first["start_sec"] == 0 and second["end_sec"] == SECONDS
     assert first["end_sec"] == second["start_sec"] == seam["time_sec"]
     assert abs(seam["time_sec"] - SECONDS / 2) <= 1.0  # near the balanced point (1 s window at least)
+    assert seam["pause_start_sec"] < seam["time_sec"] < seam["pause_end_sec"] and not seam["in_voiced_speech"]
     assert seam["chunk_index"] == first["chunk_count"]
     assert first["chunks_done"] == first["chunk_count"] >= 2 and second["chunks_done"] == second["chunk_count"] >= 2
     assert first["chunk_count"] + second["chunk_count"] == final["chunk_count"]
@@ -51,8 +55,41 @@ def test_two_generators_two_lanes_one_softened_seam(make_gateway: Callable[..., 
         job = gateway_pb2_grpc.GatewayStub(channel).GetJob(gateway_pb2.GetJobRequest(id=job_id))
     assert [(lane.index, lane.chunk_count, lane.chunks_done) for lane in job.lanes] == [
         (0, first["chunk_count"], first["chunk_count"]), (1, second["chunk_count"], second["chunk_count"])]
-    assert [(s.chunk_index, round(s.time_sec, 3), s.fade_frames) for s in job.seams] == [
-        (seam["chunk_index"], seam["time_sec"], seam["fade_frames"])]
+    assert [(s.chunk_index, round(s.time_sec, 3), s.fade_frames, s.in_voiced_speech) for s in job.seams] == [
+        (seam["chunk_index"], seam["time_sec"], seam["fade_frames"], False)]
+
+
+def test_a_seam_in_speech_without_any_gap_is_reported_and_hard_cut(make_gateway: Callable[..., Gateway],
+                                                                  portrait: bytes) -> None:
+    gateway = make_gateway(min_lane_sec=2.0)
+    # Syllables that dip but never fall silent: no gap between words anywhere.
+    wav = encode_audio(speech_like(SECONDS, pause_every_sec=100.0, seed=4), 16_000, "wav")
+    _, created = post_json(gateway, json_job(portrait, wav))
+    final = wait_for_job(gateway.rest_url, created["id"], timeout=120)
+    assert final["status"] == "COMPLETED", final
+    [seam] = final["seams"]
+    assert seam["in_voiced_speech"] and seam["fade_frames"] == 0
+    assert seam["pause_start_sec"] == seam["pause_end_sec"] == seam["time_sec"] == SECONDS / 2
+    with insecure_channel(gateway.grpc_target) as channel:
+        job = gateway_pb2_grpc.GatewayStub(channel).GetJob(gateway_pb2.GetJobRequest(id=created["id"]))
+    assert [(s.in_voiced_speech, s.fade_frames) for s in job.seams] == [(True, 0)]
+
+
+def test_zero_lane_length_and_seam_fade_on_the_gateway_reach_the_splitter(make_gateway: Callable[..., Gateway],
+                                                                         portrait: bytes) -> None:
+    """MIN_LANE_SEC=0 and SEAM_FADE_SEC=0 are sent as values: 5 s become the two lanes the pool's two
+    generators allow, joined by a hard cut. Unset, the splitter's own settings (30 s lanes) apply."""
+    audio = speech_wav(5.0, seed=5)
+    zeros = make_gateway(min_lane_sec=0.0, seam_fade_sec=0.0)
+    final = wait_for_job(zeros.rest_url, post_json(zeros, json_job(portrait, audio))[1]["id"], timeout=120)
+    assert final["status"] == "COMPLETED", final
+    assert final["lane_count"] == 2 and [seam["fade_frames"] for seam in final["seams"]] == [0]
+    zeros.stop()
+    unset = make_gateway(data_dir=zeros.settings.data_dir.parent / "unset")
+    final = wait_for_job(unset.rest_url, post_json(unset, json_job(portrait, audio, dry_run=True))[1]["id"],
+                         timeout=120)
+    assert final["status"] == "COMPLETED", final
+    assert final["lane_count"] == 1 and final["seams"] == []
 
 
 def test_a_job_may_ask_for_one_stream(make_gateway: Callable[..., Gateway], portrait: bytes) -> None:

@@ -25,7 +25,7 @@ FRAMES = (25, 30, 20)
 def publisher(tmp_path: Path) -> LivePublisher:
     store = JobStore(SqliteDatabase(tmp_path / "jobs.sqlite3"))
     files = JobFiles(tmp_path)
-    store.create_job(JOB, JobOptions(width=64, height=64, provider="infinitetalk"))
+    store.create_job(JOB, JobOptions(width=64, height=64, pool="infinitetalk"))
     files.create_work_dir(JOB)
     files.audio(JOB).write_bytes(encode_audio(speech_like(sum(FRAMES) * SAMPLES_PER_FRAME / 16_000), 16_000, "wav"))
     start = 0

@@ -92,7 +92,7 @@ def test_json_upload_is_decoded_as_it_streams(gateway: Gateway, tmp_path: Path, 
 
 def test_video_base64_is_streamed_from_the_file(gateway: Gateway, traced: None) -> None:
     job_id = new_job_id()
-    gateway.store.create_job(job_id, JobOptions(width=64, height=64, provider="infinitetalk", seed=1))
+    gateway.store.create_job(job_id, JobOptions(width=64, height=64, pool="infinitetalk", seed=1))
     gateway.store.finish_job(job_id, COMPLETED, progress=100, has_video=1)
     video = os.urandom(MEDIA_MB * MB)
     gateway.files.result(job_id).write_bytes(video)
@@ -107,7 +107,7 @@ def test_streamed_video_base64_decodes_to_the_file(gateway: Gateway) -> None:
     import httpx
 
     job_id = new_job_id()
-    gateway.store.create_job(job_id, JobOptions(width=64, height=64, provider="infinitetalk", seed=1))
+    gateway.store.create_job(job_id, JobOptions(width=64, height=64, pool="infinitetalk", seed=1))
     gateway.store.finish_job(job_id, COMPLETED, progress=100, has_video=1)
     video = os.urandom(2 * MB + 1)
     gateway.files.result(job_id).write_bytes(video)

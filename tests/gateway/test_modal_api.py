@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from itk_common.video import probe_video
-from itk_gateway.api.modal import default_size, modal_credentials
+from itk_gateway.api.modal_compat import default_size, modal_credentials
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import PORTRAIT, speech_wav
 from tests.helpers.file_server import FileServer, file_server
@@ -119,3 +119,24 @@ def test_modal_credentials_pair() -> None:
     assert modal_credentials({"modal-key": "id", "modal-secret": "secret"}) == ("id", "secret")
     assert modal_credentials({"modal-key": "id"}) is None
     assert modal_credentials({}) is None
+
+
+def test_modal_refusal_tells_a_modal_client_what_to_send(make_gateway: Callable[..., Gateway]) -> None:
+    """With keys on, a Modal client without (or with a wrong) proxy-auth pair gets a 401 whose
+    `detail` names the Modal-Key / Modal-Secret headers, as the Modal app's errors carry `detail`."""
+    key = "modal-client-key-0123456789"
+    gateway = make_gateway(api_keys=f"modal={key}")
+    submit = f"{gateway.rest_url}/modal/submit"
+    body = {"image": "https://example.com/p.png", "audio1": "https://example.com/a.wav"}
+    missing = httpx.post(submit, json=body, timeout=30)
+    assert missing.status_code == 401 and missing.json()["code"] == "UNAUTHORIZED"
+    detail = missing.json()["detail"]
+    assert "Modal-Key" in detail and "Modal-Secret: <API key>" in detail, detail
+    wrong = httpx.get(f"{gateway.rest_url}/modal/result", params={"call_id": "x"},
+                      headers={"Modal-Key": "me", "Modal-Secret": "not-a-key-of-this-gateway"}, timeout=30)
+    assert wrong.status_code == 401 and "Modal-Secret" in wrong.json()["detail"]
+    assert "not an API key" in wrong.json()["detail"]
+    # The pair with the key gets through to the API (here: an unknown call id).
+    known = httpx.get(f"{gateway.rest_url}/modal/result", params={"call_id": "job-1700000000-0123abcd"},
+                      headers={"Modal-Key": "me", "Modal-Secret": key}, timeout=30)
+    assert known.status_code == 404

@@ -23,7 +23,7 @@ from tests.helpers.services import start_generator, wait_until
 
 def finished_job(gateway: Gateway, status: str = COMPLETED) -> str:
     job_id = new_job_id()
-    gateway.store.create_job(job_id, JobOptions(width=64, height=64, provider="infinitetalk", seed=1))
+    gateway.store.create_job(job_id, JobOptions(width=64, height=64, pool="infinitetalk", seed=1))
     gateway.store.finish_job(job_id, status, progress=100, has_video=int(status == COMPLETED))
     if status == COMPLETED:
         gateway.files.result(job_id).write_bytes(b"\x00\x00\x00\x18ftypisom")

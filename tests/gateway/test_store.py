@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -16,7 +17,7 @@ from itk_gateway.storage.migrations import MIGRATIONS, migrate
 from itk_gateway.storage.store import CANCELLED, CHUNK_DONE, COMPLETED, RUNNING, ChunkRecord, JobStore
 from tests.helpers.postgres import PostgresServer
 
-OPTIONS = JobOptions(width=64, height=64, provider="infinitetalk")
+OPTIONS = JobOptions(width=64, height=64, pool="infinitetalk")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -91,6 +92,16 @@ def test_job_and_chunk_state(make_store) -> None:
     assert store.count_by_status()[CANCELLED] == 1
 
 
+def test_options_stored_under_the_former_pool_name_still_load(make_store) -> None:
+    """Rows written before the pool had its own name keep it as `provider` in their options JSON."""
+    store = make_store()
+    store.create_job("job-1-bbbbbbbb", OPTIONS, driver="a", lease_sec=10)
+    legacy = json.dumps({"width": 64, "height": 64, "provider": "fast", "seed": 5})
+    store.db.run(lambda tx: tx.execute("UPDATE jobs SET options = ? WHERE id = ?", (legacy, "job-1-bbbbbbbb")))
+    options = store.get_job("job-1-bbbbbbbb").options
+    assert options.pool == "fast" and options.seed == 5 and options.width == 64
+
+
 def test_leases_claim_renew_fence_release(make_store) -> None:
     a, b = make_store(), make_store()
     a.create_job("job-1-aaaaaaaa", OPTIONS, driver="a", lease_sec=0.5)
@@ -154,3 +165,20 @@ def test_concurrent_claims_take_each_job_once(postgres: PostgresServer) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_quality_reports_left_pending_by_a_gone_gateway_are_given_up(make_store) -> None:
+    from itk_common.quality.report import quality_text, report_state
+
+    store = make_store()
+    for job_id in ("job-stale", "job-fresh"):
+        store.create_job(job_id, OPTIONS)
+        assert store.finish_job(job_id, "COMPLETED", quality=quality_text(report_state("pending")))
+    store.db.run(lambda tx: tx.execute("UPDATE jobs SET updated_at = 0 WHERE id = ?", ("job-stale",)))
+    seen = store.version("job-stale")
+    assert store.fail_stale_quality(older_than_sec=600) == 1
+    stale, fresh = store.get_job("job-stale"), store.get_job("job-fresh")
+    assert stale is not None and fresh is not None
+    assert json.loads(stale.quality)["state"] == "failed" and "stopped" in json.loads(stale.quality)["error"]
+    assert json.loads(fresh.quality)["state"] == "pending"
+    assert store.version("job-stale") != seen  # watchers of the job's events see the change

@@ -107,7 +107,8 @@ def test_refused_urls(make_gateway: Callable[..., Gateway], server: FileServer) 
 def test_loopback_needs_the_allow_list(make_gateway: Callable[..., Gateway], server: FileServer) -> None:
     gateway = make_gateway()
     assert_refused(gateway, url_job(image_url=server.url("portrait.png"), audio_url=server.url("speech.wav")),
-                   400, "image_url", "127.0.0.1", "loopback")
+                   400, "image_url", "127.0.0.1", "loopback",
+                   f"URL_FETCH_ALLOW_HOSTS (e.g. 127.0.0.1:{server.server_address[1]})")
 
 
 def test_too_large_and_too_slow(make_gateway: Callable[..., Gateway], server: FileServer) -> None:

@@ -93,7 +93,7 @@ def test_backend_that_fails_to_load_exits_non_zero(tmp_path):
 def test_the_preview_never_imports_torch():
     code = (
         "import sys\n"
-        "from itk_generator.backends import create_backend\n"
+        "from itk_generator.backend_registry import create_backend\n"
         "import itk_generator.server\n"
         "create_backend('preview').load()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

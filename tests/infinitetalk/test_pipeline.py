@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from itk_common.constants import SAMPLES_PER_FRAME
+from itk_gateway.config import Settings as GatewaySettings
 from itk_generator.infinitetalk.model_factory import build_pipeline
 from itk_generator.infinitetalk.pipeline import (
     ChunkRequest,
@@ -23,6 +24,9 @@ from itk_generator.infinitetalk.pipeline import (
 )
 from itk_generator.infinitetalk.sampling import SamplingPlan
 from itk_generator.infinitetalk.settings import InfiniteTalkSettings
+from itk_splitter.lanes import plan_lanes
+from itk_splitter.options import SplitOptions
+from itk_splitter.plan import ChunkSpan
 from tests.helpers.audio import speech_like
 
 CLIP_FRAMES = 21  # 6 latent frames a clip: InfiniteTalk's layout at a size a 2-core CPU runs quickly
@@ -162,37 +166,53 @@ def test_clip_noise_depends_on_seed_lane_and_position() -> None:
         assert not torch.equal(base, other)
 
 
-def lane_request(audio: np.ndarray, start: int, stop: int, total: int, **changes) -> ChunkRequest:
-    """Frames [start, stop) of a lane of `total` frames, with all of the lane's audio as context."""
-    return ChunkRequest(image=portrait(), audio=audio[start * SAMPLES_PER_FRAME: stop * SAMPLES_PER_FRAME],
-                        frame_count=stop - start, prompt="a person talking", seed=5, plan=PLAN,
-                        motion_frames=MOTION_FRAMES, color_correction=1.0, lane=2, lane_first_frame=start,
-                        context_audio=audio, context_before=start * SAMPLES_PER_FRAME, **changes)
+def gateway_pieces(audio: np.ndarray, chunk_target_sec: float) -> list[ChunkSpan]:
+    """The second of two lanes of `audio` as the gateway plans and sends it: the splitter's plan
+    with the gateway's default audio context, on this model's clip grid."""
+    options = SplitOptions(lane_count=2, min_lane_sec=1.0, chunk_target_sec=chunk_target_sec, min_chunk_sec=0.4,
+                           clip_frames=CLIP_FRAMES, motion_frames=MOTION_FRAMES,
+                           audio_context_sec=GatewaySettings().audio_context_sec).validated()
+    return [chunk for chunk in plan_lanes([], len(audio), options).chunks if chunk.lane == 1]
 
 
-def test_lane_cut_on_the_clip_grid_renders_like_one_stream(pipeline: InfiniteTalkPipeline) -> None:
-    """A lane as one piece and as two pieces (cut where a clip ends) gives the same frames, colour
-    correction on; the second piece starts from the first one's motion frames."""
-    stride = CLIP_FRAMES - MOTION_FRAMES
-    total = CLIP_FRAMES + stride + 5  # three clips
-    audio = speech_like(total / 25, pause_every_sec=10.0, seed=3).astype(np.float32)
+def piece_request(audio: np.ndarray, piece: ChunkSpan, motion: np.ndarray | None) -> ChunkRequest:
+    """What a generator builds from the piece's WAV (its samples and their context) and spec."""
+    sent = audio[piece.wav_start: piece.wav_end]
+    before = piece.start_sample - piece.wav_start
+    return ChunkRequest(image=portrait(), audio=sent[before: before + piece.num_samples],
+                        frame_count=piece.frame_count, prompt="a person talking", seed=5, plan=PLAN,
+                        motion_frames=MOTION_FRAMES, color_correction=1.0, lane=piece.lane,
+                        lane_first_frame=piece.lane_first_frame, motion=motion, context_audio=sent,
+                        context_before=before)
+
+
+def test_lane_in_pieces_renders_like_the_lane_rendered_whole(pipeline: InfiniteTalkPipeline) -> None:
+    """A lane cut into pieces on the clip grid gives the frames of the lane rendered as one piece,
+    colour correction on, each piece given exactly the audio the gateway sends it and the previous
+    piece's motion frames: the audio features of every piece are those of the whole lane."""
+    audio = speech_like(4.0, pause_every_sec=10.0, seed=3).astype(np.float32)
+    [whole_piece] = gateway_pieces(audio, chunk_target_sec=30.0)
+    pieces = gateway_pieces(audio, chunk_target_sec=1.0)
+    assert len(pieces) == 2 and pieces[0].start_sample == whole_piece.start_sample > 0
+    assert pieces[-1].end_sample == whole_piece.end_sample == len(audio)
     whole_motion: list[np.ndarray] = []
-    whole = np.concatenate(list(pipeline.generate(lane_request(audio, 0, total, total), on_motion=whole_motion.append)))
+    whole = np.concatenate(list(pipeline.generate(piece_request(audio, whole_piece, None),
+                                                  on_motion=whole_motion.append)))
+    frames: list[np.ndarray] = []
+    motion: list[np.ndarray] = []
+    for piece in pieces:
+        frames.extend(pipeline.generate(piece_request(audio, piece, motion[-1] if motion else None),
+                                        on_motion=motion.append))
+    assert motion[0].shape == (MOTION_FRAMES, SIZE, SIZE, 3) and motion[0].dtype == np.float16
+    assert np.array_equal(np.concatenate(frames), whole)
+    assert np.array_equal(motion[-1], whole_motion[0])
 
-    cut = CLIP_FRAMES  # where the first clip ends
-    first_motion: list[np.ndarray] = []
-    first = np.concatenate(list(pipeline.generate(lane_request(audio, 0, cut, total),
-                                                  on_motion=first_motion.append)))
-    second_motion: list[np.ndarray] = []
-    second = np.concatenate(list(pipeline.generate(lane_request(audio, cut, total, total, motion=first_motion[0]),
-                                                   on_motion=second_motion.append)))
-    assert first_motion[0].shape == (MOTION_FRAMES, SIZE, SIZE, 3) and first_motion[0].dtype == np.float16
-    assert np.array_equal(np.concatenate([first, second]), whole)
-    assert np.array_equal(second_motion[0], whole_motion[0])
-
-    # Without the motion frames the second piece starts over from the portrait: a different video.
-    restarted = np.concatenate(list(pipeline.generate(lane_request(audio, cut, total, total))))
-    assert not np.array_equal(restarted, second)
+    # With only the context around itself (what pieces were sent before), the last piece's audio
+    # features, and so its frames, differ from the lane's.
+    last = pieces[-1]
+    own = replace(last, wav_start_sample=last.start_sample - 50 * SAMPLES_PER_FRAME)
+    alone = np.concatenate(list(pipeline.generate(piece_request(audio, own, motion[-2]))))
+    assert not np.array_equal(alone, np.concatenate(frames)[last.lane_first_frame:])
 
 
 def test_image_and_prompt_encodings_are_computed_once(pipeline: InfiniteTalkPipeline) -> None:

@@ -107,3 +107,17 @@ def test_bf16_vae_stays_close_to_fp32(vae_path, vae):
     frames = torch.rand(1, 3, 5, 32, 32, generator=g) * 2 - 1
     encoded32, encoded16 = vae.encode(frames), half.encode(frames)
     assert (encoded16 - encoded32).norm() / encoded32.norm() < 0.05
+
+
+def test_channels_last_layout_gives_the_same_video(vae_path, vae):
+    """The GPU default (channels-last 3-D kernels and activations) changes the memory layout, not the
+    values: decode and encode agree with the contiguous model to float rounding."""
+    channels_last = WanVAE(WanVAE.load(vae_path).model, torch.device("cpu"), torch.float32, channels_last=True)
+    kernels = [p for p in channels_last.model.parameters() if p.ndim == 5]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in kernels)
+    assert all(p.is_contiguous() for p in vae.model.parameters())  # the CPU default stays contiguous
+    g = torch.Generator().manual_seed(2)
+    latents = torch.randn(1, 16, 3, 4, 6, generator=g)
+    torch.testing.assert_close(channels_last.decode(latents), vae.decode(latents), atol=1e-5, rtol=1e-4)
+    frames = torch.rand(1, 3, 5, 32, 48, generator=g) * 2 - 1
+    torch.testing.assert_close(channels_last.encode(frames), vae.encode(frames), atol=1e-5, rtol=1e-4)

@@ -144,7 +144,7 @@ def test_gpu_generator_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_provider_generator_settings_build_the_backend(provider: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The providers overlay's settings, plus the keys the docs tell users to put in the
     provider's Secret, are all a provider generator needs to start."""
-    from itk_generator.backends import create_backend
+    from itk_generator.backend_registry import create_backend
 
     objs = k8s_check.render(k8s_check.REPO / k8s_check.TARGETS["providers"])
     found = k8s_check.find(objs, "Deployment", f"generator-{provider}")

@@ -199,7 +199,7 @@ def test_providers_overlay_runs_each_provider_on_cpu_with_its_secret() -> None:
         assert {"secretRef": {"name": secret, "optional": True}} in generator["envFrom"]
     gateway_env = k8s_check.container_settings(objs, container(objs, "gateway"))
     assert gateway_env["GENERATOR_POOL_BEAM"] == "generator-beam:50052"
-    assert gateway_env["DEFAULT_PROVIDER"] == "runpod"
+    assert gateway_env["DEFAULT_POOL"] == "runpod"
 
 
 @pytest.mark.parametrize("breakage", ["pool", "secret", "policy", "gpu"])

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 # image -> (what its Dockerfile pip-installs, the module its console script runs, the script)
 SERVICES = {
     "splitter": (["common[media]", "services/splitter"], "itk_splitter.server", "itk-splitter"),
-    "stitcher": (["common[media]", "services/stitcher"], "itk_stitcher.server", "itk-stitcher"),
+    "stitcher": (["common[media,quality]", "services/stitcher"], "itk_stitcher.server", "itk-stitcher"),
     "gateway": (["common", "gateway"], "itk_gateway.server", "itk-gateway"),
     "generator-cpu": (["common[media]", "services/generator[providers]"], "itk_generator.server", "itk-generator"),
     # Not an image: the client people install on their own machines, with no server dependency.

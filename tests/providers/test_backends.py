@@ -17,12 +17,18 @@ from itk_common.constants import frames_for_samples
 from itk_common.video import probe_video
 from itk_common.wav import decode_wav, mix_tracks
 from itk_generator.backend import Cancelled, ChunkJob, Person, ProgressEvent
-from itk_generator.backends import create_backend
+from itk_generator.backend_registry import create_backend
 from itk_generator.images import decode_image
-from itk_generator.providers.errors import ProviderDeadlineError, ProviderError, ProviderJobLostError
+from itk_generator.providers.errors import (
+    ProviderDeadlineError,
+    ProviderError,
+    ProviderJobLostError,
+    SubmitOutcomeUnknownError,
+)
 from itk_generator.providers.http import CallScope, ProviderHttp
 from itk_generator.providers.policy import CallPolicy
 from tests.helpers.audio import speech_like
+from tests.helpers.services import wait_until
 from tests.providers.conftest import FAST, INPUT_BUCKET, PROVIDERS, RUNPOD_KEY, build_backend, provider_env
 
 SIZE = 64
@@ -61,10 +67,51 @@ def test_a_chunk_becomes_exact_frames(provider: str, fake_provider, s3_endpoint:
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_429_and_5xx_are_retried(provider: str, fake_provider, s3_endpoint: str, input_bucket, chunk: ChunkJob,
                                  tmp_path: Path) -> None:
+    """A submit refused with 429 or 503 is sent again; so is a status poll answered with any 5xx."""
     fake = fake_provider(provider, queue_sec=0.05, run_sec=0.05)
-    fake.http_failures.extend([429, 500, 503])
+    fake.http_failures.extend([429, 503, 0, 500, 502])  # submit, submit, submit (answered), poll, poll
     result, _ = render(build_backend(provider, fake, s3_endpoint), chunk, tmp_path)
     assert result.frame_count == chunk.frame_count and not fake.http_failures
+    assert len(fake.submitted()) == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_submit_whose_answer_is_lost_is_not_sent_again(provider: str, fake_provider, s3_endpoint: str,
+                                                         input_bucket, chunk: ChunkJob, tmp_path: Path) -> None:
+    """The submit reaches the provider, which starts the job, but answers only after the call's timeout:
+    the backend does not submit a second job beside it (the old retry left the first rendering, unpolled)."""
+    fake = fake_provider(provider, queue_sec=0.05, run_sec=0.05)
+    fake.delays.append(1.5)
+    policy = CallPolicy(request_timeout_sec=0.3, retry_backoff_sec=0.05, poll_interval_sec=0.05)
+    with pytest.raises(SubmitOutcomeUnknownError, match=f"{provider}: submit: .*answer was lost.*not sent again"):
+        render(build_backend(provider, fake, s3_endpoint, policy=policy), chunk, tmp_path)
+    if provider != "modal":  # Modal's staged inputs are gone with the attempt: a late start cannot fetch them
+        wait_until(lambda: len(fake.submitted()) == 1, timeout=30, message="the delayed submit's job")
+    assert fake.api_requests == 1 and len(fake.submitted()) <= 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_submit_answered_with_an_error_that_may_follow_a_start_is_not_sent_again(
+        status: int, fake_provider, chunk: ChunkJob, tmp_path: Path) -> None:
+    fake = fake_provider("runpod")
+    fake.http_failures.append(status)
+    with pytest.raises(SubmitOutcomeUnknownError, match=f"HTTP {status}"):
+        render(build_backend("runpod", fake), chunk, tmp_path)
+    assert fake.api_requests == 1
+
+
+def test_a_submit_that_never_connected_is_sent_again(chunk: ChunkJob, tmp_path: Path) -> None:
+    """Connection refused: the request never left, so sending it again cannot start a second job."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    http = ProviderHttp("runpod", CallPolicy(retries=2, retry_backoff_sec=0.01), secrets=[])
+    scope = CallScope(threading.Event(), time.monotonic() + 30)
+    with pytest.raises(ProviderError, match="submit failed after 3 attempts: ConnectError") as raised:
+        http.request("POST", f"http://127.0.0.1:{port}/run", scope, what="submit", json={}, idempotent=False)
+    assert not isinstance(raised.value, SubmitOutcomeUnknownError)
 
 
 def test_retries_run_out(fake_provider, chunk: ChunkJob, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Lane planning: lane count, seams in the longest pauses near the balanced points, pieces on the clip grid."""
+"""Lane planning: lane count, seams in silence near the balanced points, pieces on the clip grid."""
 
 from __future__ import annotations
 
@@ -10,15 +10,10 @@ from hypothesis import strategies as st
 
 from itk_common.constants import FPS, SAMPLES_PER_FRAME, frames_for_samples
 from itk_common.wav import decode_wav
-from itk_splitter.lanes import (
-    SEAM_FALLBACK_MIN_SEC,
-    SEAM_FALLBACK_SHARE,
-    SEAM_WINDOW_MIN_SEC,
-    SEAM_WINDOW_SHARE,
-    lane_count_for,
-    plan_lanes,
-)
+from itk_splitter.lanes import LANE_AUDIO_MAX_SEC, lane_count_for, plan_lanes
 from itk_splitter.options import OptionsError, SplitOptions
+from itk_splitter.seam_search import search_windows
+from itk_splitter.silence import min_silence_frames
 from itk_splitter.split import split_audio
 from tests.helpers.audio import encode_audio, speech_like
 from tests.splitter.test_plan import pauses_strategy
@@ -61,44 +56,89 @@ def test_lanes_partition_the_recording_into_pieces_on_the_clip_grid(case) -> Non
             assert cut >= CLIP and (cut - CLIP) % STRIDE == 0
         if len(plan.lanes) > 1:
             assert lane.end_frame - lane.start_frame >= options.min_lane_sec * FPS - 1
+    context = round(options.audio_context_sec * FPS) * SAMPLES_PER_FRAME
     for chunk in chunks:
-        context = round(options.audio_context_sec * FPS) * SAMPLES_PER_FRAME
-        assert chunk.wav_start == max(0, chunk.start_sample - context)
-        assert chunk.wav_end == min(total, chunk.end_sample + context)
+        # Its whole lane with the context around the lane (lanes here are at most 15 minutes).
+        lane = plan.lanes[chunk.lane]
+        lane_start, lane_end = lane.start_frame * SAMPLES_PER_FRAME, min(total, lane.end_frame * SAMPLES_PER_FRAME)
+        span = (max(0, lane_start - context), min(total, lane_end + context))
+        if span[1] - span[0] <= LANE_AUDIO_MAX_SEC * 16_000:
+            assert (chunk.wav_start, chunk.wav_end) == span
+        else:
+            assert 0 <= chunk.wav_end - chunk.wav_start - LANE_AUDIO_MAX_SEC * 16_000 < SAMPLES_PER_FRAME
+            assert span[0] <= chunk.wav_start <= chunk.start_sample < chunk.end_sample <= chunk.wav_end <= span[1]
 
 
-@settings(max_examples=150, deadline=None)
+def runs_in(runs: list[tuple[int, int]], low: int, high: int) -> list[tuple[int, int]]:
+    """Silent runs whose middle (where a seam in them goes) lies in [low, high], strictly inside them."""
+    return [(s, e) for s, e in runs if low <= (s + e) // 2 <= high and s < (s + e) // 2 < e]
+
+
+@settings(max_examples=200, deadline=None)
 @given(lane_case())
-def test_each_seam_takes_the_longest_pause_near_its_balanced_point(case) -> None:
-    pauses, total, options = case
-    plan = plan_lanes(pauses, total, options)
+def test_each_seam_takes_the_nearest_silence_a_viewer_cannot_see(case) -> None:
+    """Near pause, then a pause further away, then a gap between words, then speech only with no gap."""
+    runs, total, options = case
+    plan = plan_lanes(runs, total, options)
     total_frames = frames_for_samples(total)
     min_lane = max(1, int(np.ceil(options.min_lane_sec * FPS - 1e-9)))
+    min_pause = min_silence_frames(options.min_silence_sec)
+    pauses = [(s, e) for s, e in runs if e - s >= min_pause]
     previous = 0
     for number, seam in enumerate(plan.seams, start=1):
         remaining = len(plan.lanes) - number + 1
         lane = (total_frames - previous) / remaining
         target = round(previous + lane)
         floor, ceiling = previous + min_lane, total_frames - min_lane * (remaining - 1)
-        chosen = None
-        for share, least in ((SEAM_WINDOW_SHARE, SEAM_WINDOW_MIN_SEC), (SEAM_FALLBACK_SHARE, SEAM_FALLBACK_MIN_SEC)):
-            window = max(round(least * FPS), round(share * lane))
-            low, high = max(target - window, floor), min(target + window, ceiling)
-            candidates = [(s, e) for s, e in pauses if low <= (s + e) // 2 <= high and s < (s + e) // 2 < e]
-            if candidates:
-                chosen = max(e - s for s, e in candidates)
-                break
+        near, far = search_windows(target, lane, floor, ceiling)
         assert plan.chunks[seam.chunk_index].start_sample == seam.sample
-        if chosen is not None:
-            # In the longest pause of the first window that has one (2 %, else 5 % of a lane).
-            assert seam.pause is not None
-            start, end = seam.pause
-            assert start < seam.frame < end and low <= seam.frame <= high
-            assert end - start == chosen
-            assert 0 <= seam.fade_frames <= min(seam.frame - start, end - seam.frame)
+        for candidates, window in ((pauses, near), (pauses, far), (runs, far)):
+            found = runs_in(candidates, *window)
+            if found:
+                # The longest silent run of the first tier that has one, the seam in its middle.
+                assert seam.pause in found and seam.frame == (seam.pause[0] + seam.pause[1]) // 2
+                assert seam.pause[1] - seam.pause[0] == max(e - s for s, e in found)
+                break
         else:
-            assert seam.pause is None and seam.frame == min(max(target, floor), ceiling)
+            anywhere = runs_in(runs, floor, ceiling)
+            if anywhere:
+                assert seam.pause in anywhere
+                assert abs(seam.frame - target) == min(abs((s + e) // 2 - target) for s, e in anywhere)
+            else:
+                # No gap at all where the seam could go: in voiced speech, said so, and a hard cut.
+                assert seam.in_voiced_speech and seam.frame == min(max(target, floor), ceiling)
+        if seam.pause is not None:
+            start, end = seam.pause
+            assert not seam.in_voiced_speech and start < seam.frame < end
+            # Every frame the fade touches on either side is silent: no two open mouths are mixed.
+            longest = round(options.seam_fade_sec * FPS)
+            assert seam.fade_frames == min(longest, seam.frame - start, end - seam.frame)
+        else:
+            assert seam.fade_frames == 0
         previous = seam.frame
+
+
+def test_seams_fall_back_from_far_pauses_to_word_gaps_and_report_speech() -> None:
+    """Lanes of 1500 frames (60 s at 25 fps): the balanced point 1500; the near window is +-30, the far +-150."""
+    options = SplitOptions(lane_count=2, min_lane_sec=10.0, chunk_target_sec=45.0).validated()
+    total = 3000 * SAMPLES_PER_FRAME
+
+    def seam_of(runs: list[tuple[int, int]]):
+        [seam] = plan_lanes(runs, total, options).seams
+        return seam
+
+    # A pause (>= 0.5 s = 13 frames) just outside the near window wins over a word gap inside it.
+    seam = seam_of([(1490, 1494), (1580, 1600)])
+    assert seam.pause == (1580, 1600) and seam.frame == 1590 and seam.fade_frames == 10
+    # No pause within 10 %: the longest gap between words within 10 %, cross-faded inside it.
+    seam = seam_of([(1490, 1494), (1560, 1566), (1800, 1830)])
+    assert seam.pause == (1560, 1566) and seam.frame == 1563 and seam.fade_frames == 3
+    # Only a gap far away: still taken, rather than a seam in speech.
+    seam = seam_of([(2400, 2404)])
+    assert seam.pause == (2400, 2404) and not seam.in_voiced_speech
+    # No gap at all: in voiced speech at the balanced point, said so, and a hard cut.
+    seam = seam_of([])
+    assert seam.in_voiced_speech and seam.frame == 1500 and seam.fade_frames == 0
 
 
 def test_one_generator_no_seam_four_generators_three_seams_in_long_pauses() -> None:
@@ -116,7 +156,7 @@ def test_one_generator_no_seam_four_generators_three_seams_in_long_pauses() -> N
         assert seam.fade_frames == min(10, seam.frame - seam.pause[0], seam.pause[1] - seam.frame)
     lengths = [lane.end_frame - lane.start_frame for lane in four.lanes]
     assert max(lengths) <= 1.03 * sum(lengths) / 4
-    # Each chunk's WAV holds its audio plus up to 2 s on each side, sample for sample.
+    # Each chunk's WAV holds its lane plus up to 2 s around it, sample for sample.
     for chunk in itertools.islice(four.iter_encoded(), 3):
         samples = decode_wav(chunk.wav)
         expected = four.samples[chunk.span.wav_start: chunk.span.wav_end]

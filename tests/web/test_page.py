@@ -14,7 +14,7 @@ from itk_common.constants import FPS
 from itk_common.video import probe_video
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import PORTRAIT, speech_wav
-from tests.helpers.audio import encode_audio
+from tests.helpers.audio import encode_audio, speech_like
 from tests.helpers.rest import call
 from tests.helpers.services import GeneratorHandle, start_generator
 from tests.helpers.two_persons import conversation, two_person_portrait
@@ -34,7 +34,8 @@ def paced(tmp_path: Path) -> Iterator[GeneratorHandle]:
 @pytest.fixture
 def audio_file(tmp_path: Path) -> Path:
     path = tmp_path / "speech.wav"
-    path.write_bytes(speech_wav(SECONDS, seed=5))
+    # One pause, near the middle, where the seam between two lanes goes.
+    path.write_bytes(encode_audio(speech_like(SECONDS, pause_every_sec=6.0, seed=2), 16_000, "wav"))
     return path
 
 
@@ -45,7 +46,6 @@ def fill_form(page, audio: Path | None, width: int = 96, height: int = 128) -> N
     page.select_option("#size", "custom")
     page.fill("#width", str(width))
     page.fill("#height", str(height))
-    page.select_option("#preset", "fast")
 
 
 def page_state(page) -> dict:
@@ -78,7 +78,12 @@ def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callab
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(gateway.rest_url + "/")
     assert page.title() == "InfiniteTalk"
-    assert page.locator("#provider option").first.text_content() == "infinitetalk"
+    # The pools as the deployment serves them: the default pool once, with its generators' backend;
+    # the preview renders the same with any preset, so no preset is offered.
+    page.wait_for_function("document.getElementById('provider').options.length > 0")
+    assert [o.text_content() for o in page.locator("#provider option").all()] == ["infinitetalk (preview)"]
+    assert "also called runpod" in page.text_content("#provider-help")
+    assert page.is_disabled("#preset") and "preview renders the same" in page.text_content("#preset-help")
     fill_form(page, audio_file)
     page.select_option("#lane-count", "2")
     page.screenshot(path=str(screenshots / "page-form.png"), full_page=True)
@@ -104,6 +109,22 @@ def test_make_a_video_watch_it_render_and_download(browser, make_gateway: Callab
     assert second["pieces"][0].startswith(f"Piece {len(first['pieces']) + 1}:")  # numbered across the job
     assert page.locator("#timeline .segment").count() == 2
     assert page.get_attribute("#timeline", "aria-label") == f"The clip in 2 lane(s), seams at {seam_at}"
+    # The player appears only with a picture: never an empty black box mid-render.
+    shown = page.wait_for_selector("#player:not([hidden])", timeout=30_000)
+    assert page.evaluate("document.getElementById('player').readyState") >= 2
+    frame = page.evaluate("""() => {
+        const video = document.getElementById('player');
+        const canvas = document.createElement('canvas');
+        canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(video, 0, 0);
+        const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+        let sum = 0;
+        for (let i = 0; i < pixels.length; i += 4) sum += pixels[i] + pixels[i + 1] + pixels[i + 2];
+        return {mean: sum / (pixels.length / 4) / 3,
+                status: document.getElementById('job-status').dataset.status};
+    }""")
+    assert shown is not None and frame["status"] == "RUNNING" and frame["mean"] > 30, frame
     playing = wait_for(page, lambda s: s["time"] > 0.3 or s["status"] == "COMPLETED", 30, "playback")
     assert playing["status"] == "RUNNING", "the video should play before the job ends"
     assert not playing["paused"]

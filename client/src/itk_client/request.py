@@ -31,6 +31,7 @@ class JobRequest:
     provider: str | None = None
     preset: str | None = None
     seed: int | None = None
+    lanes: int | None = None  # 0 or None: one per free generator; 1: one continuous stream
     webhook_url: str | None = None
     push_to_s3: bool | None = None
     dry_run: bool | None = None
@@ -38,7 +39,8 @@ class JobRequest:
 
     def form(self) -> dict[str, str]:
         fields: dict[str, Any] = {"width": self.width, "height": self.height, "prompt": self.prompt,
-                                  "provider": self.provider, "seed": self.seed, "webhook_url": self.webhook_url,
+                                  "provider": self.provider, "seed": self.seed, "lanes": self.lanes,
+                                  "webhook_url": self.webhook_url,
                                   "push_to_s3": self.push_to_s3, "dry_run": self.dry_run, **(self.extra or {})}
         if self.preset:
             fields["sampling"] = json.dumps({"preset": self.preset})

@@ -51,7 +51,7 @@ class Client:
                idempotency_key: str | None = None, **options: Any) -> Job:
         """Upload a portrait and a recording (streamed from disk, multipart); returns the new job.
 
-        Options: prompt, provider, preset ("quality" or "fast"), seed, webhook_url, push_to_s3,
+        Options: prompt, provider, preset ("quality" or "fast"), seed, lanes, webhook_url, push_to_s3,
         dry_run; audio_2 (person 2's recording: two people talking); anything else is sent as a
         form field of that name (boxes, audio_type, stereo_speakers, ...).
         """
@@ -66,7 +66,7 @@ class Client:
         return self.get(str(reply["id"]))
 
     def submit_json(self, image: bytes, audio: bytes, width: int, height: int, **options: Any) -> str:
-        """The seed API's request (base64 media in a JSON body); returns the job id."""
+        """The Infinitetalk REST API's request (base64 media in a JSON body); returns the job id."""
         body = {"image_base64": base64.b64encode(image).decode(), "audio_base64": base64.b64encode(audio).decode(),
                 "width": width, "height": height, **options}
         return str(self._json("POST", "/jobs", json=body)["id"])

@@ -30,6 +30,49 @@ class VideoInfo:
     audio_duration_sec: float
 
 
+# Pieces of a longer video (the generators' parts, the stitcher's re-encoded ones) are joined by
+# stream copy, so each starts with a keyframe. A keyframe redraws the encoding error afresh while
+# the frames before it carry theirs along from frame to frame, so at a keyframe the picture steps
+# by about the error's size even where nothing moves (a viewer sees the piece start sharper). The
+# encoder spends more bits on the frames around every keyframe, rising over KEYFRAME_RAMP_FRAMES
+# up to KEYFRAME_RAMP_PEAK times the rate at the keyframe itself, so the error is small on both
+# sides of the step and the step no larger than the frame-to-frame changes inside a piece
+# (bench/bench_boundaries.py measures both, and the bits it costs).
+# Keyframes come every KEYFRAME_INTERVAL frames (no scene-cut keyframes), so every one is known
+# in advance, and at the piece's end, where the next piece's keyframe follows.
+KEYFRAME_INTERVAL = 10 * FPS
+KEYFRAME_RAMP_FRAMES = 12
+KEYFRAME_RAMP_PEAK = 6.0
+
+
+def keyframe_ramp(frame_count: int | None, interval: int = KEYFRAME_INTERVAL, ramp: int = KEYFRAME_RAMP_FRAMES,
+                  peak: float = KEYFRAME_RAMP_PEAK) -> str:
+    """libx264 `zones` (first,last,b=multiplier, frame indices) raising the rate around keyframes.
+
+    Keyframes are at 0, interval, 2 * interval... and, when `frame_count` is known, at the frame
+    after the last (the next piece's first). A frame i frames from a keyframe (0 = the keyframe, or
+    the frame just before it) gets 1 + (peak - 1) * ((ramp - i) / ramp)^2; neighbouring frames with
+    the same multiplier share a zone.
+    """
+    length = frame_count if frame_count is not None else interval
+    multipliers = [1.0] * length
+    keyframes = list(range(0, length, interval)) + ([length] if frame_count is not None else [])
+    for keyframe in keyframes:
+        for distance in range(ramp):
+            weight = 1.0 + (peak - 1.0) * ((ramp - distance) / ramp) ** 2
+            for frame in (keyframe + distance, keyframe - 1 - distance):
+                if 0 <= frame < length:
+                    multipliers[frame] = max(multipliers[frame], round(weight, 2))
+    zones: list[str] = []
+    start = 0
+    for frame in range(1, length + 1):
+        if frame == length or multipliers[frame] != multipliers[start]:
+            if multipliers[start] > 1.0:
+                zones.append(f"{start},{frame - 1},b={multipliers[start]:g}")
+            start = frame
+    return "/".join(zones)
+
+
 def even(value: int) -> int:
     """H.264 with 4:2:0 chroma needs even dimensions."""
     return max(2, value - value % 2)
@@ -40,10 +83,14 @@ class Mp4Writer:
 
     Frames get pts 0, 1, 2... in a 1/fps time base, so the container's frame count and duration
     are exact, which the stitcher's frame checks rely on.
+
+    With `gop` 0 the file is a piece of a longer video: keyframes every KEYFRAME_INTERVAL frames
+    with more bits around each (`keyframe_ramp`), and, given `frame_count`, toward its end too.
+    A `gop` of n keeps at most n frames between keyframes (a seekable intermediate, no ramps).
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: int = FPS, crf: int = 20,
-                 preset: str = "veryfast", gop: int = 0) -> None:
+                 preset: str = "veryfast", gop: int = 0, frame_count: int | None = None) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"H.264 needs even dimensions, got {width}x{height}")
         self.path = path
@@ -56,7 +103,12 @@ class Mp4Writer:
         self.stream.time_base = Fraction(1, fps)
         self.stream.codec_context.time_base = Fraction(1, fps)
         self.stream.options = {"crf": str(crf), "preset": preset}
-        if gop:
+        if not gop:
+            zones = keyframe_ramp(frame_count)
+            self.stream.options["x264-params"] = (
+                f"keyint={KEYFRAME_INTERVAL}:min-keyint={KEYFRAME_INTERVAL}:scenecut=0"
+                + (f":zones={zones}" if zones else ""))
+        else:
             # At most `gop` frames between keyframes, so a reader can seek to any second cheaply.
             self.stream.codec_context.gop_size = gop
         self.frames_written = 0
@@ -93,8 +145,9 @@ class Mp4Writer:
                 self.path.unlink(missing_ok=True)
 
 
-def write_mp4(path: Path, frames: Iterable[np.ndarray], width: int, height: int, fps: int = FPS) -> int:
-    with Mp4Writer(path, width, height, fps) as writer:
+def write_mp4(path: Path, frames: Iterable[np.ndarray], width: int, height: int, fps: int = FPS,
+              frame_count: int | None = None) -> int:
+    with Mp4Writer(path, width, height, fps, frame_count=frame_count) as writer:
         for frame in frames:
             writer.write(frame)
     return writer.frames_written

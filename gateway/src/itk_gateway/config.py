@@ -1,89 +1,135 @@
 """The gateway's settings, read once from the environment.
 
-MAX_CONCURRENT_CHUNKS defaults to 8 rather than the seed's 3: the seed fed one remote worker,
-while here a job spreads over a pool whose capacity is the real global limit.
-
-| Variable | Default | Description |
-|----------|---------|-------------|
-| `BIND_HOST` | `127.0.0.1` | Address the REST and gRPC servers listen on (`0.0.0.0` in Kubernetes). |
-| `PORT` | `8080` | REST bridge port (the seed API's name). |
-| `GRPC_PORT` | `50050` | Public gRPC API port. |
-| `LOG_LEVEL` | `INFO` | Python log level. |
-| `TEMP_DIR` | `/tmp/infinitetalk` | The seed API's data folder; used as `DATA_DIR` when that is unset. |
-| `DATA_DIR` | `TEMP_DIR` | Inputs, chunk WAVs, generated parts and results live under it. |
-| `DB_PATH` | `<DATA_DIR>/jobs.sqlite3` | SQLite database of jobs and chunks (WAL mode), when `DATABASE_URL` is unset. |
-| `DATABASE_URL` | — | `postgresql://user:password@host:5432/db`: jobs in PostgreSQL, shared by several replicas. |
-| `DATABASE_WAIT_SEC` | `120` | At start, wait this long for the database to answer before exiting. |
-| `DATABASE_POOL_SIZE` | `20` | Most PostgreSQL connections one replica opens (its job and API threads share them). |
-| `JOB_LEASE_SEC` | `20` | A replica's hold on a job it drives; renewed every third of it, taken over after it. |
-| `JOB_POLL_SEC` | `1` | How often a replica checks its jobs for cancels and looks for jobs to take over. |
-| `BLOB_STORE` | `local` | `local`: job files in `DATA_DIR` (one replica, or a ReadWriteMany volume); `s3`: in S3. |
-| `S3_BLOB_PREFIX` | `work/` | Key prefix of job files with `BLOB_STORE=s3`. |
-| `SPLITTER_TARGET` | `127.0.0.1:50051` | Splitter gRPC address. |
-| `STITCHER_TARGET` | `127.0.0.1:50053` | Stitcher gRPC address. |
-| `GENERATOR_TARGETS` | `127.0.0.1:50052` | Default pool `host:port,...`; each host resolves to all its addresses. |
-| `GENERATOR_TARGETS_FILE` | — | One `host:port` per line, re-read on every refresh; replaces `GENERATOR_TARGETS`. |
-| `GENERATOR_POOLS` | — | More pools: `name=host:port,host:port;name2=host:port`. |
-| `GENERATOR_POOL_<NAME>` | — | One pool per variable, named `<name>` in lower case; adds to `GENERATOR_POOLS`. |
-| `DEFAULT_PROVIDER` | `infinitetalk` | Name of the default pool; an empty or omitted `provider` selects it. |
-| `PROVIDER_ALIASES` | `runpod=infinitetalk` | `alias=pool,...`: other names for pools (seed clients send `runpod`). |
-| `GENERATOR_RESOLVE_INTERVAL_SEC` | `10` | Re-resolve targets and probe endpoints this often (and after failures). |
-| `GENERATOR_MAX_ATTEMPTS` | `4` | Failed attempts per chunk before the job fails (busy refusals count 1/5). |
-| `GENERATOR_RETRY_BACKOFF_SEC` | `1` | First pause before a retry; doubles per attempt, at most 30 s. |
-| `GENERATOR_WAIT_SEC` | `600` | A chunk fails after its pool had no ready endpoint this long (0 = wait forever). |
-| `MAX_CONCURRENT_CHUNKS` | `8` | Chunks of one job in flight at once (seed name; pool capacity is the global limit). |
-| `CHUNK_TARGET_SEC` | `45` | Target chunk length passed to the splitter (0 = the splitter's default). |
-| `MIN_LANE_SEC` | `30` | No lane (continuous stream) is shorter; shorter recordings get fewer lanes. |
-| `CLIP_FRAMES` | `81` | The generators' clip length (4n+1); pieces inside a lane are cut on its grid. |
-| `AUDIO_CONTEXT_SEC` | `2` | Neighbouring audio sent with each piece on both sides, for its audio features. |
-| `SEAM_FADE_SEC` | `0.4` | Longest cross-fade on each side of a seam between lanes (inside its pause). |
-| `MAX_UPLOAD_MB` | `200` | Largest image + audio upload in MiB (decoded); larger requests get 413. |
-| `MAX_IMAGE_PIXELS` | `40000000` | Largest accepted image (width × height). |
-| `MAX_VIDEO_SEC` | `600` | Longest accepted source video (dubbing), in seconds. |
-| `MAX_VIDEO_PIXELS` | `8847360` | Largest accepted source video frame (width × height; 4096x2160). |
-| `VIDEO_MAX_SIDE` | `1280` | Source videos are normalised to at most this long side (never enlarged). |
-| `URL_FETCH_ALLOW_HOSTS` | — | `host,host:port,10.0.0.0/8,...`: trusted hosts URL inputs may reach on any address. |
-| `URL_FETCH_CONNECT_TIMEOUT_SEC` | `10` | Connecting to a URL's server. |
-| `URL_FETCH_TIMEOUT_SEC` | `120` | A whole URL download, redirects included. |
-| `URL_FETCH_MAX_REDIRECTS` | `5` | Redirects followed per URL. |
-| `JOB_TIMEOUT_SEC` | `0` | A job running longer than this (from its creation) ends `TIMED_OUT`; 0 = no limit. |
-| `SPLIT_ACCEPT_TIMEOUT_SEC` | `120` | Job creation waits this long for the splitter's first chunk (or its refusal). |
-| `S3_BUCKET` | — | Bucket for `push_to_s3` results; unset = `push_to_s3` is rejected. |
-| `S3_REGION` | — | Bucket region. |
-| `S3_ENDPOINT_URL` | — | Endpoint of an S3-compatible store (MinIO, moto). |
-| `S3_PREFIX` | `videos/` | Key prefix of uploaded results. |
-| `S3_URL_EXPIRY_SEC` | `3600` | Lifetime of presigned `video_url`s (a fresh one on every GET). |
-| `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` | — | S3 credentials (read by boto3). |
-| `WEBHOOK_SECRET` | — | Signing secret of webhooks (`whsec_<base64>` or any text); unset = `webhook_url` is rejected. |
-| `WEBHOOK_MAX_ATTEMPTS` | `8` | Deliveries tried per event before giving up. |
-| `WEBHOOK_RETRY_BACKOFF_SEC` | `1` | First pause before a retry; doubles per attempt, at most 10 minutes. |
-| `WEBHOOK_TIMEOUT_SEC` | `10` | How long one delivery may take. |
-| `WEBHOOK_PROGRESS_INTERVAL_SEC` | `10` | At most one `job.progress` event per job this often. |
-| `WEBHOOK_ALLOW_PRIVATE` | `false` | Allow webhook URLs on loopback, private or link-local addresses. |
-| `IDEMPOTENCY_TTL_SEC` | `86400` | How long an `Idempotency-Key` is remembered. |
-| `SSE_KEEPALIVE_SEC` | `15` | A comment line on idle event streams this often, so proxies keep them open. |
-| `STITCHER_WAIT_SEC` | `600` | A stitch is retried while the stitcher is away this long (0 = job deadline). |
-| `AUTH` | `auto` | `auto`: API keys required unless bound to loopback without keys; `required`; `off`. |
-| `API_KEYS` | — | `name=key,...`: accepted keys and the names their jobs belong to. |
-| `API_KEYS_FILE` | — | One `name:sha256-hex-of-key[:admin]` per line; re-read when it changes. |
-| `API_ADMIN_NAMES` | — | Key names that see and manage every job. |
-| `RATE_LIMIT_PER_SEC` / `RATE_LIMIT_BURST` | `20` / `40` | Requests per second per key (or address); 0 = off. |
-| `MAX_ACTIVE_JOBS_PER_KEY` | `20` | Jobs queued or running per key; 0 = no limit. |
-| `MAX_UPLOADS_IN_FLIGHT_MB` | `2048` | Upload bytes being received over all requests at once; 0 = no limit. |
-| `BODY_READ_TIMEOUT_SEC` | `30` | A request body that sends nothing for this long is dropped (408). |
-| `CORS_ALLOWED_ORIGINS` | — | Origins allowed to call from a browser (`*` for any); unset = CORS off. |
-| `TRUSTED_HOSTS` | `*` | `Host` names served (`api.example.com,*.example.com`); others get 400. |
-| `METRICS_PORT` | — | Serve `/metrics` on this port without a key (else on `PORT`, with a key). |
-| `RESULT_TTL_HOURS` | `72` | Finished jobs (result, files, row) are deleted this long after they end; 0 = kept. |
+MAX_CONCURRENT_CHUNKS defaults to 8 rather than the Infinitetalk REST API's 3: it fed one remote worker,
+while here a job spreads over a pool whose capacity is the real global limit. Every variable,
+its default and what it does: docs/configuration.md (generated from SETTINGS_HELP and the reads below).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from itk_common.config import ConfigError, env_bool, env_float, env_int, env_list, env_str
+
+# What each variable does; names and defaults come from the reads below (scripts/gen_config_docs.py
+# writes docs/configuration.md from both, and its --check fails when they disagree).
+SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
+    "BIND_HOST": "Address the REST and gRPC servers listen on (`0.0.0.0` in Kubernetes).",
+    "PORT": "REST bridge port (the Infinitetalk REST API's name).",
+    "GRPC_PORT": "Public gRPC API port.",
+    "TEMP_DIR": "The seed API's data folder; used as `DATA_DIR` when that is unset.",
+    "DATA_DIR": (
+        "`TEMP_DIR`",
+        "Inputs, chunk WAVs, generated parts and results live under it.",
+    ),
+    "DB_PATH": (
+        "`<DATA_DIR>/jobs.sqlite3`",
+        "SQLite database of jobs and chunks (WAL mode), when `DATABASE_URL` is unset.",
+    ),
+    "DATABASE_URL": "`postgresql://user:password@host:5432/db`: jobs in PostgreSQL, shared by several replicas.",
+    "DATABASE_WAIT_SEC": "At start, wait this long for the database to answer before exiting.",
+    "DATABASE_POOL_SIZE": "Most PostgreSQL connections one replica opens (its job and API threads share them).",
+    "JOB_LEASE_SEC": "A replica's hold on a job it drives; renewed every third of it, taken over after it.",
+    "JOB_POLL_SEC": "How often a replica checks its jobs for cancels and looks for jobs to take over.",
+    "BLOB_STORE": "`local`: job files in `DATA_DIR` (one replica, or a ReadWriteMany volume); `s3`: in S3.",
+    "S3_BLOB_PREFIX": "Key prefix of job files with `BLOB_STORE=s3`.",
+    "SPLITTER_TARGET": "Splitter gRPC address.",
+    "STITCHER_TARGET": "Stitcher gRPC address.",
+    "GENERATOR_TARGETS": "Default pool `host:port,...`; each host resolves to all its addresses.",
+    "GENERATOR_TARGETS_FILE": "One `host:port` per line, re-read on every refresh; replaces `GENERATOR_TARGETS`.",
+    "GENERATOR_POOLS": "More pools: `name=host:port,host:port;name2=host:port`.",
+    "GENERATOR_POOL_<NAME>": (
+        "—",
+        "One pool per variable, named `<name>` in lower case; adds to `GENERATOR_POOLS`.",
+        "read by pools_from_variables, one variable per pool",
+    ),
+    "DEFAULT_POOL": "Name of the default pool; an empty or omitted `provider` selects it.",
+    "DEFAULT_PROVIDER": (
+        "—",
+        "Former name of `DEFAULT_POOL`, still read when that is unset.",
+    ),
+    "POOL_ALIASES": (
+        "`runpod=infinitetalk`",
+        "`alias=pool,...`: other names for pools (Infinitetalk REST API clients send `runpod`).",
+    ),
+    "PROVIDER_ALIASES": (
+        "—",
+        "Former name of `POOL_ALIASES`, still read when that is unset.",
+    ),
+    "GENERATOR_RESOLVE_INTERVAL_SEC": "Re-resolve targets and probe endpoints this often (and after failures).",
+    "GENERATOR_MAX_ATTEMPTS": "Failed attempts per chunk before the job fails (busy refusals count 1/5).",
+    "GENERATOR_RETRY_BACKOFF_SEC": "First pause before a retry; doubles per attempt, at most 30 s.",
+    "GENERATOR_WAIT_SEC": "A chunk fails after its pool had no ready endpoint this long (0 = wait forever).",
+    "MAX_CONCURRENT_CHUNKS": (
+        "Chunks of one job in flight at once (the Infinitetalk REST API's name; pool capacity is the global "
+        "limit)."
+    ),
+    "CHUNK_TARGET_SEC": "Target chunk length passed to the splitter (0 = the splitter's default).",
+    "MIN_LANE_SEC": (
+        "the splitter's",
+        "No lane (continuous stream) is shorter; a shorter recording gets fewer lanes. 0 = no minimum; unset = "
+        "the splitter's `MIN_LANE_SEC`.",
+    ),
+    "CLIP_FRAMES": "The generators' clip length (4n+1); pieces inside a lane are cut on its grid.",
+    "AUDIO_CONTEXT_SEC": "Audio around each piece's lane, which it is sent whole (up to 10 min), for its features.",
+    "SEAM_FADE_SEC": (
+        "the splitter's",
+        "Longest cross-fade on each side of a seam between lanes, never beyond its pause. 0 = a hard cut; unset ="
+        " the splitter's `SEAM_FADE_SEC`.",
+    ),
+    "MAX_UPLOAD_MB": "Largest image + audio upload in MiB (decoded); larger requests get 413.",
+    "MAX_IMAGE_PIXELS": "Largest accepted image (width × height).",
+    "MAX_VIDEO_SEC": "Longest accepted source video (dubbing), in seconds.",
+    "MAX_VIDEO_PIXELS": "Largest accepted source video frame (width × height; 4096x2160).",
+    "VIDEO_MAX_SIDE": "Source videos are normalised to at most this long side (never enlarged).",
+    "URL_FETCH_ALLOW_HOSTS": "`host,host:port,10.0.0.0/8,...`: trusted hosts URL inputs may reach on any address.",
+    "URL_FETCH_CONNECT_TIMEOUT_SEC": "Connecting to a URL's server.",
+    "URL_FETCH_TIMEOUT_SEC": "A whole URL download, redirects included.",
+    "URL_FETCH_MAX_REDIRECTS": "Redirects followed per URL.",
+    "JOB_TIMEOUT_SEC": "A job running longer than this (from its creation) ends `TIMED_OUT`; 0 = no limit.",
+    "SPLIT_ACCEPT_TIMEOUT_SEC": "Job creation waits this long for the splitter's first chunk (or its refusal).",
+    "S3_BUCKET": "Bucket for `push_to_s3` results; unset = `push_to_s3` is rejected.",
+    "S3_REGION": "Bucket region.",
+    "S3_ENDPOINT_URL": "Endpoint of an S3-compatible store (MinIO, moto).",
+    "S3_PREFIX": "Key prefix of uploaded results.",
+    "S3_URL_EXPIRY_SEC": "Lifetime of presigned `video_url`s (a fresh one on every GET).",
+    "AWS_ACCESS_KEY_ID": (
+        "—",
+        "S3 credentials (read by boto3).",
+        "read by boto3",
+    ),
+    "AWS_SECRET_ACCESS_KEY": (
+        "—",
+        "S3 credentials (read by boto3).",
+        "read by boto3",
+    ),
+    "WEBHOOK_SECRET": "Signing secret of webhooks (`whsec_<base64>` or any text); unset = `webhook_url` is rejected.",
+    "WEBHOOK_MAX_ATTEMPTS": "Deliveries tried per event before giving up.",
+    "WEBHOOK_RETRY_BACKOFF_SEC": "First pause before a retry; doubles per attempt, at most 10 minutes.",
+    "WEBHOOK_TIMEOUT_SEC": "How long one delivery may take.",
+    "WEBHOOK_PROGRESS_INTERVAL_SEC": "At most one `job.progress` event per job this often.",
+    "WEBHOOK_ALLOW_PRIVATE": "Allow webhook URLs on loopback, private or link-local addresses.",
+    "IDEMPOTENCY_TTL_SEC": "How long an `Idempotency-Key` is remembered.",
+    "SSE_KEEPALIVE_SEC": "A comment line on idle event streams this often, so proxies keep them open.",
+    "STITCHER_WAIT_SEC": "A stitch is retried while the stitcher is away this long (0 = job deadline).",
+    "QUALITY_REPORT": "The stitcher computes each completed job's quality report (`quality`); `false` = none.",
+    "AUTH": "`auto`: API keys required unless bound to loopback without keys; `required`; `off`.",
+    "API_KEYS": "`name=key,...`: accepted keys and the names their jobs belong to.",
+    "API_KEYS_FILE": "One `name:sha256-hex-of-key[:admin]` per line; re-read when it changes.",
+    "API_ADMIN_NAMES": "Key names that see and manage every job.",
+    "RATE_LIMIT_PER_SEC": "Requests per second per key (or address); 0 = off.",
+    "RATE_LIMIT_BURST": "Requests per second per key (or address); 0 = off.",
+    "MAX_ACTIVE_JOBS_PER_KEY": "Jobs queued or running per key; 0 = no limit.",
+    "MAX_UPLOADS_IN_FLIGHT_MB": "Upload bytes being received over all requests at once; 0 = no limit.",
+    "BODY_READ_TIMEOUT_SEC": "A request body that sends nothing for this long is dropped (408).",
+    "CORS_ALLOWED_ORIGINS": "Origins allowed to call from a browser (`*` for any); unset = CORS off.",
+    "TRUSTED_HOSTS": "`Host` names served (`api.example.com,*.example.com`); others get 400.",
+    "METRICS_PORT": "Serve `/metrics` on this port without a key (else on `PORT`, with a key).",
+    "RESULT_TTL_HOURS": "Finished jobs (result, files, row) are deleted this long after they end; 0 = kept.",
+}
 
 
 def env_bounded(name: str, default: float, minimum: float, maximum: float) -> float:
@@ -91,6 +137,13 @@ def env_bounded(name: str, default: float, minimum: float, maximum: float) -> fl
     if value > maximum:
         raise ConfigError(f"{name} must be at most {maximum:g}, got {value:g}")
     return value
+
+
+def env_optional_bounded(name: str, minimum: float, maximum: float = math.inf) -> float | None:
+    """A number in [minimum, maximum], or None when the variable is unset or empty (0 is a value)."""
+    if not os.environ.get(name, "").strip():
+        return None
+    return env_bounded(name, 0.0, minimum, maximum)
 
 
 def env_clip_frames(name: str, default: int) -> int:
@@ -120,7 +173,7 @@ POOL_VARIABLE_PREFIX = "GENERATOR_POOL_"
 
 def pools_from_variables(environ: dict[str, str]) -> dict[str, list[str]]:
     """`GENERATOR_POOL_<NAME>=host:port,...` -> {name: [targets]}: one variable per pool, so
-    deployment pieces (a Kubernetes component per provider) can each add theirs."""
+    deployment pieces (a Kubernetes component per remote GPU provider) can each add theirs."""
     pools: dict[str, list[str]] = {}
     for variable, value in environ.items():
         if variable.startswith(POOL_VARIABLE_PREFIX) and value.strip():
@@ -131,16 +184,25 @@ def pools_from_variables(environ: dict[str, str]) -> dict[str, list[str]]:
     return pools
 
 
-def parse_aliases(raw: str) -> dict[str, str]:
+def parse_aliases(raw: str, variable: str = "POOL_ALIASES") -> dict[str, str]:
     aliases: dict[str, str] = {}
     for entry in raw.split(","):
         if not entry.strip():
             continue
         alias, sep, pool = entry.partition("=")
         if not sep or not alias.strip() or not pool.strip():
-            raise ConfigError(f"PROVIDER_ALIASES entry {entry!r} must look like alias=pool")
+            raise ConfigError(f"{variable} entry {entry!r} must look like alias=pool")
         aliases[alias.strip()] = pool.strip()
     return aliases
+
+
+def _pool_aliases_variable() -> tuple[str, str]:
+    """POOL_ALIASES's value and the variable it came from (PROVIDER_ALIASES, its former name, too)."""
+    if env_str("POOL_ALIASES", "").strip():
+        return env_str("POOL_ALIASES", ""), "POOL_ALIASES"
+    if env_str("PROVIDER_ALIASES", "").strip():
+        return env_str("PROVIDER_ALIASES", ""), "PROVIDER_ALIASES"
+    return "runpod=infinitetalk", "POOL_ALIASES"
 
 
 @dataclass
@@ -162,18 +224,19 @@ class Settings:
     generator_targets: list[str] = field(default_factory=lambda: ["127.0.0.1:50052"])
     generator_targets_file: Path | None = None
     generator_pools: dict[str, list[str]] = field(default_factory=dict)
-    default_provider: str = "infinitetalk"
-    provider_aliases: dict[str, str] = field(default_factory=lambda: {"runpod": "infinitetalk"})
+    default_pool: str = "infinitetalk"
+    pool_aliases: dict[str, str] = field(default_factory=lambda: {"runpod": "infinitetalk"})
     resolve_interval_sec: float = 10.0
     generator_max_attempts: int = 4
     retry_backoff_sec: float = 1.0
     generator_wait_sec: float = 600.0
     max_concurrent_chunks: int = 8
     chunk_target_sec: float = 45.0
-    min_lane_sec: float = 30.0
+    # None (unset): the splitter's own MIN_LANE_SEC / SEAM_FADE_SEC apply; 0 is a value (no minimum, a hard cut).
+    min_lane_sec: float | None = None
     clip_frames: int = 81
     audio_context_sec: float = 2.0
-    seam_fade_sec: float = 0.4
+    seam_fade_sec: float | None = None
     max_upload_mb: int = 200
     max_image_pixels: int = 40_000_000
     max_video_sec: float = 600.0
@@ -199,6 +262,7 @@ class Settings:
     idempotency_ttl_sec: float = 86400.0
     sse_keepalive_sec: float = 15.0
     stitcher_wait_sec: float = 600.0
+    quality_report: bool = True
     auth: str = "auto"
     api_keys: str = ""
     api_keys_file: Path | None = None
@@ -240,8 +304,8 @@ class Settings:
 
     def pool_targets(self) -> dict[str, list[str]]:
         """Every configured pool by name; the default pool first."""
-        pools = {self.default_provider: list(self.generator_targets)}
-        pools.update({k: v for k, v in self.generator_pools.items() if k != self.default_provider})
+        pools = {self.default_pool: list(self.generator_targets)}
+        pools.update({k: v for k, v in self.generator_pools.items() if k != self.default_pool})
         return pools
 
     @classmethod
@@ -285,18 +349,20 @@ class Settings:
             generator_targets_file=Path(targets_file) if targets_file else None,
             generator_pools={**parse_pools(os.environ.get("GENERATOR_POOLS", "")),
                              **pools_from_variables(dict(os.environ))},
-            default_provider=env_str("DEFAULT_PROVIDER", "infinitetalk"),
-            provider_aliases=parse_aliases(os.environ.get("PROVIDER_ALIASES", "runpod=infinitetalk")),
+            # DEFAULT_PROVIDER / PROVIDER_ALIASES: the names these had before "provider" was kept for
+            # the remote GPU vendors; still read so older deployments keep their pools.
+            default_pool=env_str("DEFAULT_POOL", env_str("DEFAULT_PROVIDER", "infinitetalk")),
+            pool_aliases=parse_aliases(*_pool_aliases_variable()),
             resolve_interval_sec=env_float("GENERATOR_RESOLVE_INTERVAL_SEC", 10.0, minimum=0.1),
             generator_max_attempts=env_int("GENERATOR_MAX_ATTEMPTS", 4, minimum=1),
             retry_backoff_sec=env_float("GENERATOR_RETRY_BACKOFF_SEC", 1.0, minimum=0.0),
             generator_wait_sec=env_float("GENERATOR_WAIT_SEC", 600.0, minimum=0.0),
             max_concurrent_chunks=env_int("MAX_CONCURRENT_CHUNKS", 8, minimum=1),
             chunk_target_sec=env_float("CHUNK_TARGET_SEC", 45.0, minimum=0.0),
-            min_lane_sec=env_float("MIN_LANE_SEC", 30.0, minimum=0.0),
+            min_lane_sec=env_optional_bounded("MIN_LANE_SEC", 0.0),
             clip_frames=env_clip_frames("CLIP_FRAMES", 81),
             audio_context_sec=env_bounded("AUDIO_CONTEXT_SEC", 2.0, 0.0, 30.0),
-            seam_fade_sec=env_bounded("SEAM_FADE_SEC", 0.4, 0.0, 5.0),
+            seam_fade_sec=env_optional_bounded("SEAM_FADE_SEC", 0.0, 5.0),
             max_upload_mb=env_int("MAX_UPLOAD_MB", 200, minimum=1),
             max_image_pixels=env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1),
             max_video_sec=env_float("MAX_VIDEO_SEC", 600.0, minimum=1.0),
@@ -322,6 +388,7 @@ class Settings:
             idempotency_ttl_sec=env_float("IDEMPOTENCY_TTL_SEC", 86400.0, minimum=1.0),
             sse_keepalive_sec=env_float("SSE_KEEPALIVE_SEC", 15.0, minimum=0.1),
             stitcher_wait_sec=env_float("STITCHER_WAIT_SEC", 600.0, minimum=0.0),
+            quality_report=env_bool("QUALITY_REPORT", True),
             auth=auth,
             api_keys=os.environ.get("API_KEYS", ""),
             api_keys_file=Path(keys_file) if keys_file else None,

@@ -1,6 +1,6 @@
 """Errors of the job service, each knowing how REST and gRPC report it.
 
-The service layer raises these; `rest.py` and `grpc_api.py` only translate them, so both APIs
+The service layer raises these; `api/rest.py` and `api/grpc_api.py` only translate them, so both APIs
 reject the same inputs with the same messages.
 """
 

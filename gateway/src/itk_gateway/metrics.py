@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from infinitetalk.v1.quality_pb2 import QualityReport
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -88,8 +90,41 @@ class GatewayMetrics:
                                      registry=self.registry)
         self.webhook_deliveries = Counter("itk_webhook_deliveries", "Webhook delivery attempts by outcome",
                                           ["outcome"], registry=self.registry)
+        # The quality reports' headline figures (itk_common.quality), one observation per report.
+        self.quality_sync_lag = Histogram(
+            "itk_quality_sync_lag_frames", "Lip sync: the best lag, in frames, either way (absolute)",
+            buckets=(0, 1, 2, 3, 5, 8, 12, float("inf")), registry=self.registry)
+        self.quality_sync_correlation = Histogram(
+            "itk_quality_sync_correlation", "Lip sync: correlation of mouth openness and loudness at the best lag",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=self.registry)
+        self.quality_identity = Histogram(
+            "itk_quality_identity_distance", "Face-embedding distance to the portrait (same person below 0.6)",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, float("inf")), registry=self.registry)
+        self.quality_colour = Histogram(
+            "itk_quality_face_colour_delta_e",
+            "CIEDE2000 of the face's mean colour against the portrait (worst segment)",
+            buckets=(0.5, 1, 2, 3, 5, 8, 12, 20, float("inf")), registry=self.registry)
+        self.quality_step_ratio = Histogram(
+            "itk_quality_boundary_step_ratio", "Largest frame step at a seam or piece boundary over the in-lane p99",
+            buckets=(0.5, 1, 1.5, 2, 3, 5, 10, float("inf")), registry=self.registry)
+        self.quality_seconds = Histogram(
+            "itk_quality_report_seconds", "Wall time of one quality report, transfer included",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, float("inf")), registry=self.registry)
         self._state = _StateCollector(self.chunks, job_counts, endpoint_counts)
         self.registry.register(self._state)
+
+    def observe_quality(self, report: QualityReport, seconds: float) -> None:
+        self.quality_seconds.observe(seconds)
+        if report.HasField("sync_lag_frames"):
+            self.quality_sync_lag.observe(abs(report.sync_lag_frames))
+            self.quality_sync_correlation.observe(report.sync_correlation)
+        if report.HasField("identity_distance"):
+            self.quality_identity.observe(report.identity_distance)
+        if report.HasField("face_colour_delta_e"):
+            self.quality_colour.observe(report.face_colour_delta_e)
+        if report.step_p99 > 0 and report.steps:
+            self.quality_step_ratio.observe(max((step.ratio_to_p99 for step in report.steps
+                                                 if step.kind in ("seam", "boundary")), default=0.0))
 
     def follow_driven_jobs(self, count: Callable[[], int]) -> None:
         self._state.jobs_driven = count

@@ -16,7 +16,8 @@ class JobOptions:
 
     width: int
     height: int
-    provider: str
+    # The generator pool the job runs on (the API's `provider` field names it, after aliases).
+    pool: str
     prompt: str = ""
     push_to_s3: bool = False
     dry_run: bool = False
@@ -40,3 +41,12 @@ class JobOptions:
     boxes: list[list[int]] = field(default_factory=list)
     boxes_from: str = ""  # "request", "faces" (detected) or "split" (the model's default halves)
     image_size: list[int] = field(default_factory=list)  # [width, height] the boxes refer to
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> JobOptions:
+        """Options as the store keeps them (JSON of the fields); rows written before the pool had
+        its own name hold it under `provider`."""
+        data = dict(data)
+        if "provider" in data:
+            data.setdefault("pool", data.pop("provider"))
+        return cls(**data)

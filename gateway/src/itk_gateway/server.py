@@ -64,7 +64,7 @@ def build_pools(settings: Settings) -> dict[str, EndpointPool]:
     pools = {}
     for name, targets in settings.pool_targets().items():
         source = static_targets(targets)
-        if name == settings.default_provider and settings.generator_targets_file is not None:
+        if name == settings.default_pool and settings.generator_targets_file is not None:
             source = file_targets(settings.generator_targets_file)
         pools[name] = EndpointPool(name, source, resolve_interval_sec=settings.resolve_interval_sec,
                                    wait_sec=settings.generator_wait_sec)
@@ -80,8 +80,8 @@ def build_guard(settings: Settings, metrics: GatewayMetrics) -> Guard:
 def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics) -> Intake:
     """What job creation checks its inputs with (the deployment's rules and limits)."""
     rules = OptionRules(
-        providers=list(settings.pool_targets()), default_provider=settings.default_provider,
-        aliases=settings.provider_aliases, s3_enabled=s3 is not None,
+        pools=list(settings.pool_targets()), default_pool=settings.default_pool,
+        aliases=settings.pool_aliases, s3_enabled=s3 is not None,
         webhooks_enabled=bool(settings.webhook_secret),
         webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else private_address_problem,
     )
@@ -165,10 +165,11 @@ class Gateway:
         self._start_metrics()
         self._serving = True
         self.grpc.set_serving(True)
-        log.info("gateway serving: REST %s, gRPC %s", self.rest_url, self.grpc_target)
-        if self.guard.required:
-            log.info("API keys required (AUTH=%s)", self.settings.auth)
-        elif not is_loopback(self.settings.bind_host):
+        keys = ("API keys on: every request needs one (Authorization: Bearer <key>; the page's API key "
+                f"field; itk's ITK_API_KEY), AUTH={self.settings.auth}" if self.guard.required
+                else "API keys off")
+        log.info("gateway serving: REST %s, gRPC %s; %s", self.rest_url, self.grpc_target, keys)
+        if not self.guard.required and not is_loopback(self.settings.bind_host):
             log.warning("AUTH=off while listening on %s: anyone who can reach this gateway can use it",
                         self.settings.bind_host)
 
@@ -267,7 +268,7 @@ def build_gateway(settings: Settings) -> Gateway:
         job_timeout_sec=settings.job_timeout_sec, stitcher_wait_sec=settings.stitcher_wait_sec,
         min_lane_sec=settings.min_lane_sec,
         clip_frames=settings.clip_frames, audio_context_sec=settings.audio_context_sec,
-        seam_fade_sec=settings.seam_fade_sec,
+        seam_fade_sec=settings.seam_fade_sec, quality_report=settings.quality_report,
     )
     views = JobViews(store, s3, live)
     webhooks = WebhookNotifier(

@@ -171,6 +171,9 @@ class FakeProvider:
                 injected = self.http_failures.popleft() if self.http_failures else 0
                 delay = self.delays.popleft() if self.delays else 0.0
             if delay:
+                # The body is read first, as a provider takes a request in before it answers late: the
+                # request then acts even when the client has given up waiting meanwhile.
+                await request.body()
                 await asyncio.sleep(delay)
             if injected:
                 return JSONResponse({"error": f"injected {injected}"}, status_code=injected)

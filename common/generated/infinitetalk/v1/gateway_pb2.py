@@ -23,49 +23,50 @@ _sym_db = _symbol_database.Default()
 
 
 from infinitetalk.v1 import common_pb2 as infinitetalk_dot_v1_dot_common__pb2
+from infinitetalk.v1 import quality_pb2 as infinitetalk_dot_v1_dot_quality__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dinfinitetalk/v1/gateway.proto\x12\x0finfinitetalk.v1\x1a\x1cinfinitetalk/v1/common.proto\"\xb6\x03\n\nJobOptions\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x12\n\npush_to_s3\x18\x05 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x15\n\rforce_offload\x18\x07 \x01(\x08\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x32\n\x08sampling\x18\t \x01(\x0b\x32 .infinitetalk.v1.SamplingOptions\x12\x18\n\x10\x63hunk_target_sec\x18\n \x01(\x01\x12\x13\n\x0bwebhook_url\x18\x0b \x01(\t\x12\x11\n\timage_url\x18\x0c \x01(\t\x12\x11\n\taudio_url\x18\r \x01(\t\x12\x14\n\x0cvideo_extend\x18\x0e \x01(\t\x12\r\n\x05lanes\x18\x0f \x01(\x05\x12-\n\x08speakers\x18= \x03(\x0b\x32\x1b.infinitetalk.v1.JobSpeaker\x12\x12\n\naudio_type\x18> \x01(\t\x12\x17\n\x0fstereo_speakers\x18? \x01(\x08\x12\x13\n\x0b\x61udio_2_url\x18@ \x01(\t\"Y\n\nJobSpeaker\x12\x11\n\taudio_url\x18\x01 \x01(\t\x12(\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1b.infinitetalk.v1.SpeakerBox\x12\x0e\n\x06person\x18\x03 \x01(\x05\"<\n\nSpeakerBox\x12\n\n\x02x0\x18\x01 \x01(\x05\x12\n\n\x02y0\x18\x02 \x01(\x05\x12\n\n\x02x1\x18\x03 \x01(\x05\x12\n\n\x02y1\x18\x04 \x01(\x05\"\xd6\x01\n\x10\x43reateJobRequest\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1b.infinitetalk.v1.JobOptionsH\x00\x12+\n\x05image\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12+\n\x05\x61udio\x18\x03 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12-\n\x07\x61udio_2\x18= \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\t\n\x07payload\"\x85\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.infinitetalk.v1.JobStatus\x12\x10\n\x08progress\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\tvideo_url\x18\x06 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x07 \x01(\x05\x12\x13\n\x0b\x63hunks_done\x18\x08 \x01(\x05\x12\x14\n\x0c\x66rames_total\x18\t \x01(\x05\x12\x13\n\x0b\x66rames_done\x18\n \x01(\x05\x12\x14\n\x0c\x64uration_sec\x18\x0b \x01(\x01\x12\x0c\n\x04seed\x18\x0c \x01(\x03\x12\r\n\x05width\x18\r \x01(\x05\x12\x0e\n\x06height\x18\x0e \x01(\x05\x12\x12\n\ncreated_at\x18\x0f \x01(\t\x12\x12\n\nupdated_at\x18\x10 \x01(\t\x12\x17\n\x0fvideo_available\x18\x11 \x01(\x08\x12\'\n\x05lanes\x18\x12 \x03(\x0b\x32\x18.infinitetalk.v1.JobLane\x12\'\n\x05seams\x18\x13 \x03(\x0b\x32\x18.infinitetalk.v1.JobSeam\x12-\n\x08speakers\x18= \x03(\x0b\x32\x1b.infinitetalk.v1.JobSpeaker\x12\x12\n\nboxes_from\x18> \x01(\t\x12\x12\n\naudio_type\x18? \x01(\t\"f\n\x07JobLane\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x11\n\tstart_sec\x18\x02 \x01(\x01\x12\x0f\n\x07\x65nd_sec\x18\x03 \x01(\x01\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x05\x12\x13\n\x0b\x63hunks_done\x18\x05 \x01(\x05\"u\n\x07JobSeam\x12\x10\n\x08time_sec\x18\x01 \x01(\x01\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\x05\x12\x17\n\x0fpause_start_sec\x18\x03 \x01(\x01\x12\x15\n\rpause_end_sec\x18\x04 \x01(\x01\x12\x13\n\x0b\x66\x61\x64\x65_frames\x18\x05 \x01(\x05\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1d\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14\x44ownloadVideoRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\" \n\x12\x44\x65leteVideoRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteVideoResponse\"7\n\x15StreamSegmentsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nfrom_index\x18\x02 \x01(\x05\"\xd5\x01\n\x0cSegmentPiece\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".infinitetalk.v1.SegmentPiece.Kind\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x11\n\tstart_sec\x18\x03 \x01(\x01\x12\x14\n\x0c\x64uration_sec\x18\x04 \x01(\x01\x12(\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPiece\"1\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04INIT\x10\x01\x12\t\n\x05MEDIA\x10\x02*{\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08IN_QUEUE\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x12\r\n\tTIMED_OUT\x10\x06\x32\xa8\x04\n\x07Gateway\x12\x46\n\tCreateJob\x12!.infinitetalk.v1.CreateJobRequest\x1a\x14.infinitetalk.v1.Job(\x01\x12>\n\x06GetJob\x12\x1e.infinitetalk.v1.GetJobRequest\x1a\x14.infinitetalk.v1.Job\x12\x44\n\x08WatchJob\x12 .infinitetalk.v1.WatchJobRequest\x1a\x14.infinitetalk.v1.Job0\x01\x12T\n\rDownloadVideo\x12%.infinitetalk.v1.DownloadVideoRequest\x1a\x1a.infinitetalk.v1.DataPiece0\x01\x12\x44\n\tCancelJob\x12!.infinitetalk.v1.CancelJobRequest\x1a\x14.infinitetalk.v1.Job\x12X\n\x0b\x44\x65leteVideo\x12#.infinitetalk.v1.DeleteVideoRequest\x1a$.infinitetalk.v1.DeleteVideoResponse\x12Y\n\x0eStreamSegments\x12&.infinitetalk.v1.StreamSegmentsRequest\x1a\x1d.infinitetalk.v1.SegmentPiece0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dinfinitetalk/v1/gateway.proto\x12\x0finfinitetalk.v1\x1a\x1cinfinitetalk/v1/common.proto\x1a\x1dinfinitetalk/v1/quality.proto\"\xb6\x03\n\nJobOptions\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x12\n\npush_to_s3\x18\x05 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x15\n\rforce_offload\x18\x07 \x01(\x08\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x32\n\x08sampling\x18\t \x01(\x0b\x32 .infinitetalk.v1.SamplingOptions\x12\x18\n\x10\x63hunk_target_sec\x18\n \x01(\x01\x12\x13\n\x0bwebhook_url\x18\x0b \x01(\t\x12\x11\n\timage_url\x18\x0c \x01(\t\x12\x11\n\taudio_url\x18\r \x01(\t\x12\x14\n\x0cvideo_extend\x18\x0e \x01(\t\x12\r\n\x05lanes\x18\x0f \x01(\x05\x12-\n\x08speakers\x18= \x03(\x0b\x32\x1b.infinitetalk.v1.JobSpeaker\x12\x12\n\naudio_type\x18> \x01(\t\x12\x17\n\x0fstereo_speakers\x18? \x01(\x08\x12\x13\n\x0b\x61udio_2_url\x18@ \x01(\t\"Y\n\nJobSpeaker\x12\x11\n\taudio_url\x18\x01 \x01(\t\x12(\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1b.infinitetalk.v1.SpeakerBox\x12\x0e\n\x06person\x18\x03 \x01(\x05\"<\n\nSpeakerBox\x12\n\n\x02x0\x18\x01 \x01(\x05\x12\n\n\x02y0\x18\x02 \x01(\x05\x12\n\n\x02x1\x18\x03 \x01(\x05\x12\n\n\x02y1\x18\x04 \x01(\x05\"\xd6\x01\n\x10\x43reateJobRequest\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1b.infinitetalk.v1.JobOptionsH\x00\x12+\n\x05image\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12+\n\x05\x61udio\x18\x03 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12-\n\x07\x61udio_2\x18= \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\t\n\x07payload\"\xca\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.infinitetalk.v1.JobStatus\x12\x10\n\x08progress\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\tvideo_url\x18\x06 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x07 \x01(\x05\x12\x13\n\x0b\x63hunks_done\x18\x08 \x01(\x05\x12\x14\n\x0c\x66rames_total\x18\t \x01(\x05\x12\x13\n\x0b\x66rames_done\x18\n \x01(\x05\x12\x14\n\x0c\x64uration_sec\x18\x0b \x01(\x01\x12\x0c\n\x04seed\x18\x0c \x01(\x03\x12\r\n\x05width\x18\r \x01(\x05\x12\x0e\n\x06height\x18\x0e \x01(\x05\x12\x12\n\ncreated_at\x18\x0f \x01(\t\x12\x12\n\nupdated_at\x18\x10 \x01(\t\x12\x17\n\x0fvideo_available\x18\x11 \x01(\x08\x12\'\n\x05lanes\x18\x12 \x03(\x0b\x32\x18.infinitetalk.v1.JobLane\x12\'\n\x05seams\x18\x13 \x03(\x0b\x32\x18.infinitetalk.v1.JobSeam\x12\x12\n\nlane_count\x18\x1e \x01(\x05\x12/\n\x07quality\x18( \x01(\x0b\x32\x1e.infinitetalk.v1.QualityReport\x12-\n\x08speakers\x18= \x03(\x0b\x32\x1b.infinitetalk.v1.JobSpeaker\x12\x12\n\nboxes_from\x18> \x01(\t\x12\x12\n\naudio_type\x18? \x01(\t\"f\n\x07JobLane\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x11\n\tstart_sec\x18\x02 \x01(\x01\x12\x0f\n\x07\x65nd_sec\x18\x03 \x01(\x01\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x05\x12\x13\n\x0b\x63hunks_done\x18\x05 \x01(\x05\"\x8f\x01\n\x07JobSeam\x12\x10\n\x08time_sec\x18\x01 \x01(\x01\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\x05\x12\x17\n\x0fpause_start_sec\x18\x03 \x01(\x01\x12\x15\n\rpause_end_sec\x18\x04 \x01(\x01\x12\x13\n\x0b\x66\x61\x64\x65_frames\x18\x05 \x01(\x05\x12\x18\n\x10in_voiced_speech\x18\x32 \x01(\x08\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1d\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x14\x44ownloadVideoRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\" \n\x12\x44\x65leteVideoRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteVideoResponse\"7\n\x15StreamSegmentsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nfrom_index\x18\x02 \x01(\x05\"\xd5\x01\n\x0cSegmentPiece\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".infinitetalk.v1.SegmentPiece.Kind\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x11\n\tstart_sec\x18\x03 \x01(\x01\x12\x14\n\x0c\x64uration_sec\x18\x04 \x01(\x01\x12(\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPiece\"1\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04INIT\x10\x01\x12\t\n\x05MEDIA\x10\x02*{\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08IN_QUEUE\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x12\r\n\tTIMED_OUT\x10\x06\x32\xa8\x04\n\x07Gateway\x12\x46\n\tCreateJob\x12!.infinitetalk.v1.CreateJobRequest\x1a\x14.infinitetalk.v1.Job(\x01\x12>\n\x06GetJob\x12\x1e.infinitetalk.v1.GetJobRequest\x1a\x14.infinitetalk.v1.Job\x12\x44\n\x08WatchJob\x12 .infinitetalk.v1.WatchJobRequest\x1a\x14.infinitetalk.v1.Job0\x01\x12T\n\rDownloadVideo\x12%.infinitetalk.v1.DownloadVideoRequest\x1a\x1a.infinitetalk.v1.DataPiece0\x01\x12\x44\n\tCancelJob\x12!.infinitetalk.v1.CancelJobRequest\x1a\x14.infinitetalk.v1.Job\x12X\n\x0b\x44\x65leteVideo\x12#.infinitetalk.v1.DeleteVideoRequest\x1a$.infinitetalk.v1.DeleteVideoResponse\x12Y\n\x0eStreamSegments\x12&.infinitetalk.v1.StreamSegmentsRequest\x1a\x1d.infinitetalk.v1.SegmentPiece0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'infinitetalk.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATUS']._serialized_start=2092
-  _globals['_JOBSTATUS']._serialized_end=2215
-  _globals['_JOBOPTIONS']._serialized_start=81
-  _globals['_JOBOPTIONS']._serialized_end=519
-  _globals['_JOBSPEAKER']._serialized_start=521
-  _globals['_JOBSPEAKER']._serialized_end=610
-  _globals['_SPEAKERBOX']._serialized_start=612
-  _globals['_SPEAKERBOX']._serialized_end=672
-  _globals['_CREATEJOBREQUEST']._serialized_start=675
-  _globals['_CREATEJOBREQUEST']._serialized_end=889
-  _globals['_JOB']._serialized_start=892
-  _globals['_JOB']._serialized_end=1409
-  _globals['_JOBLANE']._serialized_start=1411
-  _globals['_JOBLANE']._serialized_end=1513
-  _globals['_JOBSEAM']._serialized_start=1515
-  _globals['_JOBSEAM']._serialized_end=1632
-  _globals['_GETJOBREQUEST']._serialized_start=1634
-  _globals['_GETJOBREQUEST']._serialized_end=1661
-  _globals['_WATCHJOBREQUEST']._serialized_start=1663
-  _globals['_WATCHJOBREQUEST']._serialized_end=1692
-  _globals['_DOWNLOADVIDEOREQUEST']._serialized_start=1694
-  _globals['_DOWNLOADVIDEOREQUEST']._serialized_end=1728
-  _globals['_CANCELJOBREQUEST']._serialized_start=1730
-  _globals['_CANCELJOBREQUEST']._serialized_end=1760
-  _globals['_DELETEVIDEOREQUEST']._serialized_start=1762
-  _globals['_DELETEVIDEOREQUEST']._serialized_end=1794
-  _globals['_DELETEVIDEORESPONSE']._serialized_start=1796
-  _globals['_DELETEVIDEORESPONSE']._serialized_end=1817
-  _globals['_STREAMSEGMENTSREQUEST']._serialized_start=1819
-  _globals['_STREAMSEGMENTSREQUEST']._serialized_end=1874
-  _globals['_SEGMENTPIECE']._serialized_start=1877
-  _globals['_SEGMENTPIECE']._serialized_end=2090
-  _globals['_SEGMENTPIECE_KIND']._serialized_start=2041
-  _globals['_SEGMENTPIECE_KIND']._serialized_end=2090
-  _globals['_GATEWAY']._serialized_start=2218
-  _globals['_GATEWAY']._serialized_end=2770
+  _globals['_JOBSTATUS']._serialized_start=2219
+  _globals['_JOBSTATUS']._serialized_end=2342
+  _globals['_JOBOPTIONS']._serialized_start=112
+  _globals['_JOBOPTIONS']._serialized_end=550
+  _globals['_JOBSPEAKER']._serialized_start=552
+  _globals['_JOBSPEAKER']._serialized_end=641
+  _globals['_SPEAKERBOX']._serialized_start=643
+  _globals['_SPEAKERBOX']._serialized_end=703
+  _globals['_CREATEJOBREQUEST']._serialized_start=706
+  _globals['_CREATEJOBREQUEST']._serialized_end=920
+  _globals['_JOB']._serialized_start=923
+  _globals['_JOB']._serialized_end=1509
+  _globals['_JOBLANE']._serialized_start=1511
+  _globals['_JOBLANE']._serialized_end=1613
+  _globals['_JOBSEAM']._serialized_start=1616
+  _globals['_JOBSEAM']._serialized_end=1759
+  _globals['_GETJOBREQUEST']._serialized_start=1761
+  _globals['_GETJOBREQUEST']._serialized_end=1788
+  _globals['_WATCHJOBREQUEST']._serialized_start=1790
+  _globals['_WATCHJOBREQUEST']._serialized_end=1819
+  _globals['_DOWNLOADVIDEOREQUEST']._serialized_start=1821
+  _globals['_DOWNLOADVIDEOREQUEST']._serialized_end=1855
+  _globals['_CANCELJOBREQUEST']._serialized_start=1857
+  _globals['_CANCELJOBREQUEST']._serialized_end=1887
+  _globals['_DELETEVIDEOREQUEST']._serialized_start=1889
+  _globals['_DELETEVIDEOREQUEST']._serialized_end=1921
+  _globals['_DELETEVIDEORESPONSE']._serialized_start=1923
+  _globals['_DELETEVIDEORESPONSE']._serialized_end=1944
+  _globals['_STREAMSEGMENTSREQUEST']._serialized_start=1946
+  _globals['_STREAMSEGMENTSREQUEST']._serialized_end=2001
+  _globals['_SEGMENTPIECE']._serialized_start=2004
+  _globals['_SEGMENTPIECE']._serialized_end=2217
+  _globals['_SEGMENTPIECE_KIND']._serialized_start=2168
+  _globals['_SEGMENTPIECE_KIND']._serialized_end=2217
+  _globals['_GATEWAY']._serialized_start=2345
+  _globals['_GATEWAY']._serialized_end=2897
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from infinitetalk.v1 import common_pb2 as _common_pb2
+from infinitetalk.v1 import quality_pb2 as _quality_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -102,7 +103,7 @@ class CreateJobRequest(_message.Message):
     def __init__(self, options: _Optional[_Union[JobOptions, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., audio_2: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "provider", "status", "progress", "error", "video_url", "chunk_count", "chunks_done", "frames_total", "frames_done", "duration_sec", "seed", "width", "height", "created_at", "updated_at", "video_available", "lanes", "seams", "speakers", "boxes_from", "audio_type")
+    __slots__ = ("id", "provider", "status", "progress", "error", "video_url", "chunk_count", "chunks_done", "frames_total", "frames_done", "duration_sec", "seed", "width", "height", "created_at", "updated_at", "video_available", "lanes", "seams", "lane_count", "quality", "speakers", "boxes_from", "audio_type")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +123,8 @@ class Job(_message.Message):
     VIDEO_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     LANES_FIELD_NUMBER: _ClassVar[int]
     SEAMS_FIELD_NUMBER: _ClassVar[int]
+    LANE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     BOXES_FROM_FIELD_NUMBER: _ClassVar[int]
     AUDIO_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -144,10 +147,12 @@ class Job(_message.Message):
     video_available: bool
     lanes: _containers.RepeatedCompositeFieldContainer[JobLane]
     seams: _containers.RepeatedCompositeFieldContainer[JobSeam]
+    lane_count: int
+    quality: _quality_pb2.QualityReport
     speakers: _containers.RepeatedCompositeFieldContainer[JobSpeaker]
     boxes_from: str
     audio_type: str
-    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., video_url: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., frames_done: _Optional[int] = ..., duration_sec: _Optional[float] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., video_available: _Optional[bool] = ..., lanes: _Optional[_Iterable[_Union[JobLane, _Mapping]]] = ..., seams: _Optional[_Iterable[_Union[JobSeam, _Mapping]]] = ..., speakers: _Optional[_Iterable[_Union[JobSpeaker, _Mapping]]] = ..., boxes_from: _Optional[str] = ..., audio_type: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., video_url: _Optional[str] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., frames_done: _Optional[int] = ..., duration_sec: _Optional[float] = ..., seed: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., video_available: _Optional[bool] = ..., lanes: _Optional[_Iterable[_Union[JobLane, _Mapping]]] = ..., seams: _Optional[_Iterable[_Union[JobSeam, _Mapping]]] = ..., lane_count: _Optional[int] = ..., quality: _Optional[_Union[_quality_pb2.QualityReport, _Mapping]] = ..., speakers: _Optional[_Iterable[_Union[JobSpeaker, _Mapping]]] = ..., boxes_from: _Optional[str] = ..., audio_type: _Optional[str] = ...) -> None: ...
 
 class JobLane(_message.Message):
     __slots__ = ("index", "start_sec", "end_sec", "chunk_count", "chunks_done")
@@ -164,18 +169,20 @@ class JobLane(_message.Message):
     def __init__(self, index: _Optional[int] = ..., start_sec: _Optional[float] = ..., end_sec: _Optional[float] = ..., chunk_count: _Optional[int] = ..., chunks_done: _Optional[int] = ...) -> None: ...
 
 class JobSeam(_message.Message):
-    __slots__ = ("time_sec", "chunk_index", "pause_start_sec", "pause_end_sec", "fade_frames")
+    __slots__ = ("time_sec", "chunk_index", "pause_start_sec", "pause_end_sec", "fade_frames", "in_voiced_speech")
     TIME_SEC_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     PAUSE_START_SEC_FIELD_NUMBER: _ClassVar[int]
     PAUSE_END_SEC_FIELD_NUMBER: _ClassVar[int]
     FADE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    IN_VOICED_SPEECH_FIELD_NUMBER: _ClassVar[int]
     time_sec: float
     chunk_index: int
     pause_start_sec: float
     pause_end_sec: float
     fade_frames: int
-    def __init__(self, time_sec: _Optional[float] = ..., chunk_index: _Optional[int] = ..., pause_start_sec: _Optional[float] = ..., pause_end_sec: _Optional[float] = ..., fade_frames: _Optional[int] = ...) -> None: ...
+    in_voiced_speech: bool
+    def __init__(self, time_sec: _Optional[float] = ..., chunk_index: _Optional[int] = ..., pause_start_sec: _Optional[float] = ..., pause_end_sec: _Optional[float] = ..., fade_frames: _Optional[int] = ..., in_voiced_speech: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("id",)

@@ -90,20 +90,22 @@ class Lane(_message.Message):
     def __init__(self, index: _Optional[int] = ..., start_sample: _Optional[int] = ..., end_sample: _Optional[int] = ..., first_chunk: _Optional[int] = ..., chunk_count: _Optional[int] = ..., frame_count: _Optional[int] = ...) -> None: ...
 
 class Seam(_message.Message):
-    __slots__ = ("chunk_index", "sample", "time_sec", "pause_start_sec", "pause_end_sec", "fade_frames")
+    __slots__ = ("chunk_index", "sample", "time_sec", "pause_start_sec", "pause_end_sec", "fade_frames", "in_voiced_speech")
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
     TIME_SEC_FIELD_NUMBER: _ClassVar[int]
     PAUSE_START_SEC_FIELD_NUMBER: _ClassVar[int]
     PAUSE_END_SEC_FIELD_NUMBER: _ClassVar[int]
     FADE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    IN_VOICED_SPEECH_FIELD_NUMBER: _ClassVar[int]
     chunk_index: int
     sample: int
     time_sec: float
     pause_start_sec: float
     pause_end_sec: float
     fade_frames: int
-    def __init__(self, chunk_index: _Optional[int] = ..., sample: _Optional[int] = ..., time_sec: _Optional[float] = ..., pause_start_sec: _Optional[float] = ..., pause_end_sec: _Optional[float] = ..., fade_frames: _Optional[int] = ...) -> None: ...
+    in_voiced_speech: bool
+    def __init__(self, chunk_index: _Optional[int] = ..., sample: _Optional[int] = ..., time_sec: _Optional[float] = ..., pause_start_sec: _Optional[float] = ..., pause_end_sec: _Optional[float] = ..., fade_frames: _Optional[int] = ..., in_voiced_speech: _Optional[bool] = ...) -> None: ...
 
 class ChunkHeader(_message.Message):
     __slots__ = ("span", "wav_size")

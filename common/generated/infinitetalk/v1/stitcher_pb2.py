@@ -23,27 +23,32 @@ _sym_db = _symbol_database.Default()
 
 
 from infinitetalk.v1 import common_pb2 as infinitetalk_dot_v1_dot_common__pb2
+from infinitetalk.v1 import quality_pb2 as infinitetalk_dot_v1_dot_quality__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einfinitetalk/v1/stitcher.proto\x12\x0finfinitetalk.v1\x1a\x1cinfinitetalk/v1/common.proto\"\x9f\x01\n\x0cStitchHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x14\n\x0c\x66rame_counts\x18\x06 \x03(\x05\x12(\n\x05seams\x18\x07 \x03(\x0b\x32\x19.infinitetalk.v1.SeamFade\"4\n\x08SeamFade\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\x05\x12\x13\n\x0b\x66\x61\x64\x65_frames\x18\x02 \x01(\x05\"5\n\x08PartData\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08\"\xa3\x01\n\rStitchRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.infinitetalk.v1.StitchHeaderH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12)\n\x04part\x18\x03 \x01(\x0b\x32\x19.infinitetalk.v1.PartDataH\x00\x42\t\n\x07payload\"\xb7\x01\n\rStitchSummary\x12\x13\n\x0b\x66rame_count\x18\x01 \x01(\x05\x12\x1a\n\x12video_duration_sec\x18\x02 \x01(\x01\x12\x1a\n\x12\x61udio_duration_sec\x18\x03 \x01(\x01\x12\x14\n\x0c\x63opied_parts\x18\x04 \x01(\x05\x12\x17\n\x0freencoded_parts\x18\x05 \x01(\x05\x12\x12\n\nvideo_size\x18\x06 \x01(\x03\x12\x16\n\x0esoftened_seams\x18\x07 \x01(\x05\"y\n\x0eStitchResponse\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12\x31\n\x07summary\x18\x02 \x01(\x0b\x32\x1e.infinitetalk.v1.StitchSummaryH\x00\x42\x07\n\x05\x65vent2Y\n\x08Stitcher\x12M\n\x06Stitch\x12\x1e.infinitetalk.v1.StitchRequest\x1a\x1f.infinitetalk.v1.StitchResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einfinitetalk/v1/stitcher.proto\x12\x0finfinitetalk.v1\x1a\x1cinfinitetalk/v1/common.proto\x1a\x1dinfinitetalk/v1/quality.proto\"\x9f\x01\n\x0cStitchHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x14\n\x0c\x66rame_counts\x18\x06 \x03(\x05\x12(\n\x05seams\x18\x07 \x03(\x0b\x32\x19.infinitetalk.v1.SeamFade\"4\n\x08SeamFade\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\x05\x12\x13\n\x0b\x66\x61\x64\x65_frames\x18\x02 \x01(\x05\"5\n\x08PartData\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08\"\xa3\x01\n\rStitchRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.infinitetalk.v1.StitchHeaderH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12)\n\x04part\x18\x03 \x01(\x0b\x32\x19.infinitetalk.v1.PartDataH\x00\x42\t\n\x07payload\"\xb7\x01\n\rStitchSummary\x12\x13\n\x0b\x66rame_count\x18\x01 \x01(\x05\x12\x1a\n\x12video_duration_sec\x18\x02 \x01(\x01\x12\x1a\n\x12\x61udio_duration_sec\x18\x03 \x01(\x01\x12\x14\n\x0c\x63opied_parts\x18\x04 \x01(\x05\x12\x17\n\x0freencoded_parts\x18\x05 \x01(\x05\x12\x12\n\nvideo_size\x18\x06 \x01(\x03\x12\x16\n\x0esoftened_seams\x18\x07 \x01(\x05\"y\n\x0eStitchResponse\x12+\n\x05video\x18\x01 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12\x31\n\x07summary\x18\x02 \x01(\x0b\x32\x1e.infinitetalk.v1.StitchSummaryH\x00\x42\x07\n\x05\x65vent\"a\n\x0c\x41ssessHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62oundary_frames\x18\x02 \x03(\x05\x12\x13\n\x0bseam_frames\x18\x03 \x03(\x05\x12\x13\n\x0b\x66\x61\x64\x65_frames\x18\x04 \x01(\x05\"\xa9\x01\n\rAssessRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.infinitetalk.v1.AssessHeaderH\x00\x12+\n\x05video\x18\x02 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x12/\n\treference\x18\x03 \x01(\x0b\x32\x1a.infinitetalk.v1.DataPieceH\x00\x42\t\n\x07payload2\xa5\x01\n\x08Stitcher\x12M\n\x06Stitch\x12\x1e.infinitetalk.v1.StitchRequest\x1a\x1f.infinitetalk.v1.StitchResponse(\x01\x30\x01\x12J\n\x06\x41ssess\x12\x1e.infinitetalk.v1.AssessRequest\x1a\x1e.infinitetalk.v1.QualityReport(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'infinitetalk.v1.stitcher_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STITCHHEADER']._serialized_start=82
-  _globals['_STITCHHEADER']._serialized_end=241
-  _globals['_SEAMFADE']._serialized_start=243
-  _globals['_SEAMFADE']._serialized_end=295
-  _globals['_PARTDATA']._serialized_start=297
-  _globals['_PARTDATA']._serialized_end=350
-  _globals['_STITCHREQUEST']._serialized_start=353
-  _globals['_STITCHREQUEST']._serialized_end=516
-  _globals['_STITCHSUMMARY']._serialized_start=519
-  _globals['_STITCHSUMMARY']._serialized_end=702
-  _globals['_STITCHRESPONSE']._serialized_start=704
-  _globals['_STITCHRESPONSE']._serialized_end=825
-  _globals['_STITCHER']._serialized_start=827
-  _globals['_STITCHER']._serialized_end=916
+  _globals['_STITCHHEADER']._serialized_start=113
+  _globals['_STITCHHEADER']._serialized_end=272
+  _globals['_SEAMFADE']._serialized_start=274
+  _globals['_SEAMFADE']._serialized_end=326
+  _globals['_PARTDATA']._serialized_start=328
+  _globals['_PARTDATA']._serialized_end=381
+  _globals['_STITCHREQUEST']._serialized_start=384
+  _globals['_STITCHREQUEST']._serialized_end=547
+  _globals['_STITCHSUMMARY']._serialized_start=550
+  _globals['_STITCHSUMMARY']._serialized_end=733
+  _globals['_STITCHRESPONSE']._serialized_start=735
+  _globals['_STITCHRESPONSE']._serialized_end=856
+  _globals['_ASSESSHEADER']._serialized_start=858
+  _globals['_ASSESSHEADER']._serialized_end=955
+  _globals['_ASSESSREQUEST']._serialized_start=958
+  _globals['_ASSESSREQUEST']._serialized_end=1127
+  _globals['_STITCHER']._serialized_start=1130
+  _globals['_STITCHER']._serialized_end=1295
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from infinitetalk.v1 import common_pb2 as _common_pb2
+from infinitetalk.v1 import quality_pb2 as _quality_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -78,3 +79,25 @@ class StitchResponse(_message.Message):
     video: _common_pb2.DataPiece
     summary: StitchSummary
     def __init__(self, video: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., summary: _Optional[_Union[StitchSummary, _Mapping]] = ...) -> None: ...
+
+class AssessHeader(_message.Message):
+    __slots__ = ("job_id", "boundary_frames", "seam_frames", "fade_frames")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    BOUNDARY_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SEAM_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FADE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    boundary_frames: _containers.RepeatedScalarFieldContainer[int]
+    seam_frames: _containers.RepeatedScalarFieldContainer[int]
+    fade_frames: int
+    def __init__(self, job_id: _Optional[str] = ..., boundary_frames: _Optional[_Iterable[int]] = ..., seam_frames: _Optional[_Iterable[int]] = ..., fade_frames: _Optional[int] = ...) -> None: ...
+
+class AssessRequest(_message.Message):
+    __slots__ = ("header", "video", "reference")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    header: AssessHeader
+    video: _common_pb2.DataPiece
+    reference: _common_pb2.DataPiece
+    def __init__(self, header: _Optional[_Union[AssessHeader, _Mapping]] = ..., video: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ..., reference: _Optional[_Union[_common_pb2.DataPiece, _Mapping]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from infinitetalk.v1 import quality_pb2 as infinitetalk_dot_v1_dot_quality__pb2
 from infinitetalk.v1 import stitcher_pb2 as infinitetalk_dot_v1_dot_stitcher__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -40,6 +41,11 @@ class StitcherStub:
                 request_serializer=infinitetalk_dot_v1_dot_stitcher__pb2.StitchRequest.SerializeToString,
                 response_deserializer=infinitetalk_dot_v1_dot_stitcher__pb2.StitchResponse.FromString,
                 _registered_method=True)
+        self.Assess = channel.stream_unary(
+                '/infinitetalk.v1.Stitcher/Assess',
+                request_serializer=infinitetalk_dot_v1_dot_stitcher__pb2.AssessRequest.SerializeToString,
+                response_deserializer=infinitetalk_dot_v1_dot_quality__pb2.QualityReport.FromString,
+                _registered_method=True)
 
 
 class StitcherServicer:
@@ -56,6 +62,15 @@ class StitcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Assess(self, request_iterator, context):
+        """The quality report of a stitched video: an AssessHeader first, then the video (the final MP4,
+        its own sound track being the audio) and the reference picture as pieces, in any order.
+        Runs in a separate, lower-priority process, so stitching is not slowed down by it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StitcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +78,11 @@ def add_StitcherServicer_to_server(servicer, server):
                     servicer.Stitch,
                     request_deserializer=infinitetalk_dot_v1_dot_stitcher__pb2.StitchRequest.FromString,
                     response_serializer=infinitetalk_dot_v1_dot_stitcher__pb2.StitchResponse.SerializeToString,
+            ),
+            'Assess': grpc.stream_unary_rpc_method_handler(
+                    servicer.Assess,
+                    request_deserializer=infinitetalk_dot_v1_dot_stitcher__pb2.AssessRequest.FromString,
+                    response_serializer=infinitetalk_dot_v1_dot_quality__pb2.QualityReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +113,33 @@ class Stitcher:
             '/infinitetalk.v1.Stitcher/Stitch',
             infinitetalk_dot_v1_dot_stitcher__pb2.StitchRequest.SerializeToString,
             infinitetalk_dot_v1_dot_stitcher__pb2.StitchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Assess(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/infinitetalk.v1.Stitcher/Assess',
+            infinitetalk_dot_v1_dot_stitcher__pb2.AssessRequest.SerializeToString,
+            infinitetalk_dot_v1_dot_quality__pb2.QualityReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,7 +5,9 @@ its `lane_count`, `lanes` (span, pieces done of total) and `seams`, plus `pieces
 `lane`), `segments_ready` and `eta_sec`):
     status     the status changed (the first event is always one)
     progress   anything else changed: frames, pieces, a new live segment
-    end        the job ended; the stream closes after it
+    quality    the completed job's quality report is there (`quality` in the data; while it is
+               computed, `quality.state` is "pending" in the events before)
+    end        the job ended (and a completed job's quality report is settled); the stream closes after it
 A comment line (`: keep-alive`) goes out every SSE_KEEPALIVE_SEC without a change, so proxies
 do not close an idle stream. Progress events are at most PROGRESS_MIN_INTERVAL_SEC apart;
 changes in between are folded into the next one.
@@ -58,9 +60,12 @@ def add_event_routes(app: FastAPI, service: JobService, keepalive_sec: float) ->
                 body = job_json(service.view(record)) | service.progress_of(record)
                 if body != last_body:
                     kind = "status" if record.status != last_status else "progress"
+                    if last_body is not None and body.get("quality") != last_body.get("quality") \
+                            and kind == "progress":
+                        kind = "quality"
                     yield sse(kind, body, version)
                     last_status, last_body = record.status, body
-                if record.finished:
+                if record.finished and (body.get("quality") or {}).get("state") != "pending":
                     yield sse("end", {"id": job_id, "status": record.status}, version)
                     return
                 await asyncio.sleep(PROGRESS_MIN_INTERVAL_SEC)

@@ -6,14 +6,17 @@ import logging
 from collections.abc import Iterator
 
 import grpc
+from google.protobuf.message import Message
 
 from infinitetalk.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from itk_common.constants import MAX_PIECE_BYTES
+from itk_common.quality.report import report_from_json
 from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
 from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
-from itk_gateway.jobs.service import JobService, JobView
+from itk_gateway.jobs.service import JobService
 from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
+from itk_gateway.jobs.views import JobView, LaneView, SeamView, SpeakerView, public_fields
 from itk_gateway.options import JobOptions
 from itk_gateway.security.grpc_interceptor import principal_of
 from itk_gateway.security.guard import Guard
@@ -23,22 +26,30 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 
 
+def view_message(view: LaneView | SeamView | SpeakerView | JobView, message: Message) -> Message:
+    """Fill a message from a view (jobs/views.py), field by field under the same names: the status
+    by its enum value, lanes and seams as repeated messages."""
+    for item in public_fields(type(view)):
+        value = getattr(view, item.name)
+        target = message.DESCRIPTOR.fields_by_name[item.name]
+        if item.metadata.get("message") == "QualityReport":
+            if value is not None:
+                getattr(message, item.name).CopyFrom(report_from_json(value))
+        elif item.name == "box":  # a speaker's [x0, y0, x1, y1] as a SpeakerBox
+            box = getattr(message, item.name)
+            box.x0, box.y0, box.x1, box.y1 = value
+        elif isinstance(value, tuple):
+            for element in value:
+                view_message(element, getattr(message, item.name).add())
+        elif target.enum_type is not None:
+            setattr(message, item.name, target.enum_type.values_by_name[value].number)
+        else:
+            setattr(message, item.name, value)
+    return message
+
+
 def job_message(view: JobView) -> gateway_pb2.Job:
-    return gateway_pb2.Job(
-        id=view.id, provider=view.provider, status=gateway_pb2.JobStatus.Value(view.status),
-        progress=view.progress, error=view.error, video_url=view.video_url, chunk_count=view.chunk_count,
-        chunks_done=view.chunks_done, frames_total=view.frames_total, frames_done=view.frames_done,
-        duration_sec=view.duration_sec, seed=view.seed, width=view.width, height=view.height,
-        created_at=view.created_at, updated_at=view.updated_at, video_available=view.video_available,
-        lanes=[gateway_pb2.JobLane(index=lane.index, start_sec=lane.start_sec, end_sec=lane.end_sec,
-                                   chunk_count=lane.chunk_count, chunks_done=lane.chunks_done) for lane in view.lanes],
-        seams=[gateway_pb2.JobSeam(time_sec=seam.time_sec, chunk_index=seam.chunk_index,
-                                   pause_start_sec=seam.pause_start_sec, pause_end_sec=seam.pause_end_sec,
-                                   fade_frames=seam.fade_frames) for seam in view.seams],
-        speakers=[gateway_pb2.JobSpeaker(person=speaker.person, box=gateway_pb2.SpeakerBox(
-            x0=speaker.box[0], y0=speaker.box[1], x1=speaker.box[2], y1=speaker.box[3])) for speaker in view.speakers],
-        boxes_from=view.boxes_from, audio_type=view.audio_type,
-    )
+    return view_message(view, gateway_pb2.Job())
 
 
 def speaker_request(message: gateway_pb2.JobOptions, has_audio_2: bool) -> SpeakerRequest:
@@ -51,7 +62,7 @@ def speaker_request(message: gateway_pb2.JobOptions, has_audio_2: bool) -> Speak
 
 def options_from_message(message: gateway_pb2.JobOptions, has_audio_2: bool = False) -> JobOptions:
     return apply_speakers(JobOptions(
-        width=message.width, height=message.height, provider=message.provider, prompt=message.prompt,
+        width=message.width, height=message.height, pool=message.provider, prompt=message.prompt,
         push_to_s3=message.push_to_s3, dry_run=message.dry_run, force_offload=message.force_offload,
         seed=message.seed, sampling={field.name: value for field, value in message.sampling.ListFields()},
         chunk_target_sec=message.chunk_target_sec, webhook_url=message.webhook_url,

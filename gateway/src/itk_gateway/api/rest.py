@@ -10,7 +10,7 @@ Job ids that do not look like ours (`job-<digits>-<32 hex>`) are answered like u
 404 JOB_NOT_FOUND, as the seed API does for any id it does not know; so are other keys' jobs.
 
 Every route but the public ones (health, the OpenAPI document and its page) passes the security
-middleware (security/rest.py) and receives the caller as a `Principal` dependency. Bodies are
+middleware (security/rest_middleware.py) and receives the caller as a `Principal` dependency. Bodies are
 never held whole: JSON media are decoded as they stream in (json_upload.py), multipart files go
 straight to disk, and a finished video is streamed back, as base64 in the JSON or as the MP4.
 """
@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect
 from itk_gateway.api.events import add_event_routes
 from itk_gateway.api.hls import add_hls_routes
 from itk_gateway.api.json_upload import JsonUploadParser
-from itk_gateway.api.modal import create_modal_router
+from itk_gateway.api.modal_compat import create_modal_router
 from itk_gateway.api.multipart import receive_form
 from itk_gateway.api.page import add_page_routes
 from itk_gateway.api.recent import add_recent_routes
@@ -62,13 +62,20 @@ from itk_gateway.errors import (
     RequestTimeoutError,
     UnsupportedMediaTypeError,
 )
-from itk_gateway.jobs.service import JobService, JobView
+from itk_gateway.jobs.service import JobService
 from itk_gateway.jobs.speakers import speaker_audio_urls
+from itk_gateway.jobs.views import JobView
 from itk_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.guard import Guard
 from itk_gateway.security.keys import Principal
-from itk_gateway.security.rest import DEFAULT_PUBLIC_PATHS, SecurityMiddleware, is_public, mark_public, principal
+from itk_gateway.security.rest_middleware import (
+    DEFAULT_PUBLIC_PATHS,
+    SecurityMiddleware,
+    is_public,
+    mark_public,
+    principal,
+)
 from itk_gateway.storage.blobs import StoredVideo
 
 log = logging.getLogger(__name__)

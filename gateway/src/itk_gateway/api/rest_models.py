@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+import typing
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from itk_gateway.errors import InvalidInputError
-from itk_gateway.jobs.service import JobView
 from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
 from itk_gateway.jobs.validation import MAX_DIMENSION
+from itk_gateway.jobs.views import JobView, LaneView, SeamView, SpeakerView, public_fields, view_as_dict
 from itk_gateway.options import JobOptions
 
 Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
@@ -85,7 +85,7 @@ class CreateJobBody(BaseModel):
 
     def _options(self) -> JobOptions:
         return JobOptions(
-            width=self.width, height=self.height, provider=self.provider or "", prompt=self.prompt or "",
+            width=self.width, height=self.height, pool=self.provider or "", prompt=self.prompt or "",
             push_to_s3=bool(self.push_to_s3), dry_run=bool(self.dry_run),
             force_offload=True if self.force_offload is None else self.force_offload,
             seed=self.seed or 0, sampling=self.sampling or {}, chunk_target_sec=self.chunk_target_sec or 0.0,
@@ -95,9 +95,6 @@ class CreateJobBody(BaseModel):
         )
 
 
-JobStatusName = Literal["IN_QUEUE", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
-
-
 class CreateJobResponse(BaseModel):
     """202 of POST /jobs (the seed API's answer)."""
 
@@ -105,61 +102,39 @@ class CreateJobResponse(BaseModel):
     status: Literal["IN_QUEUE"]
 
 
-class LaneResponse(BaseModel):
-    """One continuous stream of the job: its pieces continue each other's motion."""
-
-    index: int
-    start_sec: float
-    end_sec: float
-    chunk_count: int
-    chunks_done: int
-
-
-class SeamResponse(BaseModel):
-    """Where one lane ends and the next starts, cross-faded inside the pause it lies in."""
-
-    time_sec: float
-    chunk_index: int = Field(description="The first chunk of the lane after the seam")
-    pause_start_sec: float
-    pause_end_sec: float
-    fade_frames: int = Field(description="Frames cross-faded on each side of the seam")
+def _rest_model(view_class: type, name: str, overrides: dict[str, tuple[Any, Any]] | None = None,
+                extra: dict[str, tuple[Any, Any]] | None = None) -> type[BaseModel]:
+    """The REST model of a view (jobs/views.py): its public fields with their types and descriptions,
+    `overrides` replacing some field's type and default, `extra` appended (REST-only fields)."""
+    hints = typing.get_type_hints(view_class)
+    definitions: dict[str, Any] = {}
+    for item in public_fields(view_class):
+        kind, default = (overrides or {}).get(item.name, (hints[item.name], ...))
+        definitions[item.name] = (kind, Field(default, description=item.metadata.get("doc")))
+    for field_name, (kind, info) in (extra or {}).items():
+        definitions[field_name] = (kind, info)
+    return create_model(name, __doc__=view_class.__doc__, **definitions)
 
 
-class JobResponse(BaseModel):
-    """GET /jobs/{id}: the seed's JobResponse plus progress detail."""
-
-    id: str
-    provider: str
-    status: JobStatusName
-    progress: int = Field(ge=0, le=100)
-    error: str | None = Field(None, description="Why the job failed; absent otherwise")
-    video_base64: str | None = Field(None, description="The MP4, base64, when COMPLETED with a local video")
-    video_url: str | None = Field(None, description="A presigned URL when the video was pushed to S3")
-    chunk_count: int
-    chunks_done: int
-    frames_total: int
-    frames_done: int
-    duration_sec: float
-    seed: int
-    width: int
-    height: int
-    video_available: bool
-    created_at: str
-    updated_at: str
-    lane_count: int = Field(0, description="Continuous streams the job was planned as (0 until split)")
-    lanes: list[LaneResponse] = Field(default_factory=list)
-    seams: list[SeamResponse] = Field(default_factory=list)
-    speakers: list[SpeakerResponse] = Field(default_factory=list, description="Two people talking: each speaker")
-    boxes_from: str | None = Field(None, description="Where the speakers' boxes came from: request, or faces "
-                                   "(detected in the portrait, left to right = person 1, 2)")
-    audio_type: str | None = Field(None, description="Two people talking: para or add")
-
-
-class SpeakerResponse(BaseModel):
-    """One speaker of a two-person job and the face box used for them."""
-
-    person: int = Field(description="1 or 2")
-    box: list[int] = Field(description="[x0, y0, x1, y1] in pixels of the uploaded image")
+JobStatusName = Literal["IN_QUEUE", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
+LaneResponse = _rest_model(LaneView, "LaneResponse")
+SeamResponse = _rest_model(SeamView, "SeamResponse")
+SpeakerResponse = _rest_model(SpeakerView, "SpeakerResponse", overrides={"box": (list[int], ...)})
+JobResponse = _rest_model(JobView, "JobResponse", overrides={
+    "status": (JobStatusName, ...),
+    "progress": (Annotated[int, Field(ge=0, le=100)], ...),
+    # Left out when empty, as the seed API does.
+    "error": (str | None, None),
+    "video_url": (str | None, None),
+    "lanes": (list[LaneResponse], []),  # type: ignore[valid-type]
+    "seams": (list[SeamResponse], []),  # type: ignore[valid-type]
+    "speakers": (list[SpeakerResponse], []),  # type: ignore[valid-type]
+    "boxes_from": (str | None, None),
+    "audio_type": (str | None, None),
+    "quality": (dict[str, Any] | None, None),
+}, extra={
+    "video_base64": (str | None, Field(None, description="The MP4, base64, when COMPLETED with a local video")),
+})
 
 
 class RecentJobsResponse(BaseModel):
@@ -170,11 +145,6 @@ class RecentJobsResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: Literal["ok", "shutting_down"]
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    code: str
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -258,7 +228,7 @@ def options_from_form(fields: dict[str, str], speakers: SpeakerRequest | None = 
     if not math.isfinite(chunk_target_sec):
         raise InvalidInputError("chunk_target_sec: must be a finite number")
     return JobOptions(
-        width=_int(fields, "width"), height=_int(fields, "height"), provider=fields.get("provider", ""),
+        width=_int(fields, "width"), height=_int(fields, "height"), pool=fields.get("provider", ""),
         prompt=fields.get("prompt", ""), push_to_s3=_bool(fields, "push_to_s3", False),
         dry_run=_bool(fields, "dry_run", False), force_offload=_bool(fields, "force_offload", True),
         seed=_int(fields, "seed", 0), sampling=sampling, chunk_target_sec=chunk_target_sec,
@@ -271,24 +241,9 @@ def options_from_form(fields: dict[str, str], speakers: SpeakerRequest | None = 
 
 def job_json(view: JobView, video_base64: str | None = None) -> dict[str, Any]:
     """The seed's JobResponse (empty error / video fields omitted) plus our extra fields."""
-    body: dict[str, Any] = {"id": view.id, "provider": view.provider, "status": view.status,
-                            "progress": view.progress}
-    if view.error:
-        body["error"] = view.error
+    body = view_as_dict(view)
     if video_base64:
         body["video_base64"] = video_base64
-    if view.video_url:
-        body["video_url"] = view.video_url
-    body.update(
-        chunk_count=view.chunk_count, chunks_done=view.chunks_done, frames_total=view.frames_total,
-        frames_done=view.frames_done, duration_sec=view.duration_sec, seed=view.seed, width=view.width,
-        height=view.height, video_available=view.video_available, created_at=view.created_at,
-        updated_at=view.updated_at, lane_count=len(view.lanes),
-        lanes=[asdict(lane) for lane in view.lanes], seams=[asdict(seam) for seam in view.seams],
-    )
-    if view.speakers:
-        body.update(speakers=[{"person": speaker.person, "box": list(speaker.box)} for speaker in view.speakers],
-                    boxes_from=view.boxes_from, audio_type=view.audio_type)
     return body
 
 

@@ -16,13 +16,14 @@ import grpc
 
 from infinitetalk.v1 import (
     generator_pb2,
+    quality_pb2,
     splitter_pb2,
     splitter_pb2_grpc,
     stitcher_pb2,
     stitcher_pb2_grpc,
 )
 from itk_common.grpc_server import insecure_channel
-from itk_common.streaming import file_data_pieces, iter_file_pieces
+from itk_common.streaming import data_pieces, file_data_pieces, iter_file_pieces
 from itk_gateway.storage.files import tmp_path
 
 
@@ -257,3 +258,22 @@ class StitcherClient:
             calls.discard(call)
             call.cancel()
             partial.unlink(missing_ok=True)
+
+    def assess(self, header: stitcher_pb2.AssessHeader, video: Path, reference: bytes | None,
+               calls: CallSet, timeout: float | None = None) -> quality_pb2.QualityReport:
+        """The quality report of the stitched `video` against the `reference` picture."""
+
+        def requests() -> Iterator[stitcher_pb2.AssessRequest]:
+            yield stitcher_pb2.AssessRequest(header=header)
+            if reference is not None:
+                for piece in data_pieces(reference):
+                    yield stitcher_pb2.AssessRequest(reference=piece)
+            for piece in file_data_pieces(video):
+                yield stitcher_pb2.AssessRequest(video=piece)
+
+        future = self.stub.Assess.future(requests(), timeout=timeout)
+        calls.add(future)
+        try:
+            return future.result()
+        finally:
+            calls.discard(future)

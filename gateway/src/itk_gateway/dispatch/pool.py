@@ -370,6 +370,11 @@ class EndpointPool:
         with self._cond:
             return sorted(self._endpoints.values(), key=lambda e: e.address)
 
+    def backends(self) -> list[str]:
+        """The backends the pool's ready generators report (`preview`, `infinitetalk`, `runpod` ...)."""
+        with self._cond:
+            return sorted({e.backend for e in self._endpoints.values() if e.present and e.ready and e.backend})
+
     def counts(self) -> dict[str, int]:
         with self._cond:
             present = [e for e in self._endpoints.values() if e.present]

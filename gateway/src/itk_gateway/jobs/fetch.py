@@ -165,7 +165,11 @@ class UrlFetcher:
                 reason = refused_reason(address)
                 if reason is not None and not allow.allows_address(address):
                     shown = host if host == str(address) else f"{host} ({address})"
-                    raise FetchError(f"{name}: host {shown} is not allowed: {reason}")
+                    # Name the setting that trusts it: an in-cluster store or a test server is
+                    # what a person meets this with, and the fix is on the gateway's side.
+                    trusted = f"{host}:{port}"
+                    raise FetchError(f"{name}: host {shown} is not allowed: {reason}; to fetch from it, "
+                                     f"add it to the gateway's URL_FETCH_ALLOW_HOSTS (e.g. {trusted})")
         return addresses[0]
 
     def _get(self, name: str, url: httpx.URL, host: str, address: IpAddress, deadline: float,

@@ -37,6 +37,8 @@ from itk_gateway.storage.files import JobFiles
 from itk_gateway.storage.store import ACTIVE_STATUSES, CANCELLED, COMPLETED, FAILED, JobStore
 
 log = logging.getLogger(__name__)
+
+QUALITY_SWEEP_SEC = 60.0
 # Jobs one replica claims per keeper pass, so the orphans of a dead replica spread over the others.
 CLAIM_BATCH = 4
 # Without a successful renewal for this share of the lease, a replica stops its own runners.
@@ -73,6 +75,7 @@ class Orchestrator:
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
         self._renewed_at = time.monotonic()
+        self._quality_swept_at = -QUALITY_SWEEP_SEC
         # Told of every job this replica resumes or takes over (the webhook notifier follows it).
         self.on_resume = on_resume
 
@@ -161,6 +164,13 @@ class Orchestrator:
             self._sweep()
 
     def _sweep(self) -> None:
+        # Reports given up after an hour need no second-by-second look (it reads every job row).
+        if time.monotonic() - self._quality_swept_at >= QUALITY_SWEEP_SEC:
+            self._quality_swept_at = time.monotonic()
+            given_up = self.store.fail_stale_quality(self.settings.quality_timeout_sec)
+            if given_up:
+                log.warning("%d quality reports pending for over %.0f s given up", given_up,
+                            self.settings.quality_timeout_sec)
         for job_id, status in self.store.claim_abandoned(self.replica_id, CLAIM_BATCH):
             log.info("job %s: %s, its driver gone; removing its files", job_id, status)
             self.files.remove_work_dir(job_id)
@@ -189,6 +199,8 @@ class Orchestrator:
                 log.info("job %s: deleted; stopping it", job_id)
                 runner.end(CANCELLED, "the job was deleted")
             elif state.status not in ACTIVE_STATUSES:
+                if runner.end_status is not None:
+                    continue  # ended here: finishing up (its quality report)
                 # Cancelled (or timed out) through another replica: the status is already written.
                 log.info("job %s: %s elsewhere; stopping it here", job_id, state.status)
                 runner.end(state.status, "")

@@ -26,11 +26,10 @@ from itk_common.source_video import (
 )
 from itk_common.video import probe_video
 from itk_gateway.errors import InvalidInputError
-from itk_gateway.jobs.validation import check_image
+from itk_gateway.jobs.validation import SNIFF_BYTES, check_image
 from itk_gateway.storage.files import JobFiles, tmp_path
 
 log = logging.getLogger(__name__)
-SNIFF_BYTES = 64
 
 
 @dataclass(frozen=True)

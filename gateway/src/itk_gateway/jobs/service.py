@@ -300,8 +300,8 @@ class JobService:
         gate.wait(self.settings.split_accept_timeout_sec)
         self.webhooks.watch(upload.job_id)
         self.metrics.jobs_total.inc()
-        log.info("job %s accepted (%dx%d, provider %s, %d bytes, key %s)", upload.job_id, options.width,
-                 options.height, options.provider, upload.received, upload.owner.name or "-")
+        log.info("job %s accepted (%dx%d, pool %s, %d bytes, key %s)", upload.job_id, options.width,
+                 options.height, options.pool, upload.received, upload.owner.name or "-")
         return self.get_job(upload.job_id, upload.owner)
 
     def _prepare_speakers(self, upload: Upload, options: JobOptions) -> None:
@@ -319,9 +319,9 @@ class JobService:
         if self.faces is None:
             self.faces = FaceFinder()
         resolve_boxes(options, upload.path("image"), self.faces)
-        pool = self.orchestrator.backends.pools.get(options.provider)
+        pool = self.orchestrator.backends.pools.get(options.pool)
         if pool is not None:
-            check_pool_renders(options.provider, pool.person_counts(), options.speakers)
+            check_pool_renders(options.pool, pool.person_counts(), options.speakers)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -366,7 +366,8 @@ class JobService:
             if last is None or changed(last, view):
                 yield view
                 last = view
-            if record.finished:
+            # A completed job's quality report comes after it ends: the watch waits for it.
+            if record.finished and not view.quality_pending:
                 return
             self.store.wait_for_change(job_id, version, WATCH_POLL_SEC)
 

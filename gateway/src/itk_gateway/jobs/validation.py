@@ -73,8 +73,8 @@ REMOTE_PROVIDERS = ("runpod", "beam", "modal")
 class OptionRules:
     """What the deployment allows: configured pools, S3, and alias names for pools."""
 
-    providers: list[str]
-    default_provider: str
+    pools: list[str]
+    default_pool: str
     aliases: dict[str, str]
     s3_enabled: bool
     webhooks_enabled: bool = False
@@ -82,20 +82,20 @@ class OptionRules:
     webhook_url_problem: Callable[[str], str | None] = lambda _url: None
 
 
-def resolve_provider(requested: str, rules: OptionRules) -> str:
+def resolve_pool(requested: str, rules: OptionRules) -> str:
     """The pool a request's `provider` selects.
 
     A pool of that name wins over an alias of it, so a deployment with a `runpod` pool sends seed
     clients' default `runpod` there, and one without keeps the alias to its default pool.
     """
-    name = (requested or "").strip() or rules.default_provider
-    if name not in rules.providers:
+    name = (requested or "").strip() or rules.default_pool
+    if name not in rules.pools:
         name = rules.aliases.get(name, name)
-    if name not in rules.providers:
+    if name not in rules.pools:
         # Aliases are listed too: seed clients know the pools by those names (e.g. "runpod").
         aliases = [f"{alias} (= {pool})" for alias, pool in sorted(rules.aliases.items())
-                   if pool in rules.providers and alias not in rules.providers]
-        configured = ", ".join(rules.providers + aliases)
+                   if pool in rules.pools and alias not in rules.pools]
+        configured = ", ".join(rules.pools + aliases)
         if name in REMOTE_PROVIDERS:
             raise InvalidInputError(
                 f"provider: {name} is not configured on this deployment; configured providers: {configured}"
@@ -144,7 +144,7 @@ def check_options(options: JobOptions, rules: OptionRules) -> JobOptions:
     """Validate and normalise in place (provider alias -> pool name, seed 0 -> random)."""
     check_dimension("width", options.width)
     check_dimension("height", options.height)
-    options.provider = resolve_provider(options.provider, rules)
+    options.pool = resolve_pool(options.pool, rules)
     if len(options.prompt) > MAX_PROMPT_CHARS:
         raise InvalidInputError(f"prompt: at most {MAX_PROMPT_CHARS} characters")
     if options.push_to_s3 and not rules.s3_enabled:
@@ -181,6 +181,24 @@ def check_webhook_url(url: str) -> str:
     return url
 
 
+SNIFF_BYTES = 64
+
+
+def audio_format(head: bytes) -> str | None:
+    """The audio container the first bytes of a file belong to (WAV, MP3, FLAC, OGG, M4A), or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "WAV"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "MP3"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    if head[:4] == b"OggS":
+        return "OGG"
+    if head[4:8] == b"ftyp" and head[8:11] == b"M4A":
+        return "M4A"
+    return None
+
+
 def check_image(name: str, data: bytes | Path, max_pixels: int) -> tuple[int, int]:
     """Decode the image fully with Pillow; return its size. Rejects non-images and huge images.
     A path is read by Pillow as it decodes, never whole into memory."""
@@ -201,6 +219,18 @@ def check_image(name: str, data: bytes | Path, max_pixels: int) -> tuple[int, in
     except Image.DecompressionBombError as exc:
         raise InvalidInputError(f"{name}: image exceeds {max_pixels} pixels") from exc
     except UnidentifiedImageError as exc:
+        if isinstance(data, bytes):
+            head = data[:SNIFF_BYTES]
+        else:
+            with data.open("rb") as handle:
+                head = handle.read(SNIFF_BYTES)
+        kind = audio_format(head)
+        if kind is not None:
+            # The commonest way to get here is a recording sent in the portrait's place.
+            raise InvalidInputError(
+                f"{name}: this is an audio file ({kind}), not a portrait image or a video; "
+                "are the image and the audio swapped? The portrait or video goes in the image field, "
+                "the recording in the audio field") from exc
         raise InvalidInputError(f"{name}: not a decodable image") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         # Truncated or corrupt files fail while decoding.

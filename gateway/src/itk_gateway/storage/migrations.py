@@ -102,6 +102,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE chunks ADD COLUMN context_after INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE chunks ADD COLUMN motion_frames INTEGER NOT NULL DEFAULT 0",
     )),
+    Migration(6, "quality report", (
+        # The finished video's quality report as JSON (itk_common.quality.report); '' = none.
+        "ALTER TABLE jobs ADD COLUMN quality TEXT NOT NULL DEFAULT ''",
+    )),
 )
 ADD_COLUMN = re.compile(r"^\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE)
 

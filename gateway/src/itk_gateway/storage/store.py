@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from itk_common.quality.report import quality_text, report_state
 from itk_gateway.options import JobOptions
 from itk_gateway.storage.database import Database, Transaction, iter_batches
 from itk_gateway.storage.migrations import migrate
@@ -37,6 +38,8 @@ ACTIVE_STATUSES = (IN_QUEUE, RUNNING)
 CHUNK_PENDING, CHUNK_RUNNING, CHUNK_DONE = "pending", "running", "done"
 # Constants, so they are spelled into the SQL rather than passed as parameters everywhere.
 ACTIVE_SQL = "status IN ('IN_QUEUE', 'RUNNING')"
+# A job row's quality report while it is being computed (quality_text's compact JSON).
+PENDING_QUALITY = '%"state":"pending"%'
 # Rows per `IN (...)` list, well under both backends' parameter limits.
 IN_BATCH = 500
 
@@ -79,6 +82,8 @@ class SeamInfo:
     pause_start_sec: float
     pause_end_sec: float
     fade_frames: int
+    # No gap anywhere the seam could go (plans stored before this was recorded read as False).
+    in_voiced_speech: bool = False
 
 
 @dataclass
@@ -102,7 +107,8 @@ class JobPlan:
 @dataclass
 class JobRecord:
     id: str
-    provider: str
+    # The generator pool (kept in the `provider` column, the API's name for it).
+    pool: str
     status: str
     progress: int
     error: str
@@ -123,6 +129,8 @@ class JobRecord:
     plan: JobPlan = field(default_factory=lambda: JobPlan([], []))
     # Finished chunks per lane.
     lane_chunks_done: dict[int, int] = field(default_factory=dict)
+    # The quality report as JSON ('' until the job completed).
+    quality: str = ""
 
     @property
     def finished(self) -> bool:
@@ -207,7 +215,7 @@ class JobStore:
         self._run(
             "INSERT INTO jobs (id, provider, status, options, created_at, updated_at, owner, lease_owner,"
             f" lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self._sql_now} + ?)",
-            (job_id, options.provider, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
+            (job_id, options.pool, status, json.dumps(asdict(options)), now, now, owner, driver, lease_sec),
         )
         self._touch(job_id)
 
@@ -235,8 +243,8 @@ class JobStore:
         if row is None or totals is None:
             return None
         return JobRecord(
-            id=row["id"], provider=row["provider"], status=row["status"], progress=row["progress"],
-            error=row["error"], options=JobOptions(**json.loads(row["options"])),
+            id=row["id"], pool=row["provider"], status=row["status"], progress=row["progress"],
+            error=row["error"], options=JobOptions.from_stored(json.loads(row["options"])),
             chunk_count=row["chunk_count"], frames_total=row["frames_total"],
             duration_sec=row["duration_sec"], split_done=bool(row["split_done"]),
             has_video=bool(row["has_video"]), s3_key=row["s3_key"], created_at=row["created_at"],
@@ -244,6 +252,7 @@ class JobStore:
             owner=row["owner"], lease_owner=row["lease_owner"],
             lane_count=row["lane_count"], plan=JobPlan.from_json(row["plan"]),
             lane_chunks_done={int(lane["lane"]): int(lane["n"]) for lane in lanes_done},
+            quality=row["quality"],
         )
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -278,6 +287,19 @@ class JobStore:
         changed = self._count(f"UPDATE jobs SET {columns} WHERE id = ? AND {ACTIVE_SQL}{fence}", params)
         self._touch(job_id)
         return changed > 0
+
+    def fail_stale_quality(self, older_than_sec: float) -> int:
+        """Quality reports still pending this long after their job completed (the gateway computing
+        them went away) are marked failed; how many."""
+        failed = quality_text(report_state("failed", "the gateway computing it stopped before it was done"))
+        stale = self._run("SELECT id FROM jobs WHERE status = ? AND quality LIKE ? AND updated_at < ?",
+                          (COMPLETED, PENDING_QUALITY, time.time() - older_than_sec))
+        given_up = 0
+        for row in stale:
+            given_up += self._count("UPDATE jobs SET quality = ? WHERE id = ? AND quality LIKE ?",
+                                    (failed, row["id"], PENDING_QUALITY))
+            self._touch(row["id"])
+        return given_up
 
     def active_job_ids(self) -> list[str]:
         rows = self._run(f"SELECT id FROM jobs WHERE {ACTIVE_SQL} ORDER BY created_at")

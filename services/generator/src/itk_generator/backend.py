@@ -3,7 +3,7 @@
 A backend is loaded once when the service starts and then renders one chunk per call. The
 service owns everything else (gRPC, capacity, draining, health), so a new backend (the
 InfiniteTalk model, or a remote GPU provider that submits, polls and downloads) is one class
-and one entry in `BACKENDS`.
+and one entry in `BACKENDS` (backend_registry.py).
 """
 
 from __future__ import annotations

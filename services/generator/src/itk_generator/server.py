@@ -28,7 +28,7 @@ from itk_common.shutdown import stop_on_signals, wait_until_set
 
 from .admission import ChunkSlots
 from .backend import Backend
-from .backends import DEFAULT_BACKEND, UnknownBackendError, create_backend
+from .backend_registry import DEFAULT_BACKEND, UnknownBackendError, create_backend
 from .servicer import GeneratorServicer
 
 log = logging.getLogger("itk_generator.server")

@@ -4,11 +4,11 @@ A lane is rendered as one stream: every piece after a lane's first starts from t
 piece's last motion frames, so a cut inside a lane is invisible and is placed where it keeps the
 stream's clip grid (the first clip of a stream has `clip_frames` frames, every later clip adds
 `clip_frames - motion_frames`), not in a pause. Lanes are rendered in parallel, so between two
-lanes there is a seam: the next lane starts from the portrait again. Seams go in the longest
-pause near the points that balance the lanes' lengths (within 2 % of a lane, or 5 % when that
-holds no pause) (a lane's pieces run one after the other,
-so the longest lane sets the job's duration), and each seam is cross-faded over the frames of
-its pause on both sides.
+lanes there is a seam: the next lane starts from the portrait again. Seams go in silence near the
+points that balance the lanes' lengths (a lane's pieces run one after the other, so the longest
+lane sets the job's duration); seam_search.py says where exactly. Each seam is cross-faded over
+the silent frames on both sides of it; one in voiced speech (only when the recording has no gap
+at all) is a hard cut, so no frame mixes two open mouths.
 
 Everything is counted in 25 fps frames (640 samples); the last piece ends at the recording's end.
 """
@@ -24,16 +24,14 @@ from itk_common.constants import FPS, SAMPLES_PER_FRAME
 
 from .options import SplitOptions
 from .plan import ChunkSpan
+from .seam_search import choose_seams
+from .silence import min_silence_frames
 
-# A seam may move this share of a lane's length away from the balanced point to reach a longer
-# pause (at least SEAM_WINDOW_MIN_SEC): 2 % keeps the longest lane within a few percent of the
-# ideal, and a minute-long lane still gets a window of a few seconds with several pauses in it.
-SEAM_WINDOW_SHARE = 0.02
-SEAM_WINDOW_MIN_SEC = 1.0
-# When that window holds no pause, the seam looks this far instead (a seam in speech shows more
-# than a lane a few percent longer costs), and only then falls on the balanced point itself.
-SEAM_FALLBACK_SHARE = 0.05
-SEAM_FALLBACK_MIN_SEC = 1.0
+# A piece is sent its whole lane's audio (plus audio_context_sec around the lane), so its audio
+# features, which the encoder computes over everything it is given (normalisation, attention),
+# are those of the lane rendered whole. A lane longer than this sends each piece the part of it
+# centred on the piece instead (a 10-minute WAV is 19 MB, well inside what a generator accepts).
+LANE_AUDIO_MAX_SEC = 600
 
 
 @dataclass(frozen=True)
@@ -49,12 +47,18 @@ class LaneSpan:
 class SeamSpan:
     chunk_index: int  # the first chunk of the lane after the seam
     frame: int  # the seam lies between frames frame-1 and frame
-    pause: tuple[int, int] | None  # the pause [start, end) in frames it lies in, None when none fitted
-    fade_frames: int  # cross-faded frames on each side
+    # The silent run [start, end) in frames it lies in (a pause, or a shorter gap between words);
+    # None: in voiced speech, when the recording has no gap to put it in.
+    pause: tuple[int, int] | None
+    fade_frames: int  # cross-faded frames on each side (0: a hard cut)
 
     @property
     def sample(self) -> int:
         return self.frame * SAMPLES_PER_FRAME
+
+    @property
+    def in_voiced_speech(self) -> bool:
+        return self.pause is None
 
 
 @dataclass(frozen=True)
@@ -71,19 +75,27 @@ def lane_count_for(total_frames: int, requested: int, min_lane_sec: float) -> in
 
 
 def plan_lanes(silences: Sequence[tuple[int, int]], total_samples: int, options: SplitOptions) -> LanePlan:
-    """Lanes, the seams between them and every lane's pieces, for [0, total_samples)."""
+    """Lanes, the seams between them and every lane's pieces, for [0, total_samples).
+
+    `silences` are every silent run of at least 2 frames (sorted, not overlapping); those of at
+    least min_silence_sec are pauses.
+    """
     if total_samples <= 0:
         return LanePlan([], [], [])
     total_frames = -(-total_samples // SAMPLES_PER_FRAME)
     count = lane_count_for(total_frames, options.lane_count, options.min_lane_sec)
     min_lane = max(1, math.ceil(options.min_lane_sec * FPS - 1e-9))
-    seam_frames = choose_seams(silences, total_frames, count, min_lane)
+    min_pause = min_silence_frames(options.min_silence_sec)
+    pauses = [run for run in silences if run[1] - run[0] >= min_pause]
+    seam_frames = [(seam.frame, seam.silence) for seam in choose_seams(silences, total_frames, count, min_lane,
+                                                                        min_pause)]
 
     chunks: list[ChunkSpan] = []
     lanes: list[LaneSpan] = []
     seams: list[SeamSpan] = []
     bounds = [0, *(frame for frame, _ in seam_frames), total_frames]
     context = round(options.audio_context_sec * FPS) * SAMPLES_PER_FRAME
+    window = LANE_AUDIO_MAX_SEC * FPS * SAMPLES_PER_FRAME
     for lane, (start, end) in enumerate(itertools.pairwise(bounds)):
         if lane > 0:
             frame, pause = seam_frames[lane - 1]
@@ -94,21 +106,36 @@ def plan_lanes(silences: Sequence[tuple[int, int]], total_samples: int, options:
             cut = start + last
             start_sample = (start + first) * SAMPLES_PER_FRAME
             end_sample = min(cut * SAMPLES_PER_FRAME, total_samples)
+            wav_start, wav_end = lane_audio_span(
+                start_sample, end_sample, max(0, start * SAMPLES_PER_FRAME - context),
+                min(total_samples, end * SAMPLES_PER_FRAME + context), window)
             chunks.append(ChunkSpan(
                 index=len(chunks), start_sample=start_sample, end_sample=end_sample,
-                cut_in_silence=cut < total_frames and in_pause(silences, cut),
-                lane=lane, lane_first_frame=first,
-                wav_start_sample=max(0, start_sample - context),
-                wav_end_sample=min(total_samples, end_sample + context),
+                cut_in_silence=cut < total_frames and in_pause(pauses, cut),
+                lane=lane, lane_first_frame=first, wav_start_sample=wav_start, wav_end_sample=wav_end,
             ))
         lanes.append(LaneSpan(lane, start, end, first_chunk, len(chunks) - first_chunk))
     return LanePlan(chunks, lanes, seams)
 
 
+def lane_audio_span(start: int, end: int, lane_start: int, lane_end: int, window: int) -> tuple[int, int]:
+    """The samples a piece [start, end) is sent: its lane's audio with the context around the lane,
+    [lane_start, lane_end), or, when that is longer than `window`, the `window` samples of it
+    centred on the piece (starting on a frame; it may run into the last partial frame to hold the
+    whole piece)."""
+    if lane_end - lane_start <= window or end - start >= window:
+        return lane_start, lane_end
+    middle = (start + end) // 2
+    first = min(max(lane_start, middle - window // 2), lane_end - window)
+    first -= (first - lane_start) % SAMPLES_PER_FRAME
+    return first, min(lane_end, max(end, first + window))
+
+
 def independent_lanes(chunks: list[ChunkSpan], silences: Sequence[tuple[int, int]], options: SplitOptions
                       ) -> tuple[list[ChunkSpan], list[LaneSpan], list[SeamSpan]]:
     """Chunks cut at pauses (plan.plan_chunks) as lanes of one chunk each: every chunk starts from the
-    portrait (for generators that cannot continue motion), every cut is a seam, cross-faded in its pause."""
+    portrait (for generators that cannot continue motion), every cut is a seam, cross-faded in the
+    silent run it lies in (`silences`: every run of at least 2 frames), a hard cut in voiced speech."""
     total = chunks[-1].end_sample if chunks else 0
     context = round(options.audio_context_sec * FPS) * SAMPLES_PER_FRAME
     placed = [replace(chunk, lane=chunk.index, wav_start_sample=max(0, chunk.start_sample - context),
@@ -121,43 +148,6 @@ def independent_lanes(chunks: list[ChunkSpan], silences: Sequence[tuple[int, int
         pause = next(((s, e) for s, e in silences if s < frame < e), None)
         seams.append(SeamSpan(chunk.index, frame, pause, fade_frames(frame, pause, options.seam_fade_sec)))
     return placed, lanes, seams
-
-
-def choose_seams(silences: Sequence[tuple[int, int]], total_frames: int, count: int,
-                 min_lane: int) -> list[tuple[int, tuple[int, int] | None]]:
-    """count - 1 seams, each in the longest pause near the point that splits the rest evenly."""
-    seams: list[tuple[int, tuple[int, int] | None]] = []
-    previous = 0
-    for placed in range(1, count):
-        remaining = count - placed + 1
-        lane = (total_frames - previous) / remaining
-        target = round(previous + lane)
-        # Every lane, this one and the ones after it, must keep its minimum length.
-        floor, ceiling = previous + min_lane, total_frames - min_lane * (remaining - 1)
-        best = None
-        for share, least in ((SEAM_WINDOW_SHARE, SEAM_WINDOW_MIN_SEC), (SEAM_FALLBACK_SHARE, SEAM_FALLBACK_MIN_SEC)):
-            window = max(round(least * FPS), round(share * lane))
-            low, high = max(target - window, floor), min(target + window, ceiling)
-            best = longest_pause(silences, target, low, high)
-            if best is not None:
-                break
-        seam = (min(max(target, floor), ceiling), None) if best is None else best
-        seams.append(seam)
-        previous = seam[0]
-    return seams
-
-
-def longest_pause(silences: Sequence[tuple[int, int]], target: int, low: int,
-                  high: int) -> tuple[int, tuple[int, int]] | None:
-    """(cut, pause): the middle of the longest pause whose middle lies in [low, high] (the one nearer
-    `target` on a tie), or None."""
-    candidates = [
-        ((end - start, -abs((start + end) // 2 - target)), (start + end) // 2, (start, end))
-        for start, end in silences
-        if low <= (start + end) // 2 <= high and start < (start + end) // 2 < end
-    ]
-    best = max(candidates, key=lambda candidate: candidate[0], default=None)
-    return None if best is None else (best[1], best[2])
 
 
 def piece_cuts(lane_frames: int, options: SplitOptions) -> list[int]:
@@ -189,8 +179,9 @@ def in_pause(silences: Sequence[tuple[int, int]], frame: int) -> bool:
 
 
 def fade_frames(frame: int, pause: tuple[int, int] | None, fade_sec: float) -> int:
-    """Frames faded on each side of a seam: at most fade_sec, and inside the pause when there is one."""
-    longest = max(0, round(fade_sec * FPS))
+    """Frames faded on each side of a seam: at most fade_sec, and inside its silent run, so every
+    frame the fade touches (on both sides, and the other side's edge frame) is silent; none in
+    voiced speech, where a fade would blend two open mouths."""
     if pause is None:
-        return longest
-    return max(0, min(longest, frame - pause[0], pause[1] - frame))
+        return 0
+    return max(0, min(round(fade_sec * FPS), frame - pause[0], pause[1] - frame))

@@ -1,13 +1,17 @@
 """Split options: defaults, the client's overrides, and their validation.
 
-In the proto every option is a plain scalar, so 0 (the unset value) means "use the server's default";
-anything else must make sense or the request is refused with a message naming the field.
+Options where 0 is no usable value are plain proto scalars, and 0 (the unset value) means "use the
+server's default". Options where 0 means something (no tolerance, no minimum, no audio context, a
+hard cut at seams) are `optional` in the proto: unset takes the server's default, a sent 0 is 0.
+Anything set must make sense or the request is refused with a message naming the field.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+
+from google.protobuf.message import Message
 
 MIN_CHUNK_TARGET_SEC = 1.0
 MAX_LANES = 64
@@ -17,6 +21,9 @@ AUDIO_TYPES = ("para", "add")
 # InfiniteTalk's stream: 81-frame clips, each after the first starting from the last 9 frames before it.
 DEFAULT_CLIP_FRAMES = 81
 DEFAULT_MOTION_FRAMES = 9
+# The options whose 0 is a value (`optional` in the proto): only an unset one takes the default.
+ZERO_MEANINGFUL_OPTIONS = ("tolerance_sec", "min_silence_sec", "min_chunk_sec", "min_lane_sec", "audio_context_sec",
+                           "seam_fade_sec")
 
 
 class OptionsError(ValueError):
@@ -116,28 +123,22 @@ class SplitOptions:
         if self.channels_as_tracks and self.tracks < 2:
             raise OptionsError("channels_as_tracks", "needs track_count of 2 or more")
 
-    def overridden_by(self, request: object) -> SplitOptions:
-        """These defaults with every non-zero field of a SplitOptions message applied, validated."""
+    def overridden_by(self, request: Message) -> SplitOptions:
+        """These defaults with a SplitOptions message applied, validated: every optional field the
+        message sets (0 included) and every other field it sets to non-zero."""
         changes: dict[str, object] = {}
-        for name in (
-            "chunk_target_sec",
-            "tolerance_sec",
-            "silence_threshold_db",
-            "min_silence_sec",
-            "min_chunk_sec",
-            "target_lufs",
-            "min_lane_sec",
-            "audio_context_sec",
-            "seam_fade_sec",
-        ):
-            value = float(getattr(request, name, 0.0))
+        for name in ("chunk_target_sec", "silence_threshold_db", "target_lufs"):
+            value = float(getattr(request, name))
             if value != 0.0:
                 changes[name] = value
+        for name in ZERO_MEANINGFUL_OPTIONS:
+            if request.HasField(name):
+                changes[name] = float(getattr(request, name))
         for name in ("lane_count", "clip_frames", "motion_frames"):
-            number = int(getattr(request, name, 0))
+            number = int(getattr(request, name))
             if number != 0:
                 changes[name] = number
-        if getattr(request, "skip_normalization", False):
+        if request.skip_normalization:
             changes["skip_normalization"] = True
         for name in ("track_count",):
             number = int(getattr(request, name, 0))

@@ -162,6 +162,7 @@ def _seam_message(seam: SeamSpan) -> splitter_pb2.Seam:
         pause_start_sec=pause[0] / FPS,
         pause_end_sec=pause[1] / FPS,
         fade_frames=seam.fade_frames,
+        in_voiced_speech=seam.in_voiced_speech,
     )
 
 

@@ -8,6 +8,21 @@ from itk_common.config import ConfigError, env_float, env_int, env_str
 
 from .options import OptionsError, SplitOptions
 
+# What each variable does; names and defaults come from the reads below (scripts/gen_config_docs.py).
+SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
+    "BIND_HOST": "Listen address.",
+    "GRPC_PORT": "gRPC port.",
+    "CHUNK_TARGET_SEC": "Target chunk length when the request does not set one.",
+    "SILENCE_THRESHOLD_DB": "A 40 ms frame is silent below this RMS level (dBFS).",
+    "MIN_SILENCE_MS": "A pause must last this long to be a cut candidate (0: any pause).",
+    "MIN_CHUNK_SEC": "No chunk is shorter, unless the whole recording is (0: no minimum).",
+    "MIN_LANE_SEC": "No lane is shorter, for requests that plan lanes and leave it unset (0: no minimum).",
+    "SEAM_FADE_SEC": "Longest cross-fade on each side of a seam, for requests that leave it unset (0: a hard cut).",
+    "TARGET_LUFS": "Loudness the whole recording is normalised to (InfiniteTalk's training level).",
+    "MAX_UPLOAD_MB": "Largest audio upload.",
+    "DECODE_THREADS": "FFmpeg decoder threads per request.",
+}
+
 _ENV_OF_OPTION = {
     "chunk_target_sec": "CHUNK_TARGET_SEC",
     "silence_threshold_db": "SILENCE_THRESHOLD_DB",

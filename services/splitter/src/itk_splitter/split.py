@@ -107,13 +107,16 @@ def split_audio(source: AudioSource | list[AudioSource], options: SplitOptions |
     timings["normalize"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    silences = silent_runs(levels, options.silence_threshold_db, min_silence_frames(options.min_silence_sec))
+    # Every silent run a seam could lie in (gaps between words too); the pauses are the long ones.
+    runs = silent_runs(levels, options.silence_threshold_db, min_silence_frames(0.0))
+    min_pause = min_silence_frames(options.min_silence_sec)
+    silences = [run for run in runs if run[1] - run[0] >= min_pause]
     lanes: list[LaneSpan] = []
     seams: list[SeamSpan] = []
     if options.lane_count >= 1:
-        lane_plan = plan_lanes(silences, len(samples), options)
+        lane_plan = plan_lanes(runs, len(samples), options)
         chunks, lanes, seams = lane_plan.chunks, lane_plan.lanes, lane_plan.seams
     else:
-        chunks, lanes, seams = independent_lanes(plan_chunks(silences, len(samples), options), silences, options)
+        chunks, lanes, seams = independent_lanes(plan_chunks(silences, len(samples), options), runs, options)
     timings["plan"] = time.perf_counter() - started
     return SplitResult(samples, chunks, loudness, silences, timings, lanes, seams, tracks, track_loudness)

@@ -35,13 +35,14 @@ def conforms(signature: CodecSignature, spec: StitchSpec) -> bool:
     )
 
 
-def reencode(source: Path, target: Path, spec: StitchSpec, cancelled: Callable[[], bool]) -> None:
+def reencode(source: Path, target: Path, spec: StitchSpec, frame_count: int, cancelled: Callable[[], bool]) -> None:
     """Decode every frame and encode it with the writer the generators use, at the job's size.
 
     Using the same writer makes the new part's H.264 headers match the other parts', so the
     result can share their track.
     """
-    with av.open(str(source)) as container, Mp4Writer(target, spec.width, spec.height, spec.fps) as writer:
+    with av.open(str(source)) as container, Mp4Writer(target, spec.width, spec.height, spec.fps,
+                                                                  frame_count=frame_count) as writer:
         for frame in container.decode(video=0):
             if cancelled():
                 raise StitchCancelledError
@@ -64,7 +65,7 @@ def prepare_parts(parts: dict[int, Path], spec: StitchSpec, workdir: Path, cance
     def redo(indices: list[int]) -> None:
         for index in indices:
             files[index] = workdir / f"reencoded-{index}.mp4"
-            reencode(parts[index], files[index], spec, cancelled)
+            reencode(parts[index], files[index], spec, spec.frame_counts[index], cancelled)
             # A part that decodes to fewer frames than it has packets is damaged.
             analysis = analyse_part(index, files[index], spec.fps, spec.frame_counts[index])
             signatures[index], timings[index] = analysis.signature, analysis.timing

@@ -69,7 +69,8 @@ def plan_fades(parts: dict[int, Path], spec: StitchSpec) -> dict[int, PartFades]
 
 def write_faded(source: Path, target: Path, fades: PartFades, frame_count: int, spec: StitchSpec,
                 cancelled: Callable[[], bool]) -> None:
-    with av.open(str(source)) as container, Mp4Writer(target, spec.width, spec.height, spec.fps) as writer:
+    with av.open(str(source)) as container, \
+            Mp4Writer(target, spec.width, spec.height, spec.fps, frame_count=frame_count) as writer:
         for position, frame in enumerate(container.decode(video=0)):
             if cancelled():
                 raise StitchCancelledError

@@ -22,6 +22,8 @@ from itk_gateway.storage.store import FAILED, JobStore
 
 # Longest wait between two attempts of anything a job retries (a piece, the split, the stitch).
 MAX_BACKOFF_SEC = 30.0
+# A quality report still pending this long after its job completed is given up (its gateway died).
+QUALITY_TIMEOUT_SEC = 3600.0
 
 
 @dataclass
@@ -41,10 +43,13 @@ class RunSettings:
     chunk_target_sec: float = 45.0
     job_timeout_sec: float = 0.0
     stitcher_wait_sec: float = 600.0
-    min_lane_sec: float = 30.0
+    # None: not sent, so the splitter's own settings apply; 0 is sent as 0 (no minimum, a hard cut).
+    min_lane_sec: float | None = None
     clip_frames: int = 81
     audio_context_sec: float = 2.0
-    seam_fade_sec: float = 0.4
+    seam_fade_sec: float | None = None
+    quality_report: bool = True
+    quality_timeout_sec: float = QUALITY_TIMEOUT_SEC
 
 
 class JobEndedError(Exception):

@@ -24,7 +24,7 @@ def lane_count(ctx: JobContext, job: JobRecord) -> int:
     store says INDEPENDENT_CHUNKS for 0), so its finished pieces still fit."""
     if job.lane_count:
         return max(0, job.lane_count)
-    pool = ctx.backends.pools[job.provider]
+    pool = ctx.backends.pools[job.pool]
     if job.options.lanes > 0:
         count = job.options.lanes
     elif not pool.continues_motion():
@@ -40,10 +40,15 @@ def split_options(ctx: JobContext, job: JobRecord) -> splitter_pb2.SplitOptions:
     """What the splitter is asked for this job: its lanes, piece length, context and seam fades."""
     settings = ctx.settings
     target = job.options.chunk_target_sec or settings.chunk_target_sec
-    return splitter_pb2.SplitOptions(
-        chunk_target_sec=target, lane_count=lane_count(ctx, job), min_lane_sec=settings.min_lane_sec,
+    options = splitter_pb2.SplitOptions(
+        chunk_target_sec=target, lane_count=lane_count(ctx, job),
         clip_frames=settings.clip_frames, motion_frames=int(job.options.sampling.get("motion_frames", 0)),
-        audio_context_sec=settings.audio_context_sec, seam_fade_sec=settings.seam_fade_sec,
+        audio_context_sec=settings.audio_context_sec,
         track_count=job.options.speakers, channels_as_tracks=job.options.stereo_speakers,
         audio_type=job.options.audio_type,
     )
+    if settings.min_lane_sec is not None:
+        options.min_lane_sec = settings.min_lane_sec
+    if settings.seam_fade_sec is not None:
+        options.seam_fade_sec = settings.seam_fade_sec
+    return options

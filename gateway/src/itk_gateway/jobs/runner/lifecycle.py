@@ -2,7 +2,8 @@
 
 One JobRunner thread per active job runs the steps in turn: the split (split.py) feeds the
 piece scheduler (pieces.py) as pieces are cut, and the stitch (stitch.py) takes the parts as
-they finish; then the result is delivered (published to the shared store, or pushed to S3).
+they finish; then the result is delivered (published to the shared store, or pushed to S3), and
+once the job is COMPLETED its quality report is computed (quality.py).
 Everything needed to resume is in the store and in the job's files (published to the shared
 blob store when there is one): after a restart, or on another replica that took the job over,
 the saved upload is split again with the lane count recorded the first time, pieces whose part
@@ -28,6 +29,7 @@ from itk_gateway.errors import ApiError
 from itk_gateway.jobs.gate import AcceptGate
 from itk_gateway.jobs.runner.context import Backends, JobContext, JobEndedError, RunSettings
 from itk_gateway.jobs.runner.pieces import PieceScheduler
+from itk_gateway.jobs.runner.quality import QualityRequest
 from itk_gateway.jobs.runner.split import SplitStep
 from itk_gateway.jobs.runner.stitch import FinishedParts, StitchStep
 from itk_gateway.metrics import GatewayMetrics
@@ -174,12 +176,17 @@ class JobRunner:
         if has_video and self.backends.live is not None:
             # The last segments come from the parts, which go with the work folder.
             self.backends.live.complete(self.job_id)
+        quality = QualityRequest(self.ctx) if has_video and self.settings.quality_report else None
         # The inputs go before the status says COMPLETED; a crash in between is caught when the
         # job is resumed (Orchestrator._resume), which completes a job whose result is there.
         self.files.remove_work_dir(self.job_id)
+        pending = {"quality": QualityRequest.pending()} if quality is not None else {}
         if self.store.finish_job(self.job_id, COMPLETED, driver=self.driver, progress=100,
-                                 has_video=int(has_video), s3_key=s3_key):
+                                 has_video=int(has_video), s3_key=s3_key, **pending):
             log.info("job %s: COMPLETED", self.job_id)
+            if quality is not None:
+                # Off the job's path: it is COMPLETED already; the result is still here.
+                quality.run()
         if s3_key:
             self.files.remove_result(self.job_id)
         elif self.files.shared is not None:

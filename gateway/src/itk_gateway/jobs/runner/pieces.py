@@ -2,7 +2,7 @@
 
 Each lane runs on a per-job worker pool (MAX_CONCURRENT_CHUNKS wide): its first piece starts the
 moment its WAV is on disk, and every later piece is sent with the motion frames its predecessor
-returned, so the lane renders as one stream. A worker takes a slot on the provider's
+returned, so the lane renders as one stream. A worker takes a slot on the job's
 EndpointPool for each attempt at a piece. A piece finished earlier (before a restart, or by the
 replica that drove the job before) is reused when its part and motion frames are there.
 
@@ -172,7 +172,7 @@ class PieceScheduler:
     def _generate_with_retries(self, job: JobRecord, piece: Piece, motion: Path | None = None) -> None:
         """Run the piece on the pool until it succeeds or its attempts run out (see the module)."""
         ctx = self.ctx
-        pool = ctx.backends.pools[job.provider]
+        pool = ctx.backends.pools[job.pool]
         # Cut before taking a generator's slot, so no GPU waits for it.
         reference = self._reference(job, piece)
         tried: list[str] = []

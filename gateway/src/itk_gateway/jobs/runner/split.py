@@ -125,7 +125,7 @@ class SplitStep:
             lanes=[LaneInfo(lane.index, lane.start_sample / rate, lane.end_sample / rate, lane.first_chunk,
                             lane.chunk_count) for lane in plan.lanes],
             seams=[SeamInfo(seam.chunk_index, seam.time_sec, seam.pause_start_sec, seam.pause_end_sec,
-                            seam.fade_frames) for seam in plan.seams],
+                            seam.fade_frames, seam.in_voiced_speech) for seam in plan.seams],
         )
         ctx.store.update_job(
             ctx.job_id, chunk_count=len(plan.chunks), frames_total=plan.total_frames,

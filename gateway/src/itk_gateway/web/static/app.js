@@ -3,16 +3,40 @@
 import { ApiError, apiKey, followEvents, getJson, request, setApiKey, submitJob } from "./api.js";
 import { renderLanes } from "./lanes-view.js";
 import { LivePlayer } from "./live-player.js";
+import { renderQuality } from "./quality-view.js";
 import { MicRecorder } from "./recorder.js";
 import { SpeakerBoxes } from "./speakers.js";
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(["IN_QUEUE", "RUNNING"]);
-let config = { providers: [], default_provider: "", hls_timeline_start_sec: 0, video_input: false };
+let config = { providers: [], pools: [], presets: [], default_provider: "", hls_timeline_start_sec: 0,
+  video_input: false, api_key_required: false };
+const PRESET_LABELS = { quality: "quality (40 steps)", fast: "fast (8 steps)", turbo: "turbo (4 steps)" };
+// Event streams followed for the active jobs of the Recent list; a browser holds about six
+// connections to one server, and the open job's stream and its video need some of them.
+const RECENT_FOLLOWED = 3;
+let recentWatch = null; // AbortController of those streams
 const speakerBoxes = new SpeakerBoxes(document.getElementById("speaker-boxes"),
                                       document.getElementById("boxes-status"));
 let recorded = null; // a File from the microphone, used instead of the audio picker
 let current = null; // { id, abort: AbortController, player: LivePlayer | null }
+
+// -- the API key: asked for where the page shows it, at the top -----------------------------------
+
+function askForKey() {
+  const note = $("key-needed");
+  note.textContent = apiKey()
+    ? "The API key in the field above was not accepted: check it, or paste another one."
+    : "This deployment needs an API key: paste yours into the API key field above (it stays in this browser).";
+  note.hidden = false;
+  $("key-box").open = true;
+  if (!apiKey()) $("api-key").focus({ preventScroll: true });
+  window.scrollTo({ top: 0 });
+}
+
+function isKeyRefusal(error) {
+  return error instanceof ApiError && (error.status === 401 || error.status === 403);
+}
 
 function duration(seconds) {
   const s = Math.round(seconds);
@@ -107,7 +131,7 @@ async function onSubmit(event) {
   form.append("prompt", $("prompt").value);
   form.append("provider", $("provider").value);
   if ($("lane-count").value) form.append("lanes", $("lane-count").value);
-  if ($("preset").value) form.append("sampling", JSON.stringify({ preset: $("preset").value }));
+  if (!$("preset").disabled && $("preset").value) form.append("sampling", JSON.stringify({ preset: $("preset").value }));
   const second = $("audio_2").files[0];
   if (second) {
     form.append("audio_2", second, second.name);
@@ -124,7 +148,12 @@ async function onSubmit(event) {
     openJob(created.id);
     loadRecent();
   } catch (e) {
-    error.textContent = e instanceof ApiError ? `${e.message}${e.code ? ` (${e.code})` : ""}` : String(e);
+    if (isKeyRefusal(e)) {
+      askForKey();
+      error.textContent = "Not sent: an API key is needed. Paste it into the API key field at the top of the page.";
+    } else {
+      error.textContent = e instanceof ApiError ? `${e.message}${e.code ? ` (${e.code})` : ""}` : String(e);
+    }
   } finally {
     submit.disabled = false;
     bar.hidden = true;
@@ -158,11 +187,14 @@ function renderJob(job) {
   if (job.error) parts.push(job.error);
   $("job-detail").textContent = parts.join(" · ");
   renderLanes($("lanes"), $("timeline"), job);
+  renderQuality($("quality"), job);
   $("cancel").hidden = !ACTIVE.has(job.status);
   const download = $("download");
   download.hidden = !job.video_available;
   if (job.video_available && !download.dataset.ready) prepareDownload(job);
   if (current && !current.player && job.segments_ready > 0) startPlayer(job.id);
+  const row = document.querySelector(`#recent button[data-job="${job.id}"]`);
+  if (row) showRecentStatus(row, job);
 }
 
 function prepareDownload(job) {
@@ -185,7 +217,10 @@ function prepareDownload(job) {
 
 function startPlayer(jobId) {
   const note = $("player-note");
-  $("player").hidden = false;
+  const video = $("player");
+  // Shown once it has a frame to show: an empty element is a black box at 0:00.
+  note.textContent = "Preparing the live video…";
+  video.addEventListener("loadeddata", () => { video.hidden = false; }, { once: true });
   current.player = new LivePlayer($("player"), (segments, ended) => {
     note.textContent = ended ? `Playing all ${segments} parts.` : `Playing while it renders: ${segments} part(s) ready.`;
   });
@@ -196,6 +231,7 @@ function startPlayer(jobId) {
 
 function openJob(jobId) {
   if (current) { current.abort.abort(); current.player?.stop(); }
+  $("key-needed").hidden = true;
   current = { id: jobId, abort: new AbortController(), player: null };
   // The address names the job, so it can be bookmarked, shared or reloaded.
   history.replaceState(null, "", `#${jobId}`);
@@ -208,6 +244,7 @@ function openJob(jobId) {
   $("download").removeAttribute("data-ready");
   $("lanes").replaceChildren();
   $("timeline").hidden = true;
+  renderQuality($("quality"), {});
   $("job-status").textContent = "Connecting…";
   const mine = current;
   followEvents(jobId, (kind, data) => {
@@ -215,6 +252,7 @@ function openJob(jobId) {
     if (kind === "end") { loadRecent(); return; }
     renderJob(data);
   }, mine.abort.signal).catch((error) => {
+    if (isKeyRefusal(error)) askForKey();
     $("job-status").textContent = `Cannot follow the job: ${error.message}`;
   });
   section.scrollIntoView({ behavior: "smooth", block: "start" });
@@ -231,20 +269,44 @@ async function cancelJob() {
 
 // -- recent jobs ------------------------------------------------------------------------------------
 
+function showRecentStatus(button, job) {
+  button.querySelector(".st").textContent = `${job.status}${ACTIVE.has(job.status) ? ` ${job.progress}%` : ""}`;
+  button.dataset.status = job.status;
+  button.setAttribute("aria-label", `Open job ${job.id}, ${job.status}`);
+}
+
+// An active job's row follows the job's own event stream, so it never shows a stale state.
+function followRecent(button, jobId, signal) {
+  followEvents(jobId, (kind, data) => {
+    if (kind === "end") showRecentStatus(button, { id: jobId, status: data.status, progress: 100 });
+    else showRecentStatus(button, data);
+  }, signal).catch(() => { /* the list's Refresh button remains */ });
+}
+
 async function loadRecent() {
   const list = $("recent");
+  recentWatch?.abort();
+  recentWatch = new AbortController();
+  const signal = recentWatch.signal;
   try {
     const { jobs } = await getJson("/jobs?limit=20");
+    $("key-needed").hidden = true;
+    let followed = 0;
     list.replaceChildren(...jobs.map((job) => {
       const item = document.createElement("li");
       const button = document.createElement("button");
       button.type = "button";
+      button.dataset.job = job.id;
       button.innerHTML = '<span class="st"></span><code></code><span class="when"></span>';
-      button.querySelector(".st").textContent = `${job.status} ${ACTIVE.has(job.status) ? job.progress + "%" : ""}`;
+      showRecentStatus(button, job);
       button.querySelector("code").textContent = job.id;
       button.querySelector(".when").textContent = new Date(job.created_at).toLocaleString();
-      button.setAttribute("aria-label", `Open job ${job.id}, ${job.status}`);
       button.addEventListener("click", () => openJob(job.id));
+      // The open job's row is kept live by its own stream (renderJob).
+      if (ACTIVE.has(job.status) && job.id !== current?.id && followed < RECENT_FOLLOWED) {
+        followed += 1;
+        followRecent(button, job.id, signal);
+      }
       item.append(button);
       return item;
     }));
@@ -253,22 +315,59 @@ async function loadRecent() {
     list.innerHTML = "";
     const item = document.createElement("li");
     item.className = "error";
-    const keyNeeded = error.status === 401 || error.status === 403;
-    item.textContent = keyNeeded ? "Enter a valid API key to see your jobs." : error.message;
+    const keyNeeded = isKeyRefusal(error);
+    item.textContent = keyNeeded ? "Enter a valid API key (at the top of the page) to see your jobs." : error.message;
     list.append(item);
-    if (keyNeeded) $("api-key").closest("details").open = true;
+    if (keyNeeded) askForKey();
   }
 }
 
 // -- start --------------------------------------------------------------------------------------
 
+function poolOf(name) {
+  return (config.pools || []).find((pool) => pool.name === name);
+}
+
+// The Provider menu: each pool once (aliases lead to it and are named in its hint), with the
+// backend its generators report; the Preset menu offers what the chosen pool's backend honours.
+function showProviders() {
+  const provider = $("provider");
+  const pools = config.pools?.length ? config.pools
+    : config.providers.map((name) => ({ name, aliases: [], backends: [], generators_ready: 0, presets: config.presets }));
+  provider.replaceChildren(...pools.map((pool) => new Option(
+    pool.backends.length ? `${pool.name} (${pool.backends.join(", ")})` : pool.name,
+    pool.name, false, pool.name === config.default_provider)));
+  showPoolChoices();
+}
+
+function showPoolChoices() {
+  const pool = poolOf($("provider").value);
+  const help = $("provider-help");
+  const ready = pool ? `${pool.generators_ready} generator${pool.generators_ready === 1 ? "" : "s"} ready` : "";
+  help.textContent = [ready, pool?.aliases.length ? `also called ${pool.aliases.join(", ")}` : ""]
+    .filter(Boolean).join("; ");
+  const presets = pool ? pool.presets : config.presets;
+  const select = $("preset");
+  const chosen = select.value;
+  if (presets.length) {
+    select.replaceChildren(...presets.map((name) => new Option(PRESET_LABELS[name] || name, name, false,
+      name === (chosen || "quality"))));
+    select.disabled = false;
+    $("preset-help").textContent = "";
+  } else {
+    select.replaceChildren(new Option("none", ""));
+    select.disabled = true;
+    const backends = pool?.backends.join(", ") || "this pool";
+    $("preset-help").textContent = `${backends} renders the same with any preset`;
+  }
+}
+
 async function loadConfig() {
   try {
     config = await getJson("/config");
   } catch { /* the defaults above */ }
-  const provider = $("provider");
-  const names = [...config.providers, ...Object.keys(config.provider_aliases || {})];
-  provider.replaceChildren(...names.map((name) => new Option(name, name, false, name === config.default_provider)));
+  showProviders();
+  if (config.api_key_required && !apiKey()) askForKey();
   if (config.video_input) {
     $("image").accept = "image/*,video/*";
     $("image-text").textContent = "Drop a portrait or a video to dub here, or choose a file";
@@ -279,6 +378,7 @@ function main() {
   const key = $("api-key");
   key.value = apiKey();
   key.addEventListener("change", () => { setApiKey(key.value.trim()); loadRecent(); });
+  $("provider").addEventListener("change", showPoolChoices);
   setupDrop("image");
   setupDrop("audio");
 setupDrop("audio_2");

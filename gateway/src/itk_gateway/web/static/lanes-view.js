@@ -56,8 +56,9 @@ function laneItem(lane, pieces, status) {
 
 function seamItem(seam) {
   const fade = seam.fade_frames ? `cross-faded over ${seam.fade_frames} frames` : "hard cut";
-  const pause = seam.pause_end_sec > seam.pause_start_sec
-    ? ` in the pause ${clock(seam.pause_start_sec)} – ${clock(seam.pause_end_sec)}` : "";
+  const pause = seam.in_voiced_speech ? " in voiced speech (the recording has no gap here)"
+    : seam.pause_end_sec > seam.pause_start_sec
+      ? ` in the pause ${clock(seam.pause_start_sec)} – ${clock(seam.pause_end_sec)}` : "";
   return el("li", "seam", `Seam at ${clock(seam.time_sec)}${pause}, ${fade}`);
 }
 

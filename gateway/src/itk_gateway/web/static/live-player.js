@@ -90,6 +90,11 @@ export class LivePlayer {
         }
         await append(await (await request("GET", base + entry.uri)).arrayBuffer());
         appended += 1;
+        // A playhead before the first buffered frame (the stream starts a few milliseconds
+        // after 0) would sit on a black picture: move it onto the media.
+        if (buffer.buffered.length && this.video.currentTime < buffer.buffered.start(0)) {
+          this.video.currentTime = buffer.buffered.start(0);
+        }
         this.onState(appended, playlist.ended && appended === playlist.entries.length);
         if (appended === 1) this.video.play().catch(() => { /* autoplay refused: the controls remain */ });
       }

@@ -166,7 +166,7 @@ class InfiniteTalkBackend(Backend):
         motion: list[np.ndarray] = []
         partial = Path(tempfile.mkstemp(suffix=".mp4", dir=output.parent)[1])
         try:
-            with Mp4Writer(partial, width, height) as writer:
+            with Mp4Writer(partial, width, height, frame_count=job.frame_count) as writer:
                 for frames in pipeline.generate(request, on_step, motion.append):
                     for frame in frames:
                         writer.write(frame if frame.shape[:2] == delivered else resize_to_cover(frame, height, width))

@@ -8,6 +8,7 @@ shapes, so the published file and the tiny test file go through the same code.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,9 +147,21 @@ class WanVAE:
     temporal_stride = 4
     spatial_stride = 8
 
-    def __init__(self, model: AutoencoderKLWan, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, model: AutoencoderKLWan, device: torch.device, dtype: torch.dtype,
+                 channels_last: bool | None = None) -> None:
         self.model = model.eval().requires_grad_(False)
         self.device, self.dtype = device, dtype
+        # cuDNN's 3-D convolutions run fastest on NDHWC tensors with its autotuner picking the
+        # kernels: on an H100 the bf16 decode of one 81-frame 480p clip took 1.72 s so against 2.07 s
+        # (bench/gpu_engine.py), the same values to rounding. The activations follow the layout of
+        # the kernels and the input. Default: on a GPU.
+        if channels_last is None:
+            channels_last = torch.device(device).type == "cuda"
+        self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+        if channels_last:
+            for parameter in self.model.parameters():
+                if parameter.ndim == 5:  # the 3-D convolutions' kernels
+                    parameter.data = parameter.data.contiguous(memory_format=torch.channels_last_3d)
         self.z_dim = model.config.z_dim
         self.mean = torch.tensor(LATENT_MEAN, device=device, dtype=torch.float32).view(1, -1, 1, 1, 1)
         self.std = torch.tensor(LATENT_STD, device=device, dtype=torch.float32).view(1, -1, 1, 1, 1)
@@ -175,14 +188,25 @@ class WanVAE:
         model = model.to(device)
         return cls(model if dtype == torch.float32 else model.to(dtype), device, dtype)
 
+    def _convolutions(self) -> contextlib.AbstractContextManager:
+        """cuDNN autotuning for the convolutions of a channels-last model (each shape is tuned once)."""
+        if self.memory_format is torch.contiguous_format or torch.device(self.device).type != "cuda":
+            return contextlib.nullcontext()
+        return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,
+                                          allow_tf32=torch.backends.cudnn.allow_tf32)
+
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """[B, 3, T, H, W] in [-1, 1] -> normalised latents [B, 16, 1 + (T-1)//4, H/8, W/8] (fp32)."""
-        mu = self.model.encode(video.to(self.device, self.dtype)).latent_dist.mean.float()
+        video = video.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
+        with self._convolutions():
+            mu = self.model.encode(video).latent_dist.mean.float()
         return (mu - self.mean) / self.std
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents [B, 16, t, h, w] -> video [B, 3, 1 + 4*(t-1), 8h, 8w] in [-1, 1] (fp32)."""
         z = latents.to(self.device, torch.float32) * self.std + self.mean
-        return self.model.decode(z.to(self.dtype)).sample.float().clamp(-1, 1)
+        z = z.to(self.dtype).contiguous(memory_format=self.memory_format)
+        with self._convolutions():
+            return self.model.decode(z).sample.float().clamp(-1, 1)

@@ -107,7 +107,7 @@ class PreviewBackend(Backend):
         total_steps = -(-job.frame_count // FRAMES_PER_STEP)
         source = self._open_source(job)
         try:
-            with Mp4Writer(output, width, height) as writer:
+            with Mp4Writer(output, width, height, frame_count=job.frame_count) as writer:
                 for step, start in enumerate(range(0, job.frame_count, FRAMES_PER_STEP), start=1):
                     if cancelled.is_set():
                         raise Cancelled()

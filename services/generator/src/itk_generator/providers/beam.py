@@ -66,7 +66,7 @@ class BeamBackend(ProviderBackend):
             "wav_base64": inputs.wav_base64,
         }
         response = self.http.request("POST", self.queue_url, scope, what="submit", headers=self.headers,
-                                     json=body)
+                                     json=body, idempotent=False)
         answer = json_object(response, self.name, "submit")
         task_id = answer.get("task_id")
         if not isinstance(task_id, str) or not task_id:

@@ -23,6 +23,12 @@ class ProviderJobEndedError(ProviderError):
         self.rerun_by_provider = rerun_by_provider
 
 
+class SubmitOutcomeUnknownError(ProviderError):
+    """A submit reached the provider (or may have) but its answer was lost: the provider may have
+    started a job whose id we never learnt. It is not sent again, so no second job renders (and
+    bills) beside one nobody polls or cancels."""
+
+
 class ProviderDeadlineError(ProviderError):
     """The chunk's overall deadline passed while waiting for the provider."""
 

@@ -3,6 +3,13 @@
 Transport errors (connection refused or reset, timeouts), 429 and 5xx are retried with
 exponential backoff (`Retry-After` is honoured when it asks for more); any other 4xx is final.
 Waiting between attempts stops at once when the chunk is cancelled or its deadline comes.
+
+A call that starts something on the provider (a submit) is not idempotent: sent twice it may start
+two provider jobs, and the one whose answer was lost would render and bill with nobody polling or
+cancelling it. Such a call is sent again only when the provider surely did not act on it: the
+connection was never made, or the provider refused it (429, 503). After a failure that leaves it
+open (a timeout or a broken connection once the request was sent, another 5xx) it fails with
+SubmitOutcomeUnknownError instead.
 """
 
 from __future__ import annotations
@@ -12,17 +19,20 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from ..backend import Cancelled
-from .errors import ProviderDeadlineError, ProviderError, ProviderJobLostError, scrub
+from .errors import ProviderDeadlineError, ProviderError, ProviderJobLostError, SubmitOutcomeUnknownError, scrub
 from .policy import CallPolicy
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_IN_ERROR = 300
+# Transport errors raised before any byte of the request left: the provider cannot have acted on it.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# Answers by which the provider says it did not take the request: too many requests, not available now.
+REFUSED_STATUSES = (429, 503)
 
 
 @dataclass
@@ -48,12 +58,6 @@ class CallScope:
         self.check(what)
 
 
-def display_url(url: str) -> str:
-    """The URL without its query string: signed URLs carry their signature there."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
 class ProviderHttp:
     """One provider's HTTP client; `secrets` are scrubbed from every error message."""
 
@@ -70,11 +74,14 @@ class ProviderHttp:
 
     def request(self, method: str, url: str, scope: CallScope, *, what: str,
                 headers: dict[str, str] | None = None, json: Any = None,
-                params: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> httpx.Response:
+                params: dict[str, str] | None = None, ok: tuple[int, ...] = (200,),
+                idempotent: bool = True) -> httpx.Response:
         """Send one request, retrying transient failures; the response has a status in `ok`.
 
         `what` says what the call is for ("submit", "status of job X"), for error messages.
         404 raises ProviderJobLostError (the caller decides whether that means a lost job).
+        `idempotent=False` (a submit): retried only when the provider surely did not act on it; a
+        failure that leaves that open raises SubmitOutcomeUnknownError.
         """
         attempts = self.policy.retries + 1
         last = ""
@@ -85,6 +92,8 @@ class ProviderHttp:
                 response = self.client.request(method, url, headers=headers, json=json, params=params)
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if not idempotent and not isinstance(exc, NOT_SENT_ERRORS):
+                    raise self._outcome_unknown(what, last) from exc
             else:
                 if response.status_code in ok:
                     return response
@@ -96,6 +105,8 @@ class ProviderHttp:
                     raise ProviderError(self._message(f"{what}: the provider refused the credentials ({last})"))
                 if response.status_code != 429 and response.status_code < 500:
                     raise ProviderError(self._message(f"{what} failed: {last}"))
+                if not idempotent and response.status_code not in REFUSED_STATUSES:
+                    raise self._outcome_unknown(what, last)
                 retry_after = _retry_after(response)
             if attempt + 1 < attempts:
                 pause = max(self.policy.retry_backoff_sec * 2.0**attempt, retry_after)
@@ -103,6 +114,12 @@ class ProviderHttp:
                             self._scrubbed(last), attempt + 1, self.policy.retries, pause)
                 scope.sleep(pause, f"{self.provider}: deadline passed while retrying {what}")
         raise ProviderError(self._message(f"{what} failed after {attempts} attempts: {last}"))
+
+    def _outcome_unknown(self, what: str, last: str) -> SubmitOutcomeUnknownError:
+        return SubmitOutcomeUnknownError(self._message(
+            f"{what}: the provider may have started a job but its answer was lost ({last}); not sent again, "
+            f"so at most one provider job runs for this attempt (one that did start runs unwatched: see the "
+            f"provider's console)"))
 
     def _scrubbed(self, text: str) -> str:
         return scrub(text, self.secrets)

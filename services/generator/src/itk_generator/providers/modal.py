@@ -67,7 +67,8 @@ class ModalBackend(ProviderBackend):
 
     def submit(self, job: ChunkJob, inputs: ChunkInputs, scope: CallScope) -> str:
         body = {"image": inputs.image_url, "audio1": inputs.wav_url, "prompt": job.prompt or DEFAULT_PROMPT}
-        response = self.http.request("POST", self.submit_url, scope, what="submit", headers=self.headers, json=body)
+        response = self.http.request("POST", self.submit_url, scope, what="submit", headers=self.headers, json=body,
+                                     idempotent=False)
         call_id = json_object(response, self.name, "submit").get("call_id")
         if not isinstance(call_id, str) or not call_id:
             raise ProviderError("modal: submit returned no call_id")

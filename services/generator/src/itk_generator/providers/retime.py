@@ -71,7 +71,7 @@ def retime(source: Path, output: Path, frame_count: int, width: int, height: int
         current: np.ndarray | None = None  # the source frame on screen, fitted to the output size
         pending: av.VideoFrame | None = None
         tail: deque[np.ndarray] = deque(maxlen=max(tail_frames, 0))
-        with Mp4Writer(output, out_width, out_height) as writer:
+        with Mp4Writer(output, out_width, out_height, frame_count=frame_count) as writer:
             try:
                 for frame in container.decode(stream):
                     time = _frame_time(frame, source_frames, stream)

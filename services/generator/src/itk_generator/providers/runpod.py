@@ -70,7 +70,7 @@ class RunPodBackend(ProviderBackend):
         if inputs.wav_2:
             body["input"]["wav_base64_2"] = inputs.wav_2_base64
         response = self.http.request("POST", f"{self.endpoint_url}/run", scope, what="submit",
-                                     headers=self.headers, json=body)
+                                     headers=self.headers, json=body, idempotent=False)
         answer = json_object(response, "runpod", "submit")
         job_id = answer.get("id")
         if not isinstance(job_id, str) or not job_id:

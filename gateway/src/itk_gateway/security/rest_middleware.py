@@ -54,13 +54,32 @@ def host_allowed(host_header: str, trusted: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in trusted)
 
 
-async def _send_error(send: Send, error: ApiError) -> None:
+# The Modal-style API (api/modal.py) answers errors in `detail`, as the Modal app does, and its
+# clients present credentials the Modal way: a refusal there says so in their terms.
+MODAL_PREFIX = "/modal/"
+
+
+def modal_unauthorized(key_sent: bool) -> str:
+    if key_sent:
+        return ("the key in Modal-Secret is not an API key of this gateway: send a valid key as "
+                "Modal-Secret (with any Modal-Key), or as Authorization: Bearer <key>")
+    return ("an API key is required: send it the way a Modal client sends its proxy auth token, "
+            "as the headers Modal-Key: <any name> and Modal-Secret: <API key> "
+            "(or Authorization: Bearer <key>)")
+
+
+async def _send_error(send: Send, error: ApiError, path: str = "", key_sent: bool = False) -> None:
     headers = [(b"content-type", b"application/json")]
     if isinstance(error, RateLimitedError):
         headers.append((b"retry-after", error.retry_after.encode()))
+    reply: dict[str, str] = {"error": error.message, "code": error.code}
     if isinstance(error, UnauthorizedError):
         headers.append((b"www-authenticate", b'Bearer realm="infinitetalk"'))
-    body = json.dumps({"error": error.message, "code": error.code}).encode()
+        if path.startswith(MODAL_PREFIX):
+            reply["error"] = modal_unauthorized(key_sent)
+    if path.startswith(MODAL_PREFIX):
+        reply["detail"] = reply["error"]
+    body = json.dumps(reply).encode()
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -86,10 +105,11 @@ class SecurityMiddleware:
             return
         if not is_public(self.fastapi_app, scope["path"]) and scope["method"] != "OPTIONS":
             client = scope.get("client") or ("", 0)
+            key = key_from_headers(headers)
             try:
-                found = self.guard.admit(key_from_headers(headers), str(client[0]))
+                found = self.guard.admit(key, str(client[0]))
             except ApiError as error:
-                await _send_error(send, error)
+                await _send_error(send, error, scope["path"], bool(key))
                 return
             scope.setdefault("state", {})["principal"] = found
         await self.app(scope, self._timed_receive(receive), send)

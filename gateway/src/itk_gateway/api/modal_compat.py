@@ -38,8 +38,9 @@ from itk_gateway.api.caller import principal_of
 from itk_gateway.api.rest_models import describe_validation_error
 from itk_gateway.errors import ApiError, InvalidInputError, InvalidJsonError, WrongJobStateError
 from itk_gateway.jobs.reference import is_video_file
-from itk_gateway.jobs.service import JobService, JobView
+from itk_gateway.jobs.service import JobService
 from itk_gateway.jobs.speakers import apply_speakers, speakers_from_request
+from itk_gateway.jobs.views import JobView
 from itk_gateway.options import JobOptions
 from itk_gateway.security.keys import Principal
 from itk_gateway.storage.blobs import StoredVideo
@@ -124,7 +125,7 @@ def create_modal_router(service: JobService) -> APIRouter:
             if width is None or height is None:
                 upload.close_files()
                 width, height = _sized(width, height, upload.path("image"))
-            options = JobOptions(width=width, height=height, provider="", prompt=body.prompt or "",
+            options = JobOptions(width=width, height=height, pool="", prompt=body.prompt or "",
                                  seed=body.seed or 0, video_extend=body.video_extend or "")
             if (body.audio2 or "").strip() or body.boxes:
                 speakers = speakers_from_request(None, body.boxes, bool((body.audio2 or "").strip()), False)
