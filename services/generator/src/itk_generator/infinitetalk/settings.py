@@ -32,7 +32,7 @@
 - INFINITETALK_ADAPTERS: which InfiniteTalk adapters to load, "single" (one person), "multi" (two
   people) or "single,multi"; default every one found in MODEL_DIR (`itk-download-weights --multi`
   fetches the multi-person one). The generator reports the person counts they render, and with
-  both it holds the second adapter's 4.8 GB (bf16) next to the first and switches per chunk.
+  both it holds the second adapter's 5.0 GB (2.49e9 parameters, bf16) next to the first and switches per chunk.
 
 Precision: the DiT and umT5 run in DTYPE, CLIP in fp16 on a GPU (as the reference), the VAE and
 wav2vec2 in fp32.
