@@ -13,7 +13,8 @@ from infinitetalk.v1 import common_pb2, generator_pb2
 from itk_common.video import probe_video
 from itk_generator.backend import BackendError, Cancelled, ChunkJob, SamplingSettings
 from itk_generator.backend_registry import create_backend
-from itk_generator.infinitetalk.backend import InfiniteTalkBackend, InfiniteTalkSettings
+from itk_generator.infinitetalk.backend import InfiniteTalkBackend
+from itk_generator.infinitetalk.settings import InfiniteTalkSettings
 from tests.generator.conftest import Chunk, collect, face_like_portrait, rpc_error, serve  # noqa: F401 (fixture)
 from tests.helpers.audio import speech_like
 

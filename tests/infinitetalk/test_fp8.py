@@ -16,7 +16,7 @@ from torch import nn
 from itk_common.config import ConfigError
 from itk_generator.backend import BackendError
 from itk_generator.infinitetalk.attention import Attention
-from itk_generator.infinitetalk.backend import InfiniteTalkBackend, InfiniteTalkSettings
+from itk_generator.infinitetalk.backend import InfiniteTalkBackend
 from itk_generator.infinitetalk.dit import InfiniteTalkDiT, fp8_layer_names, use_fp8_linears
 from itk_generator.infinitetalk.fp8 import (
     FP8_DTYPE,
@@ -32,6 +32,7 @@ from itk_generator.infinitetalk.fp8 import (
 from itk_generator.infinitetalk.fp8_attention import fp8_attention, quantize_per_tensor_4d
 from itk_generator.infinitetalk.pipeline import ChunkRequest
 from itk_generator.infinitetalk.sampling import preset_plan
+from itk_generator.infinitetalk.settings import InfiniteTalkSettings
 from itk_generator.infinitetalk.tiny import TINY_DIT
 from itk_generator.infinitetalk.weights import ModelPaths, load_dit_state_dict
 

@@ -18,9 +18,10 @@ from infinitetalk.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from itk_common.grpc_server import insecure_channel, wait_for_serving
 from itk_common.video import read_frames
 from itk_generator.backend import Cancelled, ChunkJob, ProgressEvent, SamplingSettings
-from itk_generator.infinitetalk.backend import InfiniteTalkBackend, InfiniteTalkSettings
+from itk_generator.infinitetalk.backend import InfiniteTalkBackend
 from itk_generator.infinitetalk.pipeline import ChunkRequest
 from itk_generator.infinitetalk.sampling import preset_plan, with_overrides
+from itk_generator.infinitetalk.settings import InfiniteTalkSettings
 from tests.generator.conftest import Chunk, collect, face_like_portrait, serve  # noqa: F401 (fixture)
 from tests.generator.test_process import bound_port, launch
 from tests.helpers.audio import speech_like

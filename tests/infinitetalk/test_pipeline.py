@@ -11,7 +11,7 @@ import torch
 
 from itk_common.constants import SAMPLES_PER_FRAME
 from itk_gateway.config import Settings as GatewaySettings
-from itk_generator.infinitetalk.backend import InfiniteTalkSettings, build_pipeline
+from itk_generator.infinitetalk.model_factory import build_pipeline
 from itk_generator.infinitetalk.pipeline import (
     ChunkRequest,
     InfiniteTalkPipeline,
@@ -23,6 +23,7 @@ from itk_generator.infinitetalk.pipeline import (
     plan_clips,
 )
 from itk_generator.infinitetalk.sampling import SamplingPlan
+from itk_generator.infinitetalk.settings import InfiniteTalkSettings
 from itk_splitter.lanes import plan_lanes
 from itk_splitter.options import SplitOptions
 from itk_splitter.plan import ChunkSpan

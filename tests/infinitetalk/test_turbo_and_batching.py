@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from itk_generator.infinitetalk.backend import InfiniteTalkSettings, build_pipeline
+from itk_generator.infinitetalk.model_factory import build_pipeline
 from itk_generator.infinitetalk.pipeline import ChunkRequest
 from itk_generator.infinitetalk.sampling import (
     COND,
@@ -19,6 +19,7 @@ from itk_generator.infinitetalk.sampling import (
     preset_plan,
     with_overrides,
 )
+from itk_generator.infinitetalk.settings import InfiniteTalkSettings
 from tests.helpers.audio import speech_like
 
 

@@ -127,7 +127,7 @@ def test_services_serve_with_the_manifest_environment(stack: dict[str, int]) -> 
 def test_gpu_generator_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     """The GPU overlay's generator settings are accepted by the InfiniteTalk backend's parser."""
     pytest.importorskip("torch")
-    from itk_generator.infinitetalk.backend import InfiniteTalkSettings
+    from itk_generator.infinitetalk.settings import InfiniteTalkSettings
 
     objs = k8s_check.render(k8s_check.REPO / k8s_check.TARGETS["gpu"])
     _command, env = container_env(objs, "generator")

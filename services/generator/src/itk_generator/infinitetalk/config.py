@@ -73,13 +73,3 @@ class DiTConfig:
         if "patch_size" in values:
             values["patch_size"] = tuple(values["patch_size"])
         return cls(**values)
-
-    def to_json_dict(self) -> dict[str, object]:
-        """The Wan `config.json` keys (what the published file holds)."""
-        wan_keys = ("dim", "ffn_dim", "freq_dim", "in_dim", "out_dim", "num_heads", "num_layers",
-                    "patch_size", "text_len", "text_dim", "eps", "qk_norm", "cross_attn_norm", "model_type")
-        out: dict[str, object] = {"_class_name": "WanModel"}
-        for key in wan_keys:
-            value = getattr(self, key)
-            out[key] = list(value) if isinstance(value, tuple) else value
-        return out
