@@ -93,6 +93,7 @@ bench-gpu:
 	$(PYTHON) bench/gpu_engine.py
 	$(PYTHON) bench/gpu_infinitetalk.py $(if $(REFERENCE_DIR),--reference-dir $(REFERENCE_DIR)) --kernels sdpa \
 		--skip-compile --skip-offload --skip-encoders --fp8
+	$(PYTHON) bench/gpu_two_persons.py
 	$(PYTHON) bench/gpu_infinitetalk.py --clips turbo,fast,quality --clip-count 2 --quality-steps 3 --vae-dtype bf16
 	@if [ "$$($(PYTHON) -c 'import torch; print(torch.cuda.device_count())')" -gt 1 ]; then \
 		$(PYTHON) bench/gpu_parallel.py --gpus $(GPUS); fi

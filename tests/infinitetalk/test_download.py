@@ -47,7 +47,7 @@ def test_grouping_makes_one_snapshot_call_per_repo_revision_and_folder():
         ("Kijai/WanVideo_comfy", None, "loras"),
     }
     assert groups[("MeiGen-AI/InfiniteTalk", None, "InfiniteTalk")] == ["single/infinitetalk.safetensors"]
-    assert sum(len(files) for files in groups.values()) == len(REQUIRED_FILES) + 2
+    assert sum(len(files) for files in groups.values()) == len(REQUIRED_FILES) + 1 + 2  # the adapter, the LoRAs
 
 
 def test_lora_files_and_unknown_names():
@@ -68,7 +68,7 @@ def test_single_file_commands(tmp_path):
 def test_dry_run_lists_every_file(capsys, tmp_path):
     assert download.main([str(tmp_path), "--dry-run", "--lora", "fusionx"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(REQUIRED_FILES) + 1
+    assert len(lines) == len(REQUIRED_FILES) + 2  # the single-person adapter and the LoRA
     assert "loras/FusionX_LoRa/Wan2.1_I2V_14B_FusionX_LoRA.safetensors\t<- vrgamedevgirl84/Wan14BT2VFusioniX" in lines
     assert not any(tmp_path.iterdir())
 
@@ -89,3 +89,17 @@ def test_turbo_fetches_lightx2v_distilled_weights(capsys, tmp_path):
     assert DISTILLED_DITS["lightx2v-4step"].filename == "wan2.1_i2v_480p_lightx2v_4step.safetensors"
     with pytest.raises(ValueError, match="distilled DiT"):
         plan(dits=["lightx2v-8step"])
+
+
+def test_multi_fetches_the_multi_person_adapter(capsys, tmp_path):
+    def adapters(*args: str) -> list[str]:
+        assert main([str(tmp_path), "--dry-run", *args]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        return [line.split("\t")[0] for line in lines if line.startswith("InfiniteTalk/")]
+
+    assert adapters() == ["InfiniteTalk/single/infinitetalk.safetensors"]
+    assert adapters("--multi") == ["InfiniteTalk/single/infinitetalk.safetensors",
+                                   "InfiniteTalk/multi/infinitetalk.safetensors"]
+    assert adapters("--multi-only") == ["InfiniteTalk/multi/infinitetalk.safetensors"]
+    with pytest.raises(ValueError, match="adapter kinds"):
+        plan(adapters=["trio"])

@@ -11,6 +11,15 @@ four clips (three continuing from motion frames) with colour correction on:
 - the fast guidance (2 forwards a step),
 - the same recording as one lane cut into three pieces on the clip grid, each continuing from the
   previous piece's motion frames, against the reference's single stream.
+Two people (the reference's multi-person path, on the same tiny weights as its multi-person model):
+two audio tracks, with and without boxes, `para` (both tracks speak throughout) and `add` (person 1
+speaks, then person 2: each track silent while the other speaks, the aligned tracks the reference
+makes of `add` before generating), on a non-square source image whose masks the reference fits
+itself, with the quality guidance (its no-audio branch runs one person's silence). There the
+reference's motion frames are rounded to float16 as ours are (the product's motion format, which
+lets a lane cut into pieces render like one stream): on random weights the speaker labels'
+argmax amplifies that rounding, alone, to up to 2 grey levels on a few pixels of the continuing
+clip, while with the same motion frames the two loops agree to a few hundredths of a grey level.
 Where we differ on purpose it says so: TeaCache with 2 forwards. The reference's TeaCache counts
 forwards modulo 3, so with 2 forwards a step it hands one branch's cache to the other; ours keeps a
 cache per branch, which is checked on its own (equal to no cache while warming up, and skipping
@@ -43,7 +52,8 @@ from PIL import Image
 from itk_common.constants import SAMPLES_PER_FRAME
 from itk_generator.infinitetalk.attention import Attention
 from itk_generator.infinitetalk.config import DiTConfig
-from itk_generator.infinitetalk.dit import InfiniteTalkDiT, load_strict
+from itk_generator.infinitetalk.dit import MULTI, InfiniteTalkDiT, load_strict
+from itk_generator.infinitetalk.person_regions import generated_person_masks
 from itk_generator.infinitetalk.pipeline import (
     DEFAULT_NEGATIVE_PROMPT,
     ChunkRequest,
@@ -139,18 +149,30 @@ def reference() -> Iterator[types.SimpleNamespace]:
         _load(patch, "wan.modules.attention", "wan/modules/attention.py")
         model = _load(patch, "wan.modules.multitalk_model", "wan/modules/multitalk_model.py")
         model.flash_attention = _sdpa
-        model.get_attn_map_with_target = lambda *args, **kwargs: None  # multi-speaker only
+        model.get_attn_map_with_target = CountingCalls(utils.get_attn_map_with_target)
         patch.setattr(torch.cuda, "current_device", lambda: "cpu")  # a default argument in t5.py
         for name in ("tokenizers", "xlm_roberta", "clip", "t5", "vae"):
             _load(patch, f"wan.modules.{name}", f"wan/modules/{name}.py")
         multitalk = _load(patch, "wan.multitalk", "wan/multitalk.py")
-        # One square bucket at the test size; the reference's image handling is replaced by the
-        # fitted image itself (both sides start from the same pixels).
-        patch.setattr(utils, "ASPECT_RATIO_627", {"1.00": ([SIZE, SIZE], 1)})
+        # The reference's image handling is replaced by the fitted image itself (both sides start
+        # from the same pixels); its bucket table by the one generated size (see generate_reference).
         patch.setattr(multitalk, "torch_gc", lambda: None)
+        patch.setattr(utils, "torch_gc", lambda: None)
+        # The map's kernel is wrapped in torch.compile, which a CPU test does not need.
+        patch.setattr(utils, "calculate_x_ref_attn_map", utils.calculate_x_ref_attn_map._torchdynamo_orig_callable)
         patch.setattr(multitalk, "get_video_codec", lambda _path: "h264")
         yield types.SimpleNamespace(model=model, vae=sys.modules["wan.modules.vae"], multitalk=multitalk,
                                     patch=patch)
+
+
+class CountingCalls:
+    def __init__(self, function) -> None:
+        self.function = function
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.function(*args, **kwargs)
 
 
 # -- shared inputs -----------------------------------------------------------------------------------
@@ -284,6 +306,17 @@ def run_ours(inputs: Inputs, plan: SamplingPlan, cuts: tuple[int, ...] = (), col
 
 def run_reference(reference: types.SimpleNamespace, inputs: Inputs, plan: SamplingPlan,
                   color_correction: float = 1.0) -> np.ndarray:
+    def fitted_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return torch.ones(masks.shape[0], *size)  # one speaker: the masks are not used
+
+    return generate_reference(reference, inputs, plan, {"person1": str(inputs.features_path)}, FRAMES,
+                              inputs.image, inputs.image, fitted_masks, color_correction)
+
+
+def generate_reference(reference: types.SimpleNamespace, inputs: Inputs, plan: SamplingPlan,
+                       cond_audio: dict[str, str], frames: int, source: np.ndarray, image: np.ndarray,
+                       fit_masks, color_correction: float = 1.0, **input_data: object) -> np.ndarray:
+    """The reference's generate_infinitetalk on `frames` frames of `source` (fitted: `image`)."""
     multitalk = reference.multitalk
     pipeline = object.__new__(multitalk.InfiniteTalkPipeline)
     pipeline.__dict__.update(
@@ -293,20 +326,17 @@ def run_reference(reference: types.SimpleNamespace, inputs: Inputs, plan: Sampli
         vae=ReferenceVAE(inputs.ref_vae), clip=StandInClip(inputs.clip_features),
         text_encoder=StandInText(inputs.prompts),
     )
-    image = inputs.image
-    patch = reference.patch
-    patch.setattr(multitalk, "extract_specific_frames", lambda _path, _index: Image.fromarray(image))
+    height, width = image.shape[:2]
 
-    def fitted(source, size):
-        if isinstance(source, torch.Tensor):  # the speaker masks: all ones for one speaker
-            return torch.ones(source.shape[0], *size)
+    def fitted(cond, size):
+        if isinstance(cond, torch.Tensor):  # the speaker masks
+            return fit_masks(cond, size)
         return torch.from_numpy(image).permute(2, 0, 1)[None, :, None].float()
 
-    patch.setattr(multitalk, "resize_and_centercrop", fitted)
     # The reference draws each clip's noise with torch.randn(16, T, h, w); hand it ours, clip by clip.
-    latent_shape = (16, (CLIP_FRAMES - 1) // 4 + 1, SIZE // 8, SIZE // 8)
+    latent_shape = (16, (CLIP_FRAMES - 1) // 4 + 1, height // 8, width // 8)
     noises = [clip_noise(SEED, 0, span.first_frame, latent_shape)
-              for span in plan_clips(FRAMES, CLIP_FRAMES, MOTION_FRAMES)]
+              for span in plan_clips(frames, CLIP_FRAMES, MOTION_FRAMES)]
     real_randn = torch.randn
 
     def randn(*size, **kwargs):
@@ -316,14 +346,18 @@ def run_reference(reference: types.SimpleNamespace, inputs: Inputs, plan: Sampli
 
     extra = types.SimpleNamespace(use_teacache=plan.teacache, teacache_thresh=plan.teacache_threshold,
                                   size="infinitetalk-480", use_apg=False)
+    utils = sys.modules["wan.utils.multitalk_utils"]
     with pytest.MonkeyPatch.context() as during:
+        during.setattr(multitalk, "extract_specific_frames", lambda _path, _index: Image.fromarray(source))
+        during.setattr(multitalk, "resize_and_centercrop", fitted)
+        # One bucket: the generated size.
+        during.setattr(utils, "ASPECT_RATIO_627", {"1.00": ([height, width], 1)})
         during.setattr(torch, "randn", randn)
         video = pipeline.generate_infinitetalk(
-            {"prompt": "a person talking", "cond_video": "portrait.png",
-             "cond_audio": {"person1": str(inputs.features_path)}},
+            {"prompt": "a person talking", "cond_video": "portrait.png", "cond_audio": cond_audio, **input_data},
             size_buckget="infinitetalk-480", motion_frame=MOTION_FRAMES, frame_num=CLIP_FRAMES, shift=plan.shift,
             sampling_steps=plan.steps, text_guide_scale=plan.text_guidance, audio_guide_scale=plan.audio_guidance,
-            n_prompt=DEFAULT_NEGATIVE_PROMPT, seed=SEED, offload_model=False, max_frames_num=FRAMES,
+            n_prompt=DEFAULT_NEGATIVE_PROMPT, seed=SEED, offload_model=False, max_frames_num=frames,
             progress=False, color_correction_strength=color_correction, extra_args=extra)
     assert not noises, "the reference drew fewer clip noises than it has clips"
     return video_to_frames(video)
@@ -365,3 +399,124 @@ def test_teacache_with_two_forwards_keeps_a_cache_per_branch(inputs) -> None:
     assert np.array_equal(run_ours(inputs, warming_up), run_ours(inputs, no_cache))
     skipping = SamplingPlan(**{**FAST.__dict__, "teacache": True, "teacache_threshold": TEACACHE_THRESHOLD})
     assert not np.array_equal(run_ours(inputs, skipping), run_ours(inputs, FAST))
+
+
+# -- two people --------------------------------------------------------------------------------------
+
+SOURCE_SIZE = (60, 64)  # the uploaded image (rows, columns): cropped to the generated size
+GENERATED_SIZE = (48, 64)  # 3 x 4 tokens a latent frame
+TWO_PERSON_FRAMES = CLIP_FRAMES + STRIDE - 4  # two clips, the second one cut
+TWO_PERSON_PLAN = SamplingPlan(steps=4, shift=5.0, text_guidance=5.0, audio_guidance=4.0)
+# Boxes in the reference's pixel order [row0, column0, row1, column1] and as our fractions.
+REFERENCE_BOXES = {"person1": [6, 0, 54, 28], "person2": [10, 36, 50, 64]}
+PERSON_STRIDE = 100_000  # the stand-in encoder reads (person, frame) from the samples
+
+
+def our_boxes(reference_boxes: dict[str, list[int]]) -> list[tuple[float, float, float, float]]:
+    rows, columns = SOURCE_SIZE
+    return [(column0 / columns, row0 / rows, column1 / columns, row1 / rows)
+            for row0, column0, row1, column1 in reference_boxes.values()]
+
+
+class StandInTracks:
+    """Per-person features: the samples carry the person and the frame number."""
+
+    def __init__(self, features: list[torch.Tensor]) -> None:
+        self.features = features
+
+    def embed(self, samples: np.ndarray, num_frames: int) -> torch.Tensor:
+        person, first = divmod(int(samples[0]), PERSON_STRIDE)
+        return self.features[person][first: first + num_frames]
+
+
+def two_person_features(audio_type: str) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(7)
+    speech = [torch.randn(TWO_PERSON_FRAMES, 12, 768, generator=generator) for _ in range(2)]
+    if audio_type == "para":
+        return speech
+    silence = torch.randn(1, 12, 768, generator=generator).expand(TWO_PERSON_FRAMES, 12, 768)
+    turn = TWO_PERSON_FRAMES // 2
+    first = torch.cat([speech[0][:turn], silence[turn:]])
+    second = torch.cat([silence[:turn], speech[1][turn:]])
+    return [first, second]
+
+
+def two_person_source() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    image = np.full((*SOURCE_SIZE, 3), (150, 160, 170), dtype=np.uint8)
+    image[10:40, 6:26] = rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)
+    image[14:44, 38:58] = rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)
+    return image
+
+
+def fitted_two_person_image(source: np.ndarray) -> np.ndarray:
+    top = (SOURCE_SIZE[0] - GENERATED_SIZE[0]) // 2
+    return np.ascontiguousarray(source[top: top + GENERATED_SIZE[0]])
+
+
+def center_crop(masks: torch.Tensor, size: list[int] | tuple[int, int]) -> torch.Tensor:
+    """torchvision's center_crop (top/left offsets rounded), for the reference's mask fitting."""
+    height, width = masks.shape[-2:]
+    top, left = round((height - size[0]) / 2.0), round((width - size[1]) / 2.0)
+    return masks[..., top: top + size[0], left: left + size[1]]
+
+
+def run_ours_two_people(inputs: Inputs, features: list[torch.Tensor], boxes: list | None) -> np.ndarray:
+    dit = InfiniteTalkDiT(CONFIG, Attention("sdpa"), adapter=MULTI).eval()
+    load_strict(dit, dict(inputs.ref_model.state_dict()))
+    pipeline = InfiniteTalkPipeline(dit=dit, vae=inputs.vae, clip=StandInClip(inputs.clip_features),
+                                    text_encoder=StandInText(inputs.prompts), audio_encoder=StandInTracks(features),
+                                    clip_frames=CLIP_FRAMES)
+    frames = np.arange(TWO_PERSON_FRAMES, dtype=np.float32)
+    tracks = np.stack([np.repeat(person * PERSON_STRIDE + frames, SAMPLES_PER_FRAME) for person in range(2)])
+    masks = generated_person_masks(boxes or [None, None], *SOURCE_SIZE, *GENERATED_SIZE)
+    request = ChunkRequest(
+        image=fitted_two_person_image(two_person_source()), audio=tracks, frame_count=TWO_PERSON_FRAMES,
+        prompt="a person talking", seed=SEED, plan=TWO_PERSON_PLAN, motion_frames=MOTION_FRAMES,
+        color_correction=1.0, context_audio=tracks, context_before=0, person_masks=masks)
+    return np.concatenate(list(pipeline.generate(request)))
+
+
+def run_reference_two_people(reference: types.SimpleNamespace, inputs: Inputs, features: list[torch.Tensor],
+                             boxes: dict[str, list[int]] | None, tmp: Path) -> np.ndarray:
+    paths = {}
+    for index, track in enumerate(features):
+        paths[f"person{index + 1}"] = str(tmp / f"person{index + 1}.pt")
+        torch.save(track.clone(), paths[f"person{index + 1}"])
+    multitalk = reference.multitalk
+    real_fit = multitalk.resize_and_centercrop
+    source = two_person_source()
+    extra = {"bbox": boxes} if boxes is not None else {}
+    real_colors = multitalk.match_and_blend_colors
+
+    def colors_in_motion_format(*args, **kwargs):  # the clip the next one continues from
+        return real_colors(*args, **kwargs).to(torch.float16).float()
+
+    with pytest.MonkeyPatch.context() as during:
+        during.setattr(multitalk.transforms, "functional", types.SimpleNamespace(center_crop=center_crop),
+                       raising=False)
+        during.setattr(multitalk, "match_and_blend_colors", colors_in_motion_format)
+        return generate_reference(reference, inputs, TWO_PERSON_PLAN, paths, TWO_PERSON_FRAMES, source,
+                                  fitted_two_person_image(source), real_fit, **extra)
+
+
+def assert_two_people_agree(ours: np.ndarray, expected: np.ndarray) -> None:
+    assert ours.shape == expected.shape == (TWO_PERSON_FRAMES, *GENERATED_SIZE, 3)
+    difference = np.abs(ours.astype(int) - expected.astype(int))
+    assert difference.max() <= 1, f"max difference {difference.max()} grey levels, mean {difference.mean():.4f}"
+
+
+@pytest.mark.parametrize("audio_type", ["para", "add"])
+@pytest.mark.parametrize("with_boxes", [True, False], ids=["bbox", "default-split"])
+def test_two_people_match_the_reference(reference, inputs, tmp_path, audio_type: str, with_boxes: bool) -> None:
+    features = two_person_features(audio_type)
+    maps_before = reference.model.get_attn_map_with_target.calls
+    expected = run_reference_two_people(reference, inputs, features, REFERENCE_BOXES if with_boxes else None,
+                                        tmp_path)
+    assert reference.model.get_attn_map_with_target.calls > maps_before  # its multi-person path ran
+    ours = run_ours_two_people(inputs, features, our_boxes(REFERENCE_BOXES) if with_boxes else None)
+    assert_two_people_agree(ours, expected)
+    if with_boxes and audio_type == "para":
+        # The boxes bind the voices: the same tracks with the boxes swapped are another video.
+        swapped = run_ours_two_people(inputs, features, our_boxes(REFERENCE_BOXES)[::-1])
+        assert not np.array_equal(swapped, ours)

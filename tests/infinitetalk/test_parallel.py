@@ -18,6 +18,7 @@ from tests.infinitetalk.parallel_models import (
     build_eight_head_dit,
     build_eight_head_dit_fp8_attention,
     build_eight_head_dit_offloaded,
+    build_eight_head_multi_person_dit,
     clip_denoising,
     dit_that_fails_to_load,
 )
@@ -169,3 +170,34 @@ def test_a_rank_that_cannot_load_fails_the_load_and_one_that_dies_later_ends_the
         assert lost and isinstance(lost[0], WorkerLostError) and "rank 1 exited" in str(lost[0])
     finally:
         group.shutdown(timeout=5)
+
+
+@pytest.mark.slow
+def test_two_person_clips_split_over_processes_match_one() -> None:
+    """Two persons: each device's tokens take their speaker labels from the whole sequence's
+    reference attention map (the heads' shares summed over the group), in every layout."""
+    cases = [("quality", QUALITY, 6, False), ("turbo", TURBO, 7, False), ("quality batched", QUALITY, 8, True)]
+    with torch.no_grad():
+        dit = build_eight_head_multi_person_dit(torch.device("cpu"))
+        expected = {name: LocalDenoiser(dit)(clip_denoising(plan, seed, batched, persons=2), lambda _step: None)
+                    for name, plan, seed, batched in cases}
+    lost: list[BaseException] = []
+    group = ParallelGroup(4, "cpu", "sequence", build_eight_head_multi_person_dit, on_lost=lost.append)
+    results = {}
+    try:
+        holder = SimpleNamespace(dit=build_eight_head_multi_person_dit(torch.device("cpu")), denoiser=None)
+        group.attach(holder)
+        group.wait_ready()
+        for mode in ("sequence", "guidance"):
+            group.runtime.mode = mode
+            for name, plan, seed, batched in cases:
+                with torch.no_grad():
+                    latent = holder.denoiser(clip_denoising(plan, seed, batched, persons=2), lambda _step: None)
+                results[(mode, name)] = (latent, group.runtime.layout.describe())
+    finally:
+        group.shutdown()
+    assert not lost
+    # 36 tokens of 6 a frame: runs of 9, which start and end inside frames
+    assert results[("sequence", "quality")][1].endswith("sequence-parallel x4")
+    assert results[("guidance", "quality")][1].endswith("guidance-parallel x2 and sequence-parallel x2")
+    assert_same_as_single_process(results, expected)

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from itk_generator.infinitetalk.config import DiTConfig
 from itk_generator.infinitetalk.dit import InfiniteTalkDiT, load_strict
-from itk_generator.infinitetalk.download import REQUIRED_FILES
+from itk_generator.infinitetalk.download import ADAPTERS, REQUIRED_FILES
 from itk_generator.infinitetalk.tiny import TINY_DIT, build_tiny_model_dir, main
 from itk_generator.infinitetalk.weights import ModelPaths, load_dit_state_dict
 
@@ -33,7 +33,7 @@ def test_config_json_describes_the_shards(tiny_model_dir):
     assert set(index["weight_map"].values()) == {path.name for path in paths.dit_shards}
     listed = set(index["weight_map"])
     assert listed == {name for path in paths.dit_shards for name in load_file(path)}
-    assert not listed & set(load_file(paths.adapter))  # adapter tensors live only in the adapter file
+    assert not listed & set(load_file(paths.adapters["single"]))  # adapter tensors live only in the adapter file
 
 
 def test_dit_loads_strictly_and_runs(tiny_model_dir):
@@ -53,7 +53,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     first = build_tiny_model_dir(tmp_path / "a", seed=3)
     again = build_tiny_model_dir(tmp_path / "b", seed=3)
     other = build_tiny_model_dir(tmp_path / "c", seed=4)
-    adapter = REQUIRED_FILES["adapter"].local_path
+    adapter = ADAPTERS["single"].local_path
     a, b, c = (load_file(root / adapter) for root in (first, again, other))
     assert all(torch.equal(a[name], b[name]) for name in a)
     assert not all(torch.equal(a[name], c[name]) for name in a)

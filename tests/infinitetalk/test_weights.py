@@ -29,7 +29,9 @@ def model_keys(paths: ModelPaths) -> set[str]:
 
 def test_paths_point_at_existing_files(tiny_model_dir):
     paths = ModelPaths.from_root(tiny_model_dir)
-    files = [paths.dit_config, paths.dit_index, *paths.dit_shards, paths.adapter, paths.vae, paths.t5, paths.clip]
+    files = [paths.dit_config, paths.dit_index, *paths.dit_shards, *paths.adapters.values(), paths.vae, paths.t5,
+             paths.clip]
+    assert list(paths.adapters) == ["single", "multi"]
     assert all(path.is_file() for path in files)
     assert [path.name for path in paths.dit_shards] == [
         f"diffusion_pytorch_model-0000{i}-of-00007.safetensors" for i in range(1, 8)]
@@ -63,7 +65,7 @@ def test_merged_state_dict_matches_the_model_exactly(tiny_model_dir):
     paths = ModelPaths.from_root(tiny_model_dir)
     state = load_dit_state_dict(paths)
     assert set(state) == model_keys(paths)
-    adapter = set(load_file(paths.adapter))
+    adapter = set(load_file(paths.adapters["single"]))
     assert adapter == {name for name in state if name.startswith("audio_proj.")
                        or ".audio_cross_attn." in name or ".norm_x." in name}
     assert all(tensor.dtype == torch.float32 for tensor in state.values())
@@ -88,7 +90,7 @@ def test_renamed_tensor_in_a_shard_is_named(tiny_model_copy):
 
 def test_renamed_adapter_tensor_fails_the_model_check_with_its_name(tiny_model_copy):
     paths = ModelPaths.from_root(tiny_model_copy)
-    rename_in(paths.adapter, "audio_proj.proj1.weight", "audio_proj.proj_one.weight")
+    rename_in(paths.adapters["single"], "audio_proj.proj1.weight", "audio_proj.proj_one.weight")
     state = load_dit_state_dict(paths)
     with pytest.raises(WeightsError) as caught:
         check_state_dict(model_keys(paths), set(state))
@@ -98,9 +100,9 @@ def test_renamed_adapter_tensor_fails_the_model_check_with_its_name(tiny_model_c
 
 def test_adapter_may_not_redefine_base_tensors(tiny_model_copy):
     paths = ModelPaths.from_root(tiny_model_copy)
-    tensors = load_file(paths.adapter)
+    tensors = load_file(paths.adapters["single"])
     tensors["patch_embedding.bias"] = torch.zeros(1)
-    save_file(tensors, paths.adapter)
+    save_file(tensors, paths.adapters["single"])
     with pytest.raises(WeightsError, match=r"patch_embedding\.bias"):
         load_dit_state_dict(paths)
 
@@ -165,3 +167,38 @@ def test_lora_for_tensors_the_model_lacks_is_named():
 def test_lora_in_an_unknown_format_is_rejected():
     with pytest.raises(WeightsError, match="diffusion_model"):
         merge_lora({"w": torch.zeros(2, 2)}, {"lora_unet_w.lora_A.weight": torch.ones(1, 2)}, 1.0)
+
+
+def test_a_model_dir_needs_one_adapter_of_either_kind(tiny_model_copy):
+    adapters = tiny_model_copy / "InfiniteTalk"
+    (adapters / "single" / "infinitetalk.safetensors").unlink()
+    paths = ModelPaths.from_root(tiny_model_copy)
+    assert list(paths.adapters) == ["multi"]
+    with pytest.raises(WeightsError, match=r"single-person InfiniteTalk adapter is missing.*single/infinitetalk"):
+        load_dit_state_dict(paths)
+    assert set(load_dit_state_dict(paths, adapter="multi")) == model_keys(paths)
+    (adapters / "multi" / "infinitetalk.safetensors").unlink()
+    with pytest.raises(WeightsError) as caught:
+        ModelPaths.from_root(tiny_model_copy)
+    assert "InfiniteTalk/single/infinitetalk.safetensors" in str(caught.value)
+    assert "multi/infinitetalk.safetensors" in str(caught.value)
+
+
+def test_the_spare_adapter_swaps_in_without_copies(tiny_model_dir):
+    from itk_generator.infinitetalk.dit import MULTI, SINGLE, load_strict
+    from itk_generator.infinitetalk.weights import load_adapter_state
+
+    paths = ModelPaths.from_root(tiny_model_dir)
+    dit = InfiniteTalkDiT(DiTConfig.from_json(paths.dit_config))
+    load_strict(dit, load_dit_state_dict(paths))
+    multi = load_adapter_state(paths, MULTI)
+    dit.keep_spare_adapter(MULTI, multi)
+    assert dit.adapters == (SINGLE, MULTI)
+    name = "blocks.0.audio_cross_attn.q_linear.weight"
+    single_value = dit.state_dict()[name].clone()
+    dit.use_adapter(MULTI)
+    assert torch.equal(dit.state_dict()[name], multi[name]) and not torch.equal(multi[name], single_value)
+    dit.use_adapter(SINGLE)
+    assert torch.equal(dit.state_dict()[name], single_value)
+    with pytest.raises(ValueError, match="missing"):
+        InfiniteTalkDiT(DiTConfig.from_json(paths.dit_config)).keep_spare_adapter(MULTI, {})

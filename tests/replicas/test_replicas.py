@@ -229,7 +229,10 @@ def test_driver_gone_mid_job_another_finishes_it(how: str, cluster: GatewayRepli
     assert sum(map(takeovers, (cluster[1], cluster[2]))) == takeovers_before + 1
     # The live stream goes on where the previous driver left it, whole at the end.
     assert len(live_segments(cluster[2], job_id)) == final["chunk_count"]
-    assert b"itk_jobs_driven 0.0" in fetch(f"{taken[0].rest_url}/metrics")[1]
+    # The replica holds the job until its quality report (computed after COMPLETED) is stored.
+    wait_until(lambda: b"itk_jobs_driven 0.0" in fetch(f"{taken[0].rest_url}/metrics")[1], timeout=120,
+               message="the replica to let the job go once its quality report is in")
+    assert wait_for_job(cluster[1].rest_url, job_id, timeout=5)["quality"]["state"] != "pending"
     path = tmp_path / "video.mp4"
     status, video, _ = fetch(f"{cluster[2].rest_url}/jobs/{job_id}/video")
     path.write_bytes(video)

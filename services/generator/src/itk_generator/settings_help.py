@@ -94,6 +94,11 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     ),
     "PARALLEL_DEVICES": "`infinitetalk`: GPUs each chunk is rendered across, one process per GPU from `DEVICE` on.",
     "PARALLEL_MODE": "How the GPUs share a step: `auto`, `guidance` or `sequence` (Ulysses).",
+    "INFINITETALK_ADAPTERS": (
+        "every adapter in `MODEL_DIR`",
+        "InfiniteTalk adapters to load: `single` (one person), `multi` (two people; `itk-download-weights --multi`) "
+        "or `single,multi` (both, switched per chunk; 5.0 GB more in bf16). The generator serves their person counts.",
+    ),
     "PROVIDER_REQUEST_TIMEOUT_SEC": (
         "Providers: timeout of one HTTP call (connect, each read); a submit's answer is awaited until the "
         "chunk's deadline instead."

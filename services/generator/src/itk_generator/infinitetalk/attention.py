@@ -27,6 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 if TYPE_CHECKING:
     from .fp8_attention import AmaxReducer
+    from .speakers import SpeakerRegions
 
 BACKENDS = ("auto", "sdpa", "sdpa-cudnn", "sdpa-flash", "flash-attn", "flash")
 _SDPA_RESTRICTIONS = {"sdpa-cudnn": SDPBackend.CUDNN_ATTENTION, "sdpa-flash": SDPBackend.FLASH_ATTENTION}
@@ -65,6 +66,12 @@ class Attention:
         with sdpa_kernel(self.sdpa_restriction) if restricted else contextlib.nullcontext():
             out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)
+
+    def reference_map(self, q: torch.Tensor, k: torch.Tensor, regions: SpeakerRegions) -> torch.Tensor:
+        """The self-attention's reference attention map [B, L, persons + 1] (speakers.py), on this kernel."""
+        from .speakers import reference_attention_map
+
+        return reference_attention_map(self, q, k, regions)
 
     def self_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                        reduce_amax: AmaxReducer | None = None) -> torch.Tensor:

@@ -7,6 +7,11 @@ temporal stride) and uses 8 windows: the first half (offsets -2..0) of its first
 centre of the middle frames and the second half (0..+2) of its last frame. AudioProjModel
 turns those into 32 tokens of 768 per latent frame; in every block, the video tokens of each
 latent frame attend to that frame's 32 audio tokens only.
+
+With several persons each one's windows go through AudioProjModel on their own and a latent
+frame's audio tokens are the persons' tokens one after the other (32 per person); the audio
+cross-attention then rotates queries and keys by speaker labels (speakers.py) so that each video
+token listens to its own person.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from torch import nn
 
 from .attention import Attention
 from .config import DiTConfig
+from .speakers import apply_label_rope, label_rope_cos_sin, person_key_labels
 
 
 def gather_latent_audio_windows(audio: torch.Tensor, vae_scale: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +65,10 @@ class AudioProjModel(nn.Module):
 
 
 class AudioCrossAttention(nn.Module):
-    """Single-speaker audio cross-attention: each latent frame's video tokens attend to its own audio tokens."""
+    """Audio cross-attention: each latent frame's video tokens attend to its own audio tokens.
+
+    With `labels` (several persons) the queries are rotated by their token's speaker label and
+    the keys by their person's label before the attention (the reference's L-RoPE)."""
 
     def __init__(self, config: DiTConfig, attention: Attention) -> None:
         super().__init__()
@@ -71,8 +80,11 @@ class AudioCrossAttention(nn.Module):
         self.proj = nn.Linear(config.dim, config.dim)
 
     def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor, first_token: int = 0,
-                tokens_per_frame: int = 0) -> torch.Tensor:
-        """x [B, T*S, dim] (tokens in frame-major order), audio_tokens [B, T, N_a, audio_dim].
+                tokens_per_frame: int = 0, labels: torch.Tensor | None = None, persons: int = 1) -> torch.Tensor:
+        """x [B, T*S, dim] (tokens in frame-major order), audio_tokens [B, T, N_a, audio_dim]
+        (N_a = persons * tokens per person); labels: each token's speaker label, given with several
+        persons: [B, tokens of x], or [B, T*S] for every token (with sequence parallelism, where x
+        is a run of them).
 
         With sequence parallelism x is a contiguous run of the tokens, from `first_token` on, and
         `tokens_per_frame` (S) says where the frames begin: the run's queries are padded with
@@ -87,11 +99,18 @@ class AudioCrossAttention(nn.Module):
         before = first_token - first_frame * per_frame
         after = covered * per_frame - before - tokens
         q = self.q_linear(x).unflatten(-1, (self.num_heads, self.head_dim))
+        if labels is not None:
+            if labels.shape[1] != tokens:
+                labels = labels[:, first_token:first_token + tokens]
+            q = apply_label_rope(q, *label_rope_cos_sin(labels, self.head_dim))
         if before or after:
             q = torch.nn.functional.pad(q, (0, 0, 0, 0, before, after))
         q = q.view(batch * covered, per_frame, self.num_heads, self.head_dim)
         frame_tokens = audio_tokens[:, first_frame:last_frame + 1]
         k, v = self.kv_linear(frame_tokens).view(batch * covered, audio_len, 2, self.num_heads,
                                                  self.head_dim).unbind(2)
+        if labels is not None:
+            key_labels = person_key_labels(persons, audio_len // persons, k.device)
+            k = apply_label_rope(k, *label_rope_cos_sin(key_labels, self.head_dim))
         out = self.attention(q, k, v).reshape(batch, covered * per_frame, -1)
         return self.proj(out[:, before:before + tokens])

@@ -2,7 +2,9 @@
 
 Its settings are in settings.py (the environment variables listed there), the models it loads are
 built by model_factory.py; this module turns a chunk into a request of the pipeline and the
-pipeline's frames into the chunk's MP4.
+pipeline's frames into the chunk's MP4. A two-person chunk (ChunkJob.persons) gets one audio
+track per person and the persons' regions of the frame (person_regions.py), and needs the
+multi-person adapter; the person counts served follow the adapters loaded.
 """
 
 from __future__ import annotations
@@ -45,12 +47,21 @@ from ..backend import (
 )
 from ..images import ImageDecodeError, decode_image
 from .idle_offload import IdleOffload
-from .model_factory import build_dit, build_pipeline, check_parallel_settings, pipeline_modules
+from .model_factory import (
+    build_dit,
+    build_pipeline,
+    check_parallel_settings,
+    person_counts,
+    pipeline_modules,
+    resolve_adapters,
+)
 from .parallel import ParallelGroup, WorkerLostError
+from .person_regions import RegionError, generated_person_masks, latent_masks
 from .pipeline import ChunkRequest, InfiniteTalkPipeline, StepReport, plan_clips
 from .resolution import choose_bucket, delivered_size, resize_to_cover
 from .sampling import TEACACHE_COEFFICIENTS, preset_plan, with_overrides
-from .settings import InfiniteTalkSettings
+from .settings import SIZE_MULTIPLE, InfiniteTalkSettings
+from .speakers import region_weights
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +139,24 @@ class InfiniteTalkBackend(Backend):
                          time.monotonic() - started)
             warmed.append(f"{family}:{width_}x{height_}")
         self._warmed = tuple(warmed)
+
+    @functools.cached_property
+    def person_counts(self) -> tuple[int, ...]:
+        """1 with the single-person adapter, 2 with the multi-person one (INFINITETALK_ADAPTERS, or
+        the adapters in MODEL_DIR); known before the weights are loaded. Two-person forwards need
+        every token's speaker label on one device, so a generator whose parallel layout splits
+        tokens (sequence parallelism) serves one person only."""
+        counts = person_counts(resolve_adapters(self.settings))
+        if 2 in counts and splits_tokens(self.settings):
+            log.warning("two-person chunks are not served: PARALLEL_DEVICES=%d with PARALLEL_MODE=%s splits a "
+                        "forward's tokens over devices (sequence parallelism)", self.settings.parallel_devices,
+                        self.settings.parallel_mode)
+            counts = tuple(count for count in counts if count != 2)
+        if not counts:
+            raise BackendError("this generator serves no person count: its only adapter is the multi-person one, "
+                               "which does not run with sequence parallelism; use PARALLEL_MODE=guidance with at "
+                               "least as many devices as forwards a step, or one device")
+        return counts
 
     def load(self) -> None:
         with self._lock:
@@ -268,10 +297,14 @@ class InfiniteTalkBackend(Backend):
             check_clip_layout(self.settings.clip_frames, motion_frames)
         except ValueError as err:
             raise BackendError(f"sampling.motion_frames: {err}") from err
-        context_audio, context_before = job.audio_with_context
+        if job.persons:
+            audio, (context_audio, context_before) = job.person_tracks, job.person_tracks_with_context
+            masks = fit_person_masks(job, image.shape[:2], bucket)
+        else:
+            (context_audio, context_before), audio, masks = job.audio_with_context, job.audio, None
         request = ChunkRequest(
             image=resize_to_cover(image, *bucket),
-            audio=np.asarray(job.audio, dtype=np.float32),
+            audio=np.asarray(audio, dtype=np.float32),
             frame_count=job.frame_count,
             prompt=job.prompt,
             seed=job.seed,
@@ -284,8 +317,44 @@ class InfiniteTalkBackend(Backend):
             motion=fit_motion(job.motion, motion_frames, bucket),
             context_audio=np.asarray(context_audio, dtype=np.float32) if job.context_audio is not None else None,
             context_before=context_before,
+            person_masks=masks,
         )
         return request, delivered_size(job.height, job.width, bucket)
+
+
+def splits_tokens(settings: InfiniteTalkSettings) -> bool:
+    """Whether some preset's step would split a forward's tokens over this generator's devices."""
+    if settings.parallel_devices == 1:
+        return False
+    from .config import DiTConfig
+    from .parallel import LayoutError, choose_layout
+    from .parallel.layout import BRANCH_COUNTS
+    from .weights import ModelPaths, WeightsError
+
+    try:
+        heads = DiTConfig.from_json(ModelPaths.from_root(settings.model_dir).dit_config).num_heads
+        return any(choose_layout(settings.parallel_devices, branches, heads, settings.parallel_mode).sequence_degree > 1
+                   for branches in BRANCH_COUNTS)
+    except (WeightsError, LayoutError, ValueError, OSError) as err:
+        raise BackendError(f"cannot read the parallel layout: {err}") from err
+
+
+def fit_person_masks(job: ChunkJob, image_size: tuple[int, int], bucket: tuple[int, int]) -> torch.Tensor:
+    """The persons' regions (and the background) at the generated size, from their boxes on the
+    uploaded image or the default split; refused when a region covers no token of the frame."""
+    count = len(job.persons)
+    if count != 2:
+        raise BackendError(f"the InfiniteTalk multi-person model renders 2 persons, the chunk has {count}")
+    if job.person_audio is None or job.person_audio.shape[0] != count:
+        tracks = 0 if job.person_audio is None else job.person_audio.shape[0]
+        raise BackendError(f"the chunk lists {count} persons but carries {tracks} audio track(s)")
+    try:
+        masks = generated_person_masks([person.box for person in job.persons], *image_size, *bucket)
+        latent = latent_masks(masks, bucket[0] // 8, bucket[1] // 8)
+        region_weights(latent, (bucket[0] // SIZE_MULTIPLE, bucket[1] // SIZE_MULTIPLE), torch.float32)
+    except (RegionError, ValueError) as err:
+        raise BackendError(f"persons: {err}") from err
+    return masks
 
 
 def fit_motion(motion: np.ndarray | None, motion_frames: int, bucket: tuple[int, int]) -> np.ndarray | None:

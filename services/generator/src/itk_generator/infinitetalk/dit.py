@@ -12,6 +12,11 @@ Forward pass, per block (x: video tokens, e: 6 modulation vectors from the times
     x = x + cross_attn(LN3(x), clip tokens, text tokens)                  the two attentions summed
     x = x + audio_cross_attn(LN_x(x), this latent frame's audio tokens)
     x = x + gate_ffn * ffn(LN(x) * (1 + scale_ffn) + shift_ffn)
+
+Several persons (speakers.py): the audio tokens are the persons' tokens side by side, and each
+block's self-attention q / k also give the reference attention map from which the audio
+cross-attention's speaker labels come. The model's audio layers hold one adapter at a time (the
+single- or the multi-person weights); a DiT loaded with both swaps them per chunk (`use_adapter`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from .attention import Attention
 from .audio_adapter import AudioCrossAttention, AudioProjModel, gather_latent_audio_windows
 from .config import DiTConfig
 from .rope import apply_rope, rope_cos_sin
+from .speakers import SpeakerRegions, check_persons, region_weights, speaker_labels
+
+SINGLE, MULTI = "single", "multi"
+# The InfiniteTalk adapters: the audio layers' weights for one person, and for several.
+ADAPTERS = (SINGLE, MULTI)
 
 
 def modulate(normed: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -126,12 +136,17 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, config.eps)
         self.norm_k = RMSNorm(dim, config.eps)
 
-    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: Rope, regions: SpeakerRegions | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The attention output and, with speaker regions, the reference attention map [B, L, P+1]."""
         heads = (self.num_heads, self.head_dim)
         q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, heads), rope.cos, rope.sin)
         k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, heads), rope.cos, rope.sin)
         v = self.v(x).unflatten(-1, heads)
-        return self.o(self.attention.self_attention(q, k, v).flatten(2))
+        out = self.o(self.attention.self_attention(q, k, v).flatten(2))
+        if regions is None:
+            return out, None
+        return out, self.attention.reference_map(q, k, regions)
 
 
 class CrossAttention(SelfAttention):
@@ -167,7 +182,10 @@ class BlockInputs:
     rope: Rope
     image_context: torch.Tensor  # [B, 257, dim]
     text_context: torch.Tensor  # [B, text_len, dim]
-    audio_tokens: torch.Tensor  # [B, latent_frames, 32, 768]
+    audio_tokens: torch.Tensor  # [B, latent_frames, persons * 32, 768]
+    persons: int = 1
+    # Several persons: where each one is on the reference frame (None with one person).
+    speakers: SpeakerRegions | None = None
 
 
 class DiTBlock(nn.Module):
@@ -188,9 +206,12 @@ class DiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
         shift_sa, scale_sa, gate_sa, shift_ffn, scale_ffn, gate_ffn = (
             self.modulation.float() + inputs.modulation).chunk(6, dim=1)
-        x = gated_residual(x, self.self_attn(modulate(self.norm1(x), shift_sa, scale_sa), inputs.rope), gate_sa)
+        attended, attention_map = self.self_attn(modulate(self.norm1(x), shift_sa, scale_sa), inputs.rope,
+                                                 inputs.speakers)
+        x = gated_residual(x, attended, gate_sa)
         x = x + self.cross_attn(self.norm3(x), inputs.image_context, inputs.text_context)
-        x = x + self.audio_cross_attn(self.norm_x(x), inputs.audio_tokens)
+        labels = None if attention_map is None else speaker_labels(attention_map)
+        x = x + self.audio_cross_attn(self.norm_x(x), inputs.audio_tokens, labels=labels, persons=inputs.persons)
         return gated_residual(x, self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn)), gate_ffn)
 
 
@@ -241,10 +262,15 @@ class SequenceSharding(Protocol):
 
 
 class InfiniteTalkDiT(nn.Module):
-    """Wan2.1 I2V DiT with InfiniteTalk's single-speaker audio adapter."""
+    """Wan2.1 I2V DiT with InfiniteTalk's audio adapter (`adapter`: which one its audio layers hold)."""
 
-    def __init__(self, config: DiTConfig, attention: Attention | None = None) -> None:
+    def __init__(self, config: DiTConfig, attention: Attention | None = None, adapter: str = SINGLE) -> None:
         super().__init__()
+        if adapter not in ADAPTERS:
+            raise ValueError(f"adapter must be one of {ADAPTERS}, got {adapter!r}")
+        self.adapter = adapter
+        # The other adapter's tensors, placed like the model's own (see `keep_spare_adapter`).
+        self.spare_adapters: dict[str, dict[str, torch.Tensor]] = {}
         self.config = config
         self.attention = attention or Attention("auto")
         dim = config.dim
@@ -278,14 +304,21 @@ class InfiniteTalkDiT(nn.Module):
         condition: torch.Tensor,
         audio: torch.Tensor,
         cache: ResidualCache | None = None,
+        person_masks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity's negative (the reference's "noise_pred").
 
         latents [B, 16, T, H, W]; timesteps [B] on the 0..1000 scale; text [B, text_len, text_dim]
         (zero-padded umT5 states); clip_features [B, 257, 1280]; condition [B, 20, T, H, W]
-        (4 mask channels then the conditioning latent); audio [B, 1 + 4(T-1), 5, 12, 768].
+        (4 mask channels then the conditioning latent); audio [B, 1 + 4(T-1), 5, 12, 768] for one
+        person, or [B, persons, 1 + 4(T-1), 5, 12, 768].
+        person_masks [persons + 1, H, W] (each person's region of the frame, then the background,
+        on the latent grid) marks a multi-person chunk: the multi-person adapter is used for every
+        forward of it, also those whose audio is one person's silence (as the reference's
+        no-audio branches). None: a one-person chunk, the single-person adapter.
         Returns [B, 16, T, H, W] in fp32.
         """
+        self.use_adapter(SINGLE if person_masks is None else MULTI)
         dtype = self.patch_embedding.weight.dtype
         x = self.patch_embedding(torch.cat([latents, condition], dim=1).to(dtype))
         grid = tuple(x.shape[2:])
@@ -294,15 +327,20 @@ class InfiniteTalkDiT(nn.Module):
         time_embedding, modulation = self.embed_time(timesteps)
         text_context = self.text_embedding(text.to(dtype))
         image_context = self.img_emb(clip_features.to(dtype))
-        first_frame_audio, later_frames_audio = gather_latent_audio_windows(audio.to(dtype), self.config.vae_scale)
-        audio_tokens = self.audio_proj(first_frame_audio, later_frames_audio).to(dtype)
+        persons = audio.shape[1] if audio.dim() == 6 else 1
+        audio_tokens = self.embed_audio(audio.to(dtype).reshape(-1, *audio.shape[-4:]), persons).to(dtype)
         if audio_tokens.shape[1] != grid[0]:
             raise ValueError(f"audio covers {audio_tokens.shape[1]} latent frames, the latents have {grid[0]}")
+        speakers = None
+        if persons > 1:
+            check_persons(persons, person_masks)
+            assert person_masks is not None
+            speakers = region_weights(person_masks.to(x.device), grid[1:], dtype)
 
         cos, sin = rope_cos_sin(grid, self.config.head_dim, self.config.rope_theta, x.device)
         if self.sequence_sharding is not None:
             x, cos, sin = self.sequence_sharding.scatter(x, cos, sin, grid)
-        inputs = BlockInputs(modulation, Rope(cos, sin), image_context, text_context, audio_tokens)
+        inputs = BlockInputs(modulation, Rope(cos, sin), image_context, text_context, audio_tokens, persons, speakers)
 
         if cache is not None and not cache.should_compute(modulation):
             x = x + cache.residual
@@ -317,6 +355,61 @@ class InfiniteTalkDiT(nn.Module):
         if self.sequence_sharding is not None:
             out = self.sequence_sharding.gather(out)
         return self.unpatchify(out, grid)
+
+    def embed_audio(self, audio: torch.Tensor, persons: int) -> torch.Tensor:
+        """Windows [B * persons, frames, W, L, C] -> tokens [B, T, persons * tokens, dim_audio]:
+        each person's tokens of a latent frame, person 1's first."""
+        first_frame_audio, later_frames_audio = gather_latent_audio_windows(audio, self.config.vae_scale)
+        tokens = self.audio_proj(first_frame_audio, later_frames_audio)  # [B * persons, T, N, C]
+        if persons == 1:
+            return tokens
+        tokens = tokens.unflatten(0, (-1, persons)).transpose(1, 2)  # [B, T, persons, N, C]
+        return tokens.flatten(2, 3)
+
+    def use_adapter(self, kind: str) -> None:
+        """Make the audio layers hold adapter `kind`: a swap of tensor references with the spare
+        one (no copy), so a generator loaded with both switches between chunks for free."""
+        if kind == self.adapter:
+            return
+        spare = self.spare_adapters.pop(kind, None)
+        if spare is None:
+            raise ValueError(f"this model holds only the {self.adapter}-person adapter, not the {kind}-person one")
+        tensors = self.state_dict(keep_vars=True)
+        current = {}
+        for name, tensor in spare.items():
+            current[name] = tensors[name].data
+            tensors[name].data = tensor
+        self.spare_adapters[self.adapter] = current
+        self.adapter = kind
+
+    def keep_spare_adapter(self, kind: str, state: dict[str, torch.Tensor]) -> None:
+        """Keep adapter `kind`'s tensors (names as `adapter_keys`) next to the active one, each
+        placed like the model's own tensor (device, dtype, pinned host memory under block offload)."""
+        if kind not in ADAPTERS or kind == self.adapter:
+            raise ValueError(f"the spare adapter must be another of {ADAPTERS} than the active {self.adapter!r}")
+        tensors = self.state_dict(keep_vars=True)
+        names = set(self.adapter_keys())
+        if set(state) != names:
+            missing, unexpected = sorted(names - set(state)), sorted(set(state) - names)
+            raise ValueError(f"the {kind}-person adapter does not match the model: missing {missing[:8]}, "
+                             f"unexpected {unexpected[:8]}")
+        placed = {}
+        for name, tensor in state.items():
+            like = tensors[name].data
+            if tensor.shape != like.shape:
+                raise ValueError(f"{kind}-person adapter tensor {name} has shape {tuple(tensor.shape)}, "
+                                 f"the model's is {tuple(like.shape)}")
+            if like.device.type == "cpu" and like.is_pinned():
+                target = torch.empty(like.shape, dtype=like.dtype, pin_memory=True)
+                placed[name] = target.copy_(tensor)
+            else:
+                placed[name] = tensor.to(like.device, like.dtype)
+        self.spare_adapters[kind] = placed
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        """The adapters this model can run, in ADAPTERS order."""
+        return tuple(kind for kind in ADAPTERS if kind == self.adapter or kind in self.spare_adapters)
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
         """[B, f*h*w, p_t*p_h*p_w*out] -> [B, out, f*p_t, h*p_h, w*p_w]."""

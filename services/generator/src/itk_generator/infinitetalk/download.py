@@ -1,9 +1,12 @@
 """`itk-download-weights`: fetch the model directory layout from the Hugging Face Hub.
 
 The layout is the one the reference implementation's README downloads into `weights/`; every
-file the loaders read is listed in `REQUIRED_FILES`, so a missing file can name the exact
-command that fetches it. Downloads go through `huggingface_hub.snapshot_download` with
-`allow_patterns`, which skips files already complete and resumes partial ones.
+file the loaders read is listed in `REQUIRED_FILES` or `ADAPTERS`, so a missing file can name the
+exact command that fetches it. The InfiniteTalk adapter comes in two kinds: `single` (one person,
+fetched by default) and `multi` (two people, `--multi`); a model directory needs at least one, and
+a generator serves the person counts of the adapters it finds. Downloads go through
+`huggingface_hub.snapshot_download` with `allow_patterns`, which skips files already complete and
+resumes partial ones.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ VAE_FILE = "Wan2.1_VAE.pth"
 T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 TOKENIZER_DIR = "google/umt5-xxl"
-ADAPTER_FILE = "single/infinitetalk.safetensors"
+ADAPTER_FILES = {"single": "single/infinitetalk.safetensors", "multi": "multi/infinitetalk.safetensors"}
 
 WAN_FILES = {
     "dit_config": _wan("config.json"),
@@ -67,8 +70,11 @@ WAN_FILES = {
     # The whole folder: AutoTokenizer reads whichever of spiece.model / tokenizer.json is there.
     "tokenizer": _wan(f"{TOKENIZER_DIR}/*"),
 }
+# The InfiniteTalk audio adapters, by kind: one person, or two.
+ADAPTERS: dict[str, RemoteFile] = {
+    kind: RemoteFile("MeiGen-AI/InfiniteTalk", filename, ADAPTER_DIR) for kind, filename in ADAPTER_FILES.items()
+}
 OTHER_FILES = {
-    "adapter": RemoteFile("MeiGen-AI/InfiniteTalk", ADAPTER_FILE, ADAPTER_DIR),
     "wav2vec_config": RemoteFile("TencentGameMate/chinese-wav2vec2-base", "config.json", WAV2VEC_DIR),
     "wav2vec_preprocessor": RemoteFile(
         "TencentGameMate/chinese-wav2vec2-base", "preprocessor_config.json", WAV2VEC_DIR
@@ -107,21 +113,27 @@ DISTILLED_DITS: dict[str, RemoteFile] = {
 }
 
 
-def download_command(model_dir: Path | str) -> str:
+def download_command(model_dir: Path | str, multi: bool = False) -> str:
     """The command that fetches the whole required layout into `model_dir`."""
-    return f"itk-download-weights {model_dir}"
+    return f"itk-download-weights {model_dir}{' --multi' if multi else ''}"
 
 
-def plan(loras: Iterable[str] = (), dits: Iterable[str] = ()) -> list[RemoteFile]:
-    """Every file to fetch: the required layout plus the named optional LoRAs and distilled DiTs."""
+def plan(loras: Iterable[str] = (), dits: Iterable[str] = (), adapters: Iterable[str] = ("single",)
+         ) -> list[RemoteFile]:
+    """Every file to fetch: the required layout, the adapters of the named kinds and the named
+    optional LoRAs and distilled DiTs."""
+    adapters = list(adapters)
+    unknown = sorted(set(adapters) - set(ADAPTERS))
+    if unknown or not adapters:
+        raise ValueError(f"adapter kinds must be some of {sorted(ADAPTERS)}, got {adapters}")
     unknown = sorted(set(loras) - set(LORAS))
     if unknown:
         raise ValueError(f"unknown LoRA name(s) {unknown}; known: {sorted(LORAS)}")
     unknown = sorted(set(dits) - set(DISTILLED_DITS))
     if unknown:
         raise ValueError(f"unknown distilled DiT name(s) {unknown}; known: {sorted(DISTILLED_DITS)}")
-    return (list(REQUIRED_FILES.values()) + [LORAS[name] for name in loras]
-            + [DISTILLED_DITS[name] for name in dits])
+    return (list(REQUIRED_FILES.values()) + [ADAPTERS[kind] for kind in ADAPTERS if kind in adapters]
+            + [LORAS[name] for name in loras] + [DISTILLED_DITS[name] for name in dits])
 
 
 def grouped(files: Iterable[RemoteFile]) -> dict[tuple[str, str | None, str], list[str]]:
@@ -132,10 +144,11 @@ def grouped(files: Iterable[RemoteFile]) -> dict[tuple[str, str | None, str], li
     return groups
 
 
-def download(model_dir: Path, loras: Iterable[str] = (), dits: Iterable[str] = ()) -> None:
+def download(model_dir: Path, loras: Iterable[str] = (), dits: Iterable[str] = (),
+             adapters: Iterable[str] = ("single",)) -> None:
     from huggingface_hub import snapshot_download
 
-    for (repo_id, revision, local_dir), filenames in grouped(plan(loras, dits)).items():
+    for (repo_id, revision, local_dir), filenames in grouped(plan(loras, dits, adapters)).items():
         print(f"{repo_id}{'@' + revision if revision else ''}: {len(filenames)} file(s) -> {model_dir / local_dir}")
         snapshot_download(
             repo_id, revision=revision, local_dir=model_dir / local_dir, allow_patterns=filenames
@@ -159,14 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--turbo", action="store_true",
                         help="everything the turbo preset needs on an FP8 GPU: same as --dit lightx2v-4step-fp8")
+    parser.add_argument("--multi", action="store_true",
+                        help="also fetch the multi-person (two speakers) InfiniteTalk adapter, "
+                             f"{ADAPTERS['multi'].local_path}")
+    parser.add_argument("--multi-only", action="store_true",
+                        help="fetch the multi-person adapter instead of the single-person one (a generator "
+                             "that renders two-person chunks only)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be fetched and exit")
     args = parser.parse_args(argv)
     dits = sorted(set(args.dit) | ({"lightx2v-4step-fp8"} if args.turbo else set()))
+    adapters = ["multi"] if args.multi_only else ["single", "multi"] if args.multi else ["single"]
     if args.dry_run:
-        for item in plan(args.lora, dits):
+        for item in plan(args.lora, dits, adapters):
             print(f"{item.local_path}\t<- {item.repo_id}{'@' + item.revision if item.revision else ''}")
         return 0
-    download(args.model_dir, args.lora, dits)
+    download(args.model_dir, args.lora, dits, adapters)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 The DiT's precision decisions live here: FP8 linears where DTYPE=fp8 and the GPU has FP8 tensor
 cores (LoRAs merged first, then quantized on the device), cuDNN FP8 self-attention where it runs
-(FP8_ATTENTION), block offload or resident, compiled elementwise or by blocks. A multi-GPU
+(FP8_ATTENTION), block offload or resident, compiled elementwise or by blocks; with both
+InfiniteTalk adapters, the second one kept next to the first (same precision and placement). A multi-GPU
 generator checks its layout here before any process starts; each of its ranks builds its own DiT
 with `build_dit`.
 """
@@ -17,6 +18,9 @@ from ..backend import BackendError
 from .attention import Attention
 from .config import DiTConfig
 from .dit import (
+    ADAPTERS,
+    MULTI,
+    SINGLE,
     InfiniteTalkDiT,
     compile_blocks,
     compile_elementwise,
@@ -56,11 +60,40 @@ def check_parallel_settings(settings: InfiniteTalkSettings) -> None:
             raise BackendError(f"PARALLEL_DEVICES / PARALLEL_MODE: {err}") from err
 
 
+# The person counts each adapter renders.
+ADAPTER_PERSON_COUNTS = {SINGLE: 1, MULTI: 2}
+
+
+def resolve_adapters(settings: InfiniteTalkSettings) -> tuple[str, ...]:
+    """The adapters to load: INFINITETALK_ADAPTERS, each of which must be in the model directory,
+    or every one found there; in ADAPTERS order (the first is active after loading)."""
+    from .download import ADAPTERS as ADAPTER_FILES
+    from .weights import ModelPaths, WeightsError
+
+    try:
+        present = ModelPaths.from_root(settings.model_dir).adapters
+    except WeightsError as err:
+        raise BackendError(str(err)) from err
+    if not settings.adapters:
+        return tuple(kind for kind in ADAPTERS if kind in present)
+    missing = [kind for kind in settings.adapters if kind not in present]
+    if missing:
+        commands = "; ".join(ADAPTER_FILES[kind].command(settings.model_dir) for kind in missing)
+        raise BackendError(f"INFINITETALK_ADAPTERS names the {', '.join(missing)}-person adapter, which "
+                           f"{settings.model_dir} lacks (fetch it: {commands})")
+    return tuple(kind for kind in ADAPTERS if kind in settings.adapters)
+
+
+def person_counts(adapters: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(sorted({ADAPTER_PERSON_COUNTS[kind] for kind in adapters}))
+
+
 def build_dit(settings: InfiniteTalkSettings, device: torch.device) -> InfiniteTalkDiT:
     """The DiT (+ adapter, + LoRA) on `device`, in FP8 where asked, offloaded and compiled as the
     settings say. Every rank of a multi-GPU generator builds its own."""
-    from .weights import ModelPaths, WeightsError, load_dit_state_dict
+    from .weights import ModelPaths, WeightsError, load_adapter_state, load_dit_state_dict
 
+    adapters = resolve_adapters(settings)
     dtype = settings.torch_dtype
     fp8 = settings.dtype == "fp8"
     distilled = settings.lora_path is not None or settings.dit_path is not None
@@ -81,9 +114,10 @@ def build_dit(settings: InfiniteTalkSettings, device: torch.device) -> InfiniteT
         # hold N copies of the 35 GiB model.
         straight_to_gpu = settings.parallel_devices > 1 and device.type == "cuda" and not settings.block_offload
         state = load_dit_state_dict(paths, loras, dtype=dtype, device=device if straight_to_gpu else "cpu",
-                                    dit_file=settings.dit_path, keep_fp8=fp8)
+                                    dit_file=settings.dit_path, keep_fp8=fp8, adapter=adapters[0])
         with torch.device("meta"):
-            dit = InfiniteTalkDiT(config, Attention(settings.attention, fp8_self_attention=fp8_attention))
+            dit = InfiniteTalkDiT(config, Attention(settings.attention, fp8_self_attention=fp8_attention),
+                                  adapter=adapters[0])
             if fp8:
                 use_fp8_linears(dit, settings.fp8_activation_scaling)
         if fp8:  # LoRAs are already merged: quantize (on the device) what is not pre-quantized
@@ -99,12 +133,20 @@ def build_dit(settings: InfiniteTalkSettings, device: torch.device) -> InfiniteT
         enable_block_offload(dit, device)
     else:
         dit.to(device)
+    for kind in adapters[1:]:
+        try:
+            spare = load_adapter_state(paths, kind, loras, dtype=dtype, device=device)
+            if fp8:
+                quantize_state(spare, [name for name in fp8_layer_names(config) if f"{name}.weight" in spare], device)
+            dit.keep_spare_adapter(kind, spare)
+        except (WeightsError, ValueError, KeyError) as err:
+            raise BackendError(f"cannot load the {kind}-person InfiniteTalk adapter: {err}") from err
     if settings.compile_mode == "elementwise":
         compile_elementwise()
     elif settings.compile_mode == "blocks":
         compile_blocks(dit)
-    log.info("InfiniteTalk DiT loaded on %s (%s, offload=%s, FP8 self-attention=%s)", device,
-             "fp8 linears" if fp8 else dtype, settings.block_offload, fp8_attention)
+    log.info("InfiniteTalk DiT loaded on %s (%s, offload=%s, FP8 self-attention=%s, adapters %s)", device,
+             "fp8 linears" if fp8 else dtype, settings.block_offload, fp8_attention, ", ".join(adapters))
     return dit
 
 

@@ -42,6 +42,7 @@ from itk_common.motion import to_motion
 
 from .denoiser import ClipConditioning, ClipDenoising, Denoiser, LocalDenoiser
 from .dit import InfiniteTalkDiT
+from .person_regions import latent_masks
 from .sampling import SamplingPlan
 
 # The reference's default negative prompt for InfiniteTalk (its "infinitetalk-14B" config).
@@ -208,7 +209,8 @@ def match_colors(frames: np.ndarray, reference: np.ndarray, strength: float = 1.
 @dataclass(frozen=True)
 class ChunkRequest:
     image: np.ndarray  # [H, W, 3] uint8, already fitted to the generated size
-    audio: np.ndarray  # float32 mono 16 kHz samples of this chunk
+    # float32 16 kHz samples of this chunk: mono, or [persons, samples] (one track per person)
+    audio: np.ndarray
     frame_count: int
     prompt: str
     seed: int
@@ -228,8 +230,15 @@ class ChunkRequest:
     motion: np.ndarray | None = None
     # The piece's audio with neighbouring audio around it; `audio` starts `context_before`
     # samples into it (a multiple of 640). None: no context.
-    context_audio: np.ndarray | None = None
+    context_audio: np.ndarray | None = None  # mono, or [persons, samples] like `audio`
     context_before: int = 0
+    # Several persons: each one's region, then the background, at the generated size
+    # ([persons + 1, H, W], person_regions.py); None for one person.
+    person_masks: torch.Tensor | None = None
+
+    @property
+    def persons(self) -> int:
+        return self.audio.shape[0] if self.audio.ndim == 2 else 1
 
 
 @dataclass(frozen=True)
@@ -302,22 +311,32 @@ class InfiniteTalkPipeline:
         dtype = self.dit.patch_embedding.weight.dtype
         return cached[0].to(self.device, dtype), cached[1].to(self.device, dtype)
 
-    def audio_features(self, request: ChunkRequest, clips: list[ClipSpan]) -> tuple[torch.Tensor, int]:
-        """Per-frame features [F, layers, C] around the piece and the index of the piece's first frame.
+    def audio_features(self, request: ChunkRequest, clips: list[ClipSpan]) -> tuple[list[torch.Tensor], int]:
+        """Per-frame features [F, layers, C] of every person's track around the piece, and the
+        index of the piece's first frame.
 
         With context, the features are those of the context audio (the piece's frames start
         `context_before / 640` rows in); windows before the recording's start are clamped and
-        past its end mirrored, as the reference does at a stream's ends.
+        past its end mirrored, as the reference does at a stream's ends (for each track).
         """
         if request.context_audio is None:
             samples, offset = request.audio, 0
             frames = request.frame_count
         else:
             samples, offset = request.context_audio, request.context_before // SAMPLES_PER_FRAME
-            frames = -(-len(samples) // SAMPLES_PER_FRAME)
-        features = self.audio_encoder.embed(samples, frames).float().cpu()
+            frames = -(-samples.shape[-1] // SAMPLES_PER_FRAME)
         needed = offset + clips[-1].first_frame + self.clip_frames
-        return extend_audio_embedding(features, needed), offset
+        tracks = samples[None] if samples.ndim == 1 else samples
+        return [extend_audio_embedding(self.audio_encoder.embed(track, frames).float().cpu(), needed)
+                for track in tracks], offset
+
+    def clip_audio(self, features: list[torch.Tensor], first_frame: int) -> torch.Tensor:
+        """The DiT's audio windows of one clip: [1, frames, W, L, C] for one person, else
+        [1, persons, frames, W, L, C]."""
+        window = self.dit.config.audio_window
+        per_person = [audio_windows(track, first_frame, self.clip_frames, window) for track in features]
+        audio = per_person[0][None] if len(per_person) == 1 else torch.stack(per_person)[None]
+        return audio.to(self.device, self.dit.patch_embedding.weight.dtype)
 
     @torch.no_grad()
     def generate(self, request: ChunkRequest, on_step: Callable[[StepReport], None] = lambda _r: None,
@@ -333,12 +352,16 @@ class InfiniteTalkPipeline:
         height, width = request.image.shape[:2]
         latent_frames = (self.clip_frames - 1) // 4 + 1
         latent_h, latent_w = height // 8, width // 8
-        dtype = self.dit.patch_embedding.weight.dtype
 
         text = self.encode_prompt(request.prompt)
         negative = self.encode_prompt(request.negative_prompt)
         clip_features, condition = self.encode_image(request.image)
         features, audio_offset = self.audio_features(request, clips)
+        masks = None
+        if request.persons > 1:
+            if request.person_masks is None:
+                raise ValueError(f"{request.persons} audio tracks need person masks")
+            masks = latent_masks(request.person_masks, latent_h, latent_w).to(self.device)
 
         total_steps = request.plan.steps * len(clips)
         frames_done = 0
@@ -351,9 +374,8 @@ class InfiniteTalkPipeline:
             if request.reference_frame is not None and (span.index > 0 or continued):
                 # A continued piece's first clip starts before the piece: its nearest own frame.
                 clip_features, condition = self.encode_image(request.reference_frame(max(0, span.first_frame)))
-            audio = audio_windows(features, audio_offset + span.first_frame, self.clip_frames, config.audio_window)
-            audio = audio[None].to(self.device, dtype)
-            conditioning = ClipConditioning(text, negative, clip_features, condition, audio)
+            audio = self.clip_audio(features, audio_offset + span.first_frame)
+            conditioning = ClipConditioning(text, negative, clip_features, condition, audio, masks)
             motion_latent = self.vae.encode(motion_source)[0].to(self.device, torch.float32)
             noise = clip_noise(request.seed, request.lane, request.lane_first_frame + span.first_frame,
                                (config.out_dim, latent_frames, latent_h, latent_w))

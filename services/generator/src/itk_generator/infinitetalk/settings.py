@@ -37,6 +37,10 @@
   is rank 0 on DEVICE and spawns ranks 1..N-1 on the next N-1 devices (parallel/launch.py);
   the service stays one endpoint of capacity 1. PARALLEL_MODE: auto, guidance or sequence
   (parallel/layout.py).
+- INFINITETALK_ADAPTERS: which InfiniteTalk adapters to load, "single" (one person), "multi" (two
+  people) or "single,multi"; default every one found in MODEL_DIR (`itk-download-weights --multi`
+  fetches the multi-person one). The generator reports the person counts they render, and with
+  both it holds the second adapter's 5.0 GB (2.49e9 parameters, bf16) next to the first and switches per chunk.
 
 Precision: the DiT and umT5 run in DTYPE, CLIP in fp16 on a GPU (as the reference), the VAE and
 wav2vec2 in fp32.
@@ -59,6 +63,7 @@ from itk_common.catalogue import CLIP_FRAMES, DEFAULT_PRESET, PRESET_NAMES, chec
 from itk_common.config import ConfigError, env_bool, env_float, env_int, env_str
 
 from .attention import BACKENDS as ATTENTION_BACKENDS
+from .dit import ADAPTERS
 from .fp8 import ACTIVATION_SCALINGS
 from .parallel import MODES as PARALLEL_MODES
 
@@ -96,10 +101,15 @@ class InfiniteTalkSettings:
     offload_idle_sec: float = 0.0
     # None: the default for the device (see warmup_sizes); () for none.
     warmup_buckets: tuple[str, ...] | None = None
+    adapters: tuple[str, ...] = ()  # empty: every adapter found in the model directory
 
     def __post_init__(self) -> None:
         if self.parallel_devices < 1:
             raise ConfigError(f"PARALLEL_DEVICES must be at least 1, got {self.parallel_devices}")
+        unknown = [kind for kind in self.adapters if kind not in ADAPTERS]
+        if unknown or len(set(self.adapters)) != len(self.adapters):
+            raise ConfigError(f"INFINITETALK_ADAPTERS must name some of {', '.join(ADAPTERS)} once each, "
+                              f"got {','.join(self.adapters)!r}")
         if self.parallel_mode not in PARALLEL_MODES:
             raise ConfigError(f"PARALLEL_MODE must be one of {PARALLEL_MODES}, got {self.parallel_mode!r}")
         if self.preset not in PRESET_NAMES:
@@ -190,6 +200,8 @@ class InfiniteTalkSettings:
             parallel_mode=env_str("PARALLEL_MODE", "auto").strip().lower(),
             offload_idle_sec=env_float("OFFLOAD_IDLE_SEC", 0.0, minimum=0.0),
             warmup_buckets=parse_warmup(env_str("INFINITETALK_WARMUP_BUCKETS", "")),
+            adapters=tuple(kind.strip().lower() for kind in env_str("INFINITETALK_ADAPTERS", "").split(",")
+                           if kind.strip()),
         )
 
 

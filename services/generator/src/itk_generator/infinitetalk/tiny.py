@@ -29,7 +29,7 @@ from transformers import (
 from . import clip_vision, text_encoder
 from .config import DiTConfig
 from .dit import InfiniteTalkDiT
-from .download import DIT_SHARDS, REQUIRED_FILES, WAV2VEC_DIR
+from .download import ADAPTERS, DIT_SHARDS, REQUIRED_FILES, WAV2VEC_DIR
 from .vae import VAEShape, to_original_keys
 
 T5_DIM = 32
@@ -57,7 +57,7 @@ _WORDS = ["a", "the", "person", "is", "talking", "to", "camera", "man", "woman",
 
 
 def _path(root: Path, name: str) -> Path:
-    path = root / REQUIRED_FILES[name].local_path
+    path = root / (ADAPTERS[name] if name in ADAPTERS else REQUIRED_FILES[name]).local_path
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -66,7 +66,14 @@ def _write_dit(root: Path) -> None:
     model = InfiniteTalkDiT(TINY_DIT)
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     adapter_names = set(model.adapter_keys())
-    save_file({name: state[name] for name in sorted(adapter_names)}, _path(root, "adapter"), {"format": "pt"})
+    save_file({name: state[name] for name in sorted(adapter_names)}, _path(root, "single"), {"format": "pt"})
+    # The multi-person adapter: the same tensors, other random values (drawn aside, so the other
+    # files keep the values they have without it).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        multi = InfiniteTalkDiT(TINY_DIT).state_dict()
+    save_file({name: multi[name].contiguous() for name in sorted(adapter_names)}, _path(root, "multi"),
+              {"format": "pt"})
 
     base = sorted(set(state) - adapter_names)
     per_shard = -(-len(base) // len(DIT_SHARDS))

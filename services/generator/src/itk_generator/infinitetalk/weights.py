@@ -1,8 +1,9 @@
 """Finding and loading the model files: strict, local only, with errors that say how to fix them.
 
-The DiT weights are the seven Wan2.1 shards (as listed by their index json) plus the
-InfiniteTalk adapter file, merged into one state dict the way the reference does, with
-optional step-distillation LoRAs folded into the weights.
+The DiT weights are the seven Wan2.1 shards (as listed by their index json) plus an
+InfiniteTalk adapter file (the single- or the multi-person one), merged into one state dict the
+way the reference does, with optional step-distillation LoRAs folded into the weights. A model
+directory holds one adapter or both.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from safetensors import safe_open
 
 from .download import (
+    ADAPTERS,
     DIT_SHARDS,
     REQUIRED_FILES,
     TOKENIZER_DIR,
@@ -80,7 +82,7 @@ class ModelPaths:
     dit_config: Path
     dit_index: Path
     dit_shards: tuple[Path, ...]
-    adapter: Path
+    adapters: dict[str, Path]  # kind ("single", "multi") -> file, for the adapters present
     vae: Path
     t5: Path
     clip: Path
@@ -92,15 +94,22 @@ class ModelPaths:
         """Locate every file of the layout; raise WeightsError listing each missing one and its command."""
         root = Path(model_dir)
         missing = [item for item in REQUIRED_FILES.values() if not _present(root, item)]
+        adapters = {kind: root / item.local_path for kind, item in ADAPTERS.items() if _present(root, item)}
+        if not adapters:
+            missing.append(ADAPTERS["single"])
         if missing:
-            raise _missing_file_error(root, missing)
+            error = _missing_file_error(root, missing)
+            if not adapters:
+                error = WeightsError(f"{error}\nfor two-person chunks fetch the multi-person adapter instead or too: "
+                                     f"{ADAPTERS['multi'].command(root)}")
+            raise error
         wan = root / WAN_DIR
         return cls(
             root=root,
             dit_config=wan / "config.json",
             dit_index=root / REQUIRED_FILES["dit_index"].local_path,
             dit_shards=tuple(wan / name for name in DIT_SHARDS),
-            adapter=root / REQUIRED_FILES["adapter"].local_path,
+            adapters=adapters,
             vae=root / REQUIRED_FILES["vae"].local_path,
             t5=root / REQUIRED_FILES["t5"].local_path,
             clip=root / REQUIRED_FILES["clip"].local_path,
@@ -175,9 +184,10 @@ def load_dit_state_dict(
     device: str | torch.device = "cpu",
     dit_file: Path | None = None,
     keep_fp8: bool = False,
+    adapter: str = "single",
 ) -> dict[str, torch.Tensor]:
     """The Wan2.1 shards listed in the index (or `dit_file`, a whole DiT in one file) plus the
-    InfiniteTalk adapter, as one state dict.
+    InfiniteTalk adapter of kind `adapter`, as one state dict.
 
     Every shard must hold exactly the tensors its index lists, and the adapter must not
     redefine a base tensor. LoRAs (path, scale) are merged after the cast to `dtype`. A
@@ -203,13 +213,41 @@ def load_dit_state_dict(
             shard = read_safetensors(shard_path, device)
             check_state_dict(set(names), set(shard), what=f"{shard_path.name} (against {paths.dit_index.name})")
             state.update(cast(shard))
-    adapter = read_safetensors(paths.adapter, device)
-    overlap = set(adapter) & set(state)
+    adapter_path = adapter_file(paths, adapter)
+    adapter_state = read_safetensors(adapter_path, device)
+    overlap = set(adapter_state) & set(state)
     if overlap:
-        raise WeightsError(_listing(f"{paths.adapter} redefines base tensors", overlap))
-    state.update(cast(adapter))
+        raise WeightsError(_listing(f"{adapter_path} redefines base tensors", overlap))
+    state.update(cast(adapter_state))
     for lora_path, scale in loras:
         merge_lora(state, read_safetensors(lora_path, device), scale, source=str(lora_path))
+    return state
+
+
+def adapter_file(paths: ModelPaths, kind: str) -> Path:
+    if kind not in paths.adapters:
+        raise WeightsError(f"the {kind}-person InfiniteTalk adapter is missing under {paths.root} "
+                           f"(fetch it: {ADAPTERS[kind].command(paths.root)})")
+    return paths.adapters[kind]
+
+
+def load_adapter_state(
+    paths: ModelPaths,
+    kind: str,
+    loras: Sequence[tuple[Path, float]] = (),
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
+    """The adapter of kind `kind` alone (a second adapter next to a loaded DiT), cast to `dtype`,
+    with the parts of the LoRAs that update adapter tensors merged in."""
+    adapter_path = adapter_file(paths, kind)
+    state = {name: tensor.to(dtype) if dtype is not None else tensor
+             for name, tensor in read_safetensors(adapter_path, device).items()}
+    for lora_path, scale in loras:
+        lora = read_safetensors(lora_path, device)
+        keys = [key for target, keys in lora_targets(lora).items() if target in state for key in keys]
+        if keys:
+            merge_lora(state, {key: lora[key] for key in keys}, scale, source=str(lora_path))
     return state
 
 
@@ -273,7 +311,9 @@ def merge_lora(
 __all__ = [
     "ModelPaths",
     "WeightsError",
+    "adapter_file",
     "check_state_dict",
+    "load_adapter_state",
     "load_dit_state_dict",
     "lora_targets",
     "merge_lora",

