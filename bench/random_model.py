@@ -71,7 +71,7 @@ def write_dit(root: Path, config: DiTConfig, device: torch.device) -> None:
             out[name] = tensor.cpu()
         return out
 
-    save_file(draw(sorted(adapter_names)), tiny._path(root, "adapter"), {"format": "pt"})
+    save_file(draw(sorted(adapter_names)), tiny._path(root, "single"), {"format": "pt"})
     base = sorted(set(shapes) - adapter_names)
     per_shard = -(-len(base) // len(DIT_SHARDS))
     weight_map: dict[str, str] = {}

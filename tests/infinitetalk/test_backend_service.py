@@ -129,3 +129,13 @@ def test_registry_builds_it_from_the_environment(monkeypatch: pytest.MonkeyPatch
     settings = backend.settings
     assert (settings.preset, settings.device, settings.block_offload, settings.size) == ("fast", "cpu", True, (64, 32))
     assert settings.compile_mode == "off"
+
+
+def test_warm_up_renders_each_bucket_before_serving(tiny_model_dir: Path) -> None:
+    """INFINITETALK_WARMUP_BUCKETS (on by default on a GPU): one step of a lane's later clip, which
+    starts with motion frames, runs at each bucket without error before the generator serves."""
+    backend = InfiniteTalkBackend(InfiniteTalkSettings(
+        model_dir=tiny_model_dir, device="cpu", dtype="fp32", preset="fast", clip_frames=CLIP_FRAMES,
+        size=(32, 32), warmup_buckets=("480p:32x32",)))
+    backend.load()
+    backend.warm_up()

@@ -128,6 +128,8 @@ class InfiniteTalkBackend(Backend):
                     image=np.full((height_, width_, 3), 128, dtype=np.uint8),
                     audio=np.zeros(clip_frames * SAMPLES_PER_FRAME, dtype=np.float32),
                     frame_count=clip_frames - MOTION_FRAMES, prompt="", seed=1,
+                    # a later piece of a lane: its first clip starts with the motion frames before it
+                    lane_first_frame=clip_frames,
                     plan=replace(preset_plan(preset, family), steps=1), motion_frames=MOTION_FRAMES,
                     color_correction=self.settings.color_correction_strength,
                     teacache_coefficients=tuple(TEACACHE_COEFFICIENTS[family]),
