@@ -92,6 +92,12 @@ def state_unavailable_as(error: type[CreationFailedError] | type[StateUnavailabl
 UPLOAD_KINDS = ("image", "audio", "audio_2")
 
 
+
+def raise_storage_full(exc: BaseException) -> None:
+    """A write that hit a full volume is a server condition (507), whatever layer it came from."""
+    if is_storage_full(exc) and not isinstance(exc, StorageFullError):
+        raise StorageFullError(f"the gateway's storage is full ({exc}); retry later") from exc
+
 class Upload:
     """An incoming job's files, written as they arrive; over the limit raises PayloadTooLargeError.
     Every byte is also counted in the gateway-wide budget of uploads in flight until the upload
@@ -296,14 +302,10 @@ class JobService:
                 options = refine(upload, options)
             self.check_options(options)
             self._check_inputs(upload, options)
-            with state_unavailable_as(CreationFailedError):
-                created = self._store_job(upload, options)
-            if not created:
-                self._refuse_active_jobs()
+            self._record_job(upload, options)
         except BaseException as exc:
             upload.discard()
-            if is_storage_full(exc) and not isinstance(exc, StorageFullError):
-                raise StorageFullError(f"the gateway's storage is full ({exc}); retry later") from exc
+            raise_storage_full(exc)
             raise
         return self._start(upload, options, self.settings.split_accept_timeout_sec)
 
@@ -336,10 +338,14 @@ class JobService:
             if self.files.source_video(upload.job_id).exists():
                 self.files.publish(self.files.source_video(upload.job_id))
 
-    def _store_job(self, upload: Upload, options: JobOptions) -> bool:
-        return self.store.create_job(
-            upload.job_id, options, owner=upload.owner.name, driver=self.orchestrator.replica_id,
-            lease_sec=self.orchestrator.leases.lease_sec, max_active=self.settings.max_active_jobs_per_key)
+    def _record_job(self, upload: Upload, options: JobOptions) -> None:
+        """Record the job, counting the key's active jobs and inserting in one step (429 past the limit)."""
+        with state_unavailable_as(CreationFailedError):
+            created = self.store.create_job(
+                upload.job_id, options, owner=upload.owner.name, driver=self.orchestrator.replica_id,
+                lease_sec=self.orchestrator.leases.lease_sec, max_active=self.settings.max_active_jobs_per_key)
+        if not created:
+            self._refuse_active_jobs()
 
     def _start(self, upload: Upload, options: JobOptions, accept_wait_sec: float,
                prepare: Callable[[threading.Event], None] | None = None) -> JobView:
@@ -390,15 +396,11 @@ class JobService:
             upload.discard()
             raise
         try:
-            with state_unavailable_as(CreationFailedError):
-                created = self._store_job(upload, options)
-            if not created:
-                self._refuse_active_jobs()
+            self._record_job(upload, options)
         except BaseException as exc:
             self.fetch_slots.give_back(owner)
             upload.discard()
-            if is_storage_full(exc) and not isinstance(exc, StorageFullError):
-                raise StorageFullError(f"the gateway's storage is full ({exc}); retry later") from exc
+            raise_storage_full(exc)
             raise
 
         def prepare(abort: threading.Event) -> None:
