@@ -92,11 +92,11 @@ def state_unavailable_as(error: type[CreationFailedError] | type[StateUnavailabl
 UPLOAD_KINDS = ("image", "audio", "audio_2")
 
 
-
 def raise_storage_full(exc: BaseException) -> None:
     """A write that hit a full volume is a server condition (507), whatever layer it came from."""
     if is_storage_full(exc) and not isinstance(exc, StorageFullError):
         raise StorageFullError(f"the gateway's storage is full ({exc}); retry later") from exc
+
 
 class Upload:
     """An incoming job's files, written as they arrive; over the limit raises PayloadTooLargeError.
