@@ -63,14 +63,21 @@ def job(text_guidance: float = 0.0) -> ChunkJob:
 
 def render(backend: InfiniteTalkBackend, chunk: ChunkJob, path: Path,
            cancel_at_step: int = 0) -> np.ndarray:
+    """The chunk's frames as the pipeline handed them out, clip by clip (what the MP4 holds
+    before H.264 compression: libx264 was seen to code the B-frames of identical 32x32 frames
+    differently between renders in one process)."""
     cancelled = threading.Event()
+    clips: list[np.ndarray] = []
 
     def progress(event: ProgressEvent) -> None:
         if event.stage == "denoise" and event.step == cancel_at_step:
             cancelled.set()
+        if event.clip is not None:
+            clips.append(event.clip.copy())
 
     backend.render(chunk, path, progress, cancelled)
-    return np.stack(list(read_frames(path)))
+    assert len(list(read_frames(path))) == chunk.frame_count
+    return np.concatenate(clips)
 
 
 def chunk_request(text_guidance: float) -> ChunkRequest:
