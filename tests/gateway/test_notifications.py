@@ -153,22 +153,26 @@ def test_webhooks_are_signed_retried_and_cover_the_job(make_gateway: Callable[..
                                                        portrait: bytes) -> None:
     gateway = make_gateway(generator_targets=[slow_generator.target], webhook_secret=SECRET,
                            webhook_allow_private=True, webhook_retry_backoff_sec=0.2,
-                           webhook_progress_interval_sec=0.5)
+                           webhook_progress_interval_sec=0.5, quality_report=True)
     status, created = post_json(gateway, json_job(portrait, speech_wav(4.0), webhook_url=receiver.url))
     assert status == 202, created
     final = wait_for_job(gateway.rest_url, created["id"], timeout=60)
     assert final["status"] == "COMPLETED"
-    wait_until(lambda: any(e["type"] == "job.completed" for e in receiver.received), timeout=30,
-               message="job.completed delivered")
+    wait_until(lambda: any(e["type"] == "job.quality" for e in receiver.received), timeout=60,
+               message="job.quality delivered")
     types = [e["type"] for e in receiver.received]
-    assert types[0] == "job.started" and types[-1] == "job.completed"
-    assert "job.progress" in types and set(types) <= {"job.started", "job.progress", "job.completed"}
+    assert types[0] == "job.started" and types[-2:] == ["job.completed", "job.quality"]
+    assert "job.progress" in types and set(types) <= {"job.started", "job.progress", "job.completed", "job.quality"}
     assert types.count("job.started") == 1 and types.count("job.completed") == 1
+    # COMPLETED comes with the report pending, then the report on its own event.
+    assert receiver.received[-2]["data"]["quality"]["state"] == "pending"
+    assert receiver.received[-1]["data"]["quality"]["state"] in ("ready", "failed")
     # The first attempt got a 500; the same event (same webhook-id) came again and was accepted.
     assert receiver.attempts[0] == receiver.attempts[1] == receiver.received[0]["_id"]
     assert receiver.bad_signatures == 0
     last = receiver.received[-1]["data"]
     assert last["id"] == created["id"] and last["status"] == "COMPLETED" and last["progress"] == 100
+    assert receiver.received[-1]["data"]["quality"]["state"] == "ready", receiver.received[-1]["data"]["quality"]
     progress = [e["data"]["progress"] for e in receiver.received if e["type"] == "job.progress"]
     assert progress == sorted(progress)
     metrics = httpx.get(f"{gateway.rest_url}/metrics").text

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from itk_common.quality.report import quality_text, report_state
 from itk_gateway.jobs.validation import JobOptions
 from itk_gateway.storage.database import DatabaseInUseError, PostgresDatabase, SqliteDatabase
 from itk_gateway.storage.migrations import MIGRATIONS, migrate
@@ -134,6 +135,29 @@ def test_ended_jobs_of_a_dead_driver_are_swept_once(make_store) -> None:
     time.sleep(0.4)
     assert store.claim_abandoned("b", 5) == [("job-1-aaaaaaaa", CANCELLED)]
     assert store.claim_abandoned("c", 5) == []
+
+
+def test_pending_quality_reports_are_leased_until_stored(make_store) -> None:
+    """A report being computed keeps its lease renewed; once its replica stops (lease given up)
+    or dies (lease runs out) another claims it, never while the lease is live, never once stored."""
+    store = make_store()
+    pending = quality_text(report_state("pending"))
+    store.create_job("job-1-aaaaaaaa", OPTIONS, driver="a", lease_sec=0.3)
+    store.create_job("job-2-bbbbbbbb", OPTIONS, driver="a", lease_sec=0.3)
+    assert store.finish_job("job-1-aaaaaaaa", COMPLETED, driver="a", quality=pending)
+    assert store.finish_job("job-2-bbbbbbbb", COMPLETED, driver="a")  # no report asked for
+    assert store.renew_leases("a", ["job-1-aaaaaaaa", "job-2-bbbbbbbb"], 0.3) == 1
+    assert store.claim_pending_reports("b", 10, 5) == []  # a is computing it
+    time.sleep(0.4)  # a died
+    assert store.claim_abandoned("b", 5) == [("job-2-bbbbbbbb", COMPLETED)]  # not the pending report
+    assert store.claim_pending_reports("b", 10, 5) == ["job-1-aaaaaaaa"]
+    assert store.lease_states(["job-1-aaaaaaaa"])["job-1-aaaaaaaa"].driver == "b"
+    assert store.claim_pending_reports("c", 10, 5) == []
+    store.release_lease("job-1-aaaaaaaa", "b")  # b stopped: the next one takes it at once
+    assert store.claim_pending_reports("c", 10, 5) == ["job-1-aaaaaaaa"]
+    store.update_job("job-1-aaaaaaaa", quality=quality_text(report_state("failed", "no face")))
+    store.release_lease("job-1-aaaaaaaa", "c")
+    assert store.claim_pending_reports("d", 10, 5) == []
 
 
 def test_concurrent_claims_take_each_job_once(postgres: PostgresServer) -> None:

@@ -12,7 +12,9 @@ it after the previous driver stopped renewing. A background keeper, every JOB_PO
 - claims a few jobs whose lease ran out (their driver died) and resumes them: finished chunks
   are reused from the store and the shared files, the rest is generated;
 - sweeps ended jobs whose driver died before removing their files (a cancel written by another
-  replica, say): their lease still names it after running out.
+  replica, say): their lease still names it after running out;
+- claims completed jobs whose quality report was left pending (their driver stopped or died
+  while computing it) and computes it (jobs/reports.py).
 
 On SQLite (one replica by design) a lease found at start can only be a dead process's, so start
 frees them all and resumes every active job at once.
@@ -31,7 +33,9 @@ from dataclasses import dataclass
 
 from itk_gateway.errors import CreationFailedError
 from itk_gateway.jobs.gate import AcceptGate
+from itk_gateway.jobs.reports import PendingReports
 from itk_gateway.jobs.runner import Backends, JobRunner, RunSettings
+from itk_gateway.jobs.runner.quality import QualityRequest
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.storage.files import JobFiles
 from itk_gateway.storage.store import ACTIVE_STATUSES, CANCELLED, COMPLETED, FAILED, JobStore
@@ -69,6 +73,7 @@ class Orchestrator:
         self.metrics = metrics
         self.leases = leases or LeaseSettings()
         self.replica_id = new_replica_id()
+        self.reports = PendingReports(store, files, backends, settings, metrics, self.replica_id)
         self._runners: dict[str, JobRunner] = {}
         self._lock = threading.Lock()
         self._stopping = False
@@ -97,8 +102,10 @@ class Orchestrator:
             self._runners.pop(job_id, None)
 
     def driving(self) -> list[str]:
+        """The jobs whose leases this replica renews: those it runs, and those whose quality report it computes."""
         with self._lock:
-            return list(self._runners)
+            running = list(self._runners)
+        return running + self.reports.computing()
 
     def start(self) -> list[str]:
         """Resume or take over the jobs that wait for a driver, then keep leases in the background."""
@@ -132,11 +139,17 @@ class Orchestrator:
         self.files.fetch(self.files.mix(job_id))
         if not (self.files.fetch(self.files.audio(job_id)) and self.files.fetch(self.files.image(job_id))):
             if self.files.has_result(job_id):
-                # Stopped between cleaning up and recording the end: the work is done.
-                self.store.finish_job(job_id, COMPLETED, progress=100, has_video=1)
+                # Stopped between cleaning up and recording the end: the work is done; its quality
+                # report is computed here (the portrait was kept beside the result).
+                pending = {"quality": QualityRequest.pending()} if self.settings.quality_report else {}
+                self.store.finish_job(job_id, COMPLETED, progress=100, has_video=1, **pending)
                 if self.backends.live is not None:
                     # Its live stream may lack the last segments, whose parts are gone.
                     self.backends.live.discard(job_id)
+                if pending:
+                    self.reports.start(job_id)
+                else:
+                    self.store.release_lease(job_id, self.replica_id)
             else:
                 self.store.finish_job(job_id, FAILED, "the job's input files are gone; it cannot resume")
             return False
@@ -173,6 +186,8 @@ class Orchestrator:
             if given_up:
                 log.warning("%d quality reports pending for over %.0f s given up", given_up,
                             self.settings.quality_timeout_sec)
+            for job_id in self.store.claim_pending_reports(self.replica_id, self.leases.lease_sec, CLAIM_BATCH):
+                self.reports.start(job_id)
         for job_id, status in self.store.claim_abandoned(self.replica_id, CLAIM_BATCH):
             log.info("job %s: %s, its driver gone; removing its files", job_id, status)
             self.files.remove_work_dir(job_id)
@@ -244,6 +259,8 @@ class Orchestrator:
         deadline = time.monotonic() + timeout
         for runner in runners:
             runner.thread.join(max(0.0, deadline - time.monotonic()))
+        # Their leases are given up as each ends, so the next replica takes the reports up at once.
+        self.reports.stop(max(0.0, deadline - time.monotonic()))
         for runner in runners:
             try:
                 self.store.release_lease(runner.job_id, self.replica_id)

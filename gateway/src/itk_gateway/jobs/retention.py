@@ -32,8 +32,9 @@ def remove_orphans(store: JobStore, files: JobFiles) -> int:
             files.remove_work_dir(work.name)
             removed += 1
     for result in sorted((files.data_dir / "results").iterdir()):
-        job_id = result.name.removesuffix(".mp4")
-        if result.suffix != ".mp4" or job_id not in known:
+        # A video, or the portrait its pending quality report needs; anything else is a half-written file.
+        job_id = result.name.removesuffix(result.suffix)
+        if result.suffix not in (".mp4", ".reference") or job_id not in known:
             result.unlink(missing_ok=True)
             removed += 1
     if removed:

@@ -2,8 +2,9 @@
 
 Events: `job.started` (the first piece starts rendering), `job.progress` (at most one per
 WEBHOOK_PROGRESS_INTERVAL_SEC, only when the progress moved), then exactly one of
-`job.completed`, `job.failed` (FAILED or TIMED_OUT) or `job.cancelled`. The body is
-`{"type", "timestamp", "data"}` with the job as `GET /jobs/{id}` shows it (without the video).
+`job.completed`, `job.failed` (FAILED or TIMED_OUT) or `job.cancelled`; after `job.completed`,
+`job.quality` once the video's quality report is ready (or failed), unless reports are off. The body
+is `{"type", "timestamp", "data"}` with the job as `GET /jobs/{id}` shows it (without the video).
 
 Signing (https://www.standardwebhooks.com): headers `webhook-id` (the same for every retry of one
 event, so receivers can drop duplicates), `webhook-timestamp` (Unix seconds) and
@@ -167,6 +168,8 @@ class WebhookNotifier:
                     if record.status == COMPLETED and not started:
                         events.put(self._event("job.started", record))
                     events.put(self._event(FINAL_EVENTS[record.status], record))
+                    if record.status == COMPLETED and record.quality:
+                        self._watch_quality(job_id, events)
                     return
                 if record.status == RUNNING and not started:
                     started = True
@@ -183,6 +186,18 @@ class WebhookNotifier:
                 self.store.wait_for_change(job_id, version, wait)
         finally:
             events.put(None)
+
+    def _watch_quality(self, job_id: str, events: queue.Queue[WebhookEvent | None]) -> None:
+        """After `job.completed`: `job.quality` once the report is no longer pending."""
+        while not self.stopping.is_set():
+            version = self.store.version(job_id)
+            record = self.store.get_job(job_id)
+            if record is None or not record.quality:
+                return
+            if json.loads(record.quality).get("state") != "pending":
+                events.put(self._event("job.quality", record))
+                return
+            self.store.wait_for_change(job_id, version, WATCH_POLL_SEC)
 
     # -- delivering ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ Layout under DATA_DIR (and in the blob store):
     jobs/<id>/parts/<i>.mp4              finished generator output, kept until the job ends
     jobs/<id>/parts/<i>.motion.npy       the part's last motion frames, which the next piece of its lane continues
     results/<id>.mp4                     the stitched video until it is deleted (or pushed to S3)
+    results/<id>.reference               the portrait, until the job's quality report is stored
 Files are written as `*.tmp` and renamed when complete, so a crash never leaves a half file
 under a final name.
 """
@@ -87,6 +88,12 @@ class JobFiles:
     def result(self, job_id: str) -> Path:
         return self.data_dir / "results" / f"{job_id}.mp4"
 
+    def quality_reference(self, job_id: str) -> Path:
+        """The portrait, kept beside the result from completion until the quality report is stored
+        (the work folder goes before the status says COMPLETED; the report may be computed later,
+        by another replica or after a restart)."""
+        return self.data_dir / "results" / f"{job_id}.reference"
+
     def create_work_dir(self, job_id: str) -> Path:
         work = self.work_dir(job_id)
         for sub in ("chunks", "parts", "sources"):
@@ -106,6 +113,12 @@ class JobFiles:
         self.result(job_id).unlink(missing_ok=True)
         if self.shared is not None:
             self.shared.delete(self._key(self.result(job_id)))
+        self.remove_quality_reference(job_id)
+
+    def remove_quality_reference(self, job_id: str) -> None:
+        self.quality_reference(job_id).unlink(missing_ok=True)
+        if self.shared is not None:
+            self.shared.delete(self._key(self.quality_reference(job_id)))
 
     def remove_local_result(self, job_id: str) -> None:
         self.result(job_id).unlink(missing_ok=True)

@@ -40,6 +40,13 @@ CHUNK_PENDING, CHUNK_RUNNING, CHUNK_DONE = "pending", "running", "done"
 ACTIVE_SQL = "status IN ('IN_QUEUE', 'RUNNING')"
 # A job row's quality report while it is being computed (quality_text's compact JSON).
 PENDING_QUALITY = '%"state":"pending"%'
+# A completed job whose quality report is still to be computed: leased like an active job, so one
+# replica computes it and another takes it up when that one stops or dies.
+# (A prefix, not LIKE: a literal % would be taken for a placeholder by psycopg.)
+PENDING_QUALITY_PREFIX = '{"state":"pending"'
+REPORT_PENDING_SQL = (f"(status = 'COMPLETED'"
+                      f" AND substr(quality, 1, {len(PENDING_QUALITY_PREFIX)}) = '{PENDING_QUALITY_PREFIX}')")
+LEASED_SQL = f"({ACTIVE_SQL} OR {REPORT_PENDING_SQL})"
 # Rows per `IN (...)` list, well under both backends' parameter limits.
 IN_BATCH = 500
 
@@ -382,12 +389,20 @@ class JobStore:
     def claim_expired(self, driver: str, lease_sec: float, limit: int) -> list[str]:
         """Take over up to `limit` active jobs whose lease ran out (or that nobody holds), oldest
         first; concurrent claimers on PostgreSQL skip each other's rows instead of waiting."""
+        return self._claim(ACTIVE_SQL, "created_at", driver, lease_sec, limit)
+
+    def claim_pending_reports(self, driver: str, lease_sec: float, limit: int) -> list[str]:
+        """Take up to `limit` completed jobs whose quality report is pending and whose lease ran
+        out or was given up (the replica computing it stopped or died), oldest first."""
+        return self._claim(REPORT_PENDING_SQL, "updated_at", driver, lease_sec, limit)
+
+    def _claim(self, where: str, order: str, driver: str, lease_sec: float, limit: int) -> list[str]:
         now = self._sql_now
 
         def claim(tx: Transaction) -> list[str]:
             rows = tx.execute(
-                f"SELECT id FROM jobs WHERE {ACTIVE_SQL} AND lease_until < {now}"
-                f" ORDER BY created_at LIMIT ?{self.db.skip_locked}",
+                f"SELECT id FROM jobs WHERE {where} AND lease_until < {now}"
+                f" ORDER BY {order} LIMIT ?{self.db.skip_locked}",
                 (limit,),
             )
             ids = [row["id"] for row in rows]
@@ -399,15 +414,15 @@ class JobStore:
         return self.db.run(claim)
 
     def renew_leases(self, driver: str, job_ids: Sequence[str], lease_sec: float) -> int:
-        """Extend `driver`'s leases on those of `job_ids` that are active and still its own (the
-        jobs it runs now: a job it holds but stopped running is left to expire and be claimed);
-        how many were extended."""
+        """Extend `driver`'s leases on those of `job_ids` that are active (or whose quality report
+        is pending) and still its own (the jobs it runs now: a job it holds but stopped running is
+        left to expire and be claimed); how many were extended."""
         renewed = 0
         for batch in iter_batches(list(job_ids), IN_BATCH):
             marks = ", ".join("?" for _ in batch)
             renewed += self._count(
                 f"UPDATE jobs SET lease_until = {self._sql_now} + ?"
-                f" WHERE lease_owner = ? AND {ACTIVE_SQL} AND id IN ({marks})",
+                f" WHERE lease_owner = ? AND {LEASED_SQL} AND id IN ({marks})",
                 (lease_sec, driver, *batch),
             )
         return renewed
@@ -434,7 +449,7 @@ class JobStore:
 
         def claim(tx: Transaction) -> list[tuple[str, str]]:
             rows = tx.execute(
-                f"SELECT id, status FROM jobs WHERE NOT {ACTIVE_SQL} AND lease_owner <> '' AND lease_until < {now}"
+                f"SELECT id, status FROM jobs WHERE NOT {LEASED_SQL} AND lease_owner <> '' AND lease_until < {now}"
                 f" ORDER BY updated_at LIMIT ?{self.db.skip_locked}",
                 (limit,),
             )
@@ -451,7 +466,7 @@ class JobStore:
 
     def release_all_leases(self) -> None:
         """Free every lease: on SQLite, where one gateway is alone, a lease at start is a dead process's."""
-        self._run(f"UPDATE jobs SET lease_owner = '', lease_until = 0 WHERE {ACTIVE_SQL}")
+        self._run(f"UPDATE jobs SET lease_owner = '', lease_until = 0 WHERE {LEASED_SQL}")
 
     # -- chunks --------------------------------------------------------------------------
 

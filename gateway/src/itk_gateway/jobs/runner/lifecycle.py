@@ -219,6 +219,8 @@ class JobRunner:
             # The last segments come from the parts, which go with the work folder.
             self.backends.live.complete(self.job_id)
         quality = QualityRequest(self.ctx) if has_video and self.settings.quality_report else None
+        if quality is not None:
+            QualityRequest.keep_reference(self.files, self.job_id)
         # The inputs go before the status says COMPLETED; a crash in between is caught when the
         # job is resumed (Orchestrator._resume), which completes a job whose result is there.
         self.files.remove_work_dir(self.job_id)
@@ -227,7 +229,8 @@ class JobRunner:
                                  has_video=int(has_video), s3_key=s3_key, **pending):
             log.info("job %s: COMPLETED", self.job_id)
             if quality is not None:
-                # Off the job's path: it is COMPLETED already; the result is still here.
+                # Off the job's path: it is COMPLETED already; the result is still here. Stopped
+                # first, the report stays pending for the next replica (jobs/reports.py).
                 quality.run()
         if s3_key:
             self.files.remove_result(self.job_id)

@@ -1,14 +1,17 @@
 """After a job completed: its quality report, computed by the stitcher and stored on the job.
 
-What the report needs from the work folder (the piece boundaries and seams in frames, the portrait)
-is taken before the folder goes, then the job is marked COMPLETED with the report pending, then
-the stitcher's Assess RPC computes it from the finished MP4. The job stays COMPLETED whatever
-happens here: a failure is recorded on the report.
+The portrait is kept beside the result before the work folder goes, then the job is marked
+COMPLETED with the report pending, then the stitcher's Assess RPC computes it from the finished
+MP4. The job stays COMPLETED whatever happens here: a failure is recorded on the report. A report
+left pending by a gateway that stopped or died is taken up by the next replica to claim it
+(jobs/reports.py), from the same inputs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 
 import grpc
@@ -16,12 +19,14 @@ import grpc
 from infinitetalk.v1 import stitcher_pb2
 from itk_common.quality.report import quality_text, report_state
 from itk_gateway.jobs.runner.context import JobContext
+from itk_gateway.storage.files import JobFiles, tmp_path
 
 log = logging.getLogger(__name__)
 
 
 class QualityRequest:
-    """The report's inputs, read while the job's work folder still exists."""
+    """The report's inputs: the piece boundaries and seams (from the store, which keeps a job's
+    chunks and plan after it ends) and the portrait kept beside the result (`keep_reference`)."""
 
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
@@ -38,30 +43,51 @@ class QualityRequest:
             seam_frames=[firsts[seam.chunk_index] for seam in seams if seam.chunk_index in firsts],
             fade_frames=max((seam.fade_frames for seam in seams), default=0),
         )
-        # The portrait; a dubbed video's first frame is its own reference (None).
-        image = ctx.files.image(job_id)
-        self.reference = None
-        if image.exists() and not ctx.files.source_video(job_id).exists():
-            self.reference = image.read_bytes()
+
+    @staticmethod
+    def keep_reference(files: JobFiles, job_id: str) -> None:
+        """Before the work folder goes: the portrait beside the result, for whoever computes the
+        report. A dubbed video has none: its own first frame is the reference."""
+        image = files.image(job_id)
+        if not image.exists() or files.source_video(job_id).exists():
+            return
+        target = files.quality_reference(job_id)
+        partial = tmp_path(target)
+        shutil.copyfile(image, partial)
+        os.replace(partial, target)
+        files.publish(target)
 
     @staticmethod
     def pending() -> str:
         return quality_text(report_state("pending"))
 
-    def run(self) -> None:
-        """Compute and store the report (the job is already COMPLETED)."""
-        ctx = self.ctx
+    def run(self) -> bool:
+        """Compute and store the report (the job is already COMPLETED). False when the gateway
+        stopped first: the report stays pending, for the replica that takes it up next."""
+        ctx, files, job_id = self.ctx, self.ctx.files, self.ctx.job_id
         started = time.monotonic()
+        reference_path = files.quality_reference(job_id)
+        reference = reference_path.read_bytes() if files.fetch(reference_path) else None
+        result = files.result(job_id)
+        fetched = not result.exists() and files.fetch(result)  # computed on another replica than the job
         try:
-            report = ctx.backends.stitcher.assess(self.header, ctx.files.result(ctx.job_id), self.reference,
-                                                  ctx.calls, timeout=ctx.settings.quality_timeout_sec)
+            if not result.exists():
+                raise FileNotFoundError(f"no {result.name} on this gateway or in the shared store")
+            report = ctx.backends.stitcher.assess(self.header, result, reference, ctx.calls,
+                                                  timeout=ctx.settings.quality_timeout_sec)
         except grpc.RpcError as exc:
-            stopped = ctx.abort.is_set() or exc.code() == grpc.StatusCode.CANCELLED
-            reason = "the gateway stopped before it was done" if stopped else f"{exc.code().name}: {exc.details()}"
-            log.warning("job %s: no quality report: %s", ctx.job_id, reason)
-            report = report_state("failed", reason)
+            if ctx.abort.is_set():
+                log.info("job %s: the gateway stops; its quality report is left pending", job_id)
+                return False
+            log.warning("job %s: no quality report: %s: %s", job_id, exc.code().name, exc.details())
+            report = report_state("failed", f"{exc.code().name}: {exc.details()}")
         except OSError as exc:  # the video was deleted meanwhile
             report = report_state("failed", f"the video is gone: {exc.strerror or exc}")
-        ctx.store.update_job(ctx.job_id, quality=quality_text(report))
+        finally:
+            if fetched:
+                files.remove_local_result(job_id)
+        ctx.store.update_job(job_id, quality=quality_text(report))
+        files.remove_quality_reference(job_id)
         if report.state == "ready":
             ctx.metrics.observe_quality(report, time.monotonic() - started)
+        return True
