@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 from bench import (  # noqa: E402
     bench_boundaries,
     bench_dubbing,
+    bench_lane_context,
     bench_live,
     bench_orchestration,
     bench_providers,
@@ -38,6 +39,8 @@ def main() -> int:
     print_table("Seams in a 10-minute espeak-ng recording with pauses under 0.5 s, 4 lanes (preview, 256x256)", seams)
     print_table("Steps between consecutive frames of that job's video, grey levels: piece boundaries vs inside lanes",
                 steps)
+    print_table("The last piece of a 12-minute lane (tiny model): its audio features and first 33 frames against "
+                "the lane rendered whole, by the audio it is sent", bench_lane_context.run())
     rows = bench_orchestration.run(generators=(1, 2, 4, 8))
     single = float(rows[0]["wall_s"])  # type: ignore[arg-type]
     for row in rows:
