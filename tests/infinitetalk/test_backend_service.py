@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from infinitetalk.v1 import common_pb2, generator_pb2
-from itk_common.video import probe_video, read_frames
+from itk_common.source_video import VideoError
+from itk_common.video import Mp4Writer, probe_video, read_frames
 from itk_generator.backend import BackendError, Cancelled, ChunkJob, SamplingSettings
 from itk_generator.backend_registry import create_backend
 from itk_generator.infinitetalk.backend import InfiniteTalkBackend
@@ -103,6 +104,54 @@ def test_render_stops_when_cancelled_and_leaves_no_file(loaded_backend: Infinite
     assert not output.exists()
     assert list(tmp_path.iterdir()) == []
     assert [e.step for e in events if e.stage == "denoise"] == [1]
+
+
+def two_clip_job() -> ChunkJob:
+    return ChunkJob(job_id="j", chunk_index=0, image=face_like_portrait(64, 64),
+                    audio=speech_like(FRAMES / 25, seed=1).astype(np.float32), frame_count=FRAMES, width=32,
+                    height=32, sampling=SamplingSettings(steps=2))
+
+
+def test_mp4_is_encoded_off_the_render_thread_and_exact(loaded_backend: InfiniteTalkBackend, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device goes on with the next clip while the previous one is encoded; the file still
+    holds every frame handed out, in order."""
+    writers: list[str] = []
+    original = Mp4Writer.write
+    monkeypatch.setattr(Mp4Writer, "write", lambda self, rgb: writers.append(threading.current_thread().name)
+                        or original(self, rgb))
+    clips: list[np.ndarray] = []
+    output = tmp_path / "out.mp4"
+    loaded_backend.render(two_clip_job(), output, lambda e: e.clip is not None and clips.append(e.clip),
+                          threading.Event())
+    assert len(writers) == FRAMES and all(name.startswith("mp4-") for name in writers), set(writers)
+    decoded = np.stack(list(read_frames(output)))
+    handed_out = np.concatenate(clips)
+    assert decoded.shape == handed_out.shape == (FRAMES, 32, 32, 3)
+    # H.264 is lossy on these noisy 32x32 frames: each decoded frame is nearest the frame handed out
+    # at its place.
+    errors = np.abs(decoded[:, None].astype(int) - handed_out[None].astype(int)).mean(axis=(2, 3, 4))
+    assert list(errors.argmin(axis=1)) == list(range(FRAMES))
+
+
+@pytest.mark.parametrize("failure", ["cancelled in the second clip", "the encoder fails"])
+def test_a_chunk_stopped_while_encoding_leaves_no_file(loaded_backend: InfiniteTalkBackend, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    cancelled = threading.Event()
+
+    def progress(event) -> None:
+        if failure.startswith("cancelled") and event.clip is not None:
+            cancelled.set()  # the first clip's frames are with the encoder now
+
+    if failure == "the encoder fails":
+        def broken(self, rgb) -> None:
+            raise VideoError("disk full while encoding")
+
+        monkeypatch.setattr(Mp4Writer, "write", broken)
+    expected = (Cancelled, "cancelled") if failure.startswith("cancelled") else (BackendError, "disk full")
+    with pytest.raises(expected[0], match=expected[1]):
+        loaded_backend.render(two_clip_job(), tmp_path / "out.mp4", progress, cancelled)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_sampling_settings_are_backend_errors(loaded_backend: InfiniteTalkBackend, tmp_path: Path) -> None:

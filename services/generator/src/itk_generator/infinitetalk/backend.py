@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,23 +251,32 @@ class InfiniteTalkBackend(Backend):
         motion: list[np.ndarray] = []
         partial = Path(tempfile.mkstemp(suffix=".mp4", dir=output.parent)[1])
         try:
-            with Mp4Writer(partial, width, height, frame_count=job.frame_count) as writer:
+            # The MP4 is encoded on a thread of its own, so the device starts the next clip while
+            # x264 codes this one (libx264 works without the GIL); the pool's exit waits for it.
+            with Mp4Writer(partial, width, height, frame_count=job.frame_count) as writer, \
+                    ThreadPoolExecutor(1, thread_name_prefix=f"mp4-{job.chunk_index}") as encoder:
+                writes: list[Future[None]] = []
+                delivered_frames = 0
                 clip_started = time.monotonic()
                 for clip_index, frames in enumerate(pipeline.generate(request, on_step, motion.append)):
                     # The model's time for the clip (the first also encodes the image, prompt and
-                    # audio); writing the MP4 below is not counted. bench/gpu_service.py sums these.
+                    # audio); writing the MP4 is not counted. bench/gpu_service.py sums these.
                     log.info("clip %d of chunk %s/%d: %d frames in %.3f s", clip_index, job.job_id, job.chunk_index,
                              len(frames), time.monotonic() - clip_started)
-                    first = writer.frames_written
+                    if writes and writes[-1].done():
+                        writes[-1].result()  # an encoding error stops the chunk at once
+                    first = delivered_frames
                     if frames.shape[1:3] != delivered:
                         frames = np.stack([resize_to_cover(frame, height, width) for frame in frames])
-                    for frame in frames:
-                        writer.write(frame)
+                    writes.append(encoder.submit(_write_frames, writer, frames))
+                    delivered_frames += len(frames)
                     # The clip's frames go out now, for live playback; the MP4 follows whole.
-                    progress(ProgressEvent(total_steps if writer.frames_written == job.frame_count else 0,
-                                           total_steps, writer.frames_written, "decode", clip=frames,
+                    progress(ProgressEvent(total_steps if delivered_frames == job.frame_count else 0,
+                                           total_steps, delivered_frames, "decode", clip=frames,
                                            clip_first_frame=first))
                     clip_started = time.monotonic()
+                for write in writes:
+                    write.result()
             if writer.frames_written != job.frame_count:
                 raise BackendError(f"generated {writer.frames_written} frames, expected {job.frame_count}")
             os.replace(partial, output)
@@ -385,3 +395,8 @@ def open_source(job: ChunkJob) -> SourceFrames | None:
         return SourceFrames(job.source_video)
     except VideoError as err:
         raise BackendError(str(err)) from err
+
+
+def _write_frames(writer: Mp4Writer, frames: np.ndarray) -> None:
+    for frame in frames:
+        writer.write(frame)
