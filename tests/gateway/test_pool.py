@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from itk_gateway.dispatch.pool import AcquireCancelledError, EndpointPool, NoEndpointError, file_targets, resolve_target
+from itk_gateway.dispatch.pool import (
+    STARVING_PROBE_SEC,
+    AcquireCancelledError,
+    EndpointPool,
+    NoEndpointError,
+    file_targets,
+    resolve_target,
+)
 from tests.helpers.services import GeneratorHandle, start_generator, wait_until
 
 
@@ -203,3 +212,26 @@ def test_a_multi_gpu_generator_is_one_fast_endpoint(tmp_path: Path) -> None:
         pool.stop()
         single.stop()
         multi.stop()
+
+
+def test_a_chunk_waiting_for_a_loading_generator_starts_as_soon_as_it_is_ready(tmp_path: Path) -> None:
+    """No endpoint ready (the generator still loading, here not even listening): the pool probes
+    every STARVING_PROBE_SEC while a chunk waits, not once per resolve interval (an hour here)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pool = make_pool(lambda: [f"127.0.0.1:{port}"], wait_sec=0)
+    got: list[str] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire().address), daemon=True)
+    generator = None
+    try:
+        waiter.start()
+        time.sleep(1.5)  # a probe or two found nothing
+        assert not got
+        generator = start_generator(tmp_path / "late", port=port)
+        waiter.join(timeout=30 * STARVING_PROBE_SEC)  # the resolve interval is an hour
+        assert got, "the chunk did not get the generator once it was ready"
+    finally:
+        pool.stop()
+        if generator is not None:
+            generator.stop()

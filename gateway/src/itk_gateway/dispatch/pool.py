@@ -38,6 +38,8 @@ from itk_common.catalogue import INFINITETALK_GRID, PRESET_NAMES, ClipGrid
 from itk_common.grpc_server import insecure_channel
 
 log = logging.getLogger(__name__)
+# Probe period while chunks wait and no endpoint is ready (see EndpointPool._next_refresh_sec).
+STARVING_PROBE_SEC = 1.0
 
 TargetSource = Callable[[], list[str]]
 Resolver = Callable[[str], list[str]]
@@ -189,7 +191,7 @@ class EndpointPool:
 
     def _refresh_loop(self) -> None:
         while not self._stopping.is_set():
-            self._kick.wait(self.resolve_interval_sec)
+            self._kick.wait(self._next_refresh_sec())
             self._kick.clear()
             if self._stopping.is_set():
                 return
@@ -199,6 +201,20 @@ class EndpointPool:
                 log.exception("pool %s: refresh failed", self.name)
             # After a kicked refresh, wait a moment before the next so failures cannot spin.
             self._stopping.wait(0.2)
+
+    def _starving(self) -> bool:
+        """Chunks wait and no endpoint is ready to serve (every generator still loading, say)."""
+        with self._cond:
+            return bool(self._queue) and not any(
+                e.present and e.ready and not e.draining for e in self._endpoints.values())
+
+    def _next_refresh_sec(self) -> float:
+        # While chunks wait for a generator that is not ready yet, probe every STARVING_PROBE_SEC,
+        # so the first chunk starts within about a second of a generator turning ready, not up to
+        # a whole resolve interval later (a job sent as a pod comes up, a benchmark's first job).
+        if self._starving():
+            return min(self.resolve_interval_sec, STARVING_PROBE_SEC)
+        return self.resolve_interval_sec
 
     # -- resolution and probing ----------------------------------------------------------
 
@@ -347,6 +363,8 @@ class EndpointPool:
                            for e in self._endpoints.values()):
                         no_ready_since = None
                     else:
+                        if no_ready_since is None:
+                            self._kick.set()  # probe now, then every STARVING_PROBE_SEC while this waits
                         now = time.monotonic()
                         no_ready_since = no_ready_since or now
                         if self.wait_sec and now - no_ready_since > self.wait_sec:

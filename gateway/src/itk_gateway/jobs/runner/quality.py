@@ -75,12 +75,14 @@ class QualityRequest:
                 raise FileNotFoundError(f"no {result.name} on this gateway or in the shared store")
             report = ctx.backends.stitcher.assess(self.header, result, reference, ctx.calls,
                                                   timeout=ctx.settings.quality_timeout_sec)
-        except grpc.RpcError as exc:
-            if ctx.abort.is_set():
+        except (grpc.RpcError, grpc.FutureCancelledError) as exc:
+            if ctx.abort.is_set():  # the call was cancelled because the gateway stops
                 log.info("job %s: the gateway stops; its quality report is left pending", job_id)
                 return False
-            log.warning("job %s: no quality report: %s: %s", job_id, exc.code().name, exc.details())
-            report = report_state("failed", f"{exc.code().name}: {exc.details()}")
+            reason = (f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError)
+                      else "the stitcher's call was cancelled")
+            log.warning("job %s: no quality report: %s", job_id, reason)
+            report = report_state("failed", reason)
         except OSError as exc:  # the video was deleted meanwhile
             report = report_state("failed", f"the video is gone: {exc.strerror or exc}")
         finally:

@@ -27,7 +27,9 @@ from the previous clip.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,6 +54,8 @@ DEFAULT_NEGATIVE_PROMPT = (
     "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, "
     "messy background, three legs, many people in the background, walking backwards"
 )
+
+log = logging.getLogger(__name__)
 
 
 class VideoAutoencoder(Protocol):
@@ -284,8 +288,11 @@ class InfiniteTalkPipeline:
         """[1, text_len, text_dim] in the DiT's dtype; cached, since every chunk of a job repeats it."""
         cached = self._text_cache.get(prompt)
         if cached is None:
+            started = time.monotonic()
             (states,) = self.text_encoder.encode([prompt])
             cached = pad_text(states.float().cpu(), self.dit.config.text_len)[None]
+            # Paid once per prompt (and per portrait below): bench/gpu_service.py tells it from compiling.
+            log.info("prompt encoded in %.3f s", time.monotonic() - started)
             if len(self._text_cache) >= self.text_cache_size:
                 self._text_cache.pop(next(iter(self._text_cache)))
             self._text_cache[prompt] = cached
@@ -297,6 +304,7 @@ class InfiniteTalkPipeline:
         key = hashlib.sha256(np.ascontiguousarray(image).tobytes() + repr((image.shape, self.clip_frames)).encode())
         cached = self._image_cache.get(key.hexdigest())
         if cached is None:
+            started = time.monotonic()
             height, width = image.shape[:2]
             latent_frames = (self.clip_frames - 1) // 4 + 1
             tensor = image_to_tensor(image).to(self.device)
@@ -305,6 +313,7 @@ class InfiniteTalkPipeline:
             condition_latent = self.vae.encode(padded)[0].float().cpu()
             condition = torch.cat([first_frame_mask(latent_frames, height // 8, width // 8), condition_latent])[None]
             cached = (clip_features, condition)
+            log.info("image encoded in %.3f s", time.monotonic() - started)
             if len(self._image_cache) >= self.image_cache_size:
                 self._image_cache.popitem(last=False)
             self._image_cache[key.hexdigest()] = cached
