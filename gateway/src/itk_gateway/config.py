@@ -60,7 +60,8 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
         "—",
         "Former name of `POOL_ALIASES`, still read when that is unset.",
     ),
-    "GENERATOR_RESOLVE_INTERVAL_SEC": "Re-resolve targets and probe endpoints this often (and after failures).",
+    "GENERATOR_RESOLVE_INTERVAL_SEC": ("Re-resolve targets and probe endpoints this often (and after failures; "
+                                       "every second while chunks wait and no generator is ready)."),
     "GENERATOR_MAX_ATTEMPTS": "Failed attempts per chunk before the job fails (busy refusals count 1/5).",
     "GENERATOR_RETRY_BACKOFF_SEC": "First pause before a retry; doubles per attempt, at most 30 s.",
     "GENERATOR_WAIT_SEC": "A chunk fails after its pool had no ready endpoint this long (0 = wait forever).",
