@@ -16,7 +16,7 @@ model loads during the job, and peak GPU memory (nvidia-smi, the whole card). Wi
 --offload-idle-sec it then waits until the idle generator has moved its weights to pinned host
 memory and sends a short job, whose first chunk brings them back: the return cost is printed.
 
-    python bench/gpu_service.py [--model-dir DIR] [--seed-sec 20] [--turbo-sec 60] [--json OUT]
+    python bench/gpu_service.py [--model-dir DIR] [--seed-sec 20] [--turbo-sec 60] [--only seed|turbo] [--json OUT]
     python bench/gpu_service.py --tiny   # the same steps on the tests' tiny model, on the CPU
 """
 
@@ -144,6 +144,8 @@ def main() -> int:
     parser.add_argument("--warmup", default="", help="INFINITETALK_WARMUP_BUCKETS (default: the generator's)")
     parser.add_argument("--offload-idle-sec", type=float, default=0.0,
                         help="set OFFLOAD_IDLE_SEC and measure the weights' return after idling")
+    parser.add_argument("--only", choices=("seed", "turbo"),
+                        help="send only this job (a 60 s job and a cold start fit one 10-minute device call)")
     parser.add_argument("--job-timeout", type=float, default=1800.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -193,11 +195,13 @@ def main() -> int:
                 raise RuntimeError(f"seed-body job refused: {status} {reply}")
             return str(reply["id"])
 
-        jobs = [(f"seed JSON body, {args.seed_sec:g} s (default preset {args.preset})", submit_seed),
-                (f"multipart preset=turbo, {args.turbo_sec:g} s",
-                 lambda: submit_multipart(stack.rest_url, mirrored, turbo_audio, width=width, height=height,
-                                          preset="turbo"))]
-        for name, submit in jobs:
+        jobs = {"seed": (f"seed JSON body, {args.seed_sec:g} s (default preset {args.preset})", submit_seed),
+                "turbo": (f"multipart preset=turbo, {args.turbo_sec:g} s",
+                          lambda: submit_multipart(stack.rest_url, mirrored, turbo_audio, width=width, height=height,
+                                                   preset="turbo"))}
+        for key, (name, submit) in jobs.items():
+            if args.only and key != args.only:
+                continue
             result = run_job(stack, name, submit, memory, log, args.job_timeout)
             rows.append(result)
             print(json.dumps(result), flush=True)
