@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -268,3 +269,33 @@ def test_idempotency_key_over_grpc(gateway: Gateway, portrait: bytes) -> None:
             stub.CreateJob(create_requests(other, portrait, audio), metadata=key)
         assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS
     wait_for_job(gateway.rest_url, first.id, timeout=60)
+
+
+def test_a_job_found_finished_at_resume_tells_its_webhook(make_gateway: Callable[..., Gateway], receiver: Receiver,
+                                                          portrait: bytes) -> None:
+    """The gateway died with the video done but COMPLETED not yet recorded: the next one records it
+    and sends `job.completed`, then `job.quality` (its receiver had `job.started` already)."""
+    receiver.fail_first = 0
+    options = {"webhook_secret": SECRET, "webhook_allow_private": True, "quality_report": True}
+    first = make_gateway(**options)
+    status, created = post_json(first, json_job(portrait, speech_wav(3.0), webhook_url=receiver.url))
+    assert status == 202, created
+    job_id = created["id"]
+    wait_until(lambda: any(e["type"] == "job.quality" for e in receiver.received), timeout=60,
+               message="the first run's job.quality")
+    first.stop()
+    receiver.received.clear()
+    # What that death leaves: the video, the portrait beside it, the row still RUNNING.
+    first.files.quality_reference(job_id).write_bytes(portrait)
+    database = sqlite3.connect(first.settings.database)
+    with database:
+        database.execute("UPDATE jobs SET status = 'RUNNING', quality = '', progress = 95,"
+                         " lease_owner = 'dead-gateway', lease_until = 0 WHERE id = ?", (job_id,))
+    database.close()
+
+    make_gateway(**options)
+    wait_until(lambda: any(e["type"] == "job.quality" for e in receiver.received), timeout=60,
+               message="job.quality after the resume")
+    assert [e["type"] for e in receiver.received] == ["job.completed", "job.quality"]
+    assert receiver.received[0]["data"]["status"] == "COMPLETED"
+    assert receiver.received[1]["data"]["quality"]["state"] in ("ready", "failed")

@@ -150,6 +150,7 @@ class Orchestrator:
                     self.reports.start(job_id)
                 else:
                     self.store.release_lease(job_id, self.replica_id)
+                self.on_resume(job_id)  # its webhook receiver has not heard of the end yet
             else:
                 self.store.finish_job(job_id, FAILED, "the job's input files are gone; it cannot resume")
             return False

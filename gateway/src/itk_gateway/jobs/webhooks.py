@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from itk_gateway.jobs.fetch import refused_reason, resolve
-from itk_gateway.storage.store import CANCELLED, COMPLETED, FAILED, RUNNING, TIMED_OUT, JobRecord, JobStore
+from itk_gateway.storage.store import CANCELLED, COMPLETED, FAILED, IN_QUEUE, RUNNING, TIMED_OUT, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SEC = 600.0
@@ -160,8 +160,9 @@ class WebhookNotifier:
                 if record is None:
                     return
                 if first and resumed:
-                    # A resumed job told its receiver it started before the restart.
-                    started = record.status == RUNNING
+                    # A resumed job told its receiver it started before the restart (one found
+                    # finished at resume had run too).
+                    started = record.status != IN_QUEUE
                     last_progress = record.progress
                 first = False
                 if record.status in FINAL_EVENTS:
