@@ -6,6 +6,7 @@ import json
 import sqlite3
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -117,3 +118,15 @@ def test_report_left_behind_by_a_dead_gateway_is_computed_by_the_next(make_gatew
     assert [s["kind"] for s in report["steps"]] == [s["kind"] for s in expected["steps"]]
     # The portrait went once the report was stored; the video stays.
     assert not reference.exists() and second.files.result(job_id).exists()
+
+
+def test_portrait_that_cannot_be_kept_does_not_fail_the_job(make_gateway: Callable[..., Gateway],
+                                                            tmp_path: Path) -> None:
+    """Keeping the portrait beside the video fails (a full volume, say): the job still completes
+    and this gateway's report still compares against the portrait, which it holds in memory."""
+    gateway = make_gateway(quality_report=True, min_lane_sec=2.0)
+    unwritable = tmp_path / "no-such-folder"
+    gateway.files.quality_reference = lambda job_id: unwritable / f"{job_id}.reference"  # type: ignore[method-assign]
+    _, report = completed_job(gateway)
+    assert report["state"] == "ready" and report["reference"] == "portrait", report
+    assert not unwritable.exists()

@@ -220,7 +220,7 @@ class JobRunner:
             self.backends.live.complete(self.job_id)
         quality = QualityRequest(self.ctx) if has_video and self.settings.quality_report else None
         if quality is not None:
-            QualityRequest.keep_reference(self.files, self.job_id)
+            quality.keep_reference()
         # The inputs go before the status says COMPLETED; a crash in between is caught when the
         # job is resumed (Orchestrator._resume), which completes a job whose result is there.
         self.files.remove_work_dir(self.job_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 
 import grpc
@@ -19,7 +18,7 @@ import grpc
 from infinitetalk.v1 import stitcher_pb2
 from itk_common.quality.report import quality_text, report_state
 from itk_gateway.jobs.runner.context import JobContext
-from itk_gateway.storage.files import JobFiles, tmp_path
+from itk_gateway.storage.files import tmp_path
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +42,26 @@ class QualityRequest:
             seam_frames=[firsts[seam.chunk_index] for seam in seams if seam.chunk_index in firsts],
             fade_frames=max((seam.fade_frames for seam in seams), default=0),
         )
+        self.portrait: bytes | None = None  # set by keep_reference on the replica that completed the job
 
-    @staticmethod
-    def keep_reference(files: JobFiles, job_id: str) -> None:
+    def keep_reference(self) -> None:
         """Before the work folder goes: the portrait beside the result, for whoever computes the
-        report. A dubbed video has none: its own first frame is the reference."""
+        report (this runner holds it in memory too, should the copy fail on a full volume). A
+        dubbed video has none: its own first frame is the reference."""
+        files, job_id = self.ctx.files, self.ctx.job_id
         image = files.image(job_id)
         if not image.exists() or files.source_video(job_id).exists():
             return
+        self.portrait = image.read_bytes()
         target = files.quality_reference(job_id)
         partial = tmp_path(target)
-        shutil.copyfile(image, partial)
-        os.replace(partial, target)
-        files.publish(target)
+        try:
+            partial.write_bytes(self.portrait)
+            os.replace(partial, target)
+            files.publish(target)
+        except Exception as exc:  # a full volume, the blob store away: the job is done regardless
+            partial.unlink(missing_ok=True)
+            log.warning("job %s: could not keep the portrait for its quality report (%s)", job_id, exc)
 
     @staticmethod
     def pending() -> str:
@@ -67,7 +73,7 @@ class QualityRequest:
         ctx, files, job_id = self.ctx, self.ctx.files, self.ctx.job_id
         started = time.monotonic()
         reference_path = files.quality_reference(job_id)
-        reference = reference_path.read_bytes() if files.fetch(reference_path) else None
+        reference = reference_path.read_bytes() if files.fetch(reference_path) else self.portrait
         result = files.result(job_id)
         fetched = not result.exists() and files.fetch(result)  # computed on another replica than the job
         try:
