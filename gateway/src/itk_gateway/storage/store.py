@@ -42,7 +42,7 @@ ACTIVE_SQL = "status IN ('IN_QUEUE', 'RUNNING')"
 PENDING_QUALITY = '%"state":"pending"%'
 # A completed job whose quality report is still to be computed: leased like an active job, so one
 # replica computes it and another takes it up when that one stops or dies.
-# (A prefix, not LIKE: a literal % would be taken for a placeholder by psycopg.)
+# Matched by its prefix rather than LIKE '%...%', since psycopg reads a literal % as a placeholder.
 PENDING_QUALITY_PREFIX = '{"state":"pending"'
 REPORT_PENDING_SQL = (f"(status = 'COMPLETED'"
                       f" AND substr(quality, 1, {len(PENDING_QUALITY_PREFIX)}) = '{PENDING_QUALITY_PREFIX}')")

@@ -110,29 +110,26 @@ class InfiniteTalkSettings:
         if unknown or len(set(self.adapters)) != len(self.adapters):
             raise ConfigError(f"INFINITETALK_ADAPTERS must name some of {', '.join(ADAPTERS)} once each, "
                               f"got {','.join(self.adapters)!r}")
-        if self.parallel_mode not in PARALLEL_MODES:
-            raise ConfigError(f"PARALLEL_MODE must be one of {PARALLEL_MODES}, got {self.parallel_mode!r}")
-        if self.preset not in PRESET_NAMES:
-            raise ConfigError(f"INFINITETALK_PRESET must be one of {', '.join(PRESET_NAMES)}, got {self.preset!r}")
-        if self.dtype and self.dtype not in DTYPES:
-            raise ConfigError(f"DTYPE must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.attention not in ATTENTION_BACKENDS:
-            raise ConfigError(f"ATTENTION_BACKEND must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
+        # Each setting with a fixed set of values, by its variable's name ("" is the default where allowed).
+        choices = {
+            "PARALLEL_MODE": (self.parallel_mode, PARALLEL_MODES),
+            "INFINITETALK_PRESET": (self.preset, PRESET_NAMES),
+            "DTYPE": (self.dtype, ("", *DTYPES)),
+            "ATTENTION_BACKEND": (self.attention, ATTENTION_BACKENDS),
+            "INFINITETALK_COMPILE": (self.compile, COMPILE_MODES),
+            "FP8_ACTIVATION_SCALING": (self.fp8_activation_scaling, ACTIVATION_SCALINGS),
+            "FP8_ATTENTION": (self.fp8_attention, FP8_ATTENTION_MODES),
+            "VAE_DTYPE": (self.vae_dtype, VAE_DTYPES),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(v for v in allowed if v)}, got {value!r}")
         try:
             check_clip_layout(self.clip_frames, 1)
         except ValueError as err:
             raise ConfigError(f"INFINITETALK_CLIP_FRAMES: {err}") from err
-        if self.compile not in COMPILE_MODES:
-            raise ConfigError(f"INFINITETALK_COMPILE must be one of {COMPILE_MODES}, got {self.compile!r}")
         if self.compile == "blocks" and self.block_offload:
             raise ConfigError("INFINITETALK_COMPILE=blocks does not work with BLOCK_OFFLOAD; use elementwise")
-        if self.fp8_activation_scaling not in ACTIVATION_SCALINGS:
-            raise ConfigError(f"FP8_ACTIVATION_SCALING must be one of {ACTIVATION_SCALINGS}, "
-                              f"got {self.fp8_activation_scaling!r}")
-        if self.fp8_attention not in FP8_ATTENTION_MODES:
-            raise ConfigError(f"FP8_ATTENTION must be one of {FP8_ATTENTION_MODES}, got {self.fp8_attention!r}")
-        if self.vae_dtype not in VAE_DTYPES:
-            raise ConfigError(f"VAE_DTYPE must be one of {sorted(VAE_DTYPES)}, got {self.vae_dtype!r}")
         if self.dtype == "fp8" and self.block_offload:
             raise ConfigError("DTYPE=fp8 does not work with BLOCK_OFFLOAD (the FP8 weights already halve the memory)")
         if self.offload_idle_sec and not self.device.startswith("cuda"):
