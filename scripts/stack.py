@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import random
 import secrets
 import signal
 import socket
@@ -31,10 +32,42 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A loopback port that is free now and that no outgoing connection will take.
+
+    Asking the kernel for port 0 hands out a port from the ephemeral range, the same range every
+    outgoing connection draws its local port from; between this check and the service's bind, a
+    client connection (the gateway dialling a generator, say) could take it. Ports below that
+    range are only ever taken by a bind, so picking one at random there leaves only the tiny chance
+    that another process picks the same one in that moment, which `Stack.start` retries."""
+    low, _ = _ephemeral_range()
+    floor = 10000 if low > 12000 else 1024
+    for _ in range(200):
+        port = random.randrange(floor, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def _lost_its_port(service: ServiceProcess) -> bool:
+    with service.log_path.open("rb") as log:
+        log.seek(service.log_offset)
+        lines = log.read().decode(errors="replace")
+    return "Address already in use" in lines or "Failed to bind" in lines
 
 
 @dataclass
@@ -47,6 +80,8 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
+    # Where this start's lines begin in the log, which keeps every start's lines.
+    log_offset: int = 0
 
     @property
     def target(self) -> str:
@@ -56,6 +91,7 @@ class ServiceProcess:
         env = {**os.environ, "BIND_HOST": HOST, "GRPC_PORT": str(self.port), **self.env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        self.log_offset = log.tell()
         # A new session per service so a signal sent to one never reaches the others.
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -101,6 +137,8 @@ class Stack:
     # When set, the gateway reads its generator targets from this file and re-reads it as it
     # re-resolves, the way it follows a headless Service's pods on Kubernetes.
     targets_file: Path | None = None
+    # Whether the REST port was picked here (so it may be picked again) or asked for.
+    rest_port_picked: bool = False
 
     def __post_init__(self) -> None:
         logs = self.workdir / "logs"
@@ -111,6 +149,7 @@ class Stack:
             logs / "stitcher.log")
         for index in range(self.generators):
             self.add_generator(index)
+        self.rest_port_picked = not self.rest_port
         self.rest_port = self.rest_port or free_port()
         self.services["gateway"] = ServiceProcess("gateway", "itk_gateway.server", free_port(), {},
                                                   logs / "gateway.log")
@@ -177,23 +216,50 @@ class Stack:
             self.write_targets()
         return service.stop(signal.SIGTERM, timeout=120)
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 120.0, attempts: int = 3) -> None:
+        """Start every service and wait until all serve.
+
+        A service that lost its port to another process between `free_port` and its own bind
+        exits at once; then every service gets fresh ports and the stack starts again."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, attempts + 1):
+            self.services["gateway"].env = self._gateway_env()
+            for service in self.services.values():
+                service.start()
+            try:
+                self._wait_up(time.monotonic() + timeout)
+                return
+            except Exception:
+                failed = [s for s in self.services.values() if not s.alive()]
+                details = "\n".join(f"--- {s.name} ---\n{s.log_tail()}"
+                                    for s in failed or self.services.values())
+                self.stop()
+                if attempt == attempts or not any(_lost_its_port(s) for s in failed):
+                    raise RuntimeError(f"stack did not come up:\n{details}") from None
+                self._pick_new_ports()
+
+    def _wait_up(self, deadline: float) -> None:
         from itk_common.grpc_server import wait_for_serving
 
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.services["gateway"].env = self._gateway_env()
         for service in self.services.values():
-            service.start()
-        deadline = time.monotonic() + timeout
-        try:
-            for service in self.services.values():
-                wait_for_serving(service.target, timeout=max(1.0, deadline - time.monotonic()))
-            self.wait_rest(deadline)
-        except Exception:
-            failed = [s for s in self.services.values() if not s.alive()]
-            details = "\n".join(f"--- {s.name} ---\n{s.log_tail()}" for s in failed or self.services.values())
-            self.stop()
-            raise RuntimeError(f"stack did not come up:\n{details}") from None
+            # Short waits in a loop, so a service that died at once is seen at once.
+            while True:
+                if not service.alive():
+                    raise RuntimeError(f"{service.name} exited")
+                try:
+                    wait_for_serving(service.target, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                    break
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise
+        self.wait_rest(deadline)
+
+    def _pick_new_ports(self) -> None:
+        for service in self.services.values():
+            service.port = free_port()
+            service.process = None
+        if self.rest_port_picked:
+            self.rest_port = free_port()
 
     def wait_rest(self, deadline: float) -> None:
         while True:

@@ -14,12 +14,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from scripts.stack import free_port
 
 HOST = "127.0.0.1"
 SUPERUSER = "itk"
@@ -35,16 +36,10 @@ def find_bindir() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
-        self.port = _free_port()
+        self.port = free_port()
         # Not under pytest's tmp_path: as root that is private to root, and the server runs as postgres.
         self.root = Path(tempfile.mkdtemp(prefix="itk-pg-"))
         self.data = self.root / "data"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,17 +22,12 @@ import pytest
 
 from itk_common.grpc_server import wait_for_serving
 from scripts import k8s_check
+from scripts.stack import free_port
 
 BIN = Path(sys.executable).parent
 MOUNTS = ("/data", "/tmp", "/cache", "/models", "/etc/itk")
 API_KEY = "manifest-test-key-0123456789"
 START_TIMEOUT_SEC = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def container_env(objs: list[k8s_check.Obj], deployment: str) -> tuple[list[str], dict[str, str]]:
