@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import http.server
+import ipaddress
 import json
 import sqlite3
 import threading
@@ -18,7 +19,7 @@ import grpc
 import httpx
 import pytest
 
-from itk_gateway.jobs.webhooks import secret_key, sign
+from itk_gateway.jobs.webhooks import creation_problem, private_address_problem, secret_key, sign
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import json_job, leftovers, post_json, speech_wav
 from tests.helpers.rest import call, submit_multipart, wait_for_job
@@ -214,6 +215,32 @@ def test_webhook_url_is_checked(make_gateway: Callable[..., Gateway], portrait: 
         status, body = post_json(signed, json_job(portrait, speech_wav(1.0), webhook_url=private))
         assert status == 400 and "non-public address" in body["error"], body
     assert leftovers(signed) == []
+
+
+def test_a_slow_name_server_cannot_hold_a_create() -> None:
+    """The check made while a job is created waits for DNS at most its bound; the host is checked
+    again before every delivery, so a slow answer lets nothing private through."""
+    answer = threading.Event()
+
+    def slow(_host: str, _port: int) -> list:
+        answer.wait(10)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    started = time.monotonic()
+    assert creation_problem("http://slow.example/hook", resolver=slow, wait_sec=0.3) is None
+    assert time.monotonic() - started < 2.0
+    answer.set()
+    assert "non-public address 127.0.0.1" in private_address_problem("http://slow.example/hook", resolver=slow)
+
+    def private(_host: str, _port: int) -> list:
+        return [ipaddress.ip_address("10.0.0.7")]
+
+    def missing(_host: str, _port: int) -> list:
+        raise OSError(-2, "Name or service not known")
+
+    assert "non-public address 10.0.0.7" in creation_problem("http://in.cluster/hook", resolver=private)
+    assert "does not resolve (Name or service not known)" in creation_problem("http://nowhere.example/",
+                                                                              resolver=missing)
 
 
 def post_with_key(gateway: Gateway, body: bytes, key: str) -> httpx.Response:

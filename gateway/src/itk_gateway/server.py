@@ -40,7 +40,7 @@ from itk_gateway.jobs.runner import Backends, RunSettings
 from itk_gateway.jobs.service import Intake, JobService
 from itk_gateway.jobs.validation import OptionRules
 from itk_gateway.jobs.views import JobViews
-from itk_gateway.jobs.webhooks import WebhookNotifier, WebhookSettings, private_address_problem
+from itk_gateway.jobs.webhooks import WebhookNotifier, WebhookSettings, creation_problem
 from itk_gateway.live.publisher import LivePublisher
 from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.grpc_interceptor import AuthInterceptor
@@ -88,7 +88,7 @@ def build_intake(settings: Settings, s3: S3Store | None, metrics: GatewayMetrics
         pools=list(settings.pool_targets()), default_pool=settings.default_pool,
         aliases=settings.pool_aliases, s3_enabled=s3 is not None,
         webhooks_enabled=bool(settings.webhook_secret),
-        webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else private_address_problem,
+        webhook_url_problem=(lambda _url: None) if settings.webhook_allow_private else creation_problem,
         served_presets=lambda pool: pools[pool].served_presets() if pool in pools else None,
     )
     fetcher = UrlFetcher(FetchSettings(

@@ -31,13 +31,15 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 
-from itk_gateway.jobs.fetch import refused_reason, resolve
+from itk_gateway.jobs.fetch import Resolver, refused_reason, resolve
 from itk_gateway.storage.store import CANCELLED, COMPLETED, FAILED, IN_QUEUE, RUNNING, TIMED_OUT, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -48,23 +50,41 @@ FINAL_EVENTS = {COMPLETED: "job.completed", FAILED: "job.failed", TIMED_OUT: "jo
                 CANCELLED: "job.cancelled"}
 
 
-def private_address_problem(url: str) -> str | None:
+# Lookups for the check made while a job is created run here, so a slow name server holds one of
+# these threads, never a request worker past CREATE_CHECK_DNS_SEC.
+_CREATE_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+CREATE_CHECK_DNS_SEC = 2.0
+
+
+def private_address_problem(url: str, resolver: Resolver = resolve) -> str | None:
     """Why `url` must not receive webhooks when private addresses are not allowed (None: it may).
 
     A webhook is a request the gateway makes on a client's behalf; without this a client could
     make it reach the cluster's own services or a cloud metadata endpoint. Checked when the job
-    is created and again before every delivery (DNS answers can change in between).
+    is created (`creation_problem`) and again before every delivery (DNS answers can change in
+    between).
     """
     host = urlsplit(url).hostname or ""
     try:
-        addresses = resolve(host, 0)
-    except OSError as exc:
-        return f"its host {host!r} does not resolve ({exc.strerror or exc})"
+        addresses = resolver(host, 0)
+    except (OSError, UnicodeError) as exc:
+        return f"its host {host!r} does not resolve ({getattr(exc, 'strerror', None) or exc})"
     for address in addresses:
         reason = refused_reason(address)
         if reason is not None:
             return f"its host {host!r} resolves to the non-public address {address} ({reason})"
     return None
+
+
+def creation_problem(url: str, resolver: Resolver = resolve, wait_sec: float = CREATE_CHECK_DNS_SEC) -> str | None:
+    """`private_address_problem` as a job is created: an early, clear refusal, waited for at most
+    `wait_sec`. A host whose name server is slower is let through here; the check before every
+    delivery still stands between it and any request the gateway makes."""
+    try:
+        return _CREATE_LOOKUPS.submit(private_address_problem, url, resolver).result(timeout=wait_sec)
+    except FutureTimeout:
+        log.info("webhook URL %s: DNS slower than %.0f s; checked again before each delivery", url, wait_sec)
+        return None
 
 
 def secret_key(secret: str) -> bytes:
