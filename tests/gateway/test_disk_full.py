@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from itk_common.grpc_server import insecure_channel
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import json_job, post_json, speech_wav
 from tests.helpers.rest import call, download, submit_multipart, wait_for_job
@@ -49,6 +51,12 @@ def fill(volume: Path, leave_bytes: int = 0) -> Path:
     return ballast
 
 
+def grpc_health(gateway: Gateway) -> str:
+    with insecure_channel(gateway.grpc_target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
 @pytest.fixture
 def slow_generator(tmp_path: Path) -> Iterator[GeneratorHandle]:
     handle = start_generator(tmp_path / "slow", cost_per_audio_sec=1.0)
@@ -64,9 +72,12 @@ def test_full_volume_refuses_new_jobs_as_a_server_condition(make_gateway, volume
     assert reply["code"] == "INSUFFICIENT_STORAGE" and "data volume" in reply["error"], reply
     assert call("GET", f"{gateway.rest_url}/ready")[0] == 503
     assert call("GET", f"{gateway.rest_url}/health")[0] == 200  # alive, only not ready
+    # Kubernetes' readiness probe asks gRPC health: it follows /ready.
+    wait_until(lambda: grpc_health(gateway) == "NOT_SERVING", timeout=10, message="gRPC health NOT_SERVING")
     assert "itk_data_free_bytes" in gateway.metrics.render().decode()
     ballast.unlink()
     assert call("GET", f"{gateway.rest_url}/ready")[0] == 200
+    wait_until(lambda: grpc_health(gateway) == "SERVING", timeout=10, message="gRPC health SERVING again")
     status, reply = post_json(gateway, json_job(portrait, speech_wav(3.0)))
     assert status == 202, reply
     assert wait_for_job(gateway.rest_url, reply["id"], timeout=120)["status"] == "COMPLETED"

@@ -60,6 +60,8 @@ from itk_gateway.storage.space import DiskSpace
 from itk_gateway.storage.store import JobStore
 
 log = logging.getLogger(__name__)
+# How often the data volume's free space is looked at for the gRPC readiness status.
+READINESS_POLL_SEC = 2.0
 
 
 def build_pools(settings: Settings) -> dict[str, EndpointPool]:
@@ -142,6 +144,9 @@ class Gateway:
     _serving: bool = False
     metrics_port: int = 0
     _metrics_server: object | None = None
+    _readiness_stop: threading.Event = field(default_factory=threading.Event)
+    _readiness_lock: threading.Lock = field(default_factory=threading.Lock)
+    _readiness_thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         self.grpc = GrpcService([SERVICE_NAME], max_workers=32, interceptors=[AuthInterceptor(self.guard)])
@@ -172,8 +177,11 @@ class Gateway:
         self.grpc.start()
         self._start_rest()
         self._start_metrics()
-        self._serving = True
-        self.grpc.set_serving(True)
+        with self._readiness_lock:
+            self._serving = True
+            self.grpc.set_serving(not self.service.space.low())
+        self._readiness_thread = threading.Thread(target=self._follow_readiness, name="readiness", daemon=True)
+        self._readiness_thread.start()
         keys = ("API keys on: every request needs one (Authorization: Bearer <key>; the page's API key "
                 f"field; itk's ITK_API_KEY), AUTH={self.settings.auth}" if self.guard.required
                 else "API keys off")
@@ -181,6 +189,24 @@ class Gateway:
         if not self.guard.required and not is_loopback(self.settings.bind_host):
             log.warning("AUTH=off while listening on %s: anyone who can reach this gateway can use it",
                         self.settings.bind_host)
+
+    def _follow_readiness(self) -> None:
+        """Keep the gRPC health status (what Kubernetes' readiness probe asks) saying what `/ready`
+        says: NOT_SERVING while the data volume is below MIN_FREE_DISK_MB, so new work goes to
+        another replica; SERVING again once there is room. `/health` (liveness) is not affected."""
+        was_low = False
+        while not self._readiness_stop.wait(READINESS_POLL_SEC):
+            low = self.service.space.low()
+            with self._readiness_lock:
+                if not self._serving:
+                    return
+                if low != was_low:
+                    self.grpc.set_serving(not low)
+                    if low:
+                        log.warning("not ready for new jobs: %s", self.service.space.describe())
+                    else:
+                        log.info("the data volume has room again: ready for new jobs")
+            was_low = low
 
     def _start_metrics(self) -> None:
         if self.settings.metrics_port is None:
@@ -211,8 +237,10 @@ class Gateway:
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, stop the runners (their jobs stay resumable), close everything."""
-        self._serving = False
-        self.grpc.set_serving(False)
+        with self._readiness_lock:
+            self._serving = False
+            self.grpc.set_serving(False)
+        self._readiness_stop.set()
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         self.orchestrator.stop()

@@ -1,8 +1,8 @@
 """Free space on the data volume, and telling a full volume apart from every other error.
 
 A full volume is a condition of the server, not of the request: creates are answered 507 with
-Retry-After (gRPC RESOURCE_EXHAUSTED), `/ready` turns 503 below MIN_FREE_DISK_MB so a load
-balancer sends new work elsewhere, `itk_data_free_bytes` shows it, and jobs in flight wait for
+Retry-After (gRPC RESOURCE_EXHAUSTED), `/ready` turns 503 and gRPC health NOT_SERVING below
+MIN_FREE_DISK_MB so a load balancer (or Kubernetes' readiness probe) sends new work elsewhere, `itk_data_free_bytes` shows it, and jobs in flight wait for
 space (DISK_FULL_WAIT_SEC) instead of failing where they can.
 """
 
