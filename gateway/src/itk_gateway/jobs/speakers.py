@@ -25,7 +25,7 @@ from itk_gateway.options import JobOptions
 # The multi-person model renders two speakers.
 MAX_SPEAKERS = 2
 AUDIO_TYPES = ("para", "add")
-BOXES_FROM_REQUEST, BOXES_FROM_FACES, BOXES_FROM_SPLIT = "request", "faces", "split"
+BOXES_FROM_REQUEST, BOXES_FROM_FACES = "request", "faces"
 
 
 def parse_boxes(raw: Any, name: str = "boxes") -> list[list[int]]:

@@ -2,8 +2,9 @@
 
 A full volume is a condition of the server, not of the request: creates are answered 507 with
 Retry-After (gRPC RESOURCE_EXHAUSTED), `/ready` turns 503 and gRPC health NOT_SERVING below
-MIN_FREE_DISK_MB so a load balancer (or Kubernetes' readiness probe) sends new work elsewhere, `itk_data_free_bytes` shows it, and jobs in flight wait for
-space (DISK_FULL_WAIT_SEC) instead of failing where they can.
+MIN_FREE_DISK_MB so a load balancer (or Kubernetes' readiness probe) sends new work elsewhere,
+`itk_data_free_bytes` shows it, and jobs in flight wait for space (DISK_FULL_WAIT_SEC) instead of
+failing where they can.
 """
 
 from __future__ import annotations
