@@ -8,6 +8,7 @@ import hmac
 import http.server
 import ipaddress
 import json
+import queue
 import sqlite3
 import threading
 import time
@@ -19,7 +20,15 @@ import grpc
 import httpx
 import pytest
 
-from itk_gateway.jobs.webhooks import creation_problem, private_address_problem, secret_key, sign
+from itk_gateway.jobs.webhooks import (
+    WebhookEvent,
+    WebhookNotifier,
+    WebhookSettings,
+    creation_problem,
+    private_address_problem,
+    secret_key,
+    sign,
+)
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import json_job, leftovers, post_json, speech_wav
 from tests.helpers.rest import call, submit_multipart, wait_for_job
@@ -97,6 +106,7 @@ class Receiver:
     received: list[dict] = field(default_factory=list)
     attempts: list[str] = field(default_factory=list)
     bad_signatures: int = 0
+    hosts: list[str] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -106,6 +116,7 @@ class Receiver:
 
     def handle(self, handler: http.server.BaseHTTPRequestHandler) -> int:
         body = handler.rfile.read(int(handler.headers["content-length"]))
+        self.hosts.append(handler.headers["host"])
         message_id = handler.headers["webhook-id"]
         timestamp = handler.headers["webhook-timestamp"]
         expected = base64.b64encode(hmac.new(self.key, f"{message_id}.{timestamp}.".encode() + body,
@@ -241,6 +252,37 @@ def test_a_slow_name_server_cannot_hold_a_create() -> None:
     assert "non-public address 10.0.0.7" in creation_problem("http://in.cluster/hook", resolver=private)
     assert "does not resolve (Name or service not known)" in creation_problem("http://nowhere.example/",
                                                                               resolver=missing)
+
+
+def test_a_delivery_connects_to_the_address_it_checked(receiver: Receiver) -> None:
+    """The host is resolved once per delivery and the POST goes to that address (with the URL's
+    Host header), so a name server cannot answer a public address to the check and a private
+    one to the connection."""
+    receiver.fail_first = 0
+    port = receiver.server.server_address[1] if receiver.server else 0
+    lookups: list[str] = []
+
+    def resolver(host: str, _port: int) -> list:
+        lookups.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    outcomes: list[str] = []
+    event = WebhookEvent(id="msg_pinned", type="job.completed", body=b'{"type": "job.completed"}')
+    # `receiver.test` is in no DNS: only the address the check resolved can reach the receiver.
+    url = f"http://receiver.test:{port}/hooks"
+    trusting = WebhookNotifier(None, WebhookSettings(SECRET, max_attempts=1, allow_private=True),  # type: ignore[arg-type]
+                               describe=dict, on_delivery=outcomes.append, resolver=resolver)
+    trusting._deliver(url, secret_key(SECRET), event, queue.Queue())
+    assert outcomes == ["delivered"] and lookups == ["receiver.test"]
+    assert receiver.hosts == [f"receiver.test:{port}"]
+
+    # Not trusting private addresses, the same answer stops the delivery before any connection.
+    strict = WebhookNotifier(None, WebhookSettings(SECRET, max_attempts=3), describe=dict,  # type: ignore[arg-type]
+                             on_delivery=outcomes.append, resolver=resolver)
+    strict._deliver(url, secret_key(SECRET), event, queue.Queue())
+    assert outcomes[-1] == "failed" and len(receiver.hosts) == 1
+    trusting.stop()
+    strict.stop()
 
 
 def post_with_key(gateway: Gateway, body: bytes, key: str) -> httpx.Response:

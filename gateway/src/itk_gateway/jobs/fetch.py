@@ -103,6 +103,15 @@ def resolve(host: str, port: int) -> list[IpAddress]:
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
 
 
+def pinned(url: httpx.URL, address: IpAddress) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
+    """A request for `url` that connects to `address`, the one that was checked, instead of
+    resolving the host again (whose DNS could answer differently the second time): the target,
+    its Host header and, for https, the name to verify the certificate against."""
+    target = url.copy_with(host=str(address))
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    return target, {"Host": url.netloc.decode("ascii")}, extensions
+
+
 class UrlFetcher:
     def __init__(self, settings: FetchSettings, resolver: Resolver = resolve) -> None:
         self.settings = settings
@@ -179,9 +188,7 @@ class UrlFetcher:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError(f"{name}: {host} timed out after {self.settings.total_timeout_sec:g} s")
-        target = url.copy_with(host=str(address))
-        headers = {"Host": url.netloc.decode("ascii")}
-        extensions = {"sni_hostname": host} if url.scheme == "https" else {}
+        target, headers, extensions = pinned(url, address)
         timeout = httpx.Timeout(remaining, connect=min(self.settings.connect_timeout_sec, remaining))
         with self.client.stream("GET", target, headers=headers, extensions=extensions, timeout=timeout) as reply:
             if reply.status_code in REDIRECTS and reply.headers.get("location"):

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from itk_gateway.jobs.fetch import Resolver, refused_reason, resolve
+from itk_gateway.jobs.fetch import IpAddress, Resolver, pinned, refused_reason, resolve
 from itk_gateway.storage.store import CANCELLED, COMPLETED, FAILED, IN_QUEUE, RUNNING, TIMED_OUT, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -56,23 +56,40 @@ _CREATE_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-
 CREATE_CHECK_DNS_SEC = 2.0
 
 
-def private_address_problem(url: str, resolver: Resolver = resolve) -> str | None:
-    """Why `url` must not receive webhooks when private addresses are not allowed (None: it may).
+class UnsafeWebhookUrlError(Exception):
+    """Why a webhook URL may not be called, in words for the client."""
+
+
+def delivery_address(url: str, resolver: Resolver = resolve, allow_private: bool = False) -> IpAddress:
+    """The address a webhook for `url` is sent to, resolved once; raises UnsafeWebhookUrlError when the
+    host does not resolve or, unless `allow_private`, when any of its addresses is not public.
 
     A webhook is a request the gateway makes on a client's behalf; without this a client could
     make it reach the cluster's own services or a cloud metadata endpoint. Checked when the job
-    is created (`creation_problem`) and again before every delivery (DNS answers can change in
-    between).
+    is created (`creation_problem`) and again before every delivery, which then connects to the
+    address checked (DNS answers can change in between, or between a check and a connect).
     """
     host = urlsplit(url).hostname or ""
     try:
         addresses = resolver(host, 0)
     except (OSError, UnicodeError) as exc:
-        return f"its host {host!r} does not resolve ({getattr(exc, 'strerror', None) or exc})"
-    for address in addresses:
+        raise UnsafeWebhookUrlError(f"its host {host!r} does not resolve "
+                               f"({getattr(exc, 'strerror', None) or exc})") from exc
+    if not addresses:
+        raise UnsafeWebhookUrlError(f"its host {host!r} has no addresses")
+    for address in addresses if not allow_private else ():
         reason = refused_reason(address)
         if reason is not None:
-            return f"its host {host!r} resolves to the non-public address {address} ({reason})"
+            raise UnsafeWebhookUrlError(f"its host {host!r} resolves to the non-public address {address} ({reason})")
+    return addresses[0]
+
+
+def private_address_problem(url: str, resolver: Resolver = resolve) -> str | None:
+    """Why `url` must not receive webhooks when private addresses are not allowed (None: it may)."""
+    try:
+        delivery_address(url, resolver)
+    except UnsafeWebhookUrlError as exc:
+        return str(exc)
     return None
 
 
@@ -121,9 +138,11 @@ class WebhookNotifier:
     """Watches jobs that have a webhook_url and delivers their events."""
 
     def __init__(self, store: JobStore, settings: WebhookSettings,
-                 describe: Callable[[JobRecord], dict], on_delivery: Callable[[str], None] = lambda _: None) -> None:
+                 describe: Callable[[JobRecord], dict], on_delivery: Callable[[str], None] = lambda _: None,
+                 resolver: Resolver = resolve) -> None:
         self.store = store
         self.settings = settings
+        self.resolver = resolver
         self.describe = describe
         self.on_delivery = on_delivery
         self.stopping = threading.Event()
@@ -160,6 +179,12 @@ class WebhookNotifier:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._client.close()
+
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST to the address checked just now, never to one the host's DNS gives on a second look."""
+        address = delivery_address(url, self.resolver, self.settings.allow_private)
+        target, host, extensions = pinned(httpx.URL(url), address)
+        return self._client.post(target, content=body, headers={**headers, **host}, extensions=extensions)
 
     # -- turning job changes into events ------------------------------------------------------
 
@@ -233,21 +258,22 @@ class WebhookNotifier:
 
     def _deliver(self, url: str, key: bytes, event: WebhookEvent, events: queue.Queue) -> None:
         for attempt in range(1, self.settings.max_attempts + 1):
-            problem = None if self.settings.allow_private else private_address_problem(url)
-            if problem is not None:
-                log.error("webhook %s %s not sent to %s: %s", event.type, event.id, url, problem)
-                self.on_delivery("failed")
-                return
             timestamp = int(time.time())
             headers = {"content-type": "application/json", "webhook-id": event.id,
                        "webhook-timestamp": str(timestamp), "webhook-signature": sign(key, event.id, timestamp,
                                                                                       event.body)}
             try:
-                reply = self._client.post(url, content=event.body, headers=headers)
+                reply = self._post(url, event.body, headers)
                 if 200 <= reply.status_code < 300:
                     self.on_delivery("delivered")
                     return
                 reason = f"HTTP {reply.status_code}"
+            except UnsafeWebhookUrlError as exc:
+                if not self.settings.allow_private:
+                    log.error("webhook %s %s not sent to %s: %s", event.type, event.id, url, exc)
+                    self.on_delivery("failed")
+                    return
+                reason = str(exc)  # a receiver on the private network whose name does not resolve yet
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.on_delivery("retried" if attempt < self.settings.max_attempts else "failed")
