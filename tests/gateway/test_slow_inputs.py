@@ -82,10 +82,10 @@ def _timed_post(gateway: Gateway, body: dict) -> tuple[int, dict, float]:
 
 
 def test_fetch_slots_bound_each_key_and_the_total() -> None:
-    slots = FetchSlots(per_key=2, total=3)
-    assert slots.take("a") is None and slots.take("a") is None
-    assert "URL_FETCHES_PER_KEY" in (slots.take("a") or "")
-    assert slots.take("b") is None
-    assert "URL_FETCHES_TOTAL" in (slots.take("c") or "")
+    slots = FetchSlots(per_caller=2, total=3)
+    assert slots.refusal("a") is None and slots.refusal("a") is None
+    assert "URL_FETCHES_PER_KEY" in (slots.refusal("a") or "")
+    assert slots.refusal("b") is None
+    assert "URL_FETCHES_TOTAL" in (slots.refusal("c") or "")
     slots.give_back("a")
-    assert slots.take("c") is None and slots.in_use() == 3
+    assert slots.refusal("c") is None and slots.in_use() == 3

@@ -15,6 +15,10 @@ from pathlib import Path
 from itk_common.catalogue import CLIP_FRAMES, MOTION_FRAMES, ClipGrid
 from itk_common.config import ConfigError, env_bool, env_float, env_int, env_list, env_str
 
+# gRPC worker threads never given to long calls (streams, uploads): short calls and the health
+# check, which Kubernetes' readiness probe asks, always find one.
+GRPC_SHORT_CALL_WORKERS = 8
+
 # What each variable does; names and defaults come from the reads below (scripts/gen_config_docs.py
 # writes docs/configuration.md from both, and its --check fails when they disagree).
 SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
@@ -93,6 +97,11 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "URL_FETCH_MAX_REDIRECTS": "Redirects followed per URL.",
     "URL_FETCHES_PER_KEY": "URL downloads of one key running at once; more get 429.",
     "URL_FETCHES_TOTAL": "URL downloads running at once over all keys; more get 429.",
+    "GRPC_WORKERS": "Threads serving gRPC calls; `GRPC_STREAMS_TOTAL` of them at most for long calls, the rest keep "
+                    "short calls and health answering.",
+    "GRPC_STREAMS_PER_KEY": "Long gRPC calls (CreateJob uploads, WatchJob, StreamSegments, DownloadVideo) one key "
+                            "(or, without keys, one address) holds open at once; more get RESOURCE_EXHAUSTED.",
+    "GRPC_STREAMS_TOTAL": "Long gRPC calls open at once over all callers; at most `GRPC_WORKERS` - 8.",
     "URL_ACCEPT_WAIT_SEC": "Creates with URL inputs wait this long for them, then 202 (fetched in the background).",
     "JOB_TIMEOUT_SEC": "A job running longer than this (from its creation) ends `TIMED_OUT`; 0 = no limit.",
     "SPLIT_ACCEPT_TIMEOUT_SEC": "Job creation waits this long for the splitter's first chunk (or its refusal).",
@@ -292,6 +301,9 @@ class Settings:
     disk_full_wait_sec: float = 600.0
     dispatch_stall_sec: float = 60.0
     dispatch_watchdog_sec: float = 5.0
+    grpc_workers: int = 128
+    grpc_streams_per_key: int = 16
+    grpc_streams_total: int = 96
 
     @property
     def clip_grid(self) -> ClipGrid:
@@ -351,6 +363,11 @@ class Settings:
         poll = env_float("JOB_POLL_SEC", 1.0, minimum=0.05)
         if poll * 3 > lease:
             raise ConfigError(f"JOB_POLL_SEC={poll:g} must be at most a third of JOB_LEASE_SEC={lease:g}")
+        grpc_workers = env_int("GRPC_WORKERS", 128, minimum=16)
+        grpc_streams_total = env_int("GRPC_STREAMS_TOTAL", 96, minimum=1)
+        if grpc_streams_total > grpc_workers - GRPC_SHORT_CALL_WORKERS:
+            raise ConfigError(f"GRPC_STREAMS_TOTAL={grpc_streams_total} must leave {GRPC_SHORT_CALL_WORKERS} of "
+                              f"GRPC_WORKERS={grpc_workers} for short calls and health")
         return cls(
             bind_host=env_str("BIND_HOST", "127.0.0.1"),
             port=env_int("PORT", 8080, minimum=0),
@@ -430,4 +447,7 @@ class Settings:
             disk_full_wait_sec=env_float("DISK_FULL_WAIT_SEC", 600.0, minimum=0.0),
             dispatch_stall_sec=env_float("DISPATCH_STALL_SEC", 60.0, minimum=0.0),
             dispatch_watchdog_sec=env_float("DISPATCH_WATCHDOG_SEC", 5.0, minimum=0.05),
+            grpc_workers=grpc_workers,
+            grpc_streams_per_key=env_int("GRPC_STREAMS_PER_KEY", 16, minimum=1),
+            grpc_streams_total=grpc_streams_total,
         )

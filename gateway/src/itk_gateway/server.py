@@ -46,7 +46,7 @@ from itk_gateway.metrics import GatewayMetrics
 from itk_gateway.security.grpc_interceptor import AuthInterceptor
 from itk_gateway.security.guard import Guard, is_loopback
 from itk_gateway.security.keys import KeyRing
-from itk_gateway.security.limits import RateLimiter, UploadBudget
+from itk_gateway.security.limits import RateLimiter, Slots, UploadBudget
 from itk_gateway.storage.blobs import S3Blobs, s3_client
 from itk_gateway.storage.database import (
     DatabaseInUseError,
@@ -149,8 +149,11 @@ class Gateway:
     _readiness_thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        self.grpc = GrpcService([SERVICE_NAME], max_workers=32, interceptors=[AuthInterceptor(self.guard)])
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.service, self.guard), self.grpc.server)
+        self.grpc = GrpcService([SERVICE_NAME], max_workers=self.settings.grpc_workers,
+                                interceptors=[AuthInterceptor(self.guard)])
+        streams = Slots(self.settings.grpc_streams_per_key, self.settings.grpc_streams_total)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.service, self.guard, streams),
+                                                       self.grpc.server)
 
     @property
     def serving(self) -> bool:

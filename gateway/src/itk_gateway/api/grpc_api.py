@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import grpc
 from google.protobuf.message import Message
@@ -13,17 +14,21 @@ from itk_common.constants import MAX_PIECE_BYTES
 from itk_common.quality.report import report_from_json
 from itk_common.streaming import file_data_pieces
 from itk_gateway.api.grpc_segments import stream_segments
-from itk_gateway.errors import ApiError, InvalidInputError
+from itk_gateway.errors import ApiError, InvalidInputError, RateLimitedError
 from itk_gateway.jobs.service import JobService
 from itk_gateway.jobs.speakers import SpeakerRequest, apply_speakers, speaker_audio_urls, speakers_from_request
 from itk_gateway.jobs.views import JobView, LaneView, SeamView, SpeakerView, public_fields
 from itk_gateway.options import JobOptions
 from itk_gateway.security.grpc_interceptor import principal_of
-from itk_gateway.security.guard import Guard
+from itk_gateway.security.guard import Guard, peer_host
+from itk_gateway.security.keys import Principal
+from itk_gateway.security.limits import Slots
 from itk_gateway.storage.blobs import StoredVideo
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+# A refused long call is worth retrying once another has ended; a watch or download lasts seconds to minutes.
+STREAM_RETRY_AFTER_SEC = 5.0
 
 
 def view_message(view: LaneView | SeamView | SpeakerView | JobView, message: Message) -> Message:
@@ -80,11 +85,36 @@ def _with_last(pieces: Iterator[bytes]) -> Iterator[common_pb2.DataPiece]:
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    """Every method runs behind the AuthInterceptor; the caller's principal goes to the service."""
+    """Every method runs behind the AuthInterceptor; the caller's principal goes to the service.
 
-    def __init__(self, service: JobService, guard: Guard) -> None:
+    Each call holds one of the server's worker threads for as long as it lasts. The long ones
+    (an upload, a watch, a live stream, a download) hold a slot of `streams` too, taken per caller
+    and in total and refused at once when none is free, so that however many a caller opens, the
+    short calls and the health check always find a thread."""
+
+    def __init__(self, service: JobService, guard: Guard, streams: Slots) -> None:
         self.service = service
         self.guard = guard
+        self.streams = streams
+
+    @contextmanager
+    def _long_call(self, context: grpc.ServicerContext) -> Iterator[Principal]:
+        who = principal_of(self.guard, context)
+        # Key holders are counted per key; without keys, per address.
+        caller = f"key:{who.name}" if who.name else f"addr:{peer_host(context.peer())}"
+        full = self.streams.take(caller)
+        if full == Slots.PER_CALLER:
+            raise RateLimitedError(
+                f"too many long calls open: at most {self.streams.per_caller} uploads, watches, live streams and "
+                "downloads at once per key (GRPC_STREAMS_PER_KEY); close one first", STREAM_RETRY_AFTER_SEC)
+        if full == Slots.TOTAL:
+            raise RateLimitedError(
+                f"this gateway has {self.streams.total} long calls open, its limit (GRPC_STREAMS_TOTAL); "
+                "retry shortly", STREAM_RETRY_AFTER_SEC)
+        try:
+            yield who
+        finally:
+            self.streams.give_back(caller)
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
@@ -100,33 +130,37 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     def CreateJob(self, request_iterator, context):  # noqa: N802 - gRPC method name
         try:
-            key = dict(context.invocation_metadata()).get("idempotency-key", "")
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("payload") != "options":
-                raise InvalidInputError("the first message must carry the job's options")
-            # Checked now (before the upload), passed on as sent (what an Idempotency-Key compares).
-            self.service.check_options(options_from_message(first.options))
-            with self.service.open_upload(principal_of(self.guard, context)) as upload:
-                for request in request_iterator:
-                    kind = request.WhichOneof("payload")
-                    if kind == "options":
-                        raise InvalidInputError("options may be sent only once, first")
-                    if kind in ("image", "audio", "audio_2"):
-                        upload.write(kind, getattr(request, kind).data)
-                for kind in ("image", "audio", "audio_2"):
-                    if getattr(first.options, f"{kind}_url").strip() and upload.sizes[kind]:
-                        raise InvalidInputError(f"{kind}, options.{kind}_url: send one of them, not both")
-                options = options_from_message(first.options, bool(upload.sizes["audio_2"]))
-                speakers = speaker_request(first.options, bool(upload.sizes["audio_2"]))
-                audio_url, audio_2_url = speaker_audio_urls(speakers, first.options.audio_url.strip(),
-                                                            first.options.audio_2_url.strip())
-                self.service.fetch_inputs(upload, first.options.image_url.strip(), audio_url,
-                                          ("options.image_url", "options.audio_url", "options.audio_2_url"),
-                                          audio_2_url)
-                view, _ = self.service.create_job_once(upload, options, idempotency_key=key)
-                return job_message(view)
+            with self._long_call(context) as who:
+                return self._create_job(request_iterator, context, who)
         except ApiError as error:
             self._abort(context, error)
+
+    def _create_job(self, request_iterator, context, who: Principal) -> gateway_pb2.Job:
+        key = dict(context.invocation_metadata()).get("idempotency-key", "")
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "options":
+            raise InvalidInputError("the first message must carry the job's options")
+        # Checked now (before the upload), passed on as sent (what an Idempotency-Key compares).
+        self.service.check_options(options_from_message(first.options))
+        with self.service.open_upload(who) as upload:
+            for request in request_iterator:
+                kind = request.WhichOneof("payload")
+                if kind == "options":
+                    raise InvalidInputError("options may be sent only once, first")
+                if kind in ("image", "audio", "audio_2"):
+                    upload.write(kind, getattr(request, kind).data)
+            for kind in ("image", "audio", "audio_2"):
+                if getattr(first.options, f"{kind}_url").strip() and upload.sizes[kind]:
+                    raise InvalidInputError(f"{kind}, options.{kind}_url: send one of them, not both")
+            options = options_from_message(first.options, bool(upload.sizes["audio_2"]))
+            speakers = speaker_request(first.options, bool(upload.sizes["audio_2"]))
+            audio_url, audio_2_url = speaker_audio_urls(speakers, first.options.audio_url.strip(),
+                                                        first.options.audio_2_url.strip())
+            self.service.fetch_inputs(upload, first.options.image_url.strip(), audio_url,
+                                      ("options.image_url", "options.audio_url", "options.audio_2_url"),
+                                      audio_2_url)
+            view, _ = self.service.create_job_once(upload, options, idempotency_key=key)
+            return job_message(view)
 
     def GetJob(self, request, context):  # noqa: N802
         try:
@@ -137,34 +171,39 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
 
     def WatchJob(self, request, context):  # noqa: N802
         try:
-            who = principal_of(self.guard, context)
-            for view in self.service.watch_job(self._require_id(request.id, context), who, context.is_active):
-                yield job_message(view)
+            job_id = self._require_id(request.id, context)
+            with self._long_call(context) as who:
+                for view in self.service.watch_job(job_id, who, context.is_active):
+                    yield job_message(view)
         except ApiError as error:
             self._abort(context, error)
 
     def DownloadVideo(self, request, context):  # noqa: N802
         try:
             job_id = self._require_id(request.id, context)
-            who = principal_of(self.guard, context)
-            video = self.service.video(job_id, who)
-            if isinstance(video, StoredVideo):
-                yield from _with_last(video.iter_range(0, video.size - 1, MAX_PIECE_BYTES) if video.size else iter(()))
-                return
-            if video is not None:
-                yield from file_data_pieces(video, MAX_PIECE_BYTES)
-                return
-            s3 = self.service.s3
-            if s3 is None:
-                raise InvalidInputError("the video is on S3, which this gateway is not configured for")
-            yield from _with_last(s3.iter_object(self.service.s3_key(job_id, who), MAX_PIECE_BYTES))
+            with self._long_call(context) as who:
+                yield from self._video_pieces(job_id, who)
         except ApiError as error:
             self._abort(context, error)
 
+    def _video_pieces(self, job_id: str, who: Principal) -> Iterator[common_pb2.DataPiece]:
+        video = self.service.video(job_id, who)
+        if isinstance(video, StoredVideo):
+            yield from _with_last(video.iter_range(0, video.size - 1, MAX_PIECE_BYTES) if video.size else iter(()))
+            return
+        if video is not None:
+            yield from file_data_pieces(video, MAX_PIECE_BYTES)
+            return
+        s3 = self.service.s3
+        if s3 is None:
+            raise InvalidInputError("the video is on S3, which this gateway is not configured for")
+        yield from _with_last(s3.iter_object(self.service.s3_key(job_id, who), MAX_PIECE_BYTES))
+
     def StreamSegments(self, request, context):  # noqa: N802
         try:
-            yield from stream_segments(self.service, self._require_id(request.id, context), request.from_index,
-                                       context.is_active, principal_of(self.guard, context))
+            job_id = self._require_id(request.id, context)
+            with self._long_call(context) as who:
+                yield from stream_segments(self.service, job_id, request.from_index, context.is_active, who)
         except ApiError as error:
             self._abort(context, error)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from itk_gateway.errors import InvalidInputError, PayloadTooLargeError
+from itk_gateway.security.limits import Slots
 
 REDIRECTS = {301, 302, 303, 307, 308}
 USER_AGENT = "infinitetalk-gateway (input fetch)"
@@ -214,38 +214,19 @@ class UrlFetcher:
         return None
 
 
-class FetchSlots:
+class FetchSlots(Slots):
     """URL downloads running at once, per key and in total: a job with URL inputs takes a slot
     when it is created (refused, never queued, when none is free) and gives it back once its
     inputs are in, so slow servers can tie up at most these many downloads."""
 
-    def __init__(self, per_key: int, total: int) -> None:
-        self.per_key = per_key
-        self.total = total
-        self._lock = threading.Lock()
-        self._held: dict[str, int] = {}
-
-    def take(self, key: str) -> str | None:
-        """None when a slot was taken; else why not."""
-        with self._lock:
-            if self._held.get(key, 0) >= self.per_key:
-                return (f"too many URL downloads in flight: at most {self.per_key} per key (URL_FETCHES_PER_KEY); "
-                        "retry when one has finished, or upload the files")
-            if sum(self._held.values()) >= self.total:
-                return (f"too many URL downloads in flight on this gateway: at most {self.total} "
-                        "(URL_FETCHES_TOTAL); retry later, or upload the files")
-            self._held[key] = self._held.get(key, 0) + 1
-            return None
-
-    def give_back(self, key: str) -> None:
-        with self._lock:
-            left = self._held.get(key, 0) - 1
-            if left > 0:
-                self._held[key] = left
-            else:
-                self._held.pop(key, None)
-
-    def in_use(self) -> int:
-        with self._lock:
-            return sum(self._held.values())
+    def refusal(self, key: str) -> str | None:
+        """None when a slot was taken; else why not, for the client."""
+        full = self.take(key)
+        if full == Slots.PER_CALLER:
+            return (f"too many URL downloads in flight: at most {self.per_caller} per key (URL_FETCHES_PER_KEY); "
+                    "retry when one has finished, or upload the files")
+        if full == Slots.TOTAL:
+            return (f"too many URL downloads in flight on this gateway: at most {self.total} "
+                    "(URL_FETCHES_TOTAL); retry later, or upload the files")
+        return None
 

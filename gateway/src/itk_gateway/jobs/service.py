@@ -388,7 +388,7 @@ class JobService:
         try:
             upload.close_files()
             self.check_options(options)
-            problem = self.fetch_slots.take(owner)
+            problem = self.fetch_slots.refusal(owner)
             if problem is not None:
                 self.metrics.refused.labels("url_fetches").inc()
                 raise RateLimitedError(problem, FETCH_RETRY_AFTER_SEC)

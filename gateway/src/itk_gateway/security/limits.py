@@ -1,4 +1,5 @@
-"""Per-key request rate (token buckets) and the gateway-wide budget of upload bytes in flight."""
+"""Per-key request rate (token buckets), things held at once per key and in total (slots), and the
+gateway-wide budget of upload bytes in flight."""
 
 from __future__ import annotations
 
@@ -69,3 +70,39 @@ class UploadBudget:
     def release(self, size: int) -> None:
         with self._lock:
             self.in_flight -= size
+
+
+class Slots:
+    """Things held at once (URL downloads, long gRPC calls), per caller and in total: a caller
+    takes one or is refused at once, never queued, so no caller can hold more than its share and
+    all of them together no more than the total."""
+
+    PER_CALLER, TOTAL = "per_caller", "total"
+
+    def __init__(self, per_caller: int, total: int) -> None:
+        self.per_caller = per_caller
+        self.total = total
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+
+    def take(self, caller: str) -> str | None:
+        """None when a slot was taken; else which bound is full (PER_CALLER or TOTAL)."""
+        with self._lock:
+            if self._held.get(caller, 0) >= self.per_caller:
+                return self.PER_CALLER
+            if sum(self._held.values()) >= self.total:
+                return self.TOTAL
+            self._held[caller] = self._held.get(caller, 0) + 1
+            return None
+
+    def give_back(self, caller: str) -> None:
+        with self._lock:
+            left = self._held.get(caller, 0) - 1
+            if left > 0:
+                self._held[caller] = left
+            else:
+                self._held.pop(caller, None)
+
+    def in_use(self) -> int:
+        with self._lock:
+            return sum(self._held.values())
