@@ -22,10 +22,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from itk_gateway.api.caller import principal_of
 from itk_gateway.api.rest_models import job_json
 from itk_gateway.jobs.service import JobService
+from itk_gateway.storage.store import JobRecord
 
 PROGRESS_MIN_INTERVAL_SEC = 0.25
 # How often an idle stream looks at the job's change counter: a dict read, so thousands of open
@@ -42,6 +44,15 @@ def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
 def add_event_routes(app: FastAPI, service: JobService, keepalive_sec: float) -> None:
     store = service.store
 
+    def current(job_id: str) -> tuple[JobRecord, dict[str, Any]] | None:
+        """The job and its event body: on a worker thread, as it reads the database, which may
+        be slow or away (on PostgreSQL the store retries for seconds) and must not hold the
+        event loop that answers every other request."""
+        record = store.get_job(job_id)
+        if record is None:
+            return None
+        return record, job_json(service.view(record)) | service.progress_of(record)
+
     @app.get("/jobs/{job_id}/events", tags=["Jobs"], response_model=None,
              responses={200: {"content": {"text/event-stream": {}}}})
     def job_events(job_id: str, request: Request) -> StreamingResponse:
@@ -54,10 +65,10 @@ def add_event_routes(app: FastAPI, service: JobService, keepalive_sec: float) ->
             last_body: dict[str, Any] | None = None
             while True:
                 version = store.version(job_id)
-                record = store.get_job(job_id)
-                if record is None:
+                read = await run_in_threadpool(current, job_id)
+                if read is None:
                     return
-                body = job_json(service.view(record)) | service.progress_of(record)
+                record, body = read
                 if body != last_body:
                     kind = "status" if record.status != last_status else "progress"
                     if last_body is not None and body.get("quality") != last_body.get("quality") \

@@ -382,7 +382,8 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
 
     async def _create_from_form(request: Request, content_type: str, who: Principal,
                                 key: str) -> tuple[JobView, bool]:
-        upload = service.open_upload(who)
+        # On a worker thread: it counts the key's jobs in the database.
+        upload = await run_in_threadpool(service.open_upload, who)
         with upload:
             fields = await receive_form(content_type, request.stream(), upload)
             speakers = form_speakers(fields, bool(upload.sizes["audio_2"]))
@@ -397,7 +398,8 @@ def create_app(service: JobService, metrics: GatewayMetrics, guard: Guard, is_se
             return await run_in_threadpool(service.create_job_once, upload, options, key)
 
     async def _create_from_json(request: Request, ceiling: int, who: Principal, key: str) -> tuple[JobView, bool]:
-        upload = service.open_upload(who)
+        # On a worker thread: it counts the key's jobs in the database.
+        upload = await run_in_threadpool(service.open_upload, who)
         with upload:
             upload.names = {"image": "image_base64", "audio": "audio_base64", "audio_2": "audio_2_base64"}
             parser = JsonUploadParser(upload.write)
