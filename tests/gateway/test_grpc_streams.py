@@ -19,10 +19,10 @@ from itk_common.grpc_server import insecure_channel
 from itk_gateway.config import Settings
 from itk_gateway.jobs.service import WATCH_POLL_SEC
 from itk_gateway.server import Gateway
-from tests.gateway.conftest import SIZE, json_job, post_json, speech_wav
+from tests.gateway.conftest import SIZE, json_job, leftovers, post_json, speech_wav
 from tests.gateway.test_grpc_api import create_requests
 from tests.gateway.test_security import ALICE, BOB, KEYS, OPS, auth, post_job
-from tests.helpers.services import GeneratorHandle
+from tests.helpers.services import GeneratorHandle, wait_until
 
 
 class Watchers:
@@ -169,3 +169,45 @@ def test_streams_must_leave_workers_for_short_calls(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("GRPC_STREAMS_TOTAL", "30")
     with pytest.raises(ConfigError, match="GRPC_STREAMS_TOTAL=30 must leave 8 of GRPC_WORKERS=32"):
         Settings.from_env()
+
+
+def test_an_upload_that_sends_nothing_is_dropped(make_gateway, portrait: bytes) -> None:
+    """As a REST body that sends nothing for BODY_READ_TIMEOUT_SEC: the call ends, its thread and
+    slot are given back, and nothing of the upload is kept."""
+    gateway: Gateway = make_gateway(body_read_timeout_sec=1.0, grpc_streams_per_key=1)
+    options = gateway_pb2.JobOptions(width=SIZE, height=SIZE, dry_run=True)
+    audio = speech_wav(2.0)
+    never = threading.Event()
+
+    def stalled() -> Iterator[gateway_pb2.CreateJobRequest]:
+        pieces = create_requests(options, portrait, audio)
+        yield next(pieces)
+        yield next(pieces)
+        never.wait(30)
+
+    with insecure_channel(gateway.grpc_target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.CreateJob(stalled(), timeout=20)
+        assert raised.value.code() == grpc.StatusCode.CANCELLED
+        assert time.monotonic() - started < 5.0
+        never.set()
+        # The one slot of this caller is free again once the server's thread has unwound.
+        created: list[str] = []
+        wait_until(lambda: admitted(stub, options, portrait, audio, created), timeout=10,
+                   message="the slot given back")
+    # Only the job admitted afterwards has files; the dropped upload left none.
+    assert all(created[0] in path.name for path in leftovers(gateway)), leftovers(gateway)
+
+
+def admitted(stub: gateway_pb2_grpc.GatewayStub, options: gateway_pb2.JobOptions, image: bytes, audio: bytes,
+             created: list[str]) -> bool:
+    try:
+        created.append(stub.CreateJob(create_requests(options, image, audio), timeout=30).id)
+        return True
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise
+        time.sleep(0.2)
+        return False

@@ -138,7 +138,8 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "RATE_LIMIT_BURST": "Requests per second per key (or address); 0 = off.",
     "MAX_ACTIVE_JOBS_PER_KEY": "Jobs queued or running per key; 0 = no limit.",
     "MAX_UPLOADS_IN_FLIGHT_MB": "Upload bytes being received over all requests at once; 0 = no limit.",
-    "BODY_READ_TIMEOUT_SEC": "A request body that sends nothing for this long is dropped (408).",
+    "BODY_READ_TIMEOUT_SEC": "A request body (or gRPC `CreateJob` upload) that sends nothing for this long is "
+                             "dropped (408; gRPC: CANCELLED).",
     "CORS_ALLOWED_ORIGINS": "Origins allowed to call from a browser (`*` for any); unset = CORS off.",
     "TRUSTED_HOSTS": "`Host` names served (`api.example.com,*.example.com`); others get 400.",
     "METRICS_PORT": "Serve `/metrics` on this port without a key (else on `PORT`, with a key).",

@@ -152,8 +152,8 @@ class Gateway:
         self.grpc = GrpcService([SERVICE_NAME], max_workers=self.settings.grpc_workers,
                                 interceptors=[AuthInterceptor(self.guard)])
         streams = Slots(self.settings.grpc_streams_per_key, self.settings.grpc_streams_total)
-        gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayServicer(self.service, self.guard, streams),
-                                                       self.grpc.server)
+        servicer = GatewayServicer(self.service, self.guard, streams, self.settings.body_read_timeout_sec)
+        gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, self.grpc.server)
 
     @property
     def serving(self) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -84,6 +86,32 @@ def _with_last(pieces: Iterator[bytes]) -> Iterator[common_pb2.DataPiece]:
     yield common_pb2.DataPiece(data=previous or b"", last=True)
 
 
+def idle_limited(requests: Iterator[Message], context: grpc.ServicerContext, idle_sec: float) -> Iterator[Message]:
+    """The upload's messages; the call is cancelled when none arrives for `idle_sec`
+    (BODY_READ_TIMEOUT_SEC, as for a REST body), so a stalled upload gives its thread back."""
+    if idle_sec <= 0:
+        yield from requests
+        return
+    last = time.monotonic()
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(min(1.0, idle_sec / 4)):
+            if time.monotonic() - last > idle_sec:
+                log.warning("gRPC upload from %s sent nothing for %g s (BODY_READ_TIMEOUT_SEC); dropped",
+                            context.peer(), idle_sec)
+                context.cancel()
+                return
+
+    threading.Thread(target=watch, name="upload-idle", daemon=True).start()
+    try:
+        for request in requests:
+            last = time.monotonic()
+            yield request
+    finally:
+        finished.set()
+
+
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     """Every method runs behind the AuthInterceptor; the caller's principal goes to the service.
 
@@ -92,10 +120,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     and in total and refused at once when none is free, so that however many a caller opens, the
     short calls and the health check always find a thread."""
 
-    def __init__(self, service: JobService, guard: Guard, streams: Slots) -> None:
+    def __init__(self, service: JobService, guard: Guard, streams: Slots, upload_idle_sec: float = 0.0) -> None:
         self.service = service
         self.guard = guard
         self.streams = streams
+        self.upload_idle_sec = upload_idle_sec
 
     @contextmanager
     def _long_call(self, context: grpc.ServicerContext) -> Iterator[Principal]:
@@ -131,7 +160,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     def CreateJob(self, request_iterator, context):  # noqa: N802 - gRPC method name
         try:
             with self._long_call(context) as who:
-                return self._create_job(request_iterator, context, who)
+                requests = idle_limited(request_iterator, context, self.upload_idle_sec)
+                return self._create_job(requests, context, who)
         except ApiError as error:
             self._abort(context, error)
 
