@@ -264,7 +264,8 @@ def test_a_delivery_connects_to_the_address_it_checked(receiver: Receiver) -> No
 
     def resolver(host: str, _port: int) -> list:
         lookups.append(host)
-        return [ipaddress.ip_address("127.0.0.1")]
+        # Nothing listens on the first address: the next one is tried, as a resolving client does.
+        return [ipaddress.ip_address("127.0.0.2"), ipaddress.ip_address("127.0.0.1")]
 
     outcomes: list[str] = []
     event = WebhookEvent(id="msg_pinned", type="job.completed", body=b'{"type": "job.completed"}')

@@ -13,7 +13,7 @@ import pytest
 
 from infinitetalk.v1 import gateway_pb2, gateway_pb2_grpc
 from itk_common.grpc_server import insecure_channel
-from itk_gateway.jobs.fetch import AllowList, refused_reason
+from itk_gateway.jobs.fetch import AllowList, FetchSettings, UrlFetcher, refused_reason
 from itk_gateway.server import Gateway
 from tests.gateway.conftest import SIZE, leftovers, post_json, speech_wav
 from tests.helpers.file_server import FileServer, file_server
@@ -142,3 +142,19 @@ def test_allow_list_entries() -> None:
     assert allow.allows_address(ipaddress.ip_address("10.9.8.7"))
     assert allow.allows_address(ipaddress.ip_address("::1"))
     assert not allow.allows_address(ipaddress.ip_address("192.168.0.1"))
+
+
+def test_the_next_checked_address_is_tried_when_one_refuses(server: FileServer) -> None:
+    """A host with several addresses (`localhost`: ::1, then 127.0.0.1) is fetched from the first
+    that takes the connection, as a resolving client would; every one of them was checked."""
+    def resolver(_host: str, _port: int) -> list:
+        return [ipaddress.ip_address("127.0.0.2"), ipaddress.ip_address("127.0.0.1")]  # nothing on .2
+
+    port = server.base_url.rsplit(":", 1)[1]
+    fetcher = UrlFetcher(FetchSettings(allow=AllowList.parse(["files.test"])), resolver=resolver)
+    received = bytearray()
+    try:
+        assert fetcher.fetch("image_url", f"http://files.test:{port}/files/noise.bin", received.extend) == "files.test"
+    finally:
+        fetcher.close()
+    assert bytes(received) == server.files["noise.bin"]

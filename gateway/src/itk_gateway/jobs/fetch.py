@@ -133,9 +133,9 @@ class UrlFetcher:
             raise FetchError(f"{name}: not a valid URL ({exc})") from exc
         for _hop in range(self.settings.max_redirects + 1):
             host = self._check_url(name, current)
-            address = self._checked_address(name, current, host)
+            addresses = self._checked_addresses(name, current, host)
             try:
-                location = self._get(name, current, host, address, deadline, write, max_bytes)
+                location = self._get_from_any(name, current, host, addresses, deadline, write, max_bytes)
             except httpx.TimeoutException as exc:
                 raise FetchError(f"{name}: {host} timed out ({type(exc).__name__})") from exc
             except httpx.ConnectError as exc:
@@ -158,7 +158,7 @@ class UrlFetcher:
             raise FetchError(f"{name}: the URL has no host")
         return url.host
 
-    def _checked_address(self, name: str, url: httpx.URL, host: str) -> IpAddress:
+    def _checked_addresses(self, name: str, url: httpx.URL, host: str) -> list[IpAddress]:
         port = url.port or (443 if url.scheme == "https" else 80)
         lookup = _LOOKUPS.submit(self.resolver, host, port)
         try:
@@ -180,7 +180,18 @@ class UrlFetcher:
                     trusted = f"{host}:{port}"
                     raise FetchError(f"{name}: host {shown} is not allowed: {reason}; to fetch from it, "
                                      f"add it to the gateway's URL_FETCH_ALLOW_HOSTS (e.g. {trusted})")
-        return addresses[0]
+        return addresses
+
+    def _get_from_any(self, name: str, url: httpx.URL, host: str, addresses: list[IpAddress], deadline: float,
+                      write: Callable[[bytes], None], max_bytes: int | None) -> str | None:
+        """`_get` from the first of the checked addresses that takes the connection, as a resolving
+        client would (`localhost` is ::1, then 127.0.0.1); no byte is written before one does."""
+        for address in addresses[:-1]:
+            try:
+                return self._get(name, url, host, address, deadline, write, max_bytes)
+            except httpx.ConnectError:
+                continue
+        return self._get(name, url, host, addresses[-1], deadline, write, max_bytes)
 
     def _get(self, name: str, url: httpx.URL, host: str, address: IpAddress, deadline: float,
              write: Callable[[bytes], None], max_bytes: int | None) -> str | None:

@@ -60,9 +60,9 @@ class UnsafeWebhookUrlError(Exception):
     """Why a webhook URL may not be called, in words for the client."""
 
 
-def delivery_address(url: str, resolver: Resolver = resolve, allow_private: bool = False) -> IpAddress:
-    """The address a webhook for `url` is sent to, resolved once; raises UnsafeWebhookUrlError when the
-    host does not resolve or, unless `allow_private`, when any of its addresses is not public.
+def delivery_addresses(url: str, resolver: Resolver = resolve, allow_private: bool = False) -> list[IpAddress]:
+    """The addresses a webhook for `url` may be sent to, resolved once; raises UnsafeWebhookUrlError
+    when the host does not resolve or, unless `allow_private`, when any of them is not public.
 
     A webhook is a request the gateway makes on a client's behalf; without this a client could
     make it reach the cluster's own services or a cloud metadata endpoint. Checked when the job
@@ -81,13 +81,13 @@ def delivery_address(url: str, resolver: Resolver = resolve, allow_private: bool
         reason = refused_reason(address)
         if reason is not None:
             raise UnsafeWebhookUrlError(f"its host {host!r} resolves to the non-public address {address} ({reason})")
-    return addresses[0]
+    return addresses
 
 
 def private_address_problem(url: str, resolver: Resolver = resolve) -> str | None:
     """Why `url` must not receive webhooks when private addresses are not allowed (None: it may)."""
     try:
-        delivery_address(url, resolver)
+        delivery_addresses(url, resolver)
     except UnsafeWebhookUrlError as exc:
         return str(exc)
     return None
@@ -182,9 +182,16 @@ class WebhookNotifier:
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST to the address checked just now, never to one the host's DNS gives on a second look."""
-        address = delivery_address(url, self.resolver, self.settings.allow_private)
-        target, host, extensions = pinned(httpx.URL(url), address)
-        return self._client.post(target, content=body, headers={**headers, **host}, extensions=extensions)
+        addresses = delivery_addresses(url, self.resolver, self.settings.allow_private)
+        for index, address in enumerate(addresses):
+            target, host, extensions = pinned(httpx.URL(url), address)
+            try:
+                return self._client.post(target, content=body, headers={**headers, **host}, extensions=extensions)
+            except httpx.ConnectError:
+                # As a resolving client would: the next address (`localhost` is ::1, then 127.0.0.1).
+                if index == len(addresses) - 1:
+                    raise
+        raise AssertionError("delivery_addresses returns at least one address")
 
     # -- turning job changes into events ------------------------------------------------------
 
