@@ -105,6 +105,9 @@ def test_one_caller_with_many_watches_cannot_starve_the_others(make_gateway, wat
     refused = opened.refused()
     assert len(refused) == 48 - 16, opened.outcomes
     assert all("GRPC_STREAMS_PER_KEY" in detail for detail in refused), refused[:1]
+    metrics = gateway.metrics.render().decode()
+    assert "itk_grpc_long_calls 16.0" in metrics
+    assert 'itk_requests_refused_total{reason="grpc_streams"} 32.0' in metrics
 
 
 def test_long_calls_are_bounded_per_key_and_in_total(make_gateway, watchers, slow_generator: GeneratorHandle,

@@ -77,7 +77,7 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self.chunks = ChunkGauges()
         self.jobs_total = Counter("itk_jobs_total", "Jobs accepted", registry=self.registry)
-        # unauthorized, rate_limited, jobs_in_flight, upload_budget: a climbing count is an attack,
+        # unauthorized, rate_limited, jobs_in_flight, upload_budget, grpc_streams: a climbing count is an attack,
         # a misconfigured client, or limits set too low.
         self.refused = Counter("itk_requests_refused_total", "Requests refused by the gateway's guard and limits",
                                ["reason"], registry=self.registry)
@@ -102,6 +102,9 @@ class GatewayMetrics:
         self.slots_reclaimed = Counter("itk_dispatch_slots_reclaimed", "Generator slots whose holder ended "
                                        "without giving them back, given back by the watchdog", ["pool"],
                                        registry=self.registry)
+        # Long gRPC calls hold a server thread each (api/grpc_api.py); near GRPC_STREAMS_TOTAL, more are refused.
+        self.grpc_long_calls = Gauge("itk_grpc_long_calls", "gRPC uploads, watches, live streams and downloads open",
+                                     registry=self.registry)
         self.jobs_waiting_for_space = Gauge("itk_jobs_waiting_for_space", "Jobs paused until the full data "
                                             "volume has room again", registry=self.registry)
         # The quality reports' headline figures (itk_common.quality), one observation per report.

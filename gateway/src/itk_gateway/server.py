@@ -152,7 +152,9 @@ class Gateway:
         self.grpc = GrpcService([SERVICE_NAME], max_workers=self.settings.grpc_workers,
                                 interceptors=[AuthInterceptor(self.guard)])
         streams = Slots(self.settings.grpc_streams_per_key, self.settings.grpc_streams_total)
-        servicer = GatewayServicer(self.service, self.guard, streams, self.settings.body_read_timeout_sec)
+        self.metrics.grpc_long_calls.set_function(streams.in_use)
+        servicer = GatewayServicer(self.service, self.guard, streams, self.settings.body_read_timeout_sec,
+                                   on_refused=lambda reason: self.metrics.refused.labels(reason).inc())
         gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, self.grpc.server)
 
     @property

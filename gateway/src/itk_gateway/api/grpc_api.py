@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import grpc
@@ -120,11 +120,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     and in total and refused at once when none is free, so that however many a caller opens, the
     short calls and the health check always find a thread."""
 
-    def __init__(self, service: JobService, guard: Guard, streams: Slots, upload_idle_sec: float = 0.0) -> None:
+    def __init__(self, service: JobService, guard: Guard, streams: Slots, upload_idle_sec: float = 0.0,
+                 on_refused: Callable[[str], None] = lambda _reason: None) -> None:
         self.service = service
         self.guard = guard
         self.streams = streams
         self.upload_idle_sec = upload_idle_sec
+        self.on_refused = on_refused
 
     @contextmanager
     def _long_call(self, context: grpc.ServicerContext) -> Iterator[Principal]:
@@ -132,6 +134,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         # Key holders are counted per key; without keys, per address.
         caller = f"key:{who.name}" if who.name else f"addr:{peer_host(context.peer())}"
         full = self.streams.take(caller)
+        if full is not None:
+            self.on_refused("grpc_streams")
         if full == Slots.PER_CALLER:
             raise RateLimitedError(
                 f"too many long calls open: at most {self.streams.per_caller} uploads, watches, live streams and "
