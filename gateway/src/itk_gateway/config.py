@@ -135,7 +135,7 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "API_KEYS_FILE": "One `name:sha256-hex-of-key[:admin]` per line; re-read when it changes.",
     "API_ADMIN_NAMES": "Key names that see and manage every job.",
     "RATE_LIMIT_PER_SEC": "Requests per second per key (or address); 0 = off.",
-    "RATE_LIMIT_BURST": "Requests per second per key (or address); 0 = off.",
+    "RATE_LIMIT_BURST": "Requests a key (or address) may send at once beyond the steady rate (the bucket's size).",
     "MAX_ACTIVE_JOBS_PER_KEY": "Jobs queued or running per key; 0 = no limit.",
     "MAX_UPLOADS_IN_FLIGHT_MB": "Upload bytes being received over all requests at once; 0 = no limit.",
     "BODY_READ_TIMEOUT_SEC": "A request body (or gRPC `CreateJob` upload) that sends nothing for this long is "
