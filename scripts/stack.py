@@ -63,11 +63,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _lost_its_port(service: ServiceProcess) -> bool:
+def _since_start(service: ServiceProcess) -> str:
     with service.log_path.open("rb") as log:
         log.seek(service.log_offset)
-        lines = log.read().decode(errors="replace")
-    return "Address already in use" in lines or "Failed to bind" in lines
+        return log.read().decode(errors="replace")
+
+
+def _lost_its_port(service: ServiceProcess) -> bool:
+    lines = _since_start(service)
+    return "the port is in use" in lines or "Address already in use" in lines or "Failed to bind" in lines
 
 
 @dataclass
@@ -234,7 +238,8 @@ class Stack:
                 details = "\n".join(f"--- {s.name} ---\n{s.log_tail()}"
                                     for s in failed or self.services.values())
                 self.stop()
-                if attempt == attempts or not any(_lost_its_port(s) for s in failed):
+                asked_port_taken = not self.rest_port_picked and "set PORT to" in _since_start(self.services["gateway"])
+                if attempt == attempts or asked_port_taken or not any(_lost_its_port(s) for s in failed):
                     raise RuntimeError(f"stack did not come up:\n{details}") from None
                 self._pick_new_ports()
 

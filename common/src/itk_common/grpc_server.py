@@ -36,6 +36,14 @@ SERVER_OPTIONS = [
 ]
 
 
+class PortUnavailableError(OSError):
+    """A port this process was told to listen on is taken (or not allowed): said so, with the
+    variable that chooses it, instead of a stack trace."""
+
+    def __init__(self, host: str, port: int, variable: str, reason: str = "in use by another program") -> None:
+        super().__init__(f"cannot listen on {host}:{port}: the port is {reason}; set {variable} to a free port")
+
+
 class GrpcService:
     """A running gRPC server with health checking and reflection for the given services."""
 
@@ -55,10 +63,14 @@ class GrpcService:
         self.set_serving(False)
 
     def bind(self, host: str, port: int) -> int:
-        """Listen on host:port (port 0 picks a free one) and return the bound port."""
-        bound = self.server.add_insecure_port(f"{host}:{port}")
+        """Listen on host:port (port 0 picks a free one) and return the bound port; raises
+        PortUnavailableError naming GRPC_PORT when the port cannot be had."""
+        try:
+            bound = self.server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:  # grpcio's "Failed to bind to address"
+            raise PortUnavailableError(host, port, "GRPC_PORT") from exc
         if bound == 0:
-            raise OSError(f"could not bind gRPC server to {host}:{port}")
+            raise PortUnavailableError(host, port, "GRPC_PORT")
         self.port = bound
         return bound
 

@@ -12,6 +12,7 @@ Tests build the same thing in-process with `build_gateway(settings)`, then `star
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
@@ -22,7 +23,7 @@ import uvicorn
 
 from infinitetalk.v1 import gateway_pb2_grpc
 from itk_common.config import ConfigError
-from itk_common.grpc_server import GrpcService
+from itk_common.grpc_server import GrpcService, PortUnavailableError
 from itk_common.logs import setup_logging
 from itk_common.shutdown import stop_on_signals, wait_until_set
 from itk_gateway.api.grpc_api import SERVICE_NAME, GatewayServicer
@@ -117,9 +118,10 @@ def rest_listener(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(2048)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        reason = "in use by another program" if exc.errno == errno.EADDRINUSE else f"not available ({exc.strerror})"
+        raise PortUnavailableError(host, port, "PORT", reason) from exc
     return sock
 
 
@@ -170,6 +172,9 @@ class Gateway:
         return f"{self.settings.bind_host}:{self.grpc_port}"
 
     def start(self) -> None:
+        # Both ports first: one another program holds stops the gateway before it resumes any job.
+        self.grpc_port = self.grpc.bind(self.settings.bind_host, self.settings.grpc_port)
+        rest_socket = rest_listener(self.settings.bind_host, self.settings.port)
         for pool in self.backends.pools.values():
             pool.start()
         remove_orphans(self.store, self.files)
@@ -178,9 +183,8 @@ class Gateway:
         resumed = self.orchestrator.start()
         if resumed:
             log.info("resumed %d job(s): %s", len(resumed), ", ".join(resumed))
-        self.grpc_port = self.grpc.bind(self.settings.bind_host, self.settings.grpc_port)
         self.grpc.start()
-        self._start_rest()
+        self._start_rest(rest_socket)
         self._start_metrics()
         with self._readiness_lock:
             self._serving = True
@@ -223,9 +227,8 @@ class Gateway:
         self._metrics_server = server
         self.metrics_port = server.server_port
 
-    def _start_rest(self) -> None:
+    def _start_rest(self, sock: socket.socket) -> None:
         app = create_app(self.service, self.metrics, self.guard, is_serving=lambda: self._serving)
-        sock = rest_listener(self.settings.bind_host, self.settings.port)
         self.rest_port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
         self._uvicorn = uvicorn.Server(config)
@@ -355,7 +358,11 @@ def main() -> None:
         sys.exit(1)
     stopping = threading.Event()
     stop_on_signals(stopping)
-    gateway.start()
+    try:
+        gateway.start()
+    except PortUnavailableError as exc:
+        log.error("%s", exc)
+        sys.exit(1)
     wait_until_set(stopping)
     gateway.stop()
     log.info("gateway stopped")
