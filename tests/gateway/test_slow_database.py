@@ -70,7 +70,7 @@ def test_event_streams_do_not_block_the_event_loop(stalling, portrait: bytes) ->
     for listener in listeners:
         listener.start()
     latencies = health_latencies(gateway, STALL_SEC * 2)
-    assert max(latencies) < 1.0, f"/health waited {max(latencies):.1f} s for the database"
+    assert max(latencies) < 2.0, f"/health waited {max(latencies):.1f} s for the database"
     stall.clear()
     for listener in listeners:
         listener.join(timeout=STALL_SEC * 4)
@@ -84,6 +84,6 @@ def test_creates_waiting_for_the_database_do_not_block_the_event_loop(stalling, 
                                                                                        speech_wav(1.0)))[0]))
     creator.start()
     latencies = health_latencies(gateway, STALL_SEC * 1.5)
-    assert max(latencies) < 1.0, f"/health waited {max(latencies):.1f} s for the database"
+    assert max(latencies) < 2.0, f"/health waited {max(latencies):.1f} s for the database"
     creator.join(timeout=60)
     assert replies == [202]
