@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 import httpx
 
@@ -94,6 +96,7 @@ class FetchSettings:
 
 
 Resolver = Callable[[str, int], list[IpAddress]]
+T = TypeVar("T")
 # getaddrinfo has no timeout of its own; lookups run here and are waited for at most the connect timeout.
 _LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="url-dns")
 
@@ -110,6 +113,18 @@ def pinned(url: httpx.URL, address: IpAddress) -> tuple[httpx.URL, dict[str, str
     target = url.copy_with(host=str(address))
     extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
     return target, {"Host": url.netloc.decode("ascii")}, extensions
+
+
+def first_that_connects(addresses: list[IpAddress], attempt: Callable[[IpAddress], T]) -> T:
+    """`attempt` on each checked address in turn until one takes the connection, as a resolving
+    client would (`localhost` is ::1, then 127.0.0.1); the last one's failure is raised. A request
+    fails with ConnectError before it has sent or received anything, so trying again is safe."""
+    for address in addresses[:-1]:
+        try:
+            return attempt(address)
+        except httpx.ConnectError:
+            continue
+    return attempt(addresses[-1])
 
 
 class UrlFetcher:
@@ -135,7 +150,8 @@ class UrlFetcher:
             host = self._check_url(name, current)
             addresses = self._checked_addresses(name, current, host)
             try:
-                location = self._get_from_any(name, current, host, addresses, deadline, write, max_bytes)
+                location = first_that_connects(addresses, partial(
+                    self._get, name, current, host, deadline=deadline, write=write, max_bytes=max_bytes))
             except httpx.TimeoutException as exc:
                 raise FetchError(f"{name}: {host} timed out ({type(exc).__name__})") from exc
             except httpx.ConnectError as exc:
@@ -181,17 +197,6 @@ class UrlFetcher:
                     raise FetchError(f"{name}: host {shown} is not allowed: {reason}; to fetch from it, "
                                      f"add it to the gateway's URL_FETCH_ALLOW_HOSTS (e.g. {trusted})")
         return addresses
-
-    def _get_from_any(self, name: str, url: httpx.URL, host: str, addresses: list[IpAddress], deadline: float,
-                      write: Callable[[bytes], None], max_bytes: int | None) -> str | None:
-        """`_get` from the first of the checked addresses that takes the connection, as a resolving
-        client would (`localhost` is ::1, then 127.0.0.1); no byte is written before one does."""
-        for address in addresses[:-1]:
-            try:
-                return self._get(name, url, host, address, deadline, write, max_bytes)
-            except httpx.ConnectError:
-                continue
-        return self._get(name, url, host, addresses[-1], deadline, write, max_bytes)
 
     def _get(self, name: str, url: httpx.URL, host: str, address: IpAddress, deadline: float,
              write: Callable[[bytes], None], max_bytes: int | None) -> str | None:

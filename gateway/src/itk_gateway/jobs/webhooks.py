@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from itk_gateway.jobs.fetch import IpAddress, Resolver, pinned, refused_reason, resolve
+from itk_gateway.jobs.fetch import IpAddress, Resolver, first_that_connects, pinned, refused_reason, resolve
 from itk_gateway.storage.store import CANCELLED, COMPLETED, FAILED, IN_QUEUE, RUNNING, TIMED_OUT, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -183,15 +183,12 @@ class WebhookNotifier:
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST to the address checked just now, never to one the host's DNS gives on a second look."""
         addresses = delivery_addresses(url, self.resolver, self.settings.allow_private)
-        for index, address in enumerate(addresses):
+
+        def post(address: IpAddress) -> httpx.Response:
             target, host, extensions = pinned(httpx.URL(url), address)
-            try:
-                return self._client.post(target, content=body, headers={**headers, **host}, extensions=extensions)
-            except httpx.ConnectError:
-                # As a resolving client would: the next address (`localhost` is ::1, then 127.0.0.1).
-                if index == len(addresses) - 1:
-                    raise
-        raise AssertionError("delivery_addresses returns at least one address")
+            return self._client.post(target, content=body, headers={**headers, **host}, extensions=extensions)
+
+        return first_that_connects(addresses, post)
 
     # -- turning job changes into events ------------------------------------------------------
 

@@ -39,13 +39,14 @@ CHUNK_PENDING, CHUNK_RUNNING, CHUNK_DONE = "pending", "running", "done"
 # Constants, so they are spelled into the SQL rather than passed as parameters everywhere.
 ACTIVE_SQL = "status IN ('IN_QUEUE', 'RUNNING')"
 # A job row's quality report while it is being computed (quality_text's compact JSON).
-PENDING_QUALITY = '%"state":"pending"%'
+# A quality report still to be computed (its JSON starts with the state). Inline SQL, composed into
+# other statements, so a prefix match: a LIKE pattern would need a literal %, which psycopg reads
+# as a placeholder.
+PENDING_QUALITY_PREFIX = '{"state":"pending"'
+QUALITY_PENDING_SQL = f"substr(quality, 1, {len(PENDING_QUALITY_PREFIX)}) = '{PENDING_QUALITY_PREFIX}'"
 # A completed job whose quality report is still to be computed: leased like an active job, so one
 # replica computes it and another takes it up when that one stops or dies.
-# Matched by its prefix rather than LIKE '%...%', since psycopg reads a literal % as a placeholder.
-PENDING_QUALITY_PREFIX = '{"state":"pending"'
-REPORT_PENDING_SQL = (f"(status = 'COMPLETED'"
-                      f" AND substr(quality, 1, {len(PENDING_QUALITY_PREFIX)}) = '{PENDING_QUALITY_PREFIX}')")
+REPORT_PENDING_SQL = f"(status = 'COMPLETED' AND {QUALITY_PENDING_SQL})"
 LEASED_SQL = f"({ACTIVE_SQL} OR {REPORT_PENDING_SQL})"
 # Rows per `IN (...)` list, well under both backends' parameter limits.
 IN_BATCH = 500
@@ -318,12 +319,12 @@ class JobStore:
         """Quality reports still pending this long after their job completed (the gateway computing
         them went away) are marked failed; how many."""
         failed = quality_text(report_state("failed", "the gateway computing it stopped before it was done"))
-        stale = self._run("SELECT id FROM jobs WHERE status = ? AND quality LIKE ? AND updated_at < ?",
-                          (COMPLETED, PENDING_QUALITY, time.time() - older_than_sec))
+        stale = self._run(f"SELECT id FROM jobs WHERE {REPORT_PENDING_SQL} AND updated_at < ?",
+                          (time.time() - older_than_sec,))
         given_up = 0
         for row in stale:
-            given_up += self._count("UPDATE jobs SET quality = ? WHERE id = ? AND quality LIKE ?",
-                                    (failed, row["id"], PENDING_QUALITY))
+            given_up += self._count(f"UPDATE jobs SET quality = ? WHERE id = ? AND {QUALITY_PENDING_SQL}",
+                                    (failed, row["id"]))
             self._touch(row["id"])
         return given_up
 
