@@ -70,8 +70,8 @@ def _since_start(service: ServiceProcess) -> str:
 
 
 def _lost_its_port(service: ServiceProcess) -> bool:
-    lines = _since_start(service)
-    return "the port is in use" in lines or "Address already in use" in lines or "Failed to bind" in lines
+    # Every service says so in these words (itk_common.grpc_server.PortUnavailableError).
+    return "the port is in use" in _since_start(service)
 
 
 @dataclass
