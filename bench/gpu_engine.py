@@ -2,11 +2,14 @@
 
 Stages (each one's figures are printed and saved as soon as it ends, so a run cut short keeps them):
 - `vae`: the Wan2.1 VAE decode of one 81-frame 480x832 clip (21 x 60 x 104 latents, random
-  full-size weights) in bf16: as the generator ran it before, with cuDNN autotuning, and with
-  channels-last 3-D tensors (what the generator now does on a GPU); each against the fp32 decode
-  of the same latents (relative error and max abs error in [-1, 1] units). Compiling the decoder
-  was measured too and dropped: diffusers runs it once per latent frame with causal caches whose
-  shapes change, so it hit the recompile limit and decoded in 8.9 s on an H100.
+  full-size weights) in bf16: as the generator ran it before, with cuDNN autotuning, with
+  channels-last 3-D tensors (what the generator does on a GPU), then with the fast paths of
+  vae_fast_paths.py (VAE_FUSED_NORMS, VAE_TIME_CHUNK 4 and 20) alone and together, and the fp32
+  VAE (VAE_DTYPE's default) without and with them; each against the fp32 decode of the same
+  latents (relative error and max abs error in [-1, 1] units), with its first call (compilation
+  included) and peak memory. Compiling the whole decoder was measured too and dropped: diffusers
+  runs it once per latent frame with causal caches whose shapes change, so it hit the recompile
+  limit and decoded in 8.9 s on an H100; the fused norms compile only the norm.
 - `callsites`: the FP8 DiT forward (full size, random weights), eager, with every leaf module and
   attention call timed on the GPU by CUDA events around it: seconds per call site (the block
   index stripped, so `blocks.*.self_attn.q` sums the 40 layers), which says which GEMMs and
@@ -14,7 +17,7 @@ Stages (each one's figures are printed and saved as soon as it ends, so a run cu
 - `fp8`: the same FP8 forward with its blocks compiled (the production path), its kernel profile
   by kind, before and after the changes this benchmark exists to measure.
 
-Run: python bench/gpu_engine.py [--stages vae,callsites,fp8] [--json OUT.json] [--tiny]
+Run: python bench/gpu_engine.py [--stages vae,callsites,fp8] [--vae-variants A,B] [--json OUT.json] [--tiny]
 """
 
 from __future__ import annotations
@@ -88,34 +91,44 @@ def vae_stage(args: argparse.Namespace, report: dict[str, object], show: Callabl
     reference = reference.cpu()
     show("vae_fp32")
 
-    variants = [
-        ("bf16", False, False),
-        ("bf16_cudnn_benchmark", True, False),
-        ("bf16_channels_last", True, True),
-    ]
-    for name, benchmark, channels_last in variants:
-        vae = bf16 = None
+    # name: (dtype, cuDNN autotuning, channels-last, VAE_FUSED_NORMS, VAE_TIME_CHUNK)
+    variants = {
+        "bf16": (torch.bfloat16, False, False, False, 1),
+        "bf16_cudnn_benchmark": (torch.bfloat16, True, False, False, 1),
+        "bf16_channels_last": (torch.bfloat16, True, True, False, 1),  # the generator's GPU path today
+        "bf16_fused_norms": (torch.bfloat16, True, True, True, 1),
+        "bf16_time_chunk_4": (torch.bfloat16, True, True, False, 4),
+        "bf16_fused_norms_time_chunk_4": (torch.bfloat16, True, True, True, 4),
+        "bf16_fused_norms_time_chunk_20": (torch.bfloat16, True, True, True, 20),
+        "fp32_channels_last": (torch.float32, True, True, False, 1),  # VAE_DTYPE's default
+        "fp32_fused_norms_time_chunk_4": (torch.float32, True, True, True, 4),
+    }
+    for name, (dtype, benchmark, channels_last, fused_norms, time_chunk) in variants.items():
+        if args.vae_variants and name not in args.vae_variants:
+            continue
+        vae = copy = None
         try:
             torch.backends.cudnn.benchmark = benchmark
-            bf16 = AutoencoderKLWan.from_config(model.config).to(DEVICE).eval().requires_grad_(False)
-            bf16.load_state_dict(model.state_dict())
-            bf16 = bf16.to(torch.bfloat16)
-            vae = WanVAE(bf16, DEVICE, torch.bfloat16, channels_last=channels_last)
+            copy = AutoencoderKLWan.from_config(model.config).to(DEVICE).eval().requires_grad_(False)
+            copy.load_state_dict(model.state_dict())
+            copy = copy.to(dtype)
+            vae = WanVAE(copy, DEVICE, dtype, channels_last=channels_last, fused_norms=fused_norms,
+                         time_chunk=time_chunk)
             first, seconds, out = timed(lambda vae=vae: vae.decode(latents), args.repeats)
             out = out.cpu()
-            report[f"vae_{name}_first_call_s"] = round(first, 2)
+            report[f"vae_{name}_first_call_s"] = round(first, 2)  # with compilation where there is any
             report[f"vae_{name}_decode_s"] = round(seconds, 3)
             report[f"vae_{name}_rel_err_vs_fp32"] = round(rel_err(out, reference), 5)
             report[f"vae_{name}_max_abs_err_vs_fp32"] = round((out - reference).abs().max().item(), 4)
             report[f"vae_{name}_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if ON_GPU else 0
         except Exception as err:  # keep the other variants
             report[f"vae_{name}_error"] = repr(err)[:400]
-        vae = bf16 = None
+        vae = copy = None
         gc.collect()
         if ON_GPU:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        show(f"vae_{name}")
+        show(f"vae_{name}_")
     torch.backends.cudnn.benchmark = False
 
 
@@ -264,6 +277,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", default="vae,callsites,fp8")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--vae-variants", type=lambda text: set(text.split(",")), default=None,
+                        help="comma-separated names of the vae stage's variants to run (default: all)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tiny", action="store_true", help="small shapes: a quick check of this script on CPU")
     args = parser.parse_args()

@@ -16,7 +16,8 @@ model loads during the job, and peak GPU memory (nvidia-smi, the whole card). Wi
 --offload-idle-sec it then waits until the idle generator has moved its weights to pinned host
 memory and sends a short job, whose first chunk brings them back: the return cost is printed.
 
-    python bench/gpu_service.py [--model-dir DIR] [--seed-sec 20] [--turbo-sec 60] [--only seed|turbo] [--json OUT]
+    python bench/gpu_service.py [--model-dir DIR] [--seed-sec 20] [--turbo-sec 60] [--only seed|turbo]
+        [--generator-env VAE_DTYPE=bf16 ...] [--json OUT]
     python bench/gpu_service.py --tiny   # the same steps on the tests' tiny model, on the CPU
 """
 
@@ -146,6 +147,8 @@ def main() -> int:
                         help="set OFFLOAD_IDLE_SEC and measure the weights' return after idling")
     parser.add_argument("--only", choices=("seed", "turbo"),
                         help="send only this job (a 60 s job and a cold start fit one 10-minute device call)")
+    parser.add_argument("--generator-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="another generator setting (repeatable), e.g. VAE_DTYPE=bf16")
     parser.add_argument("--job-timeout", type=float, default=1800.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -165,6 +168,11 @@ def main() -> int:
         generator_env["INFINITETALK_WARMUP_BUCKETS"] = args.warmup
     if args.offload_idle_sec:
         generator_env["OFFLOAD_IDLE_SEC"] = str(args.offload_idle_sec)
+    for setting in args.generator_env:
+        name, sep, value = setting.partition("=")
+        if not sep or not name:
+            parser.error(f"--generator-env wants NAME=VALUE, got {setting!r}")
+        generator_env[name] = value
     if args.tiny:
         # The tests' settings: 32x32 and 21-frame clips keep a CPU busy for seconds, not hours.
         generator_env |= {"DEVICE": "cpu", "INFINITETALK_SIZE": "32x32", "INFINITETALK_CLIP_FRAMES": "21"}
@@ -178,7 +186,7 @@ def main() -> int:
     # first clip and the first-job-after-start comparison is like for like.
     mirrored = cv2.imencode(".png", cv2.flip(cv2.imread(str(PORTRAIT)), 1))[1].tobytes()
     rows = []
-    report: dict = {"size": args.size, "preset": args.preset}
+    report: dict = {"size": args.size, "preset": args.preset, "generator_env": args.generator_env}
     try:
         started = time.monotonic()
         stack.start(timeout=1800)

@@ -222,13 +222,18 @@ def test_speed_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     for name, value in {"MODEL_DIR": str(tiny_model_dir), "DEVICE": "cpu", "DTYPE": "fp8",
                         "FP8_ACTIVATION_SCALING": "tensor", "FP8_ATTENTION": "off", "VAE_DTYPE": "bf16",
                         "VAE_TILING": "true", "GUIDANCE_BATCH": "1", "DIT_PATH": "/models/distilled.safetensors",
-                        "INFINITETALK_PRESET": "turbo"}.items():
+                        "INFINITETALK_PRESET": "turbo", "VAE_FUSED_NORMS": "1", "VAE_TIME_CHUNK": "4"}.items():
         monkeypatch.setenv(name, value)
     settings = InfiniteTalkSettings.from_env()
     assert (settings.dtype, settings.fp8_activation_scaling, settings.fp8_attention) == ("fp8", "tensor", "off")
     assert (settings.vae_dtype, settings.vae_tiling, settings.guidance_batch) == ("bf16", True, True)
     assert settings.dit_path == Path("/models/distilled.safetensors") and settings.preset == "turbo"
     assert settings.torch_dtype == torch.bfloat16  # everything that is not an FP8 GEMM runs in bf16
+    assert (settings.vae_fused_norms, settings.vae_time_chunk) == (True, 4)
+    monkeypatch.setenv("VAE_TIME_CHUNK", "0")
+    with pytest.raises(ConfigError, match="VAE_TIME_CHUNK"):
+        InfiniteTalkSettings.from_env()
+    monkeypatch.setenv("VAE_TIME_CHUNK", "2")
     monkeypatch.setenv("FP8_ATTENTION", "sometimes")
     with pytest.raises(ConfigError, match="FP8_ATTENTION"):
         InfiniteTalkSettings.from_env()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,23 @@ def test_pipeline_batched_guidance_matches_separate_forwards(tiny_model_dir: Pat
     batched = np.concatenate(list(pipeline.generate(chunk)))
     # the same arithmetic, batched: fp32 GEMMs over a different batch may round differently
     assert np.abs(separate.astype(int) - batched.astype(int)).max() <= 1
+
+
+def test_pipeline_with_the_vae_fast_paths_renders_the_same_frames(tiny_model_dir: Path) -> None:
+    """VAE_FUSED_NORMS and VAE_TIME_CHUNK reach the pipeline's VAE and leave a two-clip chunk's frames
+    (decoded clips and the motion frames encoded between them) as they were, to a grey level."""
+    size, clip_frames = 32, 13
+    base = InfiniteTalkSettings(model_dir=tiny_model_dir, device="cpu", dtype="fp32", clip_frames=clip_frames,
+                                size=(size, size))
+    fast = replace(base, vae_fused_norms=True, vae_time_chunk=2)
+    audio = speech_like(2 * clip_frames / 25, pause_every_sec=10.0, seed=1).astype(np.float32)
+    image = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    chunk = ChunkRequest(image=image, audio=audio, frame_count=2 * clip_frames - 4, prompt="a person talking",
+                         seed=3, plan=with_overrides(preset_plan("turbo"), steps=2), motion_frames=9)
+    videos = []
+    for settings in (base, fast):
+        pipeline = build_pipeline(settings)
+        assert pipeline.vae.time_chunk == settings.vae_time_chunk
+        videos.append(np.concatenate(list(pipeline.generate(chunk))))
+    assert videos[0].shape == videos[1].shape
+    assert np.abs(videos[0].astype(int) - videos[1].astype(int)).max() <= 1

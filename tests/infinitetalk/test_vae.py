@@ -121,3 +121,69 @@ def test_channels_last_layout_gives_the_same_video(vae_path, vae):
     torch.testing.assert_close(channels_last.decode(latents), vae.decode(latents), atol=1e-5, rtol=1e-4)
     frames = torch.rand(1, 3, 5, 32, 48, generator=g) * 2 - 1
     torch.testing.assert_close(channels_last.encode(frames), vae.encode(frames), atol=1e-5, rtol=1e-4)
+
+
+def _with_uneven_norms(vae_path, dtype=torch.float32, **options) -> WanVAE:
+    """The tiny VAE with every norm's gamma moved off 1 (a fresh file's are all ones), so a fused
+    norm that dropped gamma or the scale would show."""
+    loaded = WanVAE.load(vae_path)
+    g = torch.Generator().manual_seed(3)
+    for name, parameter in loaded.model.named_parameters():
+        if name.endswith("gamma"):
+            parameter.data = 1 + 0.3 * torch.randn(parameter.shape, generator=g)
+    model = loaded.model if dtype == torch.float32 else loaded.model.to(dtype)
+    return WanVAE(model, torch.device("cpu"), dtype, **options)
+
+
+@pytest.mark.parametrize("time_chunk", [2, 3, 8])
+@pytest.mark.parametrize("fused_norms", [False, True])
+def test_fast_paths_decode_the_same_video(vae_path, time_chunk, fused_norms):
+    """VAE_TIME_CHUNK latent frames per decoder call and VAE_FUSED_NORMS change how the decode runs,
+    not what it gives: the same frames as diffusers' one-frame-at-a-time decode to float rounding,
+    for chunks that divide the frames and chunks that do not; the encode too with fused norms."""
+    plain = _with_uneven_norms(vae_path)
+    fast = _with_uneven_norms(vae_path, time_chunk=time_chunk, fused_norms=fused_norms)
+    assert fast.time_chunk == time_chunk
+    if fused_norms:
+        assert not any(type(m).__name__ == "WanRMS_norm" for m in fast.model.modules())
+    g = torch.Generator().manual_seed(4)
+    latents = torch.randn(1, 16, 7, 4, 6, generator=g)
+    torch.testing.assert_close(fast.decode(latents), plain.decode(latents), atol=2e-5, rtol=1e-4)
+    frames = torch.rand(1, 3, 9, 32, 48, generator=g) * 2 - 1
+    torch.testing.assert_close(fast.encode(frames), plain.encode(frames), atol=2e-5, rtol=1e-4)
+
+
+def test_fused_norms_in_bf16_round_no_worse_than_the_model(vae_path):
+    """In bf16 the fused norm computes in fp32 and rounds once where the model rounds three times;
+    against the fp32 decode it is at least as close as the model's own bf16 decode."""
+    g = torch.Generator().manual_seed(5)
+    latents = torch.randn(1, 16, 3, 4, 6, generator=g)
+    reference = _with_uneven_norms(vae_path).decode(latents)
+    plain = _with_uneven_norms(vae_path, torch.bfloat16).decode(latents)
+    fused = _with_uneven_norms(vae_path, torch.bfloat16, fused_norms=True).decode(latents)
+
+    def error(video):
+        return ((video - reference).norm() / reference.norm()).item()
+
+    assert error(fused) <= error(plain) * 1.05 + 1e-4
+
+
+def test_compiled_fused_norms_match_and_stay_within_their_graphs(vae_path):
+    """The GPU path compiles the fused norm once for every norm of the model (dynamic shapes): a
+    channels-last bf16 decode and encode, as a GPU runs them, give the eager values and compile a
+    handful of graphs, within the limit that fullgraph would otherwise turn into an error."""
+    from torch._dynamo.utils import counters
+
+    from itk_generator.infinitetalk import vae_fast_paths
+
+    eager = _with_uneven_norms(vae_path, torch.bfloat16, channels_last=True, fused_norms=True, time_chunk=4)
+    compiled = _with_uneven_norms(vae_path, torch.bfloat16, channels_last=True, time_chunk=4)
+    assert vae_fast_paths.fuse_norms(compiled.model, compiled=True) > 0
+    torch._dynamo.reset()
+    counters.clear()
+    g = torch.Generator().manual_seed(6)
+    latents = torch.randn(1, 16, 6, 4, 6, generator=g)
+    frames = torch.rand(1, 3, 5, 32, 48, generator=g) * 2 - 1
+    torch.testing.assert_close(compiled.decode(latents), eager.decode(latents), atol=0.02, rtol=0.02)
+    torch.testing.assert_close(compiled.encode(frames), eager.encode(frames), atol=0.05, rtol=0.05)
+    assert 0 < counters["stats"]["unique_graphs"] <= vae_fast_paths.NORM_GRAPHS // 4

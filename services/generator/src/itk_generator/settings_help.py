@@ -73,6 +73,14 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "DIT_PATH": "A whole DiT in one safetensors file instead of the Wan2.1 shards (LightX2V's distilled models).",
     "VAE_DTYPE": "`fp32` or `bf16`.",
     "VAE_TILING": "Decode and encode in spatial tiles: less memory at 720p.",
+    "VAE_FUSED_NORMS": (
+        "Each VAE norm and the SiLU after it as one function in fp32, rounded once (compiled on a GPU): less "
+        "memory traffic, the same frames to rounding."
+    ),
+    "VAE_TIME_CHUNK": (
+        "Latent frames per VAE decoder call after the first (1: one at a time, as diffusers); the same frames "
+        "to rounding. Not with `VAE_TILING`."
+    ),
     "GUIDANCE_BATCH": "Run a step's guidance forwards as one batched forward.",
     "BLOCK_OFFLOAD": "Keep DiT blocks in CPU memory and stream them to the GPU (48 GB cards).",
     "ATTENTION_BACKEND": "`auto` (flash-attn when installed, else SDPA), `sdpa` or `flash`.",

@@ -12,6 +12,10 @@
 - DIT_PATH: a whole DiT in one safetensors file used instead of the Wan2.1 shards (LightX2V's
   distilled models, bf16 or pre-quantized scaled FP8, as fetched by `itk-download-weights --dit`).
 - VAE_DTYPE: fp32 (default) or bf16; VAE_TILING: decode/encode in spatial tiles (less memory at 720p).
+- VAE_FUSED_NORMS: each VAE norm and the SiLU after it as one function, compiled on a GPU;
+  VAE_TIME_CHUNK: latent frames per decoder call after the first (default 1, as diffusers). Both
+  give the same frames up to rounding (vae_fast_paths.py); off by default until a GPU benchmark
+  (bench/gpu_engine.py, stage vae) shows them faster.
 - GUIDANCE_BATCH: run a step's guidance forwards as one batched forward.
 - BLOCK_OFFLOAD: keep the DiT blocks in CPU memory and stream them to the GPU (48 GB cards).
 - ATTENTION_BACKEND: auto (flash-attn when installed, else torch SDPA), sdpa, sdpa-cudnn,
@@ -95,6 +99,8 @@ class InfiniteTalkSettings:
     fp8_attention: str = "auto"
     vae_dtype: str = "fp32"
     vae_tiling: bool = False
+    vae_fused_norms: bool = False
+    vae_time_chunk: int = 1
     guidance_batch: bool = False
     parallel_devices: int = 1
     parallel_mode: str = "auto"
@@ -192,6 +198,8 @@ class InfiniteTalkSettings:
             fp8_attention=env_str("FP8_ATTENTION", "auto").strip().lower(),
             vae_dtype=env_str("VAE_DTYPE", "fp32").strip().lower(),
             vae_tiling=env_bool("VAE_TILING", False),
+            vae_fused_norms=env_bool("VAE_FUSED_NORMS", False),
+            vae_time_chunk=env_int("VAE_TIME_CHUNK", 1, minimum=1),
             guidance_batch=env_bool("GUIDANCE_BATCH", False),
             parallel_devices=env_int("PARALLEL_DEVICES", 1, minimum=1),
             parallel_mode=env_str("PARALLEL_MODE", "auto").strip().lower(),

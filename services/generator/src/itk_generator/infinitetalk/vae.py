@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLWan
 
+from .vae_fast_paths import decode_in_time_chunks, fuse_norms
 from .weights import WeightsError, check_state_dict, read_torch_file
 
 # Per-channel statistics of Wan2.1 latents (wan/modules/vae.py): latents are (mu - mean) / std.
@@ -148,9 +149,16 @@ class WanVAE:
     spatial_stride = 8
 
     def __init__(self, model: AutoencoderKLWan, device: torch.device, dtype: torch.dtype,
-                 channels_last: bool | None = None) -> None:
+                 channels_last: bool | None = None, fused_norms: bool = False, time_chunk: int = 1) -> None:
         self.model = model.eval().requires_grad_(False)
         self.device, self.dtype = device, dtype
+        # vae_fast_paths.py: the norms fused with their SiLU (compiled on a GPU), and the decoder fed
+        # `time_chunk` latent frames per call. Both give the same values up to rounding.
+        if time_chunk < 1:
+            raise ValueError(f"time_chunk must be at least 1, got {time_chunk}")
+        self.time_chunk = time_chunk
+        if fused_norms:
+            fuse_norms(self.model, compiled=torch.device(device).type == "cuda")
         # cuDNN's 3-D convolutions run fastest on NDHWC tensors with its autotuner picking the
         # kernels: on an H100 the bf16 decode of one 81-frame 480p clip took 1.72 s so against 2.07 s
         # (bench/gpu_engine.py), the same values to rounding. The activations follow the layout of
@@ -173,6 +181,8 @@ class WanVAE:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         config: VAEShape | None = None,
+        fused_norms: bool = False,
+        time_chunk: int = 1,
     ) -> WanVAE:
         """Load the original-layout `.pth` strictly; sizes come from `config` or the tensor shapes."""
         state = read_torch_file(Path(path))
@@ -186,7 +196,8 @@ class WanVAE:
             raise WeightsError(f"{path} does not fit the inferred VAE {shape}: {err}") from err
         device = torch.device(device)
         model = model.to(device)
-        return cls(model if dtype == torch.float32 else model.to(dtype), device, dtype)
+        return cls(model if dtype == torch.float32 else model.to(dtype), device, dtype,
+                   fused_norms=fused_norms, time_chunk=time_chunk)
 
     def _convolutions(self) -> contextlib.AbstractContextManager:
         """cuDNN autotuning for the convolutions of a channels-last model (each shape is tuned once)."""
@@ -209,4 +220,6 @@ class WanVAE:
         z = latents.to(self.device, torch.float32) * self.std + self.mean
         z = z.to(self.dtype).contiguous(memory_format=self.memory_format)
         with self._convolutions():
+            if self.time_chunk > 1 and not self.model.use_tiling:
+                return decode_in_time_chunks(self.model, z, self.time_chunk).float()
             return self.model.decode(z).sample.float().clamp(-1, 1)

@@ -1,0 +1,125 @@
+"""Two ways to run the Wan2.1 VAE (diffusers' AutoencoderKLWan) with less memory traffic and
+fewer, larger kernels, each giving the same values as the model's own code up to rounding.
+
+Fused norms. Every RMS norm in the VAE upcasts its input to fp32, normalizes, rounds back,
+multiplies by the scale and by gamma, and is then followed by a SiLU: six passes over the tensor,
+three of them in fp32. At the full-resolution stages of a decode (96 channels x 4 frames x 480 x
+832 per latent frame) that is memory traffic, not arithmetic. `fuse_norms` swaps each norm and the
+SiLU after it for one function computed in fp32 and rounded once, compiled by torch.compile on a
+GPU into one kernel (with dynamic shapes, so the stages' sizes share a graph).
+
+Time chunks. diffusers decodes one latent frame per decoder call (4 video frames), carrying the
+causal convolutions' last frames in a cache. A causal convolution over frames [a, b) with the
+cache of the frames before a gives the same result as over each frame in turn, so
+`decode_in_time_chunks` hands the decoder `time_chunk` latent frames per call after the first
+(which stays alone: the first latent frame becomes one video frame, the temporal upsamplers
+start from it). Fewer calls launch fewer, larger kernels on the small low-resolution stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKLWan
+from torch import nn
+
+# Modules whose `nonlinearity` (a SiLU) follows each of the norms named here and nothing else.
+_NORMS_BEFORE_SILU = {"WanResidualBlock": ("norm1", "norm2"), "WanEncoder3d": ("norm_out",),
+                      "WanDecoder3d": ("norm_out",)}
+_NORMS_ALONE = {"WanAttentionBlock": ("norm",)}
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool) -> torch.Tensor:
+    """x / ||x|| over the channels (dim 1) x weight (+ bias) (then SiLU), in fp32, rounded once to x's dtype.
+
+    `weight` is the norm's gamma times its scale (sqrt of the channel count), kept in fp32.
+    """
+    y = F.normalize(x.float(), dim=1) * weight
+    if bias is not None:
+        y = y + bias
+    if silu:
+        y = F.silu(y)
+    return y.to(x.dtype)
+
+
+_compiled: Callable[..., torch.Tensor] | None = None
+# One graph per input rank, layout (contiguous, channels-last, the resamplers' permuted views),
+# size-1 dimension and dtype the norms meet: about a dozen in a decode and an encode, above
+# torch.compile's default of 8 per function, after which it would raise (fullgraph).
+NORM_GRAPHS = 48
+
+
+def compiled_rms_norm() -> Callable[..., torch.Tensor]:
+    """`rms_norm` through torch.compile, built once per process; its graphs are shared by every norm."""
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(rms_norm, dynamic=True, fullgraph=True)
+    return _compiled
+
+
+class FusedRMSNorm(nn.Module):
+    """One of the VAE's WanRMS_norm layers, with the SiLU that follows it where `silu`."""
+
+    def __init__(self, norm: nn.Module, silu: bool, compiled: bool) -> None:
+        super().__init__()
+        if not norm.channel_first:
+            raise ValueError("only the VAE's channel-first norms can be fused")
+        # Buffers, not parameters: they are derived from the original gamma, which this replaces.
+        # Made from the model in its final dtype, gamma x scale is exact in fp32; the product is
+        # taken in fp32 whatever dtype a later cast gives the buffer.
+        self.register_buffer("weight", (norm.gamma.detach().float() * norm.scale).clone())
+        bias = norm.bias
+        self.register_buffer("bias", bias.detach().float().clone() if isinstance(bias, torch.Tensor) else None)
+        self.silu = silu
+        self.compiled = compiled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.compiled:
+            return rms_norm(x, self.weight, self.bias, self.silu)
+        with torch._dynamo.config.patch(recompile_limit=NORM_GRAPHS):
+            return compiled_rms_norm()(x, self.weight, self.bias, self.silu)
+
+
+def fuse_norms(model: AutoencoderKLWan, compiled: bool) -> int:
+    """Replace the VAE's norms (and the SiLU after each) with `FusedRMSNorm`s; the number replaced."""
+    replaced = 0
+    for module in model.modules():
+        kind = type(module).__name__
+        if kind in _NORMS_BEFORE_SILU:
+            if not isinstance(getattr(module, "nonlinearity", None), nn.SiLU):
+                continue  # another activation: leave this module as it is
+            for name in _NORMS_BEFORE_SILU[kind]:
+                setattr(module, name, FusedRMSNorm(getattr(module, name), silu=True, compiled=compiled))
+                replaced += 1
+            module.nonlinearity = nn.Identity()
+        elif kind in _NORMS_ALONE:
+            for name in _NORMS_ALONE[kind]:
+                setattr(module, name, FusedRMSNorm(getattr(module, name), silu=False, compiled=compiled))
+                replaced += 1
+    return replaced
+
+
+def decode_in_time_chunks(model: AutoencoderKLWan, z: torch.Tensor, time_chunk: int) -> torch.Tensor:
+    """AutoencoderKLWan.decode's loop with `time_chunk` latent frames per decoder call after the first.
+
+    z: unnormalized latents [B, z_dim, t, h, w]; returns the video [B, 3, 1 + 4(t-1), 8h, 8w]
+    clamped to [-1, 1]. Uses the model's own feature cache, as its decode does.
+    """
+    if time_chunk < 1:
+        raise ValueError(f"time_chunk must be at least 1, got {time_chunk}")
+    frames = z.shape[2]
+    model.clear_cache()
+    try:
+        x = model.post_quant_conv(z)
+        parts = []
+        starts = [0, *range(1, frames, time_chunk)]
+        for index, start in enumerate(starts):
+            end = 1 if index == 0 else min(start + time_chunk, frames)
+            model._conv_idx = [0]
+            parts.append(model.decoder(x[:, :, start:end], feat_cache=model._feat_map,
+                                       feat_idx=model._conv_idx, first_chunk=index == 0))
+        return torch.cat(parts, 2).clamp_(-1.0, 1.0)
+    finally:
+        model.clear_cache()
