@@ -10,7 +10,9 @@ and the gateway as separate processes (scripts/stack.py), then send two speech j
      first job's was, so the two first clips compare like for like).
 For each it prints: cold start (processes started to every service SERVING, the generator's
 load and warm-up included; first job only), POST to the first playable segment of the live
-stream (the playlist lists it and it downloads), wall time (POST to COMPLETED), the sum of the
+stream (the playlist lists it and it downloads) and where that time goes (before the first clip
+starts: upload, split, dispatch, audio features; the first clip; after it: delivery to the
+gateway and the live segment), wall time (POST to COMPLETED), the sum of the
 generator's clip times (its log: the model's time per clip), the overhead (wall / sum of clips),
 model loads during the job, and peak GPU memory (nvidia-smi, the whole card). With
 --offload-idle-sec it then waits until the idle generator has moved its weights to pinned host
@@ -35,6 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -49,7 +52,8 @@ from tests.helpers.audio import encode_audio, speech_like  # noqa: E402
 from tests.helpers.rest import call, submit_multipart, wait_for_job  # noqa: E402
 
 PORTRAIT = ROOT / "assets" / "sample" / "portrait.png"
-CLIP_LINE = re.compile(r"clip \d+ of chunk (?P<job>\S+)/\d+: \d+ frames in (?P<sec>[0-9.]+) s")
+CLIP_LINE = re.compile(r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*"
+                       r"clip \d+ of chunk (?P<job>\S+)/\d+: \d+ frames in (?P<sec>[0-9.]+) s", re.MULTILINE)
 RETURN_LINE = re.compile(r"weights back on \S+ for the next chunk: (?P<gib>[0-9.]+) GiB in (?P<sec>[0-9.]+) s")
 ENCODE_LINE = re.compile(r"(?:image|prompt) encoded in (?P<sec>[0-9.]+) s")
 LOADED = "InfiniteTalk DiT loaded"
@@ -108,7 +112,7 @@ def run_job(stack: Stack, name: str, submit, memory: GpuMemory, log: Path, timeo
     before = log.read_text(errors="replace")
     loads_before = before.count(LOADED)
     memory.take_peak()
-    started = time.monotonic()
+    started, posted_at = time.monotonic(), time.time()
     job_id = submit()
     found: dict = {}
     stop = threading.Event()
@@ -119,12 +123,23 @@ def run_job(stack: Stack, name: str, submit, memory: GpuMemory, log: Path, timeo
     stop.set()
     watcher.join(35)
     text = log.read_text(errors="replace")
-    clips = [float(m["sec"]) for m in CLIP_LINE.finditer(text) if m["job"] == job_id]
+    matches = [m for m in CLIP_LINE.finditer(text) if m["job"] == job_id]
+    clips = [float(m["sec"]) for m in matches]
+    # Where the first playable second's time goes: before the first clip starts (upload, split,
+    # dispatch, audio features), the clip itself, and after it (to the gateway, the live segment).
+    first_clip_start = first_clip_to_playable = None
+    if matches:
+        first_done = datetime.strptime(matches[0]["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp() - posted_at
+        first_clip_start = first_done - clips[0]
+        if "sec" in found:
+            first_clip_to_playable = found["sec"] - first_done
     # A new portrait or prompt is encoded once (CLIP, the VAE over a whole clip, umT5), inside the
     # job's first clip; later jobs with the same ones skip it. Telling it apart from compiling:
     encoded = sum(float(m["sec"]) for m in ENCODE_LINE.finditer(text[len(before):]))
     return {"job": name, "id": job_id, "status": state["status"], "error": state.get("error", ""),
-            "pieces": state.get("chunk_count"), "first_playable_sec": found.get("sec"), "wall_sec": wall,
+            "pieces": state.get("chunk_count"), "first_playable_sec": found.get("sec"),
+            "first_clip_start_sec": first_clip_start, "first_clip_to_playable_sec": first_clip_to_playable,
+            "wall_sec": wall,
             "clips": len(clips), "clip_sum_sec": sum(clips), "first_clip_sec": clips[0] if clips else None,
             "encode_sec": encoded,
             "mean_clip_sec": sum(clips) / len(clips) if clips else None,
@@ -240,7 +255,10 @@ def main() -> int:
 
     print(format_table("The service on one generator (bench/gpu_service.py)", [
         {"job": r["job"], "status": r["status"], "pieces": r["pieces"],
-         "POST to first playable s": fmt(r["first_playable_sec"]), "wall s": fmt(r["wall_sec"]), "clips": r["clips"],
+         "POST to first playable s": fmt(r["first_playable_sec"]),
+         "of which before the first clip s": fmt(r["first_clip_start_sec"]),
+         "after the first clip s": fmt(r["first_clip_to_playable_sec"]),
+         "wall s": fmt(r["wall_sec"]), "clips": r["clips"],
          "sum of clips s": fmt(r["clip_sum_sec"]), "first clip s": fmt(r["first_clip_sec"]),
          "of which encoding s": fmt(r["encode_sec"], 2), "mean clip s": fmt(r["mean_clip_sec"], 2),
          "wall / clips": fmt(r["overhead"], 3), "model loads": r["model_loads"], "peak GPU GiB": fmt(r["peak_gpu_gib"])}

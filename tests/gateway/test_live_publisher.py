@@ -3,6 +3,7 @@ encoded differently gets its own initialization section, a stream missing a part
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,33 @@ def test_playlist_without_segments_yet() -> None:
     entry = SegmentEntry(index=0, init=0, start_frame=0, frame_count=50)
     assert render_playlist(Manifest([entry], 1, True), 2.0).splitlines()[-3:] == [
         "#EXTINF:2.000,", "seg-00000.m4s", "#EXT-X-ENDLIST"]
+
+
+def test_a_clip_that_comes_before_the_audio_is_ready_plays_once_it_is(publisher: LivePublisher,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long recording can still be encoding when the first clip arrives; the clip then becomes a
+    segment as soon as the audio is ready, not when the next clip (a whole clip later) comes."""
+    import threading
+
+    from itk_gateway.live import publisher as module
+
+    release = threading.Event()
+    encode = module.encode_recording
+
+    def slow_encode(source: Path, destination: Path) -> None:
+        assert release.wait(30)
+        encode(source, destination)
+
+    monkeypatch.setattr(module, "encode_recording", slow_encode)
+    publisher.start(JOB)
+    clip = publisher.folder(JOB).parent / "clip.mp4"
+    frames = (np.full((64, 64, 3), 10 + i, np.uint8) for i in range(10))
+    write_mp4(clip, frames, 64, 64)
+    publisher.clip_ready(JOB, 0, 0, 10, clip)
+    assert publisher.manifest(JOB).segments == []  # no audio yet
+    release.set()
+    deadline = time.monotonic() + 30
+    while not publisher.manifest(JOB).segments and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(s.index, s.part, s.part_offset, s.frame_count) for s in publisher.manifest(JOB).segments] == [
+        (0, 0, 0, 10)]

@@ -198,6 +198,24 @@ class LivePublisher:
             log.warning("job %s: no live stream: %s", job_id, exc)
         finally:
             stream.audio_ready.set()
+        if not stream.audio_error:
+            self._catch_up(job_id, stream)
+
+    def _catch_up(self, job_id: str, stream: _JobStream) -> None:
+        """Segments for clips that arrived while the audio was still being encoded (a long
+        recording): without this the first clip would wait for the next one, a whole clip later."""
+        job = self.store.get_job(job_id)
+        with self._lock:
+            current = self._streams.get(job_id) is stream
+        if job is None or job.finished or not current:
+            return
+        with stream.lock:
+            if not any(stream.clips.values()):
+                return
+            try:
+                self._extend(job_id, stream)
+            except (SegmentError, OSError) as exc:
+                log.warning("job %s: live segment failed: %s", job_id, exc)
 
     def clip_ready(self, job_id: str, part: int, first_frame: int, frame_count: int, clip: Path) -> None:
         """A clip of part `part` arrived from its generator (frames [first_frame, +frame_count)):
