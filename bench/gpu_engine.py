@@ -7,9 +7,10 @@ Stages (each one's figures are printed and saved as soon as it ends, so a run cu
   vae_fast_paths.py (VAE_FUSED_NORMS, VAE_TIME_CHUNK 4 and 20) alone and together, and the fp32
   VAE (VAE_DTYPE's default) without and with them; each against the fp32 decode of the same
   latents (relative error and max abs error in [-1, 1] units), with its first call (compilation
-  included) and peak memory. Compiling the whole decoder was measured too and dropped: diffusers
-  runs it once per latent frame with causal caches whose shapes change, so it hit the recompile
-  limit and decoded in 8.9 s on an H100; the fused norms compile only the norm.
+  included), peak memory and the encode of the decoded clip. Compiling the whole decoder was
+  measured too and dropped: diffusers runs it once per latent frame with causal caches whose
+  shapes change, so it hit the recompile limit and decoded in 8.9 s on an H100; the fused norms
+  compile only the norm.
 - `callsites`: the FP8 DiT forward (full size, random weights), eager, with every leaf module and
   attention call timed on the GPU by CUDA events around it: seconds per call site (the block
   index stripped, so `blocks.*.self_attn.q` sums the 40 layers), which says which GEMMs and
@@ -88,6 +89,7 @@ def vae_stage(args: argparse.Namespace, report: dict[str, object], show: Callabl
     fp32 = WanVAE(model, DEVICE, torch.float32, channels_last=False)
     _, seconds, reference = timed(lambda: fp32.decode(latents), 1)
     report["vae_fp32_decode_s"] = round(seconds, 3)
+    video = reference  # a decoded clip, on the device: what the encode timings encode
     reference = reference.cpu()
     show("vae_fp32")
 
@@ -121,6 +123,9 @@ def vae_stage(args: argparse.Namespace, report: dict[str, object], show: Callabl
             report[f"vae_{name}_rel_err_vs_fp32"] = round(rel_err(out, reference), 5)
             report[f"vae_{name}_max_abs_err_vs_fp32"] = round((out - reference).abs().max().item(), 4)
             report[f"vae_{name}_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if ON_GPU else 0
+            # The encode of a whole clip (a new portrait's condition video, in a job's first clip).
+            _, seconds, _ = timed(lambda vae=vae: vae.encode(video), args.repeats)
+            report[f"vae_{name}_encode_s"] = round(seconds, 3)
         except Exception as err:  # keep the other variants
             report[f"vae_{name}_error"] = repr(err)[:400]
         vae = copy = None

@@ -78,8 +78,8 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
         "memory traffic, the same frames to rounding."
     ),
     "VAE_TIME_CHUNK": (
-        "Latent frames per VAE decoder call after the first (1: one at a time, as diffusers); the same frames "
-        "to rounding. Not with `VAE_TILING`."
+        "Latent frames' worth per VAE decoder and encoder call after the first (1: one at a time, as "
+        "diffusers); the same frames to rounding. Not with `VAE_TILING`."
     ),
     "GUIDANCE_BATCH": "Run a step's guidance forwards as one batched forward.",
     "BLOCK_OFFLOAD": "Keep DiT blocks in CPU memory and stream them to the GPU (48 GB cards).",

@@ -13,7 +13,8 @@
   distilled models, bf16 or pre-quantized scaled FP8, as fetched by `itk-download-weights --dit`).
 - VAE_DTYPE: fp32 (default) or bf16; VAE_TILING: decode/encode in spatial tiles (less memory at 720p).
 - VAE_FUSED_NORMS: each VAE norm and the SiLU after it as one function, compiled on a GPU;
-  VAE_TIME_CHUNK: latent frames per decoder call after the first (default 1, as diffusers). Both
+  VAE_TIME_CHUNK: latent frames' worth per decoder and encoder call after the first (default 1,
+  as diffusers). Both
   give the same frames up to rounding (vae_fast_paths.py); off by default until a GPU benchmark
   (bench/gpu_engine.py, stage vae) shows them faster.
 - GUIDANCE_BATCH: run a step's guidance forwards as one batched forward.

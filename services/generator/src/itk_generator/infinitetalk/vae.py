@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLWan
 
-from .vae_fast_paths import decode_in_time_chunks, fuse_norms
+from .vae_fast_paths import decode_in_time_chunks, encode_in_time_chunks, fuse_norms
 from .weights import WeightsError, check_state_dict, read_torch_file
 
 # Per-channel statistics of Wan2.1 latents (wan/modules/vae.py): latents are (mu - mean) / std.
@@ -152,8 +152,8 @@ class WanVAE:
                  channels_last: bool | None = None, fused_norms: bool = False, time_chunk: int = 1) -> None:
         self.model = model.eval().requires_grad_(False)
         self.device, self.dtype = device, dtype
-        # vae_fast_paths.py: the norms fused with their SiLU (compiled on a GPU), and the decoder fed
-        # `time_chunk` latent frames per call. Both give the same values up to rounding.
+        # vae_fast_paths.py: the norms fused with their SiLU (compiled on a GPU), and the decoder and
+        # encoder fed `time_chunk` latent frames' worth per call. Both give the same values to rounding.
         if time_chunk < 1:
             raise ValueError(f"time_chunk must be at least 1, got {time_chunk}")
         self.time_chunk = time_chunk
@@ -211,7 +211,10 @@ class WanVAE:
         """[B, 3, T, H, W] in [-1, 1] -> normalised latents [B, 16, 1 + (T-1)//4, H/8, W/8] (fp32)."""
         video = video.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         with self._convolutions():
-            mu = self.model.encode(video).latent_dist.mean.float()
+            if self.time_chunk > 1 and not self.model.use_tiling:
+                mu = encode_in_time_chunks(self.model, video, self.time_chunk)[:, : self.z_dim].float()
+            else:
+                mu = self.model.encode(video).latent_dist.mean.float()
         return (mu - self.mean) / self.std
 
     @torch.no_grad()

@@ -8,12 +8,14 @@ three of them in fp32. At the full-resolution stages of a decode (96 channels x 
 SiLU after it for one function computed in fp32 and rounded once, compiled by torch.compile on a
 GPU into one kernel (with dynamic shapes, so the stages' sizes share a graph).
 
-Time chunks. diffusers decodes one latent frame per decoder call (4 video frames), carrying the
-causal convolutions' last frames in a cache. A causal convolution over frames [a, b) with the
-cache of the frames before a gives the same result as over each frame in turn, so
-`decode_in_time_chunks` hands the decoder `time_chunk` latent frames per call after the first
-(which stays alone: the first latent frame becomes one video frame, the temporal upsamplers
-start from it). Fewer calls launch fewer, larger kernels on the small low-resolution stages.
+Time chunks. diffusers decodes one latent frame per decoder call (4 video frames), and encodes 4
+video frames per encoder call, carrying the causal convolutions' last frames in a cache. A causal
+convolution over frames [a, b) with the cache of the frames before a gives the same result as
+over each frame in turn, and the encoder's stride-2 temporal convolutions see the same windows
+for any run of 4k frames (each keeps one frame of cache), so `decode_in_time_chunks` and
+`encode_in_time_chunks` hand the model `time_chunk` latent frames' worth per call after the first
+(which stays alone: the first latent frame is one video frame, the temporal resamplers start from
+it). Fewer calls launch fewer, larger kernels on the small low-resolution stages.
 """
 
 from __future__ import annotations
@@ -121,5 +123,30 @@ def decode_in_time_chunks(model: AutoencoderKLWan, z: torch.Tensor, time_chunk: 
             parts.append(model.decoder(x[:, :, start:end], feat_cache=model._feat_map,
                                        feat_idx=model._conv_idx, first_chunk=index == 0))
         return torch.cat(parts, 2).clamp_(-1.0, 1.0)
+    finally:
+        model.clear_cache()
+
+
+def encode_in_time_chunks(model: AutoencoderKLWan, x: torch.Tensor, time_chunk: int) -> torch.Tensor:
+    """AutoencoderKLWan's encode loop with 4 x `time_chunk` video frames per encoder call after the first.
+
+    x: video [B, 3, 1 + 4n, H, W]; returns the encoder's moments [B, 2 z_dim, 1 + n, H/8, W/8]
+    (mean, then log-variance), as `model.encode(x).latent_dist.parameters`.
+    """
+    if time_chunk < 1:
+        raise ValueError(f"time_chunk must be at least 1, got {time_chunk}")
+    frames = x.shape[2]
+    if (frames - 1) % 4:
+        raise ValueError(f"the Wan VAE encodes 1 + 4n frames, got {frames}")
+    model.clear_cache()
+    try:
+        parts = []
+        starts = [0, *range(1, frames, 4 * time_chunk)]
+        for index, start in enumerate(starts):
+            end = 1 if index == 0 else min(start + 4 * time_chunk, frames)
+            model._enc_conv_idx = [0]
+            parts.append(model.encoder(x[:, :, start:end], feat_cache=model._enc_feat_map,
+                                       feat_idx=model._enc_conv_idx))
+        return model.quant_conv(torch.cat(parts, 2))
     finally:
         model.clear_cache()
