@@ -188,3 +188,25 @@ def test_compiled_fused_norms_match_and_stay_within_their_graphs(vae_path):
     torch.testing.assert_close(compiled.decode(latents), eager.decode(latents), atol=0.02, rtol=0.02)
     torch.testing.assert_close(compiled.encode(frames), eager.encode(frames), atol=0.05, rtol=0.05)
     assert 0 < counters["stats"]["unique_graphs"] <= vae_fast_paths.NORM_GRAPHS // 4
+
+
+def test_fused_norms_fall_back_to_eager_when_the_compiler_fails(vae_path, monkeypatch, caplog):
+    """A GPU whose compiler toolchain fails still decodes, with the same values, and says so once."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    from itk_generator.infinitetalk import vae_fast_paths
+
+    def broken(*args, **kwargs):
+        raise TorchDynamoException("no C++ compiler here")
+
+    monkeypatch.setattr(vae_fast_paths, "_compiled", broken)
+    monkeypatch.setattr(vae_fast_paths, "_compile_failed", False)
+    eager = _with_uneven_norms(vae_path, fused_norms=True)
+    compiled = _with_uneven_norms(vae_path)
+    vae_fast_paths.fuse_norms(compiled.model, compiled=True)
+    latents = torch.randn(1, 16, 3, 4, 6, generator=torch.Generator().manual_seed(7))
+    with caplog.at_level("WARNING"):
+        torch.testing.assert_close(compiled.decode(latents), eager.decode(latents))
+    warnings = [r.message for r in caplog.records if "VAE_FUSED_NORMS" in r.message]
+    assert len(warnings) == 1 and "no C++ compiler here" in warnings[0]
+    assert vae_fast_paths._compile_failed

@@ -20,12 +20,17 @@ it). Fewer calls launch fewer, larger kernels on the small low-resolution stages
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
 from torch import nn
+from torch._dynamo.exc import TorchDynamoException
+from torch._inductor.exc import InductorError
+
+log = logging.getLogger(__name__)
 
 # Modules whose `nonlinearity` (a SiLU) follows each of the norms named here and nothing else.
 _NORMS_BEFORE_SILU = {"WanResidualBlock": ("norm1", "norm2"), "WanEncoder3d": ("norm_out",),
@@ -47,6 +52,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, s
 
 
 _compiled: Callable[..., torch.Tensor] | None = None
+_compile_failed = False
 # One graph per input rank, layout (contiguous, channels-last, the resamplers' permuted views),
 # size-1 dimension and dtype the norms meet: about a dozen in a decode and an encode, above
 # torch.compile's default of 8 per function, after which it would raise (fullgraph).
@@ -78,10 +84,18 @@ class FusedRMSNorm(nn.Module):
         self.compiled = compiled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.compiled:
+        global _compile_failed
+        if not self.compiled or _compile_failed:
             return rms_norm(x, self.weight, self.bias, self.silu)
-        with torch._dynamo.config.patch(recompile_limit=NORM_GRAPHS):
-            return compiled_rms_norm()(x, self.weight, self.bias, self.silu)
+        try:
+            with torch._dynamo.config.patch(recompile_limit=NORM_GRAPHS):
+                return compiled_rms_norm()(x, self.weight, self.bias, self.silu)
+        except (TorchDynamoException, InductorError) as exc:
+            # The same values without the compiler: slower, never wrong. Said once, in the log.
+            _compile_failed = True
+            log.warning("VAE_FUSED_NORMS: torch.compile failed (%s); the fused norms run uncompiled",
+                        str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+            return rms_norm(x, self.weight, self.bias, self.silu)
 
 
 def fuse_norms(model: AutoencoderKLWan, compiled: bool) -> int:
