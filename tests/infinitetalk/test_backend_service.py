@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import torch
 
 from infinitetalk.v1 import common_pb2, generator_pb2
 from itk_common.source_video import VideoError
@@ -188,3 +189,33 @@ def test_warm_up_renders_each_bucket_before_serving(tiny_model_dir: Path) -> Non
         size=(32, 32), warmup_buckets=("480p:32x32",)))
     backend.load()
     backend.warm_up()
+
+
+def test_idle_offload_waits_for_the_warm_up(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OFFLOAD_IDLE_SEC shorter than the warm-up: the weights are not parked while the warm-up runs
+    (on an H100 that once moved them off the GPU mid-decode, and the generator failed to start); the
+    idle time counts from the warm-up's end. The parking itself needs CUDA, so it is recorded here."""
+    import time
+
+    from itk_generator.infinitetalk.idle_offload import IdleOffload
+
+    parked_at: list[float] = []
+    monkeypatch.setattr(IdleOffload, "_park", lambda self: (parked_at.append(time.monotonic()),
+                                                             setattr(self, "_parked", True)))
+    backend = InfiniteTalkBackend(InfiniteTalkSettings(
+        model_dir=tiny_model_dir, device="cpu", dtype="fp32", preset="fast", clip_frames=CLIP_FRAMES,
+        size=(32, 32), warmup_buckets=("480p:32x32",)))
+    backend.load()
+    backend._idle = IdleOffload(lambda: [], torch.device("cpu"), idle_sec=0.02)
+    backend._idle.start()
+    try:
+        started = time.monotonic()
+        backend.warm_up()
+        ended = time.monotonic()
+        assert ended - started > 0.1  # the watcher (every 5 ms) would have parked without the guard
+        deadline = time.monotonic() + 10
+        while not parked_at and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert parked_at and parked_at[0] >= ended
+    finally:
+        backend._idle.stop()

@@ -9,6 +9,7 @@ multi-person adapter; the person counts served follow the adapters loaded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -119,6 +120,10 @@ class InfiniteTalkBackend(Backend):
         pipeline = self.pipeline
         assert pipeline is not None, "load() first"
         presets = PRESET_NAMES if self.settings.guidance_batch else (self.settings.preset,)
+        with self._in_use():  # a load and warm-up longer than OFFLOAD_IDLE_SEC must not park the weights
+            self._warm_up(pipeline, presets)
+
+    def _warm_up(self, pipeline: InfiniteTalkPipeline, presets: tuple[str, ...]) -> None:
         clip_frames = pipeline.clip_frames
         warmed = []
         for family, width, height in self.settings.warmup_sizes():
@@ -226,14 +231,12 @@ class InfiniteTalkBackend(Backend):
             self.load()
         pipeline = self.pipeline
         assert pipeline is not None
-        idle = self._idle
-        if idle is not None:
-            idle.acquire()
-        try:
+        with self._in_use():
             return self._render(job, request, delivered, pipeline, output, progress, cancelled, source)
-        finally:
-            if idle is not None:
-                idle.release()
+
+    def _in_use(self) -> contextlib.AbstractContextManager:
+        """Keeps OFFLOAD_IDLE_SEC from parking the weights while a chunk or the warm-up runs."""
+        return self._idle.in_use() if self._idle is not None else contextlib.nullcontext()
 
     def _render(self, job: ChunkJob, request: ChunkRequest, delivered: tuple[int, int],
                 pipeline: InfiniteTalkPipeline, output: Path, progress: ProgressCallback,

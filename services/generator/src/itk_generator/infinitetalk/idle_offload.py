@@ -11,10 +11,11 @@ kept, so later offloads do not pay for allocating them again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -70,6 +71,16 @@ class IdleOffload:
         with self._lock:
             self._busy -= 1
             self._last_used = time.monotonic()
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """A chunk, or the warm-up before SERVING, runs: the weights stay on the device throughout
+        (brought back first if they were parked), and the idle time counts from its end."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
     def _watch(self) -> None:
         while not self._stop.wait(min(1.0, self.idle_sec / 4)):
