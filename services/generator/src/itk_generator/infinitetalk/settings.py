@@ -14,9 +14,10 @@
 - VAE_DTYPE: fp32 (default) or bf16; VAE_TILING: decode/encode in spatial tiles (less memory at 720p).
 - VAE_FUSED_NORMS: each VAE norm and the SiLU after it as one function, compiled on a GPU;
   VAE_TIME_CHUNK: latent frames' worth per decoder and encoder call after the first (default 1,
-  as diffusers). Both
-  give the same frames up to rounding (vae_fast_paths.py); off by default until a GPU benchmark
-  (bench/gpu_engine.py, stage vae) shows them faster.
+  as diffusers). Both give the same frames up to rounding (vae_fast_paths.py). On an H100 the bf16
+  decode of a clip takes 1.36 s with both against 1.71 s (bench/gpu_engine.py); through the
+  service a later clip is 0.4 s shorter, but a job's first clip was longer, once or always is not
+  known yet, so both are off by default (docs/performance.md).
 - GUIDANCE_BATCH: run a step's guidance forwards as one batched forward.
 - BLOCK_OFFLOAD: keep the DiT blocks in CPU memory and stream them to the GPU (48 GB cards).
 - ATTENTION_BACKEND: auto (flash-attn when installed, else torch SDPA), sdpa, sdpa-cudnn,
