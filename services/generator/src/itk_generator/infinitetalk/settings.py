@@ -16,8 +16,8 @@
   VAE_TIME_CHUNK: latent frames' worth per decoder and encoder call after the first (default 1,
   as diffusers). Both give the same frames up to rounding (vae_fast_paths.py). On an H100 the bf16
   decode of a clip takes 1.36 s with both against 1.71 s (bench/gpu_engine.py); through the
-  service a later clip is 0.4 s shorter, but a job's first clip was longer, once or always is not
-  known yet, so both are off by default (docs/performance.md).
+  service a later clip is 0.4 s shorter, but a job's first clip was longer, and whether that is
+  paid once or every time is not yet known, so both are off by default (docs/performance.md).
 - GUIDANCE_BATCH: run a step's guidance forwards as one batched forward.
 - BLOCK_OFFLOAD: keep the DiT blocks in CPU memory and stream them to the GPU (48 GB cards).
 - ATTENTION_BACKEND: auto (flash-attn when installed, else torch SDPA), sdpa, sdpa-cudnn,
