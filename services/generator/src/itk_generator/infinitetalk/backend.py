@@ -140,9 +140,10 @@ class InfiniteTalkBackend(Backend):
                     color_correction=self.settings.color_correction_strength,
                     teacache_coefficients=tuple(TEACACHE_COEFFICIENTS[family]),
                     motion=np.zeros((MOTION_FRAMES, height_, width_, 3), dtype=np.float16))
-                with torch.inference_mode():
-                    for _frames in pipeline.generate(request):
-                        pass
+                # Under the grad mode a job runs in (generate's no_grad): compiled graphs are keyed
+                # on it, and an inference_mode warm-up made every job after a start compile again.
+                for _frames in pipeline.generate(request):
+                    pass
                 log.info("warmed up %s %dx%d (%s) in %.1f s", family, width_, height_, preset,
                          time.monotonic() - started)
             warmed.append(f"{family}:{width_}x{height_}")
