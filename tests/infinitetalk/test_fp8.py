@@ -4,6 +4,7 @@ checkpoint formats, the tiny DiT in FP8 against fp32, and the start-up checks.""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,11 @@ def test_speed_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert settings.dit_path == Path("/models/distilled.safetensors") and settings.preset == "turbo"
     assert settings.torch_dtype == torch.bfloat16  # everything that is not an FP8 GEMM runs in bf16
     assert (settings.vae_fused_norms, settings.vae_time_chunk) == (True, 4)
+    # Unset: the fused norms on a GPU (measured faster there), diffusers' own norms on the CPU.
+    default = InfiniteTalkSettings(model_dir=tiny_model_dir, device="cpu")
+    assert default.vae_fused_norms is None and not default.fused_vae_norms
+    assert replace(default, device="cuda:0").fused_vae_norms
+    assert not replace(default, device="cuda:0", vae_fused_norms=False).fused_vae_norms
     monkeypatch.setenv("VAE_TIME_CHUNK", "0")
     with pytest.raises(ConfigError, match="VAE_TIME_CHUNK"):
         InfiniteTalkSettings.from_env()

@@ -74,8 +74,9 @@ SETTINGS_HELP: dict[str, str | tuple[str, ...]] = {
     "VAE_DTYPE": "`fp32` or `bf16`.",
     "VAE_TILING": "Decode and encode in spatial tiles: less memory at 720p.",
     "VAE_FUSED_NORMS": (
+        "`true` on GPU",
         "Each VAE norm and the SiLU after it as one function in fp32, rounded once (compiled on a GPU): less "
-        "memory traffic, the same frames to rounding."
+        "memory traffic, the same frames to rounding.",
     ),
     "VAE_TIME_CHUNK": (
         "Latent frames' worth per VAE decoder and encoder call after the first (1: one at a time, as "

@@ -166,7 +166,7 @@ def build_pipeline(settings: InfiniteTalkSettings) -> InfiniteTalkPipeline:
     text_device = torch.device(settings.text_encoder_device or ("cpu" if settings.block_offload else device))
     text_dtype = dtype  # bf16 on a GPU; on the CPU (block offload) bf16 also halves its 22 GB of fp32 weights
     vae = WanVAE.load(paths.vae, device, VAE_DTYPES[settings.vae_dtype],
-                      fused_norms=settings.vae_fused_norms, time_chunk=settings.vae_time_chunk)
+                      fused_norms=settings.fused_vae_norms, time_chunk=settings.vae_time_chunk)
     if settings.vae_tiling:
         vae.model.enable_tiling()
     return InfiniteTalkPipeline(

@@ -12,12 +12,13 @@
 - DIT_PATH: a whole DiT in one safetensors file used instead of the Wan2.1 shards (LightX2V's
   distilled models, bf16 or pre-quantized scaled FP8, as fetched by `itk-download-weights --dit`).
 - VAE_DTYPE: fp32 (default) or bf16; VAE_TILING: decode/encode in spatial tiles (less memory at 720p).
-- VAE_FUSED_NORMS: each VAE norm and the SiLU after it as one function, compiled on a GPU;
-  VAE_TIME_CHUNK: latent frames' worth per decoder and encoder call after the first (default 1,
-  as diffusers). Both give the same frames up to rounding (vae_fast_paths.py). On an H100 the bf16
-  decode of a clip takes 1.36 s with both against 1.71 s (bench/gpu_engine.py); through the
-  service a later clip is 0.4 s shorter, but a job's first clip was longer, and whether that is
-  paid once or every time is not yet known, so both are off by default (docs/performance.md).
+- VAE_FUSED_NORMS: each VAE norm and the SiLU after it as one function, compiled on a GPU (default
+  on a GPU, off on the CPU); VAE_TIME_CHUNK: latent frames' worth per decoder and encoder call
+  after the first (default 1, as diffusers). Both give the same frames up to rounding
+  (vae_fast_paths.py). On an H100 the fused norms take the bf16 decode of a clip from 1.71 s to
+  1.45 s (1.36 s with VAE_TIME_CHUNK=4, bench/gpu_engine.py) and a later clip through the service
+  from about 14.0 s to 13.55 s with the fp32 VAE; the time chunks add memory and gained nothing
+  more through the service, so they stay off (docs/performance.md).
 - GUIDANCE_BATCH: run a step's guidance forwards as one batched forward.
 - BLOCK_OFFLOAD: keep the DiT blocks in CPU memory and stream them to the GPU (48 GB cards).
 - ATTENTION_BACKEND: auto (flash-attn when installed, else torch SDPA), sdpa, sdpa-cudnn,
@@ -101,7 +102,7 @@ class InfiniteTalkSettings:
     fp8_attention: str = "auto"
     vae_dtype: str = "fp32"
     vae_tiling: bool = False
-    vae_fused_norms: bool = False
+    vae_fused_norms: bool | None = None  # None: on a GPU (see fused_vae_norms)
     vae_time_chunk: int = 1
     guidance_batch: bool = False
     parallel_devices: int = 1
@@ -163,6 +164,11 @@ class InfiniteTalkSettings:
         return [("480p", 832, 480), ("480p", 480, 832)]
 
     @property
+    def fused_vae_norms(self) -> bool:
+        """VAE_FUSED_NORMS, by default on a GPU (compiled there; the CPU keeps diffusers' norms)."""
+        return self.device.startswith("cuda") if self.vae_fused_norms is None else self.vae_fused_norms
+
+    @property
     def compile_mode(self) -> str:
         if self.compile:
             return self.compile
@@ -200,7 +206,7 @@ class InfiniteTalkSettings:
             fp8_attention=env_str("FP8_ATTENTION", "auto").strip().lower(),
             vae_dtype=env_str("VAE_DTYPE", "fp32").strip().lower(),
             vae_tiling=env_bool("VAE_TILING", False),
-            vae_fused_norms=env_bool("VAE_FUSED_NORMS", False),
+            vae_fused_norms=env_bool("VAE_FUSED_NORMS", False) if env_str("VAE_FUSED_NORMS", "").strip() else None,
             vae_time_chunk=env_int("VAE_TIME_CHUNK", 1, minimum=1),
             guidance_batch=env_bool("GUIDANCE_BATCH", False),
             parallel_devices=env_int("PARALLEL_DEVICES", 1, minimum=1),
