@@ -6,9 +6,11 @@ together, so Kubernetes' native gRPC probes and `grpcurl` see the same thing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 
 import grpc
@@ -42,6 +44,17 @@ class PortUnavailableError(OSError):
 
     def __init__(self, host: str, port: int, variable: str, reason: str = "in use by another program") -> None:
         super().__init__(f"cannot listen on {host}:{port}: the port is {reason}; set {variable} to a free port")
+
+
+@contextlib.contextmanager
+def exit_if_port_unavailable(service_log: logging.Logger) -> Iterator[None]:
+    """Around a service's start: a port it cannot have ends the process with the one-line reason
+    (exit status 1), not a stack trace."""
+    try:
+        yield
+    except PortUnavailableError as exc:
+        service_log.error("%s", exc)
+        sys.exit(1)
 
 
 class GrpcService:

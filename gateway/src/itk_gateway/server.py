@@ -23,7 +23,7 @@ import uvicorn
 
 from infinitetalk.v1 import gateway_pb2_grpc
 from itk_common.config import ConfigError
-from itk_common.grpc_server import GrpcService, PortUnavailableError
+from itk_common.grpc_server import GrpcService, PortUnavailableError, exit_if_port_unavailable
 from itk_common.logs import setup_logging
 from itk_common.shutdown import stop_on_signals, wait_until_set
 from itk_gateway.api.grpc_api import SERVICE_NAME, GatewayServicer
@@ -358,11 +358,8 @@ def main() -> None:
         sys.exit(1)
     stopping = threading.Event()
     stop_on_signals(stopping)
-    try:
+    with exit_if_port_unavailable(log):
         gateway.start()
-    except PortUnavailableError as exc:
-        log.error("%s", exc)
-        sys.exit(1)
     wait_until_set(stopping)
     gateway.stop()
     log.info("gateway stopped")

@@ -29,7 +29,7 @@ from pathlib import Path
 from infinitetalk.v1 import generator_pb2, generator_pb2_grpc
 from itk_common.catalogue import PRESET_NAMES
 from itk_common.config import ConfigError, env_int, env_str
-from itk_common.grpc_server import GrpcService, PortUnavailableError
+from itk_common.grpc_server import GrpcService, exit_if_port_unavailable
 from itk_common.logs import setup_logging
 from itk_common.scratch import ScratchRoot
 from itk_common.shutdown import stop_on_signals, wait_until_set
@@ -152,11 +152,8 @@ def main() -> None:
         stop.set()
 
     stop_on_signals(stop)
-    try:
+    with exit_if_port_unavailable(log):
         server, bound = start_server(host, port, backend, capacity, temp_dir, on_load_failed, presets)
-    except PortUnavailableError as exc:
-        log.error("%s", exc)
-        sys.exit(1)
     log.info("generator listening on %s:%d (backend %s, capacity %d)", host, bound, backend.name, capacity)
     wait_until_set(stop)
     if load_failed.is_set():

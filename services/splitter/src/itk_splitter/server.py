@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
@@ -13,7 +12,7 @@ import grpc
 
 from infinitetalk.v1 import splitter_pb2, splitter_pb2_grpc
 from itk_common.constants import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
-from itk_common.grpc_server import GrpcService, PortUnavailableError
+from itk_common.grpc_server import GrpcService, exit_if_port_unavailable
 from itk_common.logs import setup_logging
 from itk_common.streaming import data_pieces
 
@@ -180,11 +179,8 @@ def main() -> None:
     setup_logging("splitter")
     settings = settings_from_env()
     host, port = bind_address_from_env()
-    try:
+    with exit_if_port_unavailable(log):
         service, bound = start_server(host, port, settings)
-    except PortUnavailableError as exc:
-        log.error("%s", exc)
-        sys.exit(1)
     log.info("splitter listening on %s:%d", host, bound)
     service.run_until_signal()
 

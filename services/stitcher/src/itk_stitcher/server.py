@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -14,7 +13,7 @@ import grpc
 
 from infinitetalk.v1 import quality_pb2, stitcher_pb2, stitcher_pb2_grpc
 from itk_common.config import env_int, env_str
-from itk_common.grpc_server import GrpcService, PortUnavailableError
+from itk_common.grpc_server import GrpcService, exit_if_port_unavailable
 from itk_common.logs import setup_logging
 from itk_common.scratch import ScratchRoot
 from itk_common.streaming import file_data_pieces
@@ -138,16 +137,13 @@ def main() -> None:
     temp_dir = env_str("TEMP_DIR", "")
     quality = QualityWorkers(env_int("QUALITY_WORKERS", DEFAULT_WORKERS, minimum=1),
                              env_int("QUALITY_NICE", DEFAULT_NICE, minimum=0))
-    try:
+    with exit_if_port_unavailable(log):
         service, port = start_server(
             env_str("BIND_HOST", "127.0.0.1"),
             env_int("GRPC_PORT", DEFAULT_PORT, minimum=0),
             temp_dir=Path(temp_dir) if temp_dir else None,
             quality=quality,
         )
-    except PortUnavailableError as exc:
-        log.error("%s", exc)
-        sys.exit(1)
     log.info("stitcher listening on port %d", port)
     try:
         service.run_until_signal()
