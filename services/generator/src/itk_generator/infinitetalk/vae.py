@@ -199,6 +199,11 @@ class WanVAE:
         return cls(model if dtype == torch.float32 else model.to(dtype), device, dtype,
                    fused_norms=fused_norms, time_chunk=time_chunk)
 
+    @property
+    def _in_time_chunks(self) -> bool:
+        """VAE_TIME_CHUNK above 1, unless VAE_TILING's spatial tiles run the model their own way."""
+        return self.time_chunk > 1 and not self.model.use_tiling
+
     def _convolutions(self) -> contextlib.AbstractContextManager:
         """cuDNN autotuning for the convolutions of a channels-last model (each shape is tuned once)."""
         if self.memory_format is torch.contiguous_format or torch.device(self.device).type != "cuda":
@@ -211,7 +216,7 @@ class WanVAE:
         """[B, 3, T, H, W] in [-1, 1] -> normalised latents [B, 16, 1 + (T-1)//4, H/8, W/8] (fp32)."""
         video = video.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         with self._convolutions():
-            if self.time_chunk > 1 and not self.model.use_tiling:
+            if self._in_time_chunks:
                 mu = encode_in_time_chunks(self.model, video, self.time_chunk)[:, : self.z_dim].float()
             else:
                 mu = self.model.encode(video).latent_dist.mean.float()
@@ -223,6 +228,6 @@ class WanVAE:
         z = latents.to(self.device, torch.float32) * self.std + self.mean
         z = z.to(self.dtype).contiguous(memory_format=self.memory_format)
         with self._convolutions():
-            if self.time_chunk > 1 and not self.model.use_tiling:
+            if self._in_time_chunks:
                 return decode_in_time_chunks(self.model, z, self.time_chunk).float()
             return self.model.decode(z).sample.float().clamp(-1, 1)

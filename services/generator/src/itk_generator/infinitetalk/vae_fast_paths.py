@@ -54,15 +54,21 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, s
 _compiled: Callable[..., torch.Tensor] | None = None
 _compile_failed = False
 # One graph per input rank, layout (contiguous, channels-last, the resamplers' permuted views),
-# size-1 dimension and dtype the norms meet: about a dozen in a decode and an encode, above
-# torch.compile's default of 8 per function, after which it would raise (fullgraph).
+# size-1 dimension and dtype the norms meet: 6 in a channels-last decode and encode, up to about a
+# dozen with other layouts or dtypes in one process, above torch.compile's default of 8 per
+# function, after which it would raise (fullgraph).
 NORM_GRAPHS = 48
 
 
 def compiled_rms_norm() -> Callable[..., torch.Tensor]:
-    """`rms_norm` through torch.compile, built once per process; its graphs are shared by every norm."""
+    """`rms_norm` through torch.compile, built once per process; its graphs are shared by every norm.
+
+    The recompile limit is raised here, once, for the whole process (a per-call config patch
+    costs about 0.1 ms on each of a decode's hundreds of norm calls); it only lets a function
+    that would otherwise fall back to eager compile more graphs."""
     global _compiled
     if _compiled is None:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, NORM_GRAPHS)
         _compiled = torch.compile(rms_norm, dynamic=True, fullgraph=True)
     return _compiled
 
@@ -88,8 +94,7 @@ class FusedRMSNorm(nn.Module):
         if not self.compiled or _compile_failed:
             return rms_norm(x, self.weight, self.bias, self.silu)
         try:
-            with torch._dynamo.config.patch(recompile_limit=NORM_GRAPHS):
-                return compiled_rms_norm()(x, self.weight, self.bias, self.silu)
+            return compiled_rms_norm()(x, self.weight, self.bias, self.silu)
         except (TorchDynamoException, InductorError) as exc:
             # The same values without the compiler: slower, never wrong. Said once, in the log.
             _compile_failed = True
@@ -117,22 +122,24 @@ def fuse_norms(model: AutoencoderKLWan, compiled: bool) -> int:
     return replaced
 
 
+def time_spans(frames: int, per_call: int) -> list[tuple[int, int]]:
+    """[start, end) of each call over `frames`: the first frame alone, then `per_call` frames at a time."""
+    if per_call < 1:
+        raise ValueError(f"frames per call must be at least 1, got {per_call}")
+    return [(0, 1), *((start, min(start + per_call, frames)) for start in range(1, frames, per_call))]
+
+
 def decode_in_time_chunks(model: AutoencoderKLWan, z: torch.Tensor, time_chunk: int) -> torch.Tensor:
     """AutoencoderKLWan.decode's loop with `time_chunk` latent frames per decoder call after the first.
 
     z: unnormalized latents [B, z_dim, t, h, w]; returns the video [B, 3, 1 + 4(t-1), 8h, 8w]
     clamped to [-1, 1]. Uses the model's own feature cache, as its decode does.
     """
-    if time_chunk < 1:
-        raise ValueError(f"time_chunk must be at least 1, got {time_chunk}")
-    frames = z.shape[2]
     model.clear_cache()
     try:
         x = model.post_quant_conv(z)
         parts = []
-        starts = [0, *range(1, frames, time_chunk)]
-        for index, start in enumerate(starts):
-            end = 1 if index == 0 else min(start + time_chunk, frames)
+        for index, (start, end) in enumerate(time_spans(z.shape[2], time_chunk)):
             model._conv_idx = [0]
             parts.append(model.decoder(x[:, :, start:end], feat_cache=model._feat_map,
                                        feat_idx=model._conv_idx, first_chunk=index == 0))
@@ -147,17 +154,13 @@ def encode_in_time_chunks(model: AutoencoderKLWan, x: torch.Tensor, time_chunk: 
     x: video [B, 3, 1 + 4n, H, W]; returns the encoder's moments [B, 2 z_dim, 1 + n, H/8, W/8]
     (mean, then log-variance), as `model.encode(x).latent_dist.parameters`.
     """
-    if time_chunk < 1:
-        raise ValueError(f"time_chunk must be at least 1, got {time_chunk}")
     frames = x.shape[2]
     if (frames - 1) % 4:
         raise ValueError(f"the Wan VAE encodes 1 + 4n frames, got {frames}")
     model.clear_cache()
     try:
         parts = []
-        starts = [0, *range(1, frames, 4 * time_chunk)]
-        for index, start in enumerate(starts):
-            end = 1 if index == 0 else min(start + 4 * time_chunk, frames)
+        for start, end in time_spans(frames, 4 * time_chunk):
             model._enc_conv_idx = [0]
             parts.append(model.encoder(x[:, :, start:end], feat_cache=model._enc_feat_map,
                                        feat_idx=model._enc_conv_idx))
