@@ -97,12 +97,13 @@ def vae_stage(args: argparse.Namespace, report: dict[str, object], show: Callabl
     variants = {
         "bf16": (torch.bfloat16, False, False, False, 1),
         "bf16_cudnn_benchmark": (torch.bfloat16, True, False, False, 1),
-        "bf16_channels_last": (torch.bfloat16, True, True, False, 1),  # the generator's GPU path today
-        "bf16_fused_norms": (torch.bfloat16, True, True, True, 1),
+        "bf16_channels_last": (torch.bfloat16, True, True, False, 1),  # VAE_DTYPE=bf16 before fused norms
+        "bf16_fused_norms": (torch.bfloat16, True, True, True, 1),  # VAE_DTYPE=bf16 on a GPU now
         "bf16_time_chunk_4": (torch.bfloat16, True, True, False, 4),
         "bf16_fused_norms_time_chunk_4": (torch.bfloat16, True, True, True, 4),
         "bf16_fused_norms_time_chunk_20": (torch.bfloat16, True, True, True, 20),
-        "fp32_channels_last": (torch.float32, True, True, False, 1),  # VAE_DTYPE's default
+        "fp32_channels_last": (torch.float32, True, True, False, 1),  # VAE_DTYPE's default, before fused norms
+        "fp32_fused_norms": (torch.float32, True, True, True, 1),  # the generator's GPU default now
         "fp32_fused_norms_time_chunk_4": (torch.float32, True, True, True, 4),
     }
     for name, (dtype, benchmark, channels_last, fused_norms, time_chunk) in variants.items():
