@@ -147,12 +147,26 @@ class Mp4Writer:
     def __enter__(self) -> Mp4Writer:
         return self
 
+    def abandon(self) -> None:
+        """Close without flushing the encoder and remove the file. After a failed write (a full
+        disk, say) the muxer is in an error state, and muxing more packets into it can crash
+        FFmpeg instead of raising; the half-written file is of no use to anyone."""
+        try:
+            self.container.close()
+        except (OSError, av.FFmpegError):
+            pass  # the error that led here is the one the caller needs to see
+        finally:
+            self.path.unlink(missing_ok=True)
+
     def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.abandon()
+            return
         try:
             self.close()
-        finally:
-            if exc_type is not None:
-                self.path.unlink(missing_ok=True)
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
 
 
 def write_mp4(path: Path, frames: Iterable[np.ndarray], width: int, height: int, fps: int = FPS,
