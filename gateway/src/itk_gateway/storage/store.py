@@ -40,8 +40,8 @@ CHUNK_PENDING, CHUNK_RUNNING, CHUNK_DONE = "pending", "running", "done"
 ACTIVE_SQL = "status IN ('IN_QUEUE', 'RUNNING')"
 # A job row's quality report while it is being computed (quality_text's compact JSON).
 # A quality report still to be computed (its JSON starts with the state). Inline SQL, composed into
-# other statements, so a prefix match: a LIKE pattern would need a literal %, which psycopg reads
-# as a placeholder.
+# other statements, so a prefix match: a LIKE pattern would need a literal %, which psycopg takes
+# for the start of a query parameter.
 PENDING_QUALITY_PREFIX = '{"state":"pending"'
 QUALITY_PENDING_SQL = f"substr(quality, 1, {len(PENDING_QUALITY_PREFIX)}) = '{PENDING_QUALITY_PREFIX}'"
 # A completed job whose quality report is still to be computed: leased like an active job, so one

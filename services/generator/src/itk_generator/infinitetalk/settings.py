@@ -15,10 +15,8 @@
 - VAE_FUSED_NORMS: each VAE norm and the SiLU after it as one function, compiled on a GPU (default
   on a GPU, off on the CPU); VAE_TIME_CHUNK: latent frames' worth per decoder and encoder call
   after the first (default 1, as diffusers). Both give the same frames up to rounding
-  (vae_fast_paths.py). On an H100 the fused norms take the bf16 decode of a clip from 1.71 s to
-  1.45 s (1.36 s with VAE_TIME_CHUNK=4, bench/gpu_engine.py) and a later clip through the service
-  from about 14.0 s to 13.55 s with the fp32 VAE; the time chunks add memory and gained nothing
-  more through the service, so they stay off (docs/performance.md).
+  (vae_fast_paths.py). Why the fused norms are on and the time chunks off by default, measured
+  on a GPU: docs/performance.md, "Two fast paths for the VAE".
 - GUIDANCE_BATCH: run a step's guidance forwards as one batched forward.
 - BLOCK_OFFLOAD: keep the DiT blocks in CPU memory and stream them to the GPU (48 GB cards).
 - ATTENTION_BACKEND: auto (flash-attn when installed, else torch SDPA), sdpa, sdpa-cudnn,
